@@ -1,0 +1,279 @@
+"""ApiHandler: the one place where HTTP meets the services.
+
+It negotiates content (406), bounds and parses JSON bodies (413, 415, 400),
+decides who may write, and turns every error, domain or HTTP, into an RFC 9457
+problem+json response. Domain errors are translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
+
+from services.container import Services
+from services.errors import (
+    Conflict,
+    DomainError,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+from services.models import Page
+
+log = logging.getLogger("livevote.http")
+
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+MAX_PAGE_SIZE = 100
+MAX_PAGE = 1_000_000
+
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    Unauthorized: 401,
+    Forbidden: 403,
+    Unavailable: 503,
+}
+
+
+class Problem(HTTPError):
+    """An HTTP-level error with a client-facing detail and extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        errors: list[FieldError] | None = None,
+    ) -> None:
+        super().__init__(status)
+        self.detail = detail
+        self.headers = headers or {}
+        self.errors = errors or []
+
+
+def accepts_json(accept: str) -> bool:
+    """True when an Accept header admits a JSON response (absent means anything)."""
+    if not accept.strip():
+        return True
+    for media_range in accept.split(","):
+        media_type, *params = (part.strip().lower() for part in media_range.split(";"))
+        if any(param.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for param in params):
+            continue
+        if media_type in ("*/*", "application/*", JSON, PROBLEM_JSON):
+            return True
+    return False
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == JSON or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+@stream_request_body
+class ApiHandler(RequestHandler):
+    """Base of every /api handler. Bodies are streamed so that an oversized one
+    is refused with 413 before it is read."""
+
+    application: LivevoteApplication
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+        self._body = bytearray()
+        self._body_too_large = False
+        self._tracked = False
+
+    @property
+    def body_limit(self) -> int:
+        return self.services.config.server.max_body_size
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:
+        self.application.request_started()
+        self._tracked = True
+        if not accepts_json(self.request.headers.get("Accept", "")):
+            raise Problem(406, "This resource is only available as application/json.")
+        declared = self.request.headers.get("Content-Length", "0")
+        if declared.isdigit() and int(declared) > self.body_limit:
+            raise Problem(413, f"The request body is larger than {self.body_limit} bytes.")
+
+    def on_finish(self) -> None:
+        if self._tracked:
+            self.application.request_finished()
+
+    def data_received(self, chunk: bytes) -> None:
+        if len(self._body) + len(chunk) > self.body_limit:
+            self._body_too_large = True
+            self._body.clear()
+        elif not self._body_too_large:
+            self._body.extend(chunk)
+
+    # -- input ------------------------------------------------------------
+
+    def json_body(self) -> Any:
+        if self._body_too_large:
+            raise Problem(413, f"The request body is larger than {self.body_limit} bytes.")
+        if not is_json_media_type(self.request.headers.get("Content-Type", "")):
+            raise Problem(415, "The request body must be application/json.")
+        try:
+            return orjson.loads(self._body)
+        except orjson.JSONDecodeError as exc:
+            raise Problem(400, f"The request body is not valid JSON: {exc}.") from None
+
+    def query_int(self, name: str, default: int | None = None, low: int = 1, high: int = 2**63 - 1) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise Invalid(
+                f"Query parameter {name} is not valid.",
+                [FieldError(name, f"must be a whole number from {low} to {high}")],
+            )
+        return int(raw)
+
+    def page_window(self) -> tuple[int, int | None]:
+        """(offset, limit) for ?page= / ?page_size=, or (0, None) for the whole list."""
+        if not self.is_paged:
+            return 0, None
+        page = self.query_int("page", 1, high=MAX_PAGE)
+        size = self.query_int("page_size", 20, high=MAX_PAGE_SIZE)
+        assert page is not None and size is not None
+        return (page - 1) * size, size
+
+    @property
+    def is_paged(self) -> bool:
+        return "page" in self.request.arguments or "page_size" in self.request.arguments
+
+    # -- authorization ----------------------------------------------------
+
+    def authorize_write(self) -> None:
+        """Until accounts exist, catalog writes are open only on a --dev server."""
+        if not self.services.config.server.dev:
+            raise Unauthorized("Writing needs an administrator; start the server with --dev to allow it.")
+
+    # -- output -----------------------------------------------------------
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", JSON)
+        self.finish(orjson.dumps(data))
+
+    def write_list(self, page: Page, offset: int, limit: int | None) -> None:
+        """A plain array, or a DRF-style page when the client asked for one."""
+        results = [item.to_json() for item in page.items]
+        if limit is None:
+            self.write_json(results)
+            return
+        if offset and offset >= page.total:
+            raise NotFound("Invalid page: there are not that many items.")
+        size = limit
+        number = offset // size + 1
+        self.write_json({
+            "count": page.total,
+            "next": self._page_url(number + 1, size) if offset + size < page.total else None,
+            "previous": self._page_url(number - 1, size) if number > 1 else None,
+            "results": results,
+        })
+
+    def _page_url(self, number: int, size: int) -> str:
+        query = {key: self.get_query_argument(key) for key in self.request.arguments}
+        query.update(page=str(number), page_size=str(size))
+        return f"{self.request.protocol}://{self.request.host}{self.request.path}?{urlencode(query)}"
+
+    def created(self, data: dict[str, Any], location: str) -> None:
+        self.set_header("Location", location)
+        self.write_json(data, 201)
+
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.finish()
+
+    # -- errors -----------------------------------------------------------
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, DomainError) and not isinstance(value, Unavailable):
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        detail = HTTPStatus(status_code).description if status_code in HTTPStatus._value2member_map_ else ""
+        errors: list[FieldError] = []
+        if isinstance(exc, DomainError):
+            status_code = DOMAIN_STATUS.get(type(exc), 500)
+            detail = exc.detail
+            errors = getattr(exc, "errors", [])
+        elif isinstance(exc, Problem):
+            detail = exc.detail
+            errors = exc.errors
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        self.set_status(status_code)
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="livevote"')
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+            detail = f"{self.request.method} is not allowed here."
+        problem: dict[str, Any] = {
+            "type": "about:blank",
+            "title": HTTPStatus(status_code).phrase,
+            "status": status_code,
+            "detail": detail,
+        }
+        if errors:
+            problem["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+        self.set_header("Content-Type", PROBLEM_JSON)
+        self.finish(orjson.dumps(problem))
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        return [
+            method for method in cls.SUPPORTED_METHODS
+            if getattr(cls, method.lower(), None) is not getattr(RequestHandler, method.lower(), None)
+        ]
+
+
+class NotFoundHandler(ApiHandler):
+    """Every path no route claims: a problem+json 404."""
+
+    async def prepare(self) -> None:
+        raise NotFound(f"There is nothing at {self.request.path}.")
+
+
+class LivevoteApplication(Application):
+    """Counts requests in flight so that a graceful stop can let them finish."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def request_started(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def request_finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,96 @@
+"""Subjects and teachers over REST (DESIGN section 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.base import ApiHandler
+from services.errors import NotFound
+from services.schemas import MAX_ID
+
+
+def record_no(raw: str, noun: str) -> int:
+    """A path id; ids past what the store can hold simply do not exist."""
+    no = int(raw)
+    if not 1 <= no <= MAX_ID:
+        raise NotFound(f"There is no {noun} {raw}.")
+    return no
+
+
+class SubjectListHandler(ApiHandler):
+    async def get(self) -> None:
+        offset, limit = self.page_window()
+        self.write_list(await self.services.catalog.list_subjects(offset, limit), offset, limit)
+
+    async def post(self) -> None:
+        self.authorize_write()
+        subject = await self.services.catalog.create_subject(self.json_body())
+        self.created(subject.to_json(), f"/api/subjects/{subject.no}/")
+
+
+class SubjectHandler(ApiHandler):
+    async def get(self, no: str) -> None:
+        subject = await self.services.catalog.get_subject(record_no(no, "subject"))
+        self.write_json(subject.to_json())
+
+    async def put(self, no: str) -> None:
+        self.authorize_write()
+        subject = await self.services.catalog.replace_subject(record_no(no, "subject"), self.json_body())
+        self.write_json(subject.to_json())
+
+    async def patch(self, no: str) -> None:
+        self.authorize_write()
+        subject = await self.services.catalog.patch_subject(record_no(no, "subject"), self.json_body())
+        self.write_json(subject.to_json())
+
+    async def delete(self, no: str) -> None:
+        self.authorize_write()
+        await self.services.catalog.delete_subject(record_no(no, "subject"))
+        self.no_content()
+
+
+class SubjectTeachersHandler(ApiHandler):
+    async def get(self, no: str) -> None:
+        offset, limit = self.page_window()
+        page = await self.services.catalog.list_teachers(record_no(no, "subject"), offset, limit)
+        self.write_list(page, offset, limit)
+
+
+class TeacherListHandler(ApiHandler):
+    async def get(self) -> None:
+        """The seed-compatible view: `?sno=` names the subject and is required."""
+        raw = self.get_query_argument("sno", "")
+        if not raw.isdigit():
+            raise NotFound("Name a subject with ?sno=<number>.")
+        subject, teachers = await self.services.catalog.subject_with_teachers(record_no(raw, "subject"))
+        body: dict[str, Any] = {
+            "subject": {"no": subject.no, "name": subject.name},
+            "teachers": [teacher.to_json() for teacher in teachers],
+        }
+        self.write_json(body)
+
+    async def post(self) -> None:
+        self.authorize_write()
+        teacher = await self.services.catalog.create_teacher(self.json_body())
+        self.created(teacher.to_json(), f"/api/teachers/{teacher.no}/")
+
+
+class TeacherHandler(ApiHandler):
+    async def get(self, no: str) -> None:
+        teacher = await self.services.catalog.get_teacher(record_no(no, "teacher"))
+        self.write_json(teacher.to_json())
+
+    async def put(self, no: str) -> None:
+        self.authorize_write()
+        teacher = await self.services.catalog.replace_teacher(record_no(no, "teacher"), self.json_body())
+        self.write_json(teacher.to_json())
+
+    async def patch(self, no: str) -> None:
+        self.authorize_write()
+        teacher = await self.services.catalog.patch_teacher(record_no(no, "teacher"), self.json_body())
+        self.write_json(teacher.to_json())
+
+    async def delete(self, no: str) -> None:
+        self.authorize_write()
+        await self.services.catalog.delete_teacher(record_no(no, "teacher"))
+        self.no_content()

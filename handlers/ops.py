@@ -1,0 +1,26 @@
+"""Operational endpoints: liveness, readiness and the API description."""
+
+from __future__ import annotations
+
+from handlers.base import ApiHandler
+from handlers.openapi import openapi_document
+from services.errors import Unavailable
+
+
+class HealthHandler(ApiHandler):
+    async def get(self) -> None:
+        self.write_json({"status": "ok"})
+
+
+class ReadyHandler(ApiHandler):
+    async def get(self) -> None:
+        try:
+            await self.services.store.ping()
+        except Exception as exc:
+            raise Unavailable(f"The store is not reachable: {type(exc).__name__}.") from exc
+        self.write_json({"status": "ready"})
+
+
+class OpenApiHandler(ApiHandler):
+    async def get(self) -> None:
+        self.write_json(openapi_document())

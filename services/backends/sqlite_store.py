@@ -1,0 +1,269 @@
+"""SqliteStore: the embedded Store on one SQLite file in WAL mode.
+
+One worker thread owns the connection and runs a whole transaction per hop,
+so the event loop never waits on disk and a request costs one thread switch,
+not one per statement. Writes take `BEGIN IMMEDIATE`, so several processes on
+one host (scaled mode) serialize on SQLite's own lock; `synchronous=FULL`
+makes a commit durable before its caller is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.backends.store import Store
+from services.errors import Conflict, FieldError, Invalid, NotFound
+from services.models import Page, Subject, Teacher
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE subjects (
+        no INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        intro TEXT NOT NULL DEFAULT '',
+        is_hot INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE teachers (
+        no INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        sex INTEGER NOT NULL,
+        birth TEXT NOT NULL,
+        photo TEXT NOT NULL DEFAULT '',
+        intro TEXT NOT NULL DEFAULT '',
+        subject INTEGER NOT NULL REFERENCES subjects(no),
+        good_count INTEGER NOT NULL DEFAULT 0,
+        bad_count INTEGER NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX teachers_by_subject ON teachers(subject, no);
+    """,
+)
+
+SUBJECT_COLUMNS = ("name", "intro", "is_hot")
+TEACHER_COLUMNS = ("name", "sex", "birth", "photo", "intro", "subject")
+SUBJECT_ROW = "no, name, intro, is_hot"
+TEACHER_ROW = "no, name, sex, birth, photo, intro, subject, good_count, bad_count, version"
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///relative/or/absolute.db` -> a Path."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ValueError(f"not a sqlite URL: {url}")
+    return Path(url[len(prefix):])
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._run(fn, self._connection(), *args)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._run(self._transaction, fn, *args)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        return self._conn
+
+    def _transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> bool:
+        return await self._run(self._open)
+
+    def _open(self) -> bool:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        self._conn = conn
+        return self._transaction(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> bool:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for script in MIGRATIONS[version:]:
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        return version == 0
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self._connection().close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # -- subjects ----------------------------------------------------------
+
+    async def list_subjects(self, offset: int = 0, limit: int | None = None) -> Page:
+        return await self._read(_page, SUBJECT_ROW, "subjects", "", (), offset, limit, _subject)
+
+    async def get_subject(self, no: int) -> Subject:
+        return await self._read(_get_subject, no)
+
+    async def create_subject(self, fields: dict[str, Any]) -> Subject:
+        return await self._write(_insert_subject, fields)
+
+    async def update_subject(self, no: int, fields: dict[str, Any]) -> Subject:
+        return await self._write(_update_subject, no, fields)
+
+    async def delete_subject(self, no: int) -> None:
+        await self._write(_delete_subject, no)
+
+    # -- teachers ----------------------------------------------------------
+
+    async def list_teachers(
+        self, subject: int | None = None, offset: int = 0, limit: int | None = None
+    ) -> Page:
+        where, params = ("WHERE subject = ?", (subject,)) if subject is not None else ("", ())
+        return await self._read(_page, TEACHER_ROW, "teachers", where, params, offset, limit, _teacher)
+
+    async def get_teacher(self, no: int) -> Teacher:
+        return await self._read(_get_teacher, no)
+
+    async def create_teacher(self, fields: dict[str, Any]) -> Teacher:
+        return await self._write(_insert_teacher, fields)
+
+    async def update_teacher(self, no: int, fields: dict[str, Any]) -> Teacher:
+        return await self._write(_update_teacher, no, fields)
+
+    async def delete_teacher(self, no: int) -> None:
+        await self._write(_delete_row, "teachers", no, "teacher")
+
+
+# -- statements, run on the store's thread -------------------------------------
+
+
+def _subject(row: tuple[Any, ...]) -> Subject:
+    no, name, intro, is_hot = row
+    return Subject(no=no, name=name, intro=intro, is_hot=bool(is_hot))
+
+
+def _teacher(row: tuple[Any, ...]) -> Teacher:
+    no, name, sex, birth, photo, intro, subject, good, bad, version = row
+    return Teacher(
+        no=no, name=name, sex=bool(sex), birth=date.fromisoformat(birth), photo=photo,
+        intro=intro, subject=subject, good_count=good, bad_count=bad, version=version,
+    )
+
+
+def _page(
+    conn: sqlite3.Connection, columns: str, table: str, where: str, params: tuple[Any, ...],
+    offset: int, limit: int | None, make: Callable[[tuple[Any, ...]], Any],
+) -> Page:
+    rows = conn.execute(
+        f"SELECT {columns} FROM {table} {where} ORDER BY no LIMIT ? OFFSET ?",
+        (*params, -1 if limit is None else limit, offset),
+    ).fetchall()
+    total = conn.execute(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
+    return Page([make(row) for row in rows], total)
+
+
+def _get_subject(conn: sqlite3.Connection, no: int) -> Subject:
+    row = conn.execute(f"SELECT {SUBJECT_ROW} FROM subjects WHERE no = ?", (no,)).fetchone()
+    if row is None:
+        raise NotFound(f"There is no subject {no}.")
+    return _subject(row)
+
+
+def _get_teacher(conn: sqlite3.Connection, no: int) -> Teacher:
+    row = conn.execute(f"SELECT {TEACHER_ROW} FROM teachers WHERE no = ?", (no,)).fetchone()
+    if row is None:
+        raise NotFound(f"There is no teacher {no}.")
+    return _teacher(row)
+
+
+def _columns(fields: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    unknown = set(fields) - set(allowed)
+    if unknown:
+        raise ValueError(f"not a column: {sorted(unknown)}")
+    return {key: value.isoformat() if isinstance(value, date) else value for key, value in fields.items()}
+
+
+def _insert(conn: sqlite3.Connection, table: str, values: dict[str, Any]) -> int:
+    names = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    cursor = conn.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", tuple(values.values()))
+    return int(cursor.lastrowid or 0)
+
+
+def _update(conn: sqlite3.Connection, table: str, no: int, values: dict[str, Any]) -> None:
+    if values:
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        conn.execute(f"UPDATE {table} SET {assignments} WHERE no = ?", (*values.values(), no))
+
+
+def _insert_subject(conn: sqlite3.Connection, fields: dict[str, Any]) -> Subject:
+    return _get_subject(conn, _insert(conn, "subjects", _columns(fields, SUBJECT_COLUMNS)))
+
+
+def _update_subject(conn: sqlite3.Connection, no: int, fields: dict[str, Any]) -> Subject:
+    _get_subject(conn, no)
+    _update(conn, "subjects", no, _columns(fields, SUBJECT_COLUMNS))
+    return _get_subject(conn, no)
+
+
+def _delete_subject(conn: sqlite3.Connection, no: int) -> None:
+    _get_subject(conn, no)
+    if conn.execute("SELECT 1 FROM teachers WHERE subject = ? LIMIT 1", (no,)).fetchone():
+        raise Conflict(f"Subject {no} still has teachers; move or delete them first.")
+    conn.execute("DELETE FROM subjects WHERE no = ?", (no,))
+
+
+def _check_subject_exists(conn: sqlite3.Connection, values: dict[str, Any]) -> None:
+    subject = values.get("subject")
+    if subject is not None and not conn.execute(
+        "SELECT 1 FROM subjects WHERE no = ?", (subject,)
+    ).fetchone():
+        raise Invalid("The request body is not valid.", [FieldError("subject", f"there is no subject {subject}")])
+
+
+def _insert_teacher(conn: sqlite3.Connection, fields: dict[str, Any]) -> Teacher:
+    values = _columns(fields, TEACHER_COLUMNS)
+    _check_subject_exists(conn, values)
+    return _get_teacher(conn, _insert(conn, "teachers", values))
+
+
+def _update_teacher(conn: sqlite3.Connection, no: int, fields: dict[str, Any]) -> Teacher:
+    _get_teacher(conn, no)
+    values = _columns(fields, TEACHER_COLUMNS)
+    _check_subject_exists(conn, values)
+    _update(conn, "teachers", no, values)
+    return _get_teacher(conn, no)
+
+
+def _delete_row(conn: sqlite3.Connection, table: str, no: int, noun: str) -> None:
+    if conn.execute(f"DELETE FROM {table} WHERE no = ?", (no,)).rowcount == 0:
+        raise NotFound(f"There is no {noun} {no}.")

@@ -1,0 +1,61 @@
+"""The Store port: where subjects, teachers (and later accounts and votes) live.
+
+Every implementation passes tests/test_store_contract.py. Methods raise the
+domain errors of services.errors (NotFound, Conflict, Invalid); anything else
+is a fault of the backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from services.models import Page, Subject, Teacher
+
+
+class Store(ABC):
+    @abstractmethod
+    async def open(self) -> bool:
+        """Connect and bring the schema up to date; True when the store was just created."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the store cannot serve requests right now."""
+
+    @abstractmethod
+    async def list_subjects(self, offset: int = 0, limit: int | None = None) -> Page: ...
+
+    @abstractmethod
+    async def get_subject(self, no: int) -> Subject: ...
+
+    @abstractmethod
+    async def create_subject(self, fields: dict[str, Any]) -> Subject: ...
+
+    @abstractmethod
+    async def update_subject(self, no: int, fields: dict[str, Any]) -> Subject:
+        """Change the given fields only; an empty dict returns the subject unchanged."""
+
+    @abstractmethod
+    async def delete_subject(self, no: int) -> None:
+        """Conflict while the subject still has teachers."""
+
+    @abstractmethod
+    async def list_teachers(
+        self, subject: int | None = None, offset: int = 0, limit: int | None = None
+    ) -> Page: ...
+
+    @abstractmethod
+    async def get_teacher(self, no: int) -> Teacher: ...
+
+    @abstractmethod
+    async def create_teacher(self, fields: dict[str, Any]) -> Teacher:
+        """Invalid when `subject` names no subject."""
+
+    @abstractmethod
+    async def update_teacher(self, no: int, fields: dict[str, Any]) -> Teacher: ...
+
+    @abstractmethod
+    async def delete_teacher(self, no: int) -> None: ...

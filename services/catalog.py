@@ -1,0 +1,67 @@
+"""Subjects and teachers: validation, then the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.backends.store import Store
+from services.models import Page, Subject, Teacher
+from services.schemas import (
+    SubjectCreate,
+    SubjectPatch,
+    SubjectReplace,
+    TeacherCreate,
+    TeacherPatch,
+    TeacherReplace,
+    changes,
+    parse,
+)
+
+
+class CatalogService:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def list_subjects(self, offset: int = 0, limit: int | None = None) -> Page:
+        return await self._store.list_subjects(offset, limit)
+
+    async def get_subject(self, no: int) -> Subject:
+        return await self._store.get_subject(no)
+
+    async def create_subject(self, body: Any) -> Subject:
+        return await self._store.create_subject(parse(SubjectCreate, body).model_dump())
+
+    async def replace_subject(self, no: int, body: Any) -> Subject:
+        return await self._store.update_subject(no, parse(SubjectReplace, body).model_dump())
+
+    async def patch_subject(self, no: int, body: Any) -> Subject:
+        return await self._store.update_subject(no, changes(parse(SubjectPatch, body)))
+
+    async def delete_subject(self, no: int) -> None:
+        await self._store.delete_subject(no)
+
+    async def list_teachers(
+        self, subject: int | None = None, offset: int = 0, limit: int | None = None
+    ) -> Page:
+        if subject is not None:
+            await self._store.get_subject(subject)
+        return await self._store.list_teachers(subject, offset, limit)
+
+    async def subject_with_teachers(self, subject: int) -> tuple[Subject, list[Teacher]]:
+        found = await self._store.get_subject(subject)
+        return found, (await self._store.list_teachers(subject)).items
+
+    async def get_teacher(self, no: int) -> Teacher:
+        return await self._store.get_teacher(no)
+
+    async def create_teacher(self, body: Any) -> Teacher:
+        return await self._store.create_teacher(parse(TeacherCreate, body).model_dump())
+
+    async def replace_teacher(self, no: int, body: Any) -> Teacher:
+        return await self._store.update_teacher(no, parse(TeacherReplace, body).model_dump())
+
+    async def patch_teacher(self, no: int, body: Any) -> Teacher:
+        return await self._store.update_teacher(no, changes(parse(TeacherPatch, body)))
+
+    async def delete_teacher(self, no: int) -> None:
+        await self._store.delete_teacher(no)

@@ -1,0 +1,197 @@
+"""Test helpers: the real app on an unused port, and a small JSON client for it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+from server import HARD_BODY_LIMIT, build_services, close_services, make_app
+from services.config import Config, load_config
+from services.container import Services
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_config(data_dir: Path, **overrides: Any) -> Config:
+    """A config for tests: no file, no environment, `section__key=value` overrides."""
+    values = {"server.data_dir": data_dir, "server.dev": True}
+    values.update({key.replace("__", "."): value for key, value in overrides.items()})
+    return load_config(None, environ={}, overrides=values)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Any
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class JsonClient:
+    """Requests against `base_url`, with JSON bodies encoded for you."""
+
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        all_headers = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body)
+            all_headers.setdefault("Content-Type", "application/json")
+        request = HTTPRequest(
+            self.base_url + path,
+            method=method,
+            body=body,
+            headers=all_headers,
+            allow_nonstandard_methods=True,
+            follow_redirects=False,
+            request_timeout=30,
+        )
+        reply = await AsyncHTTPClient().fetch(request, raise_error=False)
+        return Response(reply.code, reply.headers, reply.body or b"")
+
+    async def get(self, path: str, **kwargs: Any) -> Response:
+        return await self.request("GET", path, **kwargs)
+
+
+
+@dataclass
+class LiveServer(JsonClient):
+    """The real application behind a real HTTPServer on 127.0.0.1:<unused port>, in this process."""
+
+    config: Config
+    services: Services | None = None
+    port: int = 0
+    _server: HTTPServer | None = field(default=None, repr=False)
+
+    async def start(self) -> LiveServer:
+        self.services = await build_services(self.config)
+        sock, self.port = bind_unused_port()
+        self._server = HTTPServer(make_app(self.services), max_body_size=HARD_BODY_LIMIT)
+        self._server.add_sockets([sock])
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            await self._server.close_all_connections()
+            self._server = None
+        if self.services is not None:
+            await close_services(self.services)
+            self.services = None
+
+
+
+class ServerProcess(JsonClient):
+    """`python server.py` as a real subprocess, on a port it picks itself."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.env = env
+        self.port = 0
+        self.lines: list[str] = []
+        self._new_line = asyncio.Condition()
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "server.py"), "--port", "0", *self.args,
+            cwd=ROOT, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read_log())
+        line = await self.wait_for_line("listening on http://", timeout)
+        self.port = int(line.rsplit(":", 1)[1])
+        return self
+
+    async def _read_log(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        async for raw in self.process.stderr:
+            async with self._new_line:
+                self.lines.append(raw.decode(errors="replace").rstrip())
+                self._new_line.notify_all()
+        async with self._new_line:
+            self._new_line.notify_all()
+
+    async def wait_for_line(self, text: str, timeout: float = 10.0) -> str:
+        """The first log line containing `text`, waiting for it to be written."""
+
+        def found() -> str | None:
+            return next((line for line in self.lines if text in line), None)
+
+        async def wait() -> str:
+            async with self._new_line:
+                while (line := found()) is None:
+                    if self._reader is not None and self._reader.done():
+                        raise AssertionError(f"server exited without logging {text!r}:\n" + "\n".join(self.lines))
+                    await self._new_line.wait()
+                return line
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    async def wait_exit(self, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        if self._reader is not None:
+            await self._reader
+        return code
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.wait_exit()
+
+
+def assert_problem(response: Response, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status; returns its body."""
+    assert response.status == status, (response.status, response.body)
+    assert response.content_type == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["title"] and isinstance(problem["detail"], str)
+    assert "Traceback" not in problem["detail"]
+    return problem
+
+
+async def wait_for(check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

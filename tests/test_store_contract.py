@@ -1,0 +1,137 @@
+"""The Store contract: every implementation must pass these, unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.backends.sqlite_store import SqliteStore
+from services.backends.store import Store
+from services.errors import Conflict, Invalid, NotFound
+
+
+def open_sqlite(tmp_path: Path) -> Store:
+    return SqliteStore(tmp_path / "store.db")
+
+
+STORES = {"sqlite": open_sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    instance = STORES[request.param](tmp_path)
+    assert await instance.open() is True
+    yield instance
+    await instance.close()
+
+
+def teacher_fields(subject: int, name: str = "李雷", **extra: Any) -> dict[str, Any]:
+    fields = {"name": name, "sex": True, "birth": date(1980, 5, 17), "photo": "a.svg", "intro": "", "subject": subject}
+    fields.update(extra)
+    return fields
+
+
+async def test_subject_round_trip(store: Store) -> None:
+    created = await store.create_subject({"name": "数学", "intro": "numbers", "is_hot": True})
+    assert created.no >= 1
+    assert await store.get_subject(created.no) == created
+    assert (created.name, created.intro, created.is_hot) == ("数学", "numbers", True)
+
+
+async def test_update_changes_only_given_fields(store: Store) -> None:
+    subject = await store.create_subject({"name": "Art", "intro": "colours", "is_hot": False})
+    changed = await store.update_subject(subject.no, {"is_hot": True})
+    assert (changed.name, changed.intro, changed.is_hot) == ("Art", "colours", True)
+    assert await store.update_subject(subject.no, {}) == changed
+
+
+async def test_missing_records_raise_not_found(store: Store) -> None:
+    for call in (
+        store.get_subject(999), store.update_subject(999, {"name": "x"}), store.delete_subject(999),
+        store.get_teacher(999), store.update_teacher(999, {"name": "x"}), store.delete_teacher(999),
+    ):
+        with pytest.raises(NotFound):
+            await call
+
+
+async def test_teacher_round_trip_starts_with_zero_counts(store: Store) -> None:
+    subject = await store.create_subject({"name": "Physics", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    assert await store.get_teacher(teacher.no) == teacher
+    assert (teacher.good_count, teacher.bad_count, teacher.version) == (0, 0, 0)
+    assert teacher.birth == date(1980, 5, 17) and teacher.subject == subject.no
+
+
+async def test_teacher_needs_an_existing_subject(store: Store) -> None:
+    with pytest.raises(Invalid) as caught:
+        await store.create_teacher(teacher_fields(4242))
+    assert [error.field for error in caught.value.errors] == ["subject"]
+    subject = await store.create_subject({"name": "Bio", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    with pytest.raises(Invalid):
+        await store.update_teacher(teacher.no, {"subject": 4242})
+    assert (await store.get_teacher(teacher.no)).subject == subject.no
+
+
+async def test_subject_with_teachers_cannot_be_deleted(store: Store) -> None:
+    subject = await store.create_subject({"name": "Chem", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    with pytest.raises(Conflict):
+        await store.delete_subject(subject.no)
+    await store.delete_teacher(teacher.no)
+    await store.delete_subject(subject.no)
+    with pytest.raises(NotFound):
+        await store.get_subject(subject.no)
+
+
+async def test_lists_are_ordered_and_paged(store: Store) -> None:
+    subjects = [await store.create_subject({"name": f"S{i}", "intro": "", "is_hot": False}) for i in range(5)]
+    whole = await store.list_subjects()
+    assert [s.no for s in whole.items] == [s.no for s in subjects] and whole.total == 5
+    middle = await store.list_subjects(offset=2, limit=2)
+    assert [s.name for s in middle.items] == ["S2", "S3"] and middle.total == 5
+    assert (await store.list_subjects(offset=10, limit=2)).items == []
+
+
+async def test_teachers_filter_by_subject(store: Store) -> None:
+    first = await store.create_subject({"name": "A", "intro": "", "is_hot": False})
+    second = await store.create_subject({"name": "B", "intro": "", "is_hot": False})
+    for index in range(3):
+        await store.create_teacher(teacher_fields(first.no, f"a{index}"))
+    await store.create_teacher(teacher_fields(second.no, "b0"))
+    page = await store.list_teachers(first.no, offset=1, limit=5)
+    assert [t.name for t in page.items] == ["a1", "a2"] and page.total == 3
+    assert (await store.list_teachers()).total == 4
+
+
+async def test_ids_are_not_reused_after_delete(store: Store) -> None:
+    first = await store.create_subject({"name": "A", "intro": "", "is_hot": False})
+    await store.delete_subject(first.no)
+    second = await store.create_subject({"name": "B", "intro": "", "is_hot": False})
+    assert second.no > first.no
+
+
+async def test_concurrent_writes_all_land(store: Store) -> None:
+    await asyncio.gather(*(store.create_subject({"name": f"S{i}", "intro": "", "is_hot": False}) for i in range(50)))
+    assert (await store.list_subjects()).total == 50
+
+
+async def test_reopen_keeps_data_and_is_not_new(tmp_path: Path) -> None:
+    for name, open_store in STORES.items():
+        first = open_store(tmp_path / name)
+        assert await first.open() is True
+        subject = await first.create_subject({"name": "Kept", "intro": "", "is_hot": False})
+        await first.close()
+        again = open_store(tmp_path / name)
+        assert await again.open() is False
+        assert (await again.get_subject(subject.no)).name == "Kept"
+        await again.close()
+
+
+async def test_ping_answers_while_open(store: Store) -> None:
+    await store.ping()
