@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.redis_server import RedisServer
 from tests.support import LiveServer, make_config
 
 ServerFactory = Callable[..., Awaitable[LiveServer]]
@@ -36,3 +37,11 @@ async def api(start_server: ServerFactory) -> LiveServer:
 async def locked_api(start_server: ServerFactory) -> LiveServer:
     """A seeded server without --dev: catalog writes are refused."""
     return await start_server(server__dev=False)
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A fresh redis-server of our own on a free port, stopped by its pid afterwards."""
+    server = await RedisServer(tmp_path / "redis").start()
+    yield server
+    await server.stop()

@@ -1,51 +1,17 @@
-"""SqliteStore: the embedded Store on one SQLite file in WAL mode.
-
-One worker thread owns the connection and runs a whole transaction per hop,
-so the event loop never waits on disk and a request costs one thread switch,
-not one per statement. Writes take `BEGIN IMMEDIATE`, so several processes on
-one host (scaled mode) serialize on SQLite's own lock; `synchronous=FULL`
-makes a commit durable before its caller is answered.
-"""
+"""SqliteStore: the embedded Store on one SQLite file (see sqlite_db for the threading)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from services.backends.sqlite_db import SqliteDatabase
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound
 from services.models import Page, Subject, Teacher
-
-T = TypeVar("T")
-
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE subjects (
-        no INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL,
-        intro TEXT NOT NULL DEFAULT '',
-        is_hot INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE teachers (
-        no INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL,
-        sex INTEGER NOT NULL,
-        birth TEXT NOT NULL,
-        photo TEXT NOT NULL DEFAULT '',
-        intro TEXT NOT NULL DEFAULT '',
-        subject INTEGER NOT NULL REFERENCES subjects(no),
-        good_count INTEGER NOT NULL DEFAULT 0,
-        bad_count INTEGER NOT NULL DEFAULT 0,
-        version INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX teachers_by_subject ON teachers(subject, no);
-    """,
-)
 
 SUBJECT_COLUMNS = ("name", "intro", "is_hot")
 TEACHER_COLUMNS = ("name", "sex", "birth", "photo", "intro", "subject")
@@ -63,64 +29,15 @@ def sqlite_path(url: str) -> Path:
 
 class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._conn: sqlite3.Connection | None = None
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._run(fn, self._connection(), *args)
-
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._run(self._transaction, fn, *args)
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("store is not open")
-        return self._conn
-
-    def _transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn, *args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
-
-    # -- lifecycle ---------------------------------------------------------
+        self.database = SqliteDatabase(path)
+        self._read = self.database.read
+        self._write = self.database.write
 
     async def open(self) -> bool:
-        return await self._run(self._open)
-
-    def _open(self) -> bool:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
-        self._conn = conn
-        return self._transaction(self._migrate)
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> bool:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for script in MIGRATIONS[version:]:
-            for statement in filter(str.strip, script.split(";")):
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-        return version == 0
+        return await self.database.open()
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._run(self._connection().close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+        await self.database.close()
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())

@@ -1,0 +1,107 @@
+"""One SQLite file in WAL mode, its schema, and the thread that owns its connection.
+
+One worker thread owns the connection and runs a whole transaction per hop,
+so the event loop never waits on disk and a request costs one thread switch,
+not one per statement. Writes take `BEGIN IMMEDIATE`, so several processes on
+one host (scaled mode) serialize on SQLite's own lock; `synchronous=FULL`
+makes a commit durable before its caller is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE subjects (
+        no INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        intro TEXT NOT NULL DEFAULT '',
+        is_hot INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE teachers (
+        no INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        sex INTEGER NOT NULL,
+        birth TEXT NOT NULL,
+        photo TEXT NOT NULL DEFAULT '',
+        intro TEXT NOT NULL DEFAULT '',
+        subject INTEGER NOT NULL REFERENCES subjects(no),
+        good_count INTEGER NOT NULL DEFAULT 0,
+        bad_count INTEGER NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX teachers_by_subject ON teachers(subject, no);
+    """,
+)
+
+
+
+class SqliteDatabase:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> bool:
+        """Connect and migrate; True when the file was just created."""
+        return await self._run(self._open)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self._connection().close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(connection, *args)` on the database thread, outside a transaction."""
+        return await self._run(fn, self._connection(), *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(connection, *args)` on the database thread as one committed transaction."""
+        return await self._run(self._transaction, fn, *args)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    def _transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _open(self) -> bool:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        self._conn = conn
+        return self._transaction(_migrate)
+
+
+def _migrate(conn: sqlite3.Connection) -> bool:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for script in MIGRATIONS[version:]:
+        for statement in filter(str.strip, script.split(";")):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    return version == 0
