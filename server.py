@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import StaticFileHandler
@@ -30,12 +32,30 @@ from handlers.catalog import (
     TeacherListHandler,
 )
 from handlers.ops import HealthHandler, OpenApiHandler, ReadyHandler
+from handlers.auth import LoginHandler, LogoutAllHandler, LogoutHandler, MeHandler, RefreshHandler, RegisterHandler
+from handlers.votes import VoteHandler
+from services.accounts import AccountService
+from services.backends.broker import LocalBroker
+from services.backends.counters import LocalCounters
+from services.backends.redis_broker import RedisBroker
+from services.backends.redis_counters import RedisCounters
+from services.backends.redis_sessions import RedisSessionStore
+from services.backends.sqlite_sessions import SqliteSessionStore
 from services.backends.sqlite_store import SqliteStore, sqlite_path
 from services.backends.store import Store
 from services.catalog import CatalogService
 from services.config import Config, ConfigError, load_config
-from services.container import Services
+from services.container import Backends, Services
+from services.errors import DomainError
+from services.events import EventBus
+from services.models import User
+from services.passwords import Passwords
+from services.secret_file import load_or_create_secret
 from services.seed import seed_demo_data
+from services.sessions import SessionService
+from services.throttle import LoginThrottle
+from services.tokens import TokenService
+from services.votes import VoteService
 
 log = logging.getLogger("livevote")
 
@@ -54,6 +74,13 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/api/subjects/(\d+)/teachers/?", SubjectTeachersHandler, api),
         (r"/api/teachers/?", TeacherListHandler, api),
         (r"/api/teachers/(\d+)/?", TeacherHandler, api),
+        (r"/api/teachers/(\d+)/vote/?", VoteHandler, api),
+        (r"/api/auth/register/?", RegisterHandler, api),
+        (r"/api/auth/login/?", LoginHandler, api),
+        (r"/api/auth/refresh/?", RefreshHandler, api),
+        (r"/api/auth/logout/?", LogoutHandler, api),
+        (r"/api/auth/logout-all/?", LogoutAllHandler, api),
+        (r"/api/auth/me/?", MeHandler, api),
         (r"/api/openapi\.json", OpenApiHandler, api),
         (r"/healthz", HealthHandler, api),
         (r"/readyz", ReadyHandler, api),
@@ -73,17 +100,53 @@ def open_store(config: Config) -> Store:
     raise ConfigError(f"store.url: unsupported store {url!r} (expected sqlite:///PATH)")
 
 
-async def build_services(config: Config) -> Services:
+async def open_backends(config: Config) -> tuple[Backends, bool]:
+    """Open the store and, in scaled mode, Redis; True when the store was just created."""
     store = open_store(config)
     created = await store.open()
+    if config.redis.url is None:
+        assert isinstance(store, SqliteStore)
+        backends = Backends(store, SqliteSessionStore(store.database), LocalCounters(), LocalBroker(), None)
+    else:
+        client = Redis.from_url(config.redis.url, socket_timeout=2, socket_connect_timeout=2)
+        backends = Backends(store, RedisSessionStore(client), RedisCounters(client), RedisBroker(config.redis.url), client)
+    await backends.session_store.open()
+    return backends, created
+
+
+def with_signing_secret(config: Config) -> Config:
+    """Replace the placeholder secret by this installation's own (see services/secret_file.py)."""
+    if not config.uses_placeholder_secret or config.redis.url is not None:
+        return config
+    secret = load_or_create_secret(config.server.data_dir)
+    return config.model_copy(update={"auth": config.auth.model_copy(update={"secret": secret})})
+
+
+async def build_services(config: Config) -> Services:
+    config = with_signing_secret(config)
+    backends, created = await open_backends(config)
     if created and config.server.seed:
-        await seed_demo_data(store)
+        await seed_demo_data(backends.store)
         log.info("seeded demo subjects and teachers")
-    return Services(config=config, store=store, catalog=CatalogService(store))
+    auth = config.auth
+    events = EventBus(backends.broker)
+    await events.start()
+    tokens = TokenService(auth)
+    throttle = LoginThrottle(backends.counters, auth.login_attempts, auth.login_window)
+    passwords = Passwords(auth.argon2_time_cost, auth.argon2_memory_kib, auth.argon2_parallelism)
+    return Services(
+        config=config,
+        backends=backends,
+        events=events,
+        catalog=CatalogService(backends.store),
+        accounts=AccountService(backends.store, passwords, throttle),
+        sessions=SessionService(backends.session_store, backends.store, tokens, events, auth),
+        votes=VoteService(backends.store, events),
+    )
 
 
 async def close_services(services: Services) -> None:
-    await services.store.close()
+    await services.backends.close()
 
 
 async def serve(config: Config) -> None:
@@ -122,6 +185,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="server.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", parents=[common], help="run the server (default)")
+    create_user = commands.add_parser("create-user", parents=[common], help="add an account")
+    create_user.add_argument("username")
+    create_user.add_argument("--admin", action="store_true", help="give it the admin role")
+    create_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     if not argv or argv[0] not in commands.choices:
         argv = ["serve", *argv]
     return parser.parse_args(argv)
@@ -144,15 +211,41 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides=overrides)
 
 
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise DomainError("The two passwords differ.")
+    return password
+
+
+async def create_user(config: Config, username: str, admin: bool, password: str) -> User:
+    services = await build_services(config)
+    try:
+        body = {"username": username, "password": password}
+        return await services.accounts.register(body, role="admin" if admin else "user")
+    finally:
+        await close_services(services)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config = config_from_args(args)
-        asyncio.run(serve(config))
+        if args.command == "create-user":
+            user = asyncio.run(create_user(config, args.username, args.admin, read_password(args.password_stdin)))
+            print(f"created {user.role} {user.username} (id {user.id})")
+        else:
+            asyncio.run(serve(config))
     except ConfigError as exc:
         print(f"livevote: {exc}", file=sys.stderr)
         return 2
+    except DomainError as exc:
+        details = "; ".join(f"{e.field}: {e.message}" for e in getattr(exc, "errors", []))
+        print(f"livevote: {exc.detail} {details}".rstrip(), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
@@ -24,10 +24,12 @@ from services.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    RateLimited,
     Unauthorized,
     Unavailable,
 )
 from services.models import Page
+from services.tokens import AccessClaims
 
 log = logging.getLogger("livevote.http")
 
@@ -43,6 +45,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     Unavailable: 503,
+    RateLimited: 429,
 }
 
 
@@ -73,6 +76,13 @@ def accepts_json(accept: str) -> bool:
         if media_type in ("*/*", "application/*", JSON, PROBLEM_JSON):
             return True
     return False
+
+
+def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> bool:
+    """Same host as the request, or listed in server.allowed_origins."""
+    if not origin:
+        return False
+    return origin in allowed or urlsplit(origin).netloc.lower() == host.lower()
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -157,12 +167,25 @@ class ApiHandler(RequestHandler):
     def is_paged(self) -> bool:
         return "page" in self.request.arguments or "page_size" in self.request.arguments
 
-    # -- authorization ----------------------------------------------------
+    # -- authentication ---------------------------------------------------
 
-    def authorize_write(self) -> None:
-        """Until accounts exist, catalog writes are open only on a --dev server."""
-        if not self.services.config.server.dev:
-            raise Unauthorized("Writing needs an administrator; start the server with --dev to allow it.")
+    async def authenticate(self) -> AccessClaims:
+        """The caller's claims from `Authorization: Bearer`; 401 unless valid and its session active."""
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("This needs a bearer access token.")
+        return await self.services.sessions.authenticate(token.strip())
+
+    async def authenticate_admin(self) -> AccessClaims:
+        claims = await self.authenticate()
+        if claims.role != "admin":
+            raise Forbidden("This needs an administrator.")
+        return claims
+
+    def origin_allowed(self) -> bool:
+        return origin_allowed(
+            self.request.headers.get("Origin"), self.request.host, self.services.config.server.allowed_origins
+        )
 
     # -- output -----------------------------------------------------------
 
@@ -216,6 +239,8 @@ class ApiHandler(RequestHandler):
             status_code = DOMAIN_STATUS.get(type(exc), 500)
             detail = exc.detail
             errors = getattr(exc, "errors", [])
+            if isinstance(exc, RateLimited):
+                self.set_header("Retry-After", str(max(int(exc.retry_after), 1)))
         elif isinstance(exc, Problem):
             detail = exc.detail
             errors = exc.errors

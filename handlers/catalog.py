@@ -23,7 +23,7 @@ class SubjectListHandler(ApiHandler):
         self.write_list(await self.services.catalog.list_subjects(offset, limit), offset, limit)
 
     async def post(self) -> None:
-        self.authorize_write()
+        await self.authenticate_admin()
         subject = await self.services.catalog.create_subject(self.json_body())
         self.created(subject.to_json(), f"/api/subjects/{subject.no}/")
 
@@ -34,17 +34,17 @@ class SubjectHandler(ApiHandler):
         self.write_json(subject.to_json())
 
     async def put(self, no: str) -> None:
-        self.authorize_write()
+        await self.authenticate_admin()
         subject = await self.services.catalog.replace_subject(record_no(no, "subject"), self.json_body())
         self.write_json(subject.to_json())
 
     async def patch(self, no: str) -> None:
-        self.authorize_write()
+        await self.authenticate_admin()
         subject = await self.services.catalog.patch_subject(record_no(no, "subject"), self.json_body())
         self.write_json(subject.to_json())
 
     async def delete(self, no: str) -> None:
-        self.authorize_write()
+        await self.authenticate_admin()
         await self.services.catalog.delete_subject(record_no(no, "subject"))
         self.no_content()
 
@@ -70,7 +70,7 @@ class TeacherListHandler(ApiHandler):
         self.write_json(body)
 
     async def post(self) -> None:
-        self.authorize_write()
+        await self.authenticate_admin()
         teacher = await self.services.catalog.create_teacher(self.json_body())
         self.created(teacher.to_json(), f"/api/teachers/{teacher.no}/")
 
@@ -81,16 +81,16 @@ class TeacherHandler(ApiHandler):
         self.write_json(teacher.to_json())
 
     async def put(self, no: str) -> None:
-        self.authorize_write()
+        await self.authenticate_admin()
         teacher = await self.services.catalog.replace_teacher(record_no(no, "teacher"), self.json_body())
         self.write_json(teacher.to_json())
 
     async def patch(self, no: str) -> None:
-        self.authorize_write()
+        await self.authenticate_admin()
         teacher = await self.services.catalog.patch_teacher(record_no(no, "teacher"), self.json_body())
         self.write_json(teacher.to_json())
 
     async def delete(self, no: str) -> None:
-        self.authorize_write()
+        await self.authenticate_admin()
         await self.services.catalog.delete_teacher(record_no(no, "teacher"))
         self.no_content()

@@ -44,11 +44,14 @@ ERROR_TEXT = {
     413: "Body too large",
     415: "Body is not JSON",
     422: "Validation failed",
+    429: "Too many attempts; see Retry-After",
     503: "A backing service is unavailable",
 }
 
 READ_ERRORS = (404, 406)
 WRITE_ERRORS = (400, 401, 403, 404, 406, 409, 413, 415, 422)
+BODY_ERRORS = (400, 406, 413, 415, 422)
+BEARER_ERRORS = (401, 406)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -66,6 +69,7 @@ def _operation(
     body: str | None = None,
     parameters: list[dict[str, Any]] | None = None,
     secured: bool = False,
+    body_required: bool = True,
 ) -> dict[str, Any]:
     status, schema = ok
     responses: dict[str, Any] = {
@@ -80,7 +84,7 @@ def _operation(
     if parameters:
         operation["parameters"] = parameters
     if body:
-        operation["requestBody"] = {"required": True, **_json(_ref(body))}
+        operation["requestBody"] = {"required": body_required, **_json(_ref(body))}
     if secured:
         operation["security"] = [{"bearer": []}]
     return operation
@@ -151,6 +155,35 @@ def _paths() -> dict[str, Any]:
             "patch": _operation("Change a teacher", (200, _ref("Teacher")), WRITE_ERRORS, "TeacherPatch", by_no, True),
             "delete": _operation("Delete a teacher", (204, None), (401, 403, 404, 406), parameters=by_no, secured=True),
         },
+        "/api/teachers/{no}/vote": {
+            "get": _operation("Your vote on a teacher", (200, _ref("VoteResult")), (401, 404, 406), parameters=by_no, secured=True),
+            "put": _operation("Vote good or bad", (200, _ref("VoteResult")), (401, 404, *BODY_ERRORS), "VoteRequest", by_no, True),
+            "delete": _operation("Withdraw your vote", (200, _ref("VoteResult")), (401, 404, 406), parameters=by_no, secured=True),
+        },
+        "/api/auth/register": {
+            "post": _operation("Create an account", (201, _ref("User")), (409, *BODY_ERRORS), "Registration"),
+        },
+        "/api/auth/login": {
+            "post": _operation("Log in: a new session", (200, _ref("TokenPair")), (401, 429, *BODY_ERRORS), "Login"),
+        },
+        "/api/auth/refresh": {
+            "post": _operation(
+                "Rotate the refresh token (body or cookie)", (200, _ref("TokenPair")), (401, 403, *BODY_ERRORS),
+                "RefreshRequest", body_required=False,
+            ),
+        },
+        "/api/auth/logout": {
+            "post": _operation(
+                "End the session of a refresh token (body or cookie)", (204, None), (401, 403, *BODY_ERRORS),
+                "RefreshRequest", body_required=False,
+            ),
+        },
+        "/api/auth/logout-all": {
+            "post": _operation("End all your sessions", (204, None), BEARER_ERRORS, secured=True),
+        },
+        "/api/auth/me": {
+            "get": _operation("Who you are", (200, _ref("Me")), BEARER_ERRORS, secured=True),
+        },
         "/api/openapi.json": {"get": _operation("This document", (200, {"type": "object"}), (406,))},
         "/healthz": {"get": _operation("Liveness", (200, health), (406,))},
         "/readyz": {"get": _operation("Readiness: store reachable", (200, health), (406, 503))},
@@ -161,6 +194,7 @@ def _components() -> dict[str, Any]:
     inputs: list[type[BaseModel]] = [
         schemas.SubjectCreate, schemas.SubjectReplace, schemas.SubjectPatch,
         schemas.TeacherCreate, schemas.TeacherReplace, schemas.TeacherPatch,
+        schemas.Registration, schemas.Login, schemas.RefreshRequest, schemas.VoteRequest,
     ]
     found: dict[str, Any] = {model.__name__: _clean(model.model_json_schema()) for model in inputs}
     for record in (models.Subject, models.Teacher):
@@ -179,8 +213,29 @@ def _components() -> dict[str, Any]:
             "teachers": {"type": "array", "items": _ref("Teacher")},
         },
     }
+    found["User"] = _clean(TypeAdapter(models.User).json_schema())
+    found["Me"] = _object({"user": _ref("User"), "session": {"type": "string"}})
+    found["TokenPair"] = _object({
+        "access_token": {"type": "string"},
+        "token_type": {"const": "Bearer"},
+        "expires_in": {"type": "integer"},
+        "refresh_token": {"type": ["string", "null"]},
+        "refresh_expires_in": {"type": ["integer", "null"]},
+        "user": _ref("User"),
+    })
+    found["VoteResult"] = _object({
+        "teacher": {"type": "integer"},
+        "value": {"enum": ["good", "bad", None]},
+        "good_count": {"type": "integer"},
+        "bad_count": {"type": "integer"},
+        "version": {"type": "integer"},
+    })
     found["Problem"] = PROBLEM
     return found
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": list(properties), "properties": properties}
 
 
 def _clean(schema: dict[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,13 @@ class HealthHandler(ApiHandler):
 
 class ReadyHandler(ApiHandler):
     async def get(self) -> None:
-        try:
-            await self.services.store.ping()
-        except Exception as exc:
-            raise Unavailable(f"The store is not reachable: {type(exc).__name__}.") from exc
+        backends = self.services.backends
+        for name, ping in (("store", backends.store.ping), ("sessions", backends.session_store.ping),
+                           ("broker", backends.broker.ping)):
+            try:
+                await ping()
+            except Exception as exc:
+                raise Unavailable(f"The {name} is not reachable: {type(exc).__name__}.") from exc
         self.write_json({"status": "ready"})
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "LIVEVOTE_"
 PLACEHOLDER_SECRET = "change-me-this-is-not-a-secret"
+MIN_HMAC_SECRET_BYTES = 32
 
 
 class ConfigError(Exception):
@@ -59,6 +60,11 @@ class AuthConfig(_Section):
     refresh_ahead: float = Field(60, ge=0)
     reuse_grace: float = Field(10, ge=0)
     leeway: float = Field(5, ge=0)
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65536, ge=1024)
+    argon2_parallelism: int = Field(4, ge=1)
+    login_attempts: int = Field(10, ge=1)
+    login_window: float = Field(900, gt=0)
 
 
 class WsConfig(_Section):
@@ -74,6 +80,28 @@ class Config(_Section):
     redis: RedisConfig = RedisConfig()
     auth: AuthConfig = AuthConfig()
     ws: WsConfig = WsConfig()
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Config:
+        auth = self.auth
+        if auth.algorithm.startswith("HS"):
+            shared = self.redis.url is not None
+            if not self.server.dev and shared and auth.secret == PLACEHOLDER_SECRET:
+                raise ValueError(
+                    "auth.secret is the shipped placeholder; processes sharing Redis need one common secret:"
+                    " set LIVEVOTE_AUTH__SECRET (or run with --dev)"
+                )
+            if not self.server.dev and auth.secret != PLACEHOLDER_SECRET and len(auth.secret.encode()) < MIN_HMAC_SECRET_BYTES:
+                raise ValueError(f"auth.secret must be at least {MIN_HMAC_SECRET_BYTES} bytes")
+        elif auth.private_key_file is None or auth.public_key_file is None:
+            raise ValueError(f"auth.algorithm {auth.algorithm} needs auth.private_key_file and auth.public_key_file")
+        if self.server.workers > 1 and not self.redis.url:
+            raise ValueError("server.workers > 1 needs redis.url: processes share state only through Redis")
+        return self
+
+    @property
+    def uses_placeholder_secret(self) -> bool:
+        return self.auth.algorithm.startswith("HS") and self.auth.secret == PLACEHOLDER_SECRET
 
     @property
     def store_url(self) -> str:
@@ -140,7 +168,8 @@ def _merge(tree: dict[str, dict[str, Any]], layer: dict[str, Any], origin: str) 
 
 def _describe(exc: ValidationError) -> str:
     lines = [
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        ".".join(str(part) for part in error["loc"]) + ": " + error["msg"]
+        if error["loc"] else error["msg"].removeprefix("Value error, ")
         for error in exc.errors()
     ]
     return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -46,3 +46,9 @@ class Forbidden(DomainError):
 
 class Unavailable(DomainError):
     """A backing service (store, Redis) cannot be reached right now."""
+
+
+class RateLimited(DomainError):
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

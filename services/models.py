@@ -43,3 +43,52 @@ class Page:
 
     items: list[Any]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    user: User
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A teacher's live state, as the WebSocket channel pushes it."""
+
+    no: int
+    subject: int
+    good_count: int
+    bad_count: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoteResult:
+    """One user's vote on one teacher after a cast or a withdrawal."""
+
+    value: str | None
+    counts: Counts
+    changed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "teacher": self.counts.no,
+            "value": self.value,
+            "good_count": self.counts.good_count,
+            "bad_count": self.counts.bad_count,
+            "version": self.counts.version,
+        }

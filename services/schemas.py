@@ -9,7 +9,7 @@ publishes, from one definition. Types are strict: "1" is not an int and
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -55,29 +55,29 @@ _ABSENT: Any = Field(default=None)
 """Default of PATCH fields: absent is allowed, an explicit null is not."""
 
 
-class _Input(BaseModel):
+class InputModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SubjectCreate(_Input):
+class SubjectCreate(InputModel):
     name: Name
     intro: Intro = ""
     is_hot: StrictBool = False
 
 
-class SubjectReplace(_Input):
+class SubjectReplace(InputModel):
     name: Name
     intro: Intro
     is_hot: StrictBool
 
 
-class SubjectPatch(_Input):
+class SubjectPatch(InputModel):
     name: Name = _ABSENT
     intro: Intro = _ABSENT
     is_hot: StrictBool = _ABSENT
 
 
-class TeacherCreate(_Input):
+class TeacherCreate(InputModel):
     name: Name
     sex: StrictBool
     birth: IsoDate
@@ -86,7 +86,7 @@ class TeacherCreate(_Input):
     subject: Id
 
 
-class TeacherReplace(_Input):
+class TeacherReplace(InputModel):
     name: Name
     sex: StrictBool
     birth: IsoDate
@@ -95,13 +95,34 @@ class TeacherReplace(_Input):
     subject: Id
 
 
-class TeacherPatch(_Input):
+class TeacherPatch(InputModel):
     name: Name = _ABSENT
     sex: StrictBool = _ABSENT
     birth: IsoDate = _ABSENT
     photo: PhotoName = _ABSENT
     intro: Intro = _ABSENT
     subject: Id = _ABSENT
+
+
+Username = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
+
+
+class Registration(InputModel):
+    username: Username
+    password: Annotated[str, StringConstraints(strict=True, min_length=8, max_length=256)]
+
+
+class Login(InputModel):
+    username: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+
+
+class RefreshRequest(InputModel):
+    refresh_token: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)] | None = None
+
+
+class VoteRequest(InputModel):
+    value: Literal["good", "bad"]
 
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 from tests.redis_server import RedisServer
-from tests.support import LiveServer, make_config
+from tests.support import LiveServer, UserClient, make_config, sign_up, sign_up_admin
 
 ServerFactory = Callable[..., Awaitable[LiveServer]]
 
 
 @pytest.fixture
 async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """Start the real app; keyword arguments are config overrides (`server__dev=False`)."""
+    """Start the real app; keyword arguments are config overrides (`auth__access_ttl=3`)."""
     started: list[LiveServer] = []
 
     async def start(data_dir: Path | None = None, **overrides: Any) -> LiveServer:
@@ -29,14 +29,18 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
 
 @pytest.fixture
 async def api(start_server: ServerFactory) -> LiveServer:
-    """A seeded --dev server: catalog writes are allowed."""
+    """A seeded server in embedded mode."""
     return await start_server()
 
 
 @pytest.fixture
-async def locked_api(start_server: ServerFactory) -> LiveServer:
-    """A seeded server without --dev: catalog writes are refused."""
-    return await start_server(server__dev=False)
+async def admin(api: LiveServer) -> UserClient:
+    return await sign_up_admin(api)
+
+
+@pytest.fixture
+async def user(api: LiveServer) -> UserClient:
+    return await sign_up(api, "alice")
 
 
 @pytest.fixture
@@ -45,3 +49,12 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
     server = await RedisServer(tmp_path / "redis").start()
     yield server
     await server.stop()
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def redis_or_none(request: pytest.FixtureRequest) -> RedisServer | None:
+    """Run a test in both modes: None in embedded mode, a redis-server of its own in scaled mode.
+
+    A plain fixture, since an async one cannot ask for `redis_server` only when needed.
+    """
+    return request.getfixturevalue("redis_server") if request.param == "redis" else None

@@ -22,9 +22,14 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+TEST_SECRET = "test-secret-that-is-long-enough-for-hs256"
+FAST_ARGON2 = {"auth.argon2_time_cost": 1, "auth.argon2_memory_kib": 8192, "auth.argon2_parallelism": 1}
+"""Still argon2id, but cheap enough for suites that register hundreds of users."""
+
+
 def make_config(data_dir: Path, **overrides: Any) -> Config:
     """A config for tests: no file, no environment, `section__key=value` overrides."""
-    values = {"server.data_dir": data_dir, "server.dev": True}
+    values: dict[str, Any] = {"server.data_dir": data_dir, "auth.secret": TEST_SECRET, **FAST_ARGON2}
     values.update({key.replace("__", "."): value for key, value in overrides.items()})
     return load_config(None, environ={}, overrides=values)
 
@@ -171,6 +176,56 @@ class ServerProcess(JsonClient):
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             await self.wait_exit()
+
+
+@dataclass
+class UserClient:
+    """A logged-in user: every request carries its bearer access token."""
+
+    server: JsonClient
+    username: str
+    password: str
+    pair: dict[str, Any]
+
+    @property
+    def access_token(self) -> str:
+        return str(self.pair["access_token"])
+
+    @property
+    def refresh_token(self) -> str:
+        return str(self.pair["refresh_token"])
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Response:
+        kwargs["headers"] = {**self.bearer, **kwargs.get("headers", {})}
+        return await self.server.request(method, path, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> Response:
+        return await self.request("GET", path, **kwargs)
+
+
+async def log_in(server: JsonClient, username: str, password: str) -> UserClient:
+    response = await server.request("POST", "/api/auth/login", json_body={"username": username, "password": password})
+    assert response.status == 200, response.body
+    return UserClient(server, username, password, response.json())
+
+
+async def sign_up(server: JsonClient, username: str, password: str = "correct horse battery") -> UserClient:
+    response = await server.request(
+        "POST", "/api/auth/register", json_body={"username": username, "password": password}
+    )
+    assert response.status == 201, response.body
+    return await log_in(server, username, password)
+
+
+async def sign_up_admin(server: LiveServer, username: str = "root", password: str = "admin password") -> UserClient:
+    """Admins are made by the operator (create-user --admin); here through the same service call."""
+    assert server.services is not None
+    await server.services.accounts.register({"username": username, "password": password}, role="admin")
+    return await log_in(server, username, password)
 
 
 def assert_problem(response: Response, status: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import LiveServer, assert_problem
+from tests.support import LiveServer, UserClient, assert_problem
 
 NEW_TEACHER = {"name": "韩梅梅", "sex": False, "birth": "1990-02-03", "photo": "x.svg", "intro": "hi", "subject": 1}
 
@@ -41,27 +41,27 @@ async def test_bad_paging_is_422(api: LiveServer, query: str) -> None:
     assert problem["errors"][0]["field"] == query.split("=")[0]
 
 
-async def test_subject_crud(api: LiveServer) -> None:
-    created = await api.request("POST", "/api/subjects/", json_body={"name": "Go", "intro": "gophers"})
+async def test_subject_crud(api: LiveServer, admin: UserClient) -> None:
+    created = await admin.request("POST", "/api/subjects/", json_body={"name": "Go", "intro": "gophers"})
     assert created.status == 201
     subject = created.json()
     assert subject["is_hot"] is False and subject["name"] == "Go"
     assert created.headers["Location"] == f"/api/subjects/{subject['no']}/"
     assert (await api.get(created.headers["Location"])).json() == subject
 
-    replaced = await api.request("PUT", f"/api/subjects/{subject['no']}/",
+    replaced = await admin.request("PUT", f"/api/subjects/{subject['no']}/",
                                  json_body={"name": "Golang", "intro": "", "is_hot": True})
     assert replaced.status == 200 and replaced.json() == {**subject, "name": "Golang", "intro": "", "is_hot": True}
-    patched = await api.request("PATCH", f"/api/subjects/{subject['no']}/", json_body={"intro": "fast"})
+    patched = await admin.request("PATCH", f"/api/subjects/{subject['no']}/", json_body={"intro": "fast"})
     assert patched.json() == {**replaced.json(), "intro": "fast"}
 
-    deleted = await api.request("DELETE", f"/api/subjects/{subject['no']}/")
+    deleted = await admin.request("DELETE", f"/api/subjects/{subject['no']}/")
     assert deleted.status == 204 and deleted.body == b""
     assert_problem(await api.get(f"/api/subjects/{subject['no']}/"), 404)
 
 
-async def test_put_needs_every_field(api: LiveServer) -> None:
-    problem = assert_problem(await api.request("PUT", "/api/subjects/1/", json_body={"name": "x"}), 422)
+async def test_put_needs_every_field(api: LiveServer, admin: UserClient) -> None:
+    problem = assert_problem(await admin.request("PUT", "/api/subjects/1/", json_body={"name": "x"}), 422)
     assert {e["field"] for e in problem["errors"]} == {"intro", "is_hot"}
 
 
@@ -74,24 +74,24 @@ async def test_put_needs_every_field(api: LiveServer) -> None:
     ({"name": "ok", "colour": "red"}, "colour"),
     ({"intro": "no name"}, "name"),
 ])
-async def test_subject_validation(api: LiveServer, body: dict[str, Any], field: str) -> None:
-    problem = assert_problem(await api.request("POST", "/api/subjects/", json_body=body), 422)
+async def test_subject_validation(api: LiveServer, admin: UserClient, body: dict[str, Any], field: str) -> None:
+    problem = assert_problem(await admin.request("POST", "/api/subjects/", json_body=body), 422)
     assert field in [error["field"] for error in problem["errors"]]
 
 
-async def test_patch_rejects_null_and_unknown_fields(api: LiveServer) -> None:
+async def test_patch_rejects_null_and_unknown_fields(api: LiveServer, admin: UserClient) -> None:
     for body in ({"name": None}, {"votes": 3}, {"good_count": 100}):
-        assert_problem(await api.request("PATCH", "/api/teachers/1/", json_body=body), 422)
+        assert_problem(await admin.request("PATCH", "/api/teachers/1/", json_body=body), 422)
     assert (await api.get("/api/teachers/1/")).json()["good_count"] == 0
 
 
-async def test_deleting_a_subject_with_teachers_is_409(api: LiveServer) -> None:
-    assert_problem(await api.request("DELETE", "/api/subjects/1/"), 409)
+async def test_deleting_a_subject_with_teachers_is_409(api: LiveServer, admin: UserClient) -> None:
+    assert_problem(await admin.request("DELETE", "/api/subjects/1/"), 409)
     assert (await api.get("/api/subjects/1/")).status == 200
 
 
-async def test_teacher_crud(api: LiveServer) -> None:
-    created = await api.request("POST", "/api/teachers/", json_body=NEW_TEACHER)
+async def test_teacher_crud(api: LiveServer, admin: UserClient) -> None:
+    created = await admin.request("POST", "/api/teachers/", json_body=NEW_TEACHER)
     assert created.status == 201
     teacher = created.json()
     assert {k: teacher[k] for k in NEW_TEACHER} == NEW_TEACHER
@@ -99,14 +99,14 @@ async def test_teacher_crud(api: LiveServer) -> None:
     path = created.headers["Location"]
     assert path == f"/api/teachers/{teacher['no']}/"
 
-    moved = await api.request("PATCH", path, json_body={"subject": 2, "birth": "1991-12-31"})
+    moved = await admin.request("PATCH", path, json_body={"subject": 2, "birth": "1991-12-31"})
     assert moved.json()["subject"] == 2 and moved.json()["birth"] == "1991-12-31"
-    replaced = await api.request("PUT", path, json_body={**NEW_TEACHER, "name": "Han"})
+    replaced = await admin.request("PUT", path, json_body={**NEW_TEACHER, "name": "Han"})
     assert replaced.json()["name"] == "Han" and replaced.json()["subject"] == 1
 
-    assert (await api.request("DELETE", path)).status == 204
+    assert (await admin.request("DELETE", path)).status == 204
     assert_problem(await api.get(path), 404)
-    assert_problem(await api.request("DELETE", path), 404)
+    assert_problem(await admin.request("DELETE", path), 404)
 
 
 @pytest.mark.parametrize("change, field", [
@@ -118,8 +118,8 @@ async def test_teacher_crud(api: LiveServer) -> None:
     ({"subject": 4242}, "subject"),
     ({"photo": "../../etc/passwd"}, "photo"),
 ])
-async def test_teacher_validation(api: LiveServer, change: dict[str, Any], field: str) -> None:
-    problem = assert_problem(await api.request("POST", "/api/teachers/", json_body={**NEW_TEACHER, **change}), 422)
+async def test_teacher_validation(api: LiveServer, admin: UserClient, change: dict[str, Any], field: str) -> None:
+    problem = assert_problem(await admin.request("POST", "/api/teachers/", json_body={**NEW_TEACHER, **change}), 422)
     assert [error["field"] for error in problem["errors"]] == [field]
 
 
@@ -148,7 +148,7 @@ async def test_huge_ids_are_404_not_500(api: LiveServer) -> None:
     assert_problem(await api.get("/api/subjects/9223372036854775808/"), 404)
 
 
-@pytest.mark.parametrize("method, path, body", [
+WRITES = [
     ("POST", "/api/subjects/", {"name": "x"}),
     ("PUT", "/api/subjects/1/", {"name": "x", "intro": "", "is_hot": False}),
     ("PATCH", "/api/subjects/1/", {"name": "x"}),
@@ -156,21 +156,24 @@ async def test_huge_ids_are_404_not_500(api: LiveServer) -> None:
     ("POST", "/api/teachers/", NEW_TEACHER),
     ("PATCH", "/api/teachers/1/", {"name": "x"}),
     ("DELETE", "/api/teachers/1/", None),
-])
-async def test_writes_need_dev_until_accounts_exist(
-    locked_api: LiveServer, method: str, path: str, body: Any
-) -> None:
-    response = await locked_api.request(method, path, json_body=body)
+]
+
+
+@pytest.mark.parametrize("method, path, body", WRITES)
+async def test_writes_without_a_token_are_401(api: LiveServer, method: str, path: str, body: Any) -> None:
+    response = await api.request(method, path, json_body=body)
     assert_problem(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert (await locked_api.get("/api/subjects/1/")).json()["name"] != "x"
+    assert (await api.get("/api/subjects/1/")).json()["name"] != "x"
 
 
-async def test_reads_are_open_without_dev(locked_api: LiveServer) -> None:
-    assert (await locked_api.get("/api/teachers/1/")).status == 200
+@pytest.mark.parametrize("method, path, body", WRITES)
+async def test_writes_by_a_plain_user_are_403(api: LiveServer, user: UserClient, method: str, path: str, body: Any) -> None:
+    assert_problem(await user.request(method, path, json_body=body), 403)
+    assert (await api.get("/api/teachers/1/")).status == 200
 
 
-async def test_markup_in_names_is_stored_verbatim(api: LiveServer) -> None:
+async def test_markup_in_names_is_stored_verbatim(api: LiveServer, admin: UserClient) -> None:
     name = "<img src=x onerror=alert(1)>"
-    created = (await api.request("POST", "/api/subjects/", json_body={"name": name})).json()
+    created = (await admin.request("POST", "/api/subjects/", json_body={"name": name})).json()
     assert (await api.get(f"/api/subjects/{created['no']}/")).json()["name"] == name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from dataclasses import replace
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from tests.conftest import ServerFactory
-from tests.support import ROOT, ServerProcess
+from services.config import PLACEHOLDER_SECRET
+from tests.support import ROOT, ServerProcess, log_in, sign_up_admin
 
 Spawn = Callable[..., Awaitable[ServerProcess]]
 
@@ -33,14 +35,16 @@ async def spawn() -> AsyncIterator[Spawn]:
 
 async def test_data_survives_a_restart(start_server: ServerFactory, tmp_path: Path) -> None:
     first = await start_server(tmp_path / "kept")
-    created = (await first.request("POST", "/api/subjects/", json_body={"name": "Kept"})).json()
-    await first.request("PATCH", "/api/teachers/2/", json_body={"name": "Renamed"})
+    admin = await sign_up_admin(first)
+    created = (await admin.request("POST", "/api/subjects/", json_body={"name": "Kept"})).json()
+    await admin.request("PATCH", "/api/teachers/2/", json_body={"name": "Renamed"})
     await first.stop()
 
     second = await start_server(tmp_path / "kept")
     assert (await second.get(f"/api/subjects/{created['no']}/")).json() == created
     assert (await second.get("/api/teachers/2/")).json()["name"] == "Renamed"
     assert len((await second.get("/api/subjects/")).json()) == 6, "seeded only on the first start"
+    assert (await replace(admin, server=second).get("/api/auth/me")).status == 200, "sessions survive too"
 
 
 async def test_no_seed_starts_empty(start_server: ServerFactory) -> None:
@@ -58,7 +62,11 @@ async def test_schema_version_is_recorded(start_server: ServerFactory, tmp_path:
 
 
 async def test_server_py_serves_the_demo_data(spawn: Spawn, tmp_path: Path) -> None:
+    """With nothing configured: SQLite, demo data, and a signing secret of its own."""
     server = await spawn("--data-dir", str(tmp_path))
+    secret = tmp_path / "secret.key"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert PLACEHOLDER_SECRET not in secret.read_text()
     subjects = (await server.get("/api/subjects/")).json()
     assert len(subjects) >= 5
     teachers = (await server.get(f"/api/teachers/?sno={subjects[0]['no']}")).json()["teachers"]
@@ -68,17 +76,17 @@ async def test_server_py_serves_the_demo_data(spawn: Spawn, tmp_path: Path) -> N
 
 
 async def test_sigterm_lets_the_request_in_flight_finish(spawn: Spawn, tmp_path: Path) -> None:
-    server = await spawn("--data-dir", str(tmp_path), "--dev")
+    server = await spawn("--data-dir", str(tmp_path))
     signalled = asyncio.Event()
 
     async def slow_body(write):  # type: ignore[no-untyped-def]
-        await write(b'{"name": ')
+        await write(b'{"username": "late", ')
         server.signal(signal.SIGTERM)
         await server.wait_for_line("stopping")
         signalled.set()
-        await write(b'"Finished"}')
+        await write(b'"password": "finished in time"}')
 
-    request = HTTPRequest(f"{server.base_url}/api/subjects/", method="POST", body_producer=slow_body,
+    request = HTTPRequest(f"{server.base_url}/api/auth/register", method="POST", body_producer=slow_body,
                           headers={"Content-Type": "application/json"})
     response = await AsyncHTTPClient().fetch(request, raise_error=False)
     assert signalled.is_set()
@@ -87,7 +95,24 @@ async def test_sigterm_lets_the_request_in_flight_finish(spawn: Spawn, tmp_path:
     assert any("stopped" in line for line in server.lines)
 
     again = await spawn("--data-dir", str(tmp_path))
-    assert "Finished" in [s["name"] for s in (await again.get("/api/subjects/")).json()]
+    await log_in(again, "late", "finished in time")
+
+
+async def test_create_user_makes_an_admin(spawn: Spawn, tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "server.py"), "create-user", "Boss", "--admin", "--password-stdin",
+        "--data-dir", str(tmp_path),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(b"a long admin password\n"), 60)
+    assert process.returncode == 0, stderr
+    assert b"created admin Boss" in stdout
+
+    server = await spawn("--data-dir", str(tmp_path))
+    admin = await log_in(server, "boss", "a long admin password")
+    assert admin.pair["user"]["role"] == "admin"
+    created = await admin.request("POST", "/api/subjects/", json_body={"name": "Made by the boss"})
+    assert created.status == 201
 
 
 async def test_sigint_stops_cleanly(spawn: Spawn, tmp_path: Path) -> None:

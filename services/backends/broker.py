@@ -22,7 +22,9 @@ class BrokerHandler(Protocol):
 
 class Broker(ABC):
     @abstractmethod
-    async def start(self, handler: BrokerHandler) -> None: ...
+    async def start(self, handler: BrokerHandler) -> None:
+        """Returns after the first connection attempt, connected or not: a broker that is down
+        keeps retrying in the background and calls on_resync once through."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -32,7 +34,9 @@ class Broker(ABC):
         """Raises when the message could not be handed to the broker."""
 
     @abstractmethod
-    async def subscribe(self, channel: str) -> None: ...
+    async def subscribe(self, channel: str) -> None:
+        """Returns once the subscription is active, so that state read afterwards misses no
+        message; while disconnected it records the wish, and on_resync follows the reconnect."""
 
     @abstractmethod
     async def unsubscribe(self, channel: str) -> None: ...

@@ -31,11 +31,11 @@ class Outcome(Enum):
     ROTATED = "rotated"
     """The token was the session's current one: it is now replaced by the new one."""
     GRACE = "grace"
-    """The token was replaced less than `grace` seconds ago: nothing changes."""
+    """The token was the one replaced last, less than `grace` seconds ago (strictly): nothing changes."""
     REUSED = "reused"
     """An older token came back: the session is now revoked."""
     INVALID = "invalid"
-    """Unknown token, or its session is expired or revoked."""
+    """Unknown token (session None), or its session is expired or revoked (session given)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +45,14 @@ class Rotation:
 
 
 class SessionStore(ABC):
+    """Times are unix seconds from the caller, near the real clock (Redis expires keys by its own)."""
+
     @abstractmethod
     async def open(self) -> None: ...
 
     @abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release what the store itself opened; a client or database it was given stays open."""
 
     @abstractmethod
     async def ping(self) -> None: ...
@@ -72,8 +75,8 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def revoke(self, sid: str) -> bool:
-        """True when the session existed and was active until now."""
+        """True when the session existed and was not revoked yet."""
 
     @abstractmethod
     async def revoke_user(self, user_id: int) -> list[str]:
-        """Revoke every session of the user; returns the sids that were active."""
+        """Revoke every session of the user; returns the sids that were not revoked yet."""

@@ -40,6 +40,41 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX teachers_by_subject ON teachers(subject, no);
     """,
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL,
+        username_key TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('user', 'admin')),
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE votes (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        teacher INTEGER NOT NULL REFERENCES teachers(no) ON DELETE CASCADE,
+        value TEXT NOT NULL CHECK (value IN ('good', 'bad')),
+        PRIMARY KEY (user_id, teacher)
+    ) WITHOUT ROWID;
+    CREATE INDEX votes_by_teacher ON votes(teacher, value);
+    CREATE TABLE sessions (
+        sid TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        max_expires_at REAL NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0,
+        current_hash TEXT NOT NULL,
+        previous_hash TEXT,
+        rotated_at REAL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_user ON sessions(user_id);
+    CREATE INDEX sessions_by_expiry ON sessions(max_expires_at);
+    CREATE TABLE refresh_tokens (
+        hash TEXT PRIMARY KEY,
+        sid TEXT NOT NULL REFERENCES sessions(sid) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX refresh_tokens_by_sid ON refresh_tokens(sid);
+    """,
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -11,12 +12,14 @@ from typing import Any
 from services.backends.sqlite_db import SqliteDatabase
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound
-from services.models import Page, Subject, Teacher
+from services.models import Counts, Credentials, Page, Subject, Teacher, User, VoteResult
 
 SUBJECT_COLUMNS = ("name", "intro", "is_hot")
 TEACHER_COLUMNS = ("name", "sex", "birth", "photo", "intro", "subject")
 SUBJECT_ROW = "no, name, intro, is_hot"
 TEACHER_ROW = "no, name, sex, birth, photo, intro, subject, good_count, bad_count, version"
+USER_ROW = "id, username, role"
+COUNT_DELTAS = {"good": (1, 0), "bad": (0, 1), None: (0, 0)}
 
 
 def sqlite_path(url: str) -> Path:
@@ -78,6 +81,40 @@ class SqliteStore(Store):
 
     async def delete_teacher(self, no: int) -> None:
         await self._write(_delete_row, "teachers", no, "teacher")
+
+    # -- accounts ----------------------------------------------------------
+
+    async def create_user(self, username: str, password_hash: str, role: str) -> User:
+        return await self._write(_insert_user, username, password_hash, role)
+
+    async def find_credentials(self, username: str) -> Credentials | None:
+        row = await self._read(_fetch_one, f"SELECT {USER_ROW}, password_hash FROM users WHERE username_key = ?",
+                               (username.casefold(),))
+        return None if row is None else Credentials(User(*row[:3]), row[3])
+
+    async def get_user(self, user_id: int) -> User:
+        row = await self._read(_fetch_one, f"SELECT {USER_ROW} FROM users WHERE id = ?", (user_id,))
+        if row is None:
+            raise NotFound(f"There is no user {user_id}.")
+        return User(*row)
+
+    # -- votes -------------------------------------------------------------
+
+    async def set_vote(self, user_id: int, teacher: int, value: str | None) -> VoteResult:
+        return await self._write(_set_vote, user_id, teacher, value)
+
+    async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
+        return await self._read(_get_vote, user_id, teacher)
+
+    async def tally_votes(self, teacher: int) -> tuple[int, int]:
+        row = await self._read(
+            _fetch_one,
+            "SELECT count(*) FILTER (WHERE value = 'good'), count(*) FILTER (WHERE value = 'bad')"
+            " FROM votes WHERE teacher = ?",
+            (teacher,),
+        )
+        assert row is not None
+        return row[0], row[1]
 
 
 # -- statements, run on the store's thread -------------------------------------
@@ -184,3 +221,58 @@ def _update_teacher(conn: sqlite3.Connection, no: int, fields: dict[str, Any]) -
 def _delete_row(conn: sqlite3.Connection, table: str, no: int, noun: str) -> None:
     if conn.execute(f"DELETE FROM {table} WHERE no = ?", (no,)).rowcount == 0:
         raise NotFound(f"There is no {noun} {no}.")
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+    return row
+
+
+def _insert_user(conn: sqlite3.Connection, username: str, password_hash: str, role: str) -> User:
+    try:
+        cursor = conn.execute(
+            "INSERT INTO users (username, username_key, password_hash, role, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (username, username.casefold(), password_hash, role, time.time()),
+        )
+    except sqlite3.IntegrityError:
+        raise Conflict(f"The username {username!r} is taken.") from None
+    return User(int(cursor.lastrowid or 0), username, role)
+
+
+def _counts(conn: sqlite3.Connection, teacher: int) -> Counts:
+    row = conn.execute(
+        "SELECT no, subject, good_count, bad_count, version FROM teachers WHERE no = ?", (teacher,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"There is no teacher {teacher}.")
+    return Counts(*row)
+
+
+def _get_vote(conn: sqlite3.Connection, user_id: int, teacher: int) -> VoteResult:
+    counts = _counts(conn, teacher)
+    row = conn.execute("SELECT value FROM votes WHERE user_id = ? AND teacher = ?", (user_id, teacher)).fetchone()
+    return VoteResult(None if row is None else row[0], counts, changed=False)
+
+
+def _set_vote(conn: sqlite3.Connection, user_id: int, teacher: int, value: str | None) -> VoteResult:
+    current = _get_vote(conn, user_id, teacher)
+    old = current.value
+    if old == value:
+        return current
+    if value is None:
+        conn.execute("DELETE FROM votes WHERE user_id = ? AND teacher = ?", (user_id, teacher))
+    else:
+        conn.execute(
+            "INSERT INTO votes (user_id, teacher, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id, teacher) DO UPDATE SET value = excluded.value",
+            (user_id, teacher, value),
+        )
+    good = COUNT_DELTAS[value][0] - COUNT_DELTAS[old][0]
+    bad = COUNT_DELTAS[value][1] - COUNT_DELTAS[old][1]
+    conn.execute(
+        "UPDATE teachers SET good_count = good_count + ?, bad_count = bad_count + ?, version = version + 1"
+        " WHERE no = ?",
+        (good, bad, teacher),
+    )
+    return VoteResult(value, _counts(conn, teacher), changed=True)

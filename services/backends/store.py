@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from services.models import Page, Subject, Teacher
+from services.models import Credentials, Page, Subject, Teacher, User, VoteResult
 
 
 class Store(ABC):
@@ -59,3 +59,34 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_teacher(self, no: int) -> None: ...
+
+    # -- accounts ------------------------------------------------------------
+
+    @abstractmethod
+    async def create_user(self, username: str, password_hash: str, role: str) -> User:
+        """Conflict when the name is taken, compared case-insensitively."""
+
+    @abstractmethod
+    async def find_credentials(self, username: str) -> Credentials | None:
+        """Look a user up by name, case-insensitively."""
+
+    @abstractmethod
+    async def get_user(self, user_id: int) -> User: ...
+
+    # -- votes ---------------------------------------------------------------
+
+    @abstractmethod
+    async def set_vote(self, user_id: int, teacher: int, value: str | None) -> VoteResult:
+        """Cast ("good"/"bad") or withdraw (None) in one atomic step with the counts.
+
+        The same value again changes nothing and bumps nothing; any change bumps
+        the teacher's version by one. NotFound for an unknown teacher.
+        """
+
+    @abstractmethod
+    async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
+        """The user's vote on the teacher (value None: no vote); NotFound for an unknown teacher."""
+
+    @abstractmethod
+    async def tally_votes(self, teacher: int) -> tuple[int, int]:
+        """(good, bad) counted from the vote records themselves, not the counters."""

@@ -1,0 +1,87 @@
+"""Accounts and sessions over REST (DESIGN sections 4-5).
+
+Browsers get the refresh token also as an HttpOnly cookie scoped to /api/auth;
+refresh and logout take it from the body or that cookie. A call that relies on
+the cookie must come from an allowed Origin, so another site cannot make a
+visitor's browser use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.base import ApiHandler
+from services.errors import Forbidden, Unauthorized
+from services.schemas import RefreshRequest, parse
+from services.sessions import TokenPair
+
+REFRESH_COOKIE = "livevote_refresh"
+COOKIE_PATH = "/api/auth"
+
+
+class AuthHandler(ApiHandler):
+    def optional_json_body(self) -> Any:
+        """An empty body is no body: a browser sends none when the token is in the cookie."""
+        return self.json_body() if self._body or self._body_too_large else {}
+
+    def refresh_token(self) -> str:
+        """From the body, else from the cookie (which needs an allowed Origin)."""
+        token = parse(RefreshRequest, self.optional_json_body()).refresh_token
+        if token:
+            return token
+        cookie = self.get_cookie(REFRESH_COOKIE)
+        if not cookie:
+            raise Unauthorized("No refresh token: send refresh_token in the body, or the session cookie.")
+        if not self.origin_allowed():
+            raise Forbidden("The session cookie is only accepted from this site's own pages.")
+        return cookie
+
+    def send_pair(self, pair: TokenPair) -> None:
+        if pair.refresh_token is not None:
+            self.set_cookie(
+                REFRESH_COOKIE, pair.refresh_token, path=COOKIE_PATH, httponly=True, samesite="Strict",
+                secure=self.request.protocol == "https", max_age=pair.refresh_expires_in,
+            )
+        self.write_json(pair.to_json())
+
+    def forget_cookie(self) -> None:
+        self.clear_cookie(REFRESH_COOKIE, path=COOKIE_PATH)
+
+
+class RegisterHandler(AuthHandler):
+    async def post(self) -> None:
+        user = await self.services.accounts.register(self.json_body())
+        self.write_json(user.to_json(), 201)
+
+
+class LoginHandler(AuthHandler):
+    async def post(self) -> None:
+        user = await self.services.accounts.login(self.json_body(), self.request.remote_ip or "")
+        self.send_pair(await self.services.sessions.start(user))
+
+
+class RefreshHandler(AuthHandler):
+    async def post(self) -> None:
+        self.send_pair(await self.services.sessions.refresh(self.refresh_token()))
+
+
+class LogoutHandler(AuthHandler):
+    async def post(self) -> None:
+        await self.services.sessions.logout(self.refresh_token())
+        self.forget_cookie()
+        self.no_content()
+
+
+class LogoutAllHandler(AuthHandler):
+    async def post(self) -> None:
+        claims = await self.authenticate()
+        await self.services.sessions.logout_all(claims.user_id)
+        self.forget_cookie()
+        self.no_content()
+
+
+class MeHandler(AuthHandler):
+    async def get(self) -> None:
+        claims = await self.authenticate()
+        user = await self.services.accounts.get(claims.user_id)
+        self.write_json({"user": user.to_json(), "session": claims.sid})

@@ -1,0 +1,176 @@
+"""Counters and Broker contracts, on their in-process and Redis implementations,
+and the Redis broker through a Redis crash and restart (a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from services.backends.broker import Broker, LocalBroker
+from services.backends.counters import Counters, LocalCounters
+from services.backends.redis_broker import RedisBroker
+from services.backends.redis_counters import RedisCounters
+from tests.redis_server import RedisServer
+from tests.support import wait_for
+
+WAIT = 5.0
+"""How long an expected event may take before the test fails."""
+
+
+
+# -- Counters ------------------------------------------------------------------
+
+
+def within(left: float, window: float) -> bool:
+    """Seconds left lie in the window (allowing for float rounding)."""
+    return 0 < left <= window + 1e-6
+
+
+@pytest.fixture
+async def counters(redis_or_none: RedisServer | None) -> AsyncIterator[Counters]:
+    if redis_or_none is None:
+        yield LocalCounters()
+        return
+    client = redis.Redis.from_url(redis_or_none.url)
+    yield RedisCounters(client)
+    await client.aclose()
+
+
+async def test_counter_counts_hits_within_the_window(counters: Counters) -> None:
+    count, left = await counters.hit("login:ann", 60)
+    assert count == 1 and within(left, 60) and left > 59
+    assert (await counters.hit("login:ann", 60))[0] == 2
+    count, left = await counters.peek("login:ann")
+    assert count == 2 and within(left, 60)
+    assert await counters.peek("login:bob") == (0, 0.0)
+
+
+async def test_counter_resets_after_the_window(counters: Counters) -> None:
+    await counters.hit("k", 0.2)
+    await counters.hit("k", 0.2)
+
+    async def reset() -> bool:
+        return await counters.peek("k") == (0, 0.0)
+
+    await wait_for(reset, WAIT)
+    count, left = await counters.hit("k", 0.2)
+    assert count == 1 and within(left, 0.2)
+
+
+async def test_counter_reset(counters: Counters) -> None:
+    await counters.hit("k", 60)
+    await counters.hit("k", 60)
+    await counters.reset("k")
+    assert await counters.peek("k") == (0, 0.0)
+    assert (await counters.hit("k", 60))[0] == 1
+
+
+# -- Broker --------------------------------------------------------------------
+
+
+class Recorder:
+    """A BrokerHandler that queues what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.resynced = asyncio.Event()
+
+    def on_message(self, channel: str, data: bytes) -> None:
+        self.messages.put_nowait((channel, data))
+
+    def on_resync(self) -> None:
+        self.resynced.set()
+
+    async def next(self) -> tuple[str, bytes]:
+        return await asyncio.wait_for(self.messages.get(), WAIT)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def broker(redis_or_none: RedisServer | None, recorder: Recorder) -> AsyncIterator[Broker]:
+    instance: Broker = LocalBroker() if redis_or_none is None else RedisBroker(redis_or_none.url)
+    await instance.start(recorder)
+    yield instance
+    await instance.close()
+
+
+async def test_message_reaches_the_handler(broker: Broker, recorder: Recorder) -> None:
+    await broker.subscribe("votes:1")
+    await broker.publish("votes:1", b"hello")
+    assert await recorder.next() == ("votes:1", b"hello")
+
+
+async def test_nothing_arrives_after_unsubscribe(broker: Broker, recorder: Recorder) -> None:
+    await broker.subscribe("votes:1")
+    await broker.subscribe("marker")
+    await broker.unsubscribe("votes:1")
+    await broker.publish("votes:1", b"late")
+    await broker.publish("marker", b"done")
+    assert await recorder.next() == ("marker", b"done")
+    assert recorder.messages.empty()
+
+
+async def test_nothing_arrives_on_channels_never_subscribed(broker: Broker, recorder: Recorder) -> None:
+    await broker.subscribe("marker")
+    await broker.publish("votes:2", b"stray")
+    await broker.publish("marker", b"done")
+    assert await recorder.next() == ("marker", b"done")
+    assert recorder.messages.empty()
+
+
+async def test_two_redis_brokers_share_messages(redis_server: RedisServer) -> None:
+    """Two brokers on one Redis stand for two processes."""
+    first, second = Recorder(), Recorder()
+    brokers = [RedisBroker(redis_server.url), RedisBroker(redis_server.url)]
+    await brokers[0].start(first)
+    await brokers[1].start(second)
+    try:
+        for instance in brokers:
+            await instance.subscribe("votes:1")
+        await brokers[0].publish("votes:1", b"from first")
+        assert await second.next() == ("votes:1", b"from first")
+        assert await first.next() == ("votes:1", b"from first")
+        await brokers[1].publish("votes:1", b"from second")
+        assert await first.next() == ("votes:1", b"from second")
+    finally:
+        for instance in brokers:
+            await instance.close()
+
+
+async def test_redis_broker_survives_a_redis_crash(redis_server: RedisServer) -> None:
+    recorder = Recorder()
+    broker = RedisBroker(redis_server.url)
+    await broker.start(recorder)
+    try:
+        await broker.subscribe("kept")
+        await broker.subscribe("dropped")
+        await broker.publish("kept", b"before")
+        assert await recorder.next() == ("kept", b"before")
+
+        await redis_server.kill()
+        # a hang would end in wait_for's TimeoutError, which is neither of these
+        with pytest.raises((RedisError, ConnectionError)):
+            await asyncio.wait_for(broker.publish("kept", b"lost"), 3)
+        with pytest.raises((RedisError, ConnectionError)):
+            await asyncio.wait_for(broker.ping(), 3)
+        await broker.subscribe("added")
+        await broker.unsubscribe("dropped")
+        recorder.resynced.clear()
+
+        await redis_server.start()
+        await asyncio.wait_for(recorder.resynced.wait(), WAIT)
+        await broker.publish("dropped", b"stray")
+        for channel in ("kept", "added"):
+            await broker.publish(channel, b"after")
+            assert await recorder.next() == (channel, b"after")
+        assert recorder.messages.empty()
+    finally:
+        await broker.close()
