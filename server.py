@@ -21,7 +21,6 @@ from typing import Any
 from redis.asyncio import Redis
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
-from tornado.web import StaticFileHandler
 
 from handlers.base import LivevoteApplication, NotFoundHandler
 from handlers.catalog import (
@@ -32,6 +31,7 @@ from handlers.catalog import (
     TeacherListHandler,
 )
 from handlers.ops import HealthHandler, OpenApiHandler, ReadyHandler
+from handlers.pages import PageHandler
 from handlers.auth import LoginHandler, LogoutAllHandler, LogoutHandler, MeHandler, RefreshHandler, RegisterHandler
 from handlers.votes import VoteHandler
 from services.accounts import AccountService
@@ -84,7 +84,10 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/api/openapi\.json", OpenApiHandler, api),
         (r"/healthz", HealthHandler, api),
         (r"/readyz", ReadyHandler, api),
-        (r"/static/(.*)", StaticFileHandler, {"path": str(STATIC_DIR)}),
+        (r"/api/docs/?()", PageHandler, {"path": str(STATIC_DIR / "docs.html")}),
+        (r"/()", PageHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+        (r"/([a-z-]+\.html)", PageHandler, {"path": str(STATIC_DIR)}),
+        (r"/static/(.*)", PageHandler, {"path": str(STATIC_DIR)}),
     ]
     return LivevoteApplication(
         routes,

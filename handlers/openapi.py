@@ -185,6 +185,8 @@ def _paths() -> dict[str, Any]:
             "get": _operation("Who you are", (200, _ref("Me")), BEARER_ERRORS, secured=True),
         },
         "/api/openapi.json": {"get": _operation("This document", (200, {"type": "object"}), (406,))},
+        "/api/docs": {"get": {"summary": "Browsable API documentation", "responses": {
+            "200": {"description": "An HTML page over this document", "content": {"text/html": {}}}}}},
         "/healthz": {"get": _operation("Liveness", (200, health), (406,))},
         "/readyz": {"get": _operation("Readiness: store reachable", (200, health), (406, 503))},
     }

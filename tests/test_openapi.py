@@ -11,7 +11,8 @@ from tornado.routing import PathMatches
 from server import make_app
 from tests.support import LiveServer, UserClient
 
-UNDOCUMENTED = {r"/static/(.*)$"}
+UNDOCUMENTED = {r"/static/(.*)$", r"/()$", r"/([a-z-]+\.html)$"}
+"""Pages and their assets, not API."""
 SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
