@@ -30,15 +30,19 @@ from handlers.catalog import (
     TeacherHandler,
     TeacherListHandler,
 )
-from handlers.ops import HealthHandler, OpenApiHandler, ReadyHandler
+from handlers.live import LiveSocket
+from handlers.ops import HealthHandler, OpenApiHandler, ReadyHandler, StatsHandler
 from handlers.pages import PageHandler
 from handlers.auth import LoginHandler, LogoutAllHandler, LogoutHandler, MeHandler, RefreshHandler, RegisterHandler
+from handlers.protocol import text_frame
 from handlers.votes import VoteHandler
 from services.accounts import AccountService
 from services.backends.broker import LocalBroker
 from services.backends.counters import LocalCounters
+from services.backends.presence import LocalPresence
 from services.backends.redis_broker import RedisBroker
 from services.backends.redis_counters import RedisCounters
+from services.backends.redis_presence import RedisPresence
 from services.backends.redis_sessions import RedisSessionStore
 from services.backends.sqlite_sessions import SqliteSessionStore
 from services.backends.sqlite_store import SqliteStore, sqlite_path
@@ -48,12 +52,15 @@ from services.config import Config, ConfigError, load_config
 from services.container import Backends, Services
 from services.errors import DomainError
 from services.events import EventBus
+from services.hub import Hub
 from services.models import User
 from services.passwords import Passwords
 from services.secret_file import load_or_create_secret
 from services.seed import seed_demo_data
 from services.sessions import SessionService
+from services.stats import StatsService
 from services.throttle import LoginThrottle
+from services.token_clock import TokenClock
 from services.tokens import TokenService
 from services.votes import VoteService
 
@@ -81,6 +88,8 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/api/auth/logout/?", LogoutHandler, api),
         (r"/api/auth/logout-all/?", LogoutAllHandler, api),
         (r"/api/auth/me/?", MeHandler, api),
+        (r"/api/stats/?", StatsHandler, api),
+        (r"/ws", LiveSocket, api),
         (r"/api/openapi\.json", OpenApiHandler, api),
         (r"/healthz", HealthHandler, api),
         (r"/readyz", ReadyHandler, api),
@@ -89,10 +98,14 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/([a-z-]+\.html)", PageHandler, {"path": str(STATIC_DIR)}),
         (r"/static/(.*)", PageHandler, {"path": str(STATIC_DIR)}),
     ]
+    ws = services.config.ws
     return LivevoteApplication(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=api,
+        websocket_max_message_size=ws.max_message_size,
+        websocket_ping_interval=ws.ping_interval or None,
+        websocket_ping_timeout=ws.ping_interval or None,
     )
 
 
@@ -109,10 +122,15 @@ async def open_backends(config: Config) -> tuple[Backends, bool]:
     created = await store.open()
     if config.redis.url is None:
         assert isinstance(store, SqliteStore)
-        backends = Backends(store, SqliteSessionStore(store.database), LocalCounters(), LocalBroker(), None)
+        backends = Backends(
+            store, SqliteSessionStore(store.database), LocalCounters(), LocalBroker(), LocalPresence(), None
+        )
     else:
         client = Redis.from_url(config.redis.url, socket_timeout=2, socket_connect_timeout=2)
-        backends = Backends(store, RedisSessionStore(client), RedisCounters(client), RedisBroker(config.redis.url), client)
+        backends = Backends(
+            store, RedisSessionStore(client), RedisCounters(client), RedisBroker(config.redis.url),
+            RedisPresence(client), client,
+        )
     await backends.session_store.open()
     return backends, created
 
@@ -137,18 +155,26 @@ async def build_services(config: Config) -> Services:
     tokens = TokenService(auth)
     throttle = LoginThrottle(backends.counters, auth.login_attempts, auth.login_window)
     passwords = Passwords(auth.argon2_time_cost, auth.argon2_memory_kib, auth.argon2_parallelism)
+    hub = Hub(backends.store, events, text_frame, config.ws)
+    await hub.start()
+    await backends.presence.start(lambda: hub.peer_count)
     return Services(
         config=config,
         backends=backends,
         events=events,
         catalog=CatalogService(backends.store),
+        tokens=tokens,
         accounts=AccountService(backends.store, passwords, throttle),
         sessions=SessionService(backends.session_store, backends.store, tokens, events, auth),
         votes=VoteService(backends.store, events),
+        hub=hub,
+        token_clock=TokenClock(auth.refresh_ahead, auth.push_tokens),
+        stats=StatsService(backends.store, backends.presence),
     )
 
 
 async def close_services(services: Services) -> None:
+    services.token_clock.close()
     await services.backends.close()
 
 
@@ -168,6 +194,7 @@ async def serve(config: Config) -> None:
 
     log.info("stopping: no new connections, letting %d request(s) finish", app.in_flight)
     server.stop()
+    services.hub.close_all()
     if not await app.wait_idle(DRAIN_SECONDS):
         log.warning("%d request(s) still running after %.0f s; closing anyway", app.in_flight, DRAIN_SECONDS)
     await server.close_all_connections()

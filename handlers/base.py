@@ -78,6 +78,22 @@ def accepts_json(accept: str) -> bool:
     return False
 
 
+def problem_json(status: int, detail: str, errors: list[FieldError] | None = None) -> bytes:
+    """An RFC 9457 problem document."""
+    problem: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    if errors:
+        problem["errors"] = [{"field": error.field, "message": error.message} for error in errors]
+    return orjson.dumps(problem)
+
+
+def problem_json(status: int, detail: str, errors: list[FieldError] | None = None) -> bytes:
+    """An RFC 9457 problem document."""
+    problem: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    if errors:
+        problem["errors"] = [{"field": error.field, "message": error.message} for error in errors]
+    return orjson.dumps(problem)
+
+
 def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> bool:
     """Same host as the request, or listed in server.allowed_origins."""
     if not origin:
@@ -233,7 +249,7 @@ class ApiHandler(RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        detail = HTTPStatus(status_code).description if status_code in HTTPStatus._value2member_map_ else ""
+        detail = HTTPStatus(status_code).description
         errors: list[FieldError] = []
         if isinstance(exc, DomainError):
             status_code = DOMAIN_STATUS.get(type(exc), 500)
@@ -252,16 +268,8 @@ class ApiHandler(RequestHandler):
         if status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
             detail = f"{self.request.method} is not allowed here."
-        problem: dict[str, Any] = {
-            "type": "about:blank",
-            "title": HTTPStatus(status_code).phrase,
-            "status": status_code,
-            "detail": detail,
-        }
-        if errors:
-            problem["errors"] = [{"field": e.field, "message": e.message} for e in errors]
         self.set_header("Content-Type", PROBLEM_JSON)
-        self.finish(orjson.dumps(problem))
+        self.finish(problem_json(status_code, detail, errors))
 
     @classmethod
     def allowed_methods(cls) -> list[str]:

@@ -184,6 +184,18 @@ def _paths() -> dict[str, Any]:
         "/api/auth/me": {
             "get": _operation("Who you are", (200, _ref("Me")), BEARER_ERRORS, secured=True),
         },
+        "/api/stats": {"get": _operation("Votes per subject and open sockets, cluster-wide", (200, _ref("Stats")), (406, 503))},
+        "/ws": {"get": {
+            "summary": "The live channel: WebSocket protocol v1 (see DESIGN section 6)",
+            "security": [{"bearer": []}],
+            "responses": {
+                "101": {"description": "Upgraded; subprotocol livevote.v1"},
+                "400": {"description": "Not a WebSocket upgrade"},
+                "401": {"description": "Missing, invalid, expired or revoked token",
+                        **_json(_ref("Problem"), "application/problem+json")},
+                "403": {"description": "Origin not allowed"},
+            },
+        }},
         "/api/openapi.json": {"get": _operation("This document", (200, {"type": "object"}), (406,))},
         "/api/docs": {"get": {"summary": "Browsable API documentation", "responses": {
             "200": {"description": "An HTML page over this document", "content": {"text/html": {}}}}}},
@@ -231,6 +243,14 @@ def _components() -> dict[str, Any]:
         "good_count": {"type": "integer"},
         "bad_count": {"type": "integer"},
         "version": {"type": "integer"},
+    })
+    found["Stats"] = _object({
+        "subjects": {"type": "array", "items": _object({
+            "no": {"type": "integer"}, "name": {"type": "string"},
+            "good_count": {"type": "integer"}, "bad_count": {"type": "integer"},
+        })},
+        "votes_total": {"type": "integer"},
+        "sockets": {"type": "integer"},
     })
     found["Problem"] = PROBLEM
     return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from redis.exceptions import RedisError
+
 from handlers.base import ApiHandler
 from handlers.openapi import openapi_document
 from services.errors import Unavailable
@@ -27,3 +29,11 @@ class ReadyHandler(ApiHandler):
 class OpenApiHandler(ApiHandler):
     async def get(self) -> None:
         self.write_json(openapi_document())
+
+
+class StatsHandler(ApiHandler):
+    async def get(self) -> None:
+        try:
+            self.write_json(await self.services.stats.snapshot())
+        except (OSError, RedisError) as exc:
+            raise Unavailable(f"Socket counts are unavailable: {type(exc).__name__}.") from exc

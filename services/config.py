@@ -60,6 +60,7 @@ class AuthConfig(_Section):
     refresh_ahead: float = Field(60, ge=0)
     reuse_grace: float = Field(10, ge=0)
     leeway: float = Field(5, ge=0)
+    push_tokens: bool = True
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65536, ge=1024)
     argon2_parallelism: int = Field(4, ge=1)
@@ -70,8 +71,12 @@ class AuthConfig(_Section):
 class WsConfig(_Section):
     coalesce_ms: int = Field(50, ge=0)
     max_pending: int = Field(256 * 1024, ge=1024)
+    stall_timeout: float = Field(30, gt=0)
     max_message_size: int = Field(16 * 1024, ge=256)
     ping_interval: float = Field(20, ge=0)
+    rate_limit: float = Field(20, gt=0)
+    rate_burst: int = Field(40, ge=1)
+    max_subscriptions: int = Field(32, ge=1)
 
 
 class Config(_Section):

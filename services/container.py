@@ -9,12 +9,17 @@ from redis.asyncio import Redis
 from services.accounts import AccountService
 from services.backends.broker import Broker
 from services.backends.counters import Counters
+from services.backends.presence import Presence
 from services.backends.sessions import SessionStore
 from services.backends.store import Store
 from services.catalog import CatalogService
 from services.config import Config
 from services.events import EventBus
+from services.hub import Hub
 from services.sessions import SessionService
+from services.stats import StatsService
+from services.token_clock import TokenClock
+from services.tokens import TokenService
 from services.votes import VoteService
 
 
@@ -26,9 +31,11 @@ class Backends:
     session_store: SessionStore
     counters: Counters
     broker: Broker
+    presence: Presence
     redis: Redis | None
 
     async def close(self) -> None:
+        await self.presence.close()
         await self.broker.close()
         await self.session_store.close()
         await self.store.close()
@@ -42,6 +49,10 @@ class Services:
     backends: Backends
     events: EventBus
     catalog: CatalogService
+    tokens: TokenService
     accounts: AccountService
     sessions: SessionService
     votes: VoteService
+    hub: Hub
+    token_clock: TokenClock
+    stats: StatsService

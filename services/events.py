@@ -22,9 +22,9 @@ REVOKED = "revoked"
 """Channel of session revocations: {"sids": [...]}."""
 
 
-def votes_channel(subject: int) -> str:
-    """Channel of vote count changes of one subject's teachers."""
-    return f"votes:{subject}"
+VOTES = "votes"
+"""Channel of every teacher's count changes: Counts as JSON. One channel for all
+subjects, since every process with a dashboard needs them all anyway."""
 
 
 class EventBus:

@@ -77,6 +77,14 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
+class SubjectTotals:
+    no: int
+    name: str
+    good_count: int
+    bad_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class VoteResult:
     """One user's vote on one teacher after a cast or a withdrawal."""
 

@@ -12,7 +12,7 @@ import logging
 import orjson
 
 from services.backends.store import Store
-from services.events import EventBus, votes_channel
+from services.events import VOTES, EventBus
 from services.models import Counts, VoteResult
 from services.schemas import VoteRequest, parse
 
@@ -39,6 +39,6 @@ class VoteService:
 
     async def _announce(self, counts: Counts) -> None:
         try:
-            await self._events.publish(votes_channel(counts.subject), orjson.dumps(counts))
+            await self._events.publish(VOTES, orjson.dumps(counts))
         except Exception:
             log.warning("could not publish the counts of teacher %d; subscribers will resync", counts.no)

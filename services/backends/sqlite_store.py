@@ -12,13 +12,14 @@ from typing import Any
 from services.backends.sqlite_db import SqliteDatabase
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound
-from services.models import Counts, Credentials, Page, Subject, Teacher, User, VoteResult
+from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult
 
 SUBJECT_COLUMNS = ("name", "intro", "is_hot")
 TEACHER_COLUMNS = ("name", "sex", "birth", "photo", "intro", "subject")
 SUBJECT_ROW = "no, name, intro, is_hot"
 TEACHER_ROW = "no, name, sex, birth, photo, intro, subject, good_count, bad_count, version"
 USER_ROW = "id, username, role"
+COUNTS_ROW = "no, subject, good_count, bad_count, version"
 COUNT_DELTAS = {"good": (1, 0), "bad": (0, 1), None: (0, 0)}
 
 
@@ -105,6 +106,20 @@ class SqliteStore(Store):
 
     async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
         return await self._read(_get_vote, user_id, teacher)
+
+    async def counts(self, subject: int | None = None) -> list[Counts]:
+        where, params = ("WHERE subject = ?", (subject,)) if subject is not None else ("", ())
+        rows = await self._read(_fetch_all, f"SELECT {COUNTS_ROW} FROM teachers {where} ORDER BY no", params)
+        return [Counts(*row) for row in rows]
+
+    async def subject_totals(self) -> list[SubjectTotals]:
+        rows = await self._read(
+            _fetch_all,
+            "SELECT s.no, s.name, coalesce(sum(t.good_count), 0), coalesce(sum(t.bad_count), 0)"
+            " FROM subjects s LEFT JOIN teachers t ON t.subject = s.no GROUP BY s.no ORDER BY s.no",
+            (),
+        )
+        return [SubjectTotals(*row) for row in rows]
 
     async def tally_votes(self, teacher: int) -> tuple[int, int]:
         row = await self._read(
@@ -223,6 +238,10 @@ def _delete_row(conn: sqlite3.Connection, table: str, no: int, noun: str) -> Non
         raise NotFound(f"There is no {noun} {no}.")
 
 
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return conn.execute(sql, params).fetchall()
+
+
 def _fetch_one(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
     row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
     return row
@@ -241,9 +260,7 @@ def _insert_user(conn: sqlite3.Connection, username: str, password_hash: str, ro
 
 
 def _counts(conn: sqlite3.Connection, teacher: int) -> Counts:
-    row = conn.execute(
-        "SELECT no, subject, good_count, bad_count, version FROM teachers WHERE no = ?", (teacher,)
-    ).fetchone()
+    row = conn.execute(f"SELECT {COUNTS_ROW} FROM teachers WHERE no = ?", (teacher,)).fetchone()
     if row is None:
         raise NotFound(f"There is no teacher {teacher}.")
     return Counts(*row)

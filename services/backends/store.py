@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from services.models import Credentials, Page, Subject, Teacher, User, VoteResult
+from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult
 
 
 class Store(ABC):
@@ -86,6 +86,14 @@ class Store(ABC):
     @abstractmethod
     async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
         """The user's vote on the teacher (value None: no vote); NotFound for an unknown teacher."""
+
+    @abstractmethod
+    async def counts(self, subject: int | None = None) -> list[Counts]:
+        """Live state of every teacher (of one subject), ordered by teacher no."""
+
+    @abstractmethod
+    async def subject_totals(self) -> list[SubjectTotals]:
+        """Votes per subject, every subject included, ordered by subject no."""
 
     @abstractmethod
     async def tally_votes(self, teacher: int) -> tuple[int, int]:

@@ -1,0 +1,235 @@
+"""GET /ws: the live channel (DESIGN section 6).
+
+The access token is checked before the upgrade (HTTP 401, no 101), from the
+Authorization header or the `bearer.<jwt>` subprotocol, which is never echoed.
+After that the socket lives on its token: the TokenClock pushes a fresh one
+before it expires, or closes the socket 4001 when it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from tornado.iostream import StreamClosedError
+from tornado.web import HTTPError
+from tornado.websocket import WebSocketHandler
+
+from handlers.base import origin_allowed, problem_json
+from handlers.protocol import (
+    BEARER_PREFIX,
+    CLOSE_RATE_LIMITED,
+    CLOSE_TOKEN_EXPIRED,
+    OP_NAMES,
+    OPS,
+    SUBPROTOCOL,
+    Auth,
+    Ping,
+    Refresh,
+    Subscribe,
+    Unsubscribe,
+    Vote,
+    error,
+    message,
+)
+from services.container import Services
+from services.errors import DomainError, Invalid, NotFound, Unauthorized, Unavailable
+from services.hub import CLOSE_REVOKED, BadChannel, Peer
+from services.tokens import AccessClaims
+
+log = logging.getLogger("livevote.live")
+
+ERROR_CODES: list[tuple[type[DomainError], str]] = [
+    (BadChannel, "bad_channel"),
+    (Invalid, "invalid"),
+    (NotFound, "not_found"),
+    (Unauthorized, "unauthorized"),
+    (Unavailable, "unavailable"),
+]
+
+
+def error_code(exc: DomainError) -> str:
+    return next((code for kind, code in ERROR_CODES if isinstance(exc, kind)), "failed")
+
+
+class TokenBucket:
+    """`rate` ops per second on average, with bursts of up to `burst`."""
+
+    __slots__ = ("_rate", "_burst", "_tokens", "_at")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, burst
+        self._tokens, self._at = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class LiveSocket(WebSocketHandler):
+    def initialize(self, services: Services) -> None:
+        self.services = services
+        self.claims: AccessClaims | None = None
+        self.peer: Peer | None = None
+        self.closed = False
+        ws = services.config.ws
+        self._bucket = TokenBucket(ws.rate_limit, ws.rate_burst)
+
+    @property
+    def expires_at(self) -> float:
+        assert self.claims is not None
+        return self.claims.expires_at
+
+    # -- handshake ----------------------------------------------------------
+
+    async def prepare(self) -> None:
+        try:
+            self.claims = await self.services.sessions.authenticate(self._offered_token())
+        except Unauthorized as exc:
+            self.set_header("WWW-Authenticate", 'Bearer realm="livevote"')
+            raise HTTPError(401, reason="Unauthorized", log_message=exc.detail) from None
+
+    def _offered_token(self) -> str:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        for protocol in self.request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+            if protocol.strip().startswith(BEARER_PREFIX):
+                return protocol.strip()[len(BEARER_PREFIX):]
+        raise Unauthorized("The socket needs an access token.")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/problem+json")
+        self.finish(problem_json(status_code, "The socket needs a valid access token of an active session."))
+
+    def check_origin(self, origin: str) -> bool:
+        return origin_allowed(origin, self.request.host, self.services.config.server.allowed_origins)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+
+    def get_compression_options(self) -> None:
+        """No compression: the frame of a broadcast is built once for every socket."""
+        return None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def open(self) -> None:
+        assert self.claims is not None
+        self.peer = Peer(self, self.claims.sid)
+        self.services.hub.add(self.peer)
+        self.services.token_clock.track(self)
+        user = await self.services.accounts.get(self.claims.user_id)
+        self.send(message(
+            "welcome", user=user.to_json(), session=self.claims.sid,
+            expires_at=self.claims.expires_at, server_time=time.time(),
+        ))
+
+    def on_close(self) -> None:
+        self.closed = True
+        if self.peer is not None:
+            task = asyncio.ensure_future(self.services.hub.remove(self.peer))
+            task.add_done_callback(_log_failure)
+
+    # -- Transport for the hub ------------------------------------------------
+
+    def write_frame(self, frame: bytes) -> asyncio.Future[None] | None:
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            return None
+        try:
+            return connection.stream.write(frame)  # type: ignore[attr-defined, no-any-return]
+        except StreamClosedError:
+            return None
+
+    def send(self, frame: bytes) -> None:
+        if self.peer is not None:
+            self.peer.send(frame)
+
+    # -- tokens (TokenClock) ----------------------------------------------------
+
+    async def push_token(self) -> None:
+        assert self.claims is not None
+        try:
+            issued = await self.services.sessions.reissue(self.claims)
+        except Unauthorized:
+            self.send(message("revoked", reason="session ended"))
+            self.close(CLOSE_REVOKED, "session revoked")
+            return
+        except Exception:
+            log.exception("token push failed; the socket keeps its token until it expires")
+            return
+        self._adopt(self.services.tokens.verify(issued.token))
+        self.send(message("token", access_token=issued.token, expires_in=issued.expires_in, expires_at=issued.expires_at))
+
+    def token_expired(self) -> None:
+        if not self.closed and self.expires_at <= time.time():
+            self.close(CLOSE_TOKEN_EXPIRED, "token expired")
+
+    def _adopt(self, claims: AccessClaims) -> None:
+        assert self.claims is not None
+        if claims.user_id != self.claims.user_id:
+            raise Invalid("That token belongs to another user.")
+        self.claims = claims
+        self.services.token_clock.track(self)
+
+    # -- ops ------------------------------------------------------------------
+
+    async def on_message(self, raw: str | bytes) -> None:
+        if not self._bucket.take():
+            self.send(error("rate_limited", "Too many messages; slow down."))
+            self.close(CLOSE_RATE_LIMITED, "rate limited")
+            return
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self.send(error("bad_json", "Each message must be one JSON object."))
+            return
+        op_id = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), (str, int)) else None
+        if not isinstance(data, dict) or data.get("op") not in OP_NAMES:
+            self.send(error("unknown_op", f"Known ops: {', '.join(sorted(OP_NAMES))}.", op_id))
+            return
+        try:
+            await self._dispatch(OPS.validate_python(data))
+        except ValidationError as exc:
+            details = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'op'}: {e['msg']}" for e in exc.errors())
+            self.send(error("invalid", details, op_id))
+        except DomainError as exc:
+            self.send(error(error_code(exc), exc.detail, op_id))
+
+    async def _dispatch(self, op: Any) -> None:
+        assert self.peer is not None and self.claims is not None
+        services = self.services
+        if isinstance(op, Subscribe):
+            snapshot = await services.hub.subscribe(self.peer, op.channel, services.config.ws.max_subscriptions)
+            self.send(message("ack", id=op.id, channel=op.channel))
+            self.send(snapshot)
+        elif isinstance(op, Unsubscribe):
+            await services.hub.unsubscribe(self.peer, op.channel)
+            self.send(message("ack", id=op.id, channel=op.channel))
+        elif isinstance(op, Vote):
+            result = await services.votes.set(self.claims.user_id, op.teacher, op.value)
+            self.send(message("ack", id=op.id, **result.to_json()))
+        elif isinstance(op, Refresh):
+            pair = await services.sessions.refresh(op.refresh_token)
+            self._adopt(services.tokens.verify(pair.access.token))
+            self.send(message("tokens", id=op.id, **pair.to_json()))
+        elif isinstance(op, Auth):
+            self._adopt(await services.sessions.authenticate(op.access_token))
+            self.send(message("ack", id=op.id, expires_at=self.expires_at))
+        elif isinstance(op, Ping):
+            self.send(message("pong", id=op.id))
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("leaving the hub failed", exc_info=task.exception())

@@ -1,0 +1,326 @@
+"""Hub: this process's sockets per channel. No Redis here: changes arrive through
+the EventBus, and the hub only fans them out.
+
+Guarantees:
+- Encode once, send many: a broadcast is serialized and framed once, and the
+  same bytes are written to every socket of the channel.
+- Coalescing: at most one `votes` message per channel per `ws.coalesce_ms`,
+  carrying the latest state of every teacher that changed; the first change
+  after a quiet period goes out at once.
+- Counts are state, not a log: a socket whose unsent output passes
+  `ws.max_pending` is skipped, and once it drains it gets a snapshot of the
+  latest state of what it missed; one stuck past `ws.stall_timeout` is closed
+  4008. Memory per socket stays bounded either way.
+- Convergence: the board keeps the highest version of every teacher seen, a
+  snapshot is built from the store and the board together after the broker
+  subscription is active, and after any broker gap every channel is sent a
+  fresh snapshot from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import orjson
+
+from services.backends.store import Store
+from services.config import WsConfig
+from services.errors import Invalid
+from services.events import REVOKED, VOTES, EventBus
+from services.models import Counts
+
+log = logging.getLogger("livevote.hub")
+
+DASHBOARD = "dashboard"
+CLOSE_GOING_AWAY = 1001
+CLOSE_REVOKED = 4003
+CLOSE_TOO_SLOW = 4008
+
+
+class BadChannel(Invalid):
+    """A channel name that is not subject:{no}, teacher:{no} or dashboard."""
+
+
+class Transport(Protocol):
+    def write_frame(self, frame: bytes) -> asyncio.Future[None] | None:
+        """Queue a whole frame; the future resolves once it is flushed; None if closed."""
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class Peer:
+    """One socket as the hub sees it: its channels and how far behind it is."""
+
+    __slots__ = ("transport", "sid", "channels", "_unflushed", "_last_write", "_missed", "_stalled_since")
+
+    def __init__(self, transport: Transport, sid: str) -> None:
+        self.transport = transport
+        self.sid = sid
+        self.channels: set[str] = set()
+        self._unflushed = 0
+        self._last_write: asyncio.Future[None] | None = None
+        self._missed: set[str] = set()
+        self._stalled_since = 0.0
+
+    @property
+    def behind(self) -> bool:
+        return bool(self._missed)
+
+    def send(self, frame: bytes) -> None:
+        """Write a frame that must not be dropped (replies, snapshots, tokens)."""
+        if self._last_write is None or self._last_write.done():
+            self._unflushed = 0
+        self._unflushed += len(frame)
+        self._last_write = self.transport.write_frame(frame)
+
+    def offer(self, frame: bytes, channel: str, hub: Hub) -> None:
+        """Write a broadcast unless the socket is behind; then note the channel for later."""
+        if self._missed or (
+            self._last_write is not None and not self._last_write.done() and self._unflushed > hub.max_pending
+        ):
+            self._fall_behind(channel, hub)
+            return
+        self.send(frame)
+
+    def _fall_behind(self, channel: str, hub: Hub) -> None:
+        now = time.monotonic()
+        if not self._missed:
+            self._stalled_since = now
+            assert self._last_write is not None
+            self._last_write.add_done_callback(lambda _: hub.catch_up(self))
+        elif now - self._stalled_since > hub.stall_timeout:
+            self.transport.close(CLOSE_TOO_SLOW, "too slow")
+        self._missed.add(channel)
+
+    def take_missed(self) -> set[str]:
+        missed, self._missed = self._missed, set()
+        return missed
+
+
+class Channel:
+    """Sockets of one channel, and the changes waiting for the next coalescing tick."""
+
+    __slots__ = ("name", "peers", "teachers", "pending", "cooling")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.peers: set[Peer] = set()
+        self.teachers: set[int] = set()
+        self.pending: dict[int, Counts] = {}
+        self.cooling = False
+
+
+def parse_channel(name: object) -> tuple[str, int | None]:
+    if name == DASHBOARD:
+        return DASHBOARD, None
+    if isinstance(name, str):
+        kind, _, number = name.partition(":")
+        if kind in ("subject", "teacher") and number.isdigit() and 0 < int(number) < 2**63:
+            return kind, int(number)
+    raise BadChannel("Channels are subject:{no}, teacher:{no} and dashboard.")
+
+
+def counts_json(counts: Counts) -> dict[str, int]:
+    return {"no": counts.no, "good_count": counts.good_count, "bad_count": counts.bad_count, "version": counts.version}
+
+
+class Hub:
+    def __init__(self, store: Store, events: EventBus, frame: Callable[[bytes], bytes], ws: WsConfig) -> None:
+        self._store = store
+        self._events = events
+        self._frame = frame
+        self._coalesce = ws.coalesce_ms / 1000
+        self.max_pending = ws.max_pending
+        self.stall_timeout = ws.stall_timeout
+        self._channels: dict[str, Channel] = {}
+        self._board: dict[int, Counts] = {}
+        self._subject_names: dict[int, str] = {}
+        self._peers_by_sid: dict[str, set[Peer]] = {}
+        self._listening = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def peer_count(self) -> int:
+        return sum(len(peers) for peers in self._peers_by_sid.values())
+
+    async def start(self) -> None:
+        await self._events.listen(REVOKED, self._on_revoked)
+        self._events.listen_resync(self._on_resync)
+
+    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        for peers in list(self._peers_by_sid.values()):
+            for peer in list(peers):
+                peer.transport.close(code, reason)
+
+    # -- membership ---------------------------------------------------------
+
+    def add(self, peer: Peer) -> None:
+        self._peers_by_sid.setdefault(peer.sid, set()).add(peer)
+
+    async def remove(self, peer: Peer) -> None:
+        peers = self._peers_by_sid.get(peer.sid, set())
+        peers.discard(peer)
+        if not peers:
+            self._peers_by_sid.pop(peer.sid, None)
+        for name in list(peer.channels):
+            self._leave(peer, name)
+        await self._update_listening()
+
+    async def subscribe(self, peer: Peer, name: str, limit: int) -> bytes:
+        """Join a channel; returns its snapshot frame, to be sent right after the ack.
+
+        Between the store read and joining there is no await, so every change
+        that arrived meanwhile is already on the board and in the snapshot.
+        """
+        kind, number = parse_channel(name)
+        if name not in peer.channels and len(peer.channels) >= limit:
+            raise Invalid(f"A socket may hold at most {limit} subscriptions.")
+        await self._listen_votes()
+        snapshot = await self._snapshot(name, kind, number)
+        channel = self._channels.setdefault(name, Channel(name))
+        channel.teachers.update(counts.no for counts in snapshot)
+        channel.peers.add(peer)
+        peer.channels.add(name)
+        return self._snapshot_frame(channel)
+
+    async def unsubscribe(self, peer: Peer, name: str) -> None:
+        parse_channel(name)
+        self._leave(peer, name)
+        await self._update_listening()
+
+    def _leave(self, peer: Peer, name: str) -> None:
+        peer.channels.discard(name)
+        channel = self._channels.get(name)
+        if channel is not None:
+            channel.peers.discard(peer)
+            if not channel.peers:
+                del self._channels[name]
+
+    async def _listen_votes(self) -> None:
+        if not self._listening:
+            self._listening = True
+            await self._events.listen(VOTES, self._on_votes)
+
+    async def _update_listening(self) -> None:
+        if self._listening and not self._channels:
+            self._listening = False
+            await self._events.unlisten(VOTES, self._on_votes)
+
+    # -- state --------------------------------------------------------------
+
+    async def _snapshot(self, name: str, kind: str, number: int | None) -> list[Counts]:
+        """Fresh counts from the store, merged onto the board; NotFound for an unknown record."""
+        if kind == "teacher":
+            assert number is not None
+            teacher = await self._store.get_teacher(number)
+            fresh = [Counts(teacher.no, teacher.subject, teacher.good_count, teacher.bad_count, teacher.version)]
+        elif kind == "subject":
+            assert number is not None
+            await self._store.get_subject(number)
+            fresh = await self._store.counts(number)
+        else:
+            self._subject_names = {totals.no: totals.name for totals in await self._store.subject_totals()}
+            fresh = await self._store.counts()
+        return [self._merge(counts) or self._board[counts.no] for counts in fresh]
+
+    def _merge(self, counts: Counts) -> Counts | None:
+        """Keep the higher version; returns the counts when they are news."""
+        known = self._board.get(counts.no)
+        if known is not None and known.version >= counts.version:
+            return None
+        self._board[counts.no] = counts
+        return counts
+
+    def _snapshot_frame(self, channel: Channel) -> bytes:
+        latest = [self._board[no] for no in sorted(channel.teachers) if no in self._board]
+        message: dict[str, Any] = {"type": "snapshot", "channel": channel.name}
+        if channel.name == DASHBOARD:
+            message.update(self._dashboard(latest))
+        else:
+            message["teachers"] = [counts_json(counts) for counts in latest]
+        return self._frame(orjson.dumps(message))
+
+    def _dashboard(self, latest: Iterable[Counts], only: set[int] | None = None) -> dict[str, Any]:
+        """Totals per subject (all of them, or `only` those) and overall, summed from teacher counts."""
+        totals = {no: [0, 0] for no in self._subject_names}
+        for counts in latest:
+            subject = totals.setdefault(counts.subject, [0, 0])
+            subject[0] += counts.good_count
+            subject[1] += counts.bad_count
+        return {
+            "subjects": [
+                {"no": no, "name": self._subject_names.get(no, f"#{no}"), "good_count": good, "bad_count": bad}
+                for no, (good, bad) in sorted(totals.items()) if only is None or no in only
+            ],
+            "votes_total": sum(good + bad for good, bad in totals.values()),
+        }
+
+    # -- fan-out ------------------------------------------------------------
+
+    def _on_votes(self, _channel: str, data: bytes) -> None:
+        counts = self._merge(Counts(**orjson.loads(data)))
+        if counts is None:
+            return
+        for name in (f"subject:{counts.subject}", f"teacher:{counts.no}", DASHBOARD):
+            channel = self._channels.get(name)
+            if channel is not None:
+                channel.teachers.add(counts.no)
+                channel.pending[counts.no] = counts
+                if not channel.cooling:
+                    self._flush(channel)
+
+    def _flush(self, channel: Channel) -> None:
+        if not channel.pending:
+            channel.cooling = False
+            return
+        changed, channel.pending = channel.pending, {}
+        message: dict[str, Any] = {"type": "votes", "channel": channel.name}
+        if channel.name == DASHBOARD:
+            board = (self._board[no] for no in channel.teachers if no in self._board)
+            message.update(self._dashboard(board, only={counts.subject for counts in changed.values()}))
+        else:
+            message["updates"] = [counts_json(counts) for counts in changed.values()]
+        frame = self._frame(orjson.dumps(message))
+        for peer in list(channel.peers):
+            peer.offer(frame, channel.name, self)
+        if self._coalesce:
+            channel.cooling = True
+            asyncio.get_running_loop().call_later(self._coalesce, self._flush, channel)
+
+    def catch_up(self, peer: Peer) -> None:
+        """A socket that fell behind has drained: send it the latest state of what it missed."""
+        for name in peer.take_missed():
+            channel = self._channels.get(name)
+            if channel is not None and peer in channel.peers:
+                peer.send(self._snapshot_frame(channel))
+
+    # -- events -------------------------------------------------------------
+
+    def _on_revoked(self, _channel: str, data: bytes) -> None:
+        frame = self._frame(orjson.dumps({"type": "revoked", "reason": "session ended"}))
+        for sid in orjson.loads(data)["sids"]:
+            for peer in list(self._peers_by_sid.get(sid, ())):
+                peer.send(frame)
+                peer.transport.close(CLOSE_REVOKED, "session revoked")
+
+    def _on_resync(self) -> None:
+        task = asyncio.ensure_future(self._resnapshot())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resnapshot(self) -> None:
+        """After a broker gap: every channel gets a fresh snapshot from the store."""
+        for name, channel in list(self._channels.items()):
+            kind, number = parse_channel(name)
+            try:
+                channel.teachers.update(counts.no for counts in await self._snapshot(name, kind, number))
+            except Exception:
+                log.exception("could not refresh channel %s after a broker gap", name)
+                continue
+            frame = self._snapshot_frame(channel)
+            for peer in list(channel.peers):
+                peer.send(frame)

@@ -1,0 +1,24 @@
+"""Totals for /api/stats: votes per subject and overall, and open sockets cluster-wide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.backends.presence import Presence
+from services.backends.store import Store
+
+
+class StatsService:
+    def __init__(self, store: Store, presence: Presence) -> None:
+        self._store = store
+        self._presence = presence
+
+    async def snapshot(self) -> dict[str, Any]:
+        subjects = await self._store.subject_totals()
+        return {
+            "subjects": [
+                {"no": s.no, "name": s.name, "good_count": s.good_count, "bad_count": s.bad_count} for s in subjects
+            ],
+            "votes_total": sum(s.good_count + s.bad_count for s in subjects),
+            "sockets": await self._presence.total(),
+        }

@@ -1,0 +1,91 @@
+// Log in or register, then go back to where the user came from (?next=, same-site paths only).
+import { HttpError, el, login, notify, register, safeNext } from "./livevote.js";
+
+const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
+const params = new URLSearchParams(window.location.search);
+const next = safeNext(params.get("next") || "/");
+let mode = "login";
+
+const form = document.getElementById("auth-form");
+const submit = document.getElementById("submit");
+const username = document.getElementById("username");
+const password = document.getElementById("password");
+
+const TEXT = {
+  login: { title: "欢迎回来", lead: "登录后即可投票，并实时看到票数变化。", submit: "登录 Log in", autocomplete: "current-password" },
+  register: { title: "创建账号", lead: "注册一个账号，马上开始投票。", submit: "注册并登录 Register", autocomplete: "new-password" },
+};
+
+function fieldError(name, message) {
+  const node = document.getElementById(`${name}-error`);
+  if (!node) return;
+  node.textContent = message || "";
+  node.hidden = !message;
+}
+
+function clearErrors() {
+  notify("");
+  fieldError("username", "");
+  fieldError("password", "");
+}
+
+function setMode(value) {
+  mode = value;
+  const text = TEXT[mode];
+  document.getElementById("auth-title").textContent = text.title;
+  document.getElementById("auth-lead").textContent = text.lead;
+  submit.textContent = text.submit;
+  password.autocomplete = text.autocomplete;
+  document.getElementById("username-hint").hidden = mode !== "register";
+  document.getElementById("tab-login").setAttribute("aria-selected", String(mode === "login"));
+  document.getElementById("tab-register").setAttribute("aria-selected", String(mode === "register"));
+  document.title = mode === "login" ? "livevote · 登录" : "livevote · 注册";
+  clearErrors();
+}
+
+function showProblem(error) {
+  if (!(error instanceof HttpError)) {
+    notify(`连接服务器失败，请稍后再试。（${error.message}）`);
+    return;
+  }
+  const problem = error.problem;
+  if (error.status === 401) notify("用户名或密码不正确。");
+  else if (error.status === 429) notify("尝试次数太多，请稍后再试。");
+  else if (error.status === 409) fieldError("username", "这个用户名已被使用。");
+  else notify(problem.detail || problem.title || `出错了（${error.status}）`);
+  for (const item of problem.errors || []) fieldError(item.field, item.message);
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors();
+  const name = username.value.trim();
+  if (!USERNAME.test(name)) {
+    fieldError("username", "用户名为 3–32 个字符：字母、数字、_ . -");
+    username.focus();
+    return;
+  }
+  if (!password.value) {
+    fieldError("password", "请输入密码。");
+    password.focus();
+    return;
+  }
+  submit.disabled = true;
+  try {
+    await (mode === "login" ? login(name, password.value) : register(name, password.value));
+    window.location.replace(next);
+  } catch (error) {
+    showProblem(error);
+    submit.disabled = false;
+  }
+});
+
+document.getElementById("tab-login").addEventListener("click", () => setMode("login"));
+document.getElementById("tab-register").addEventListener("click", () => setMode("register"));
+
+const reason = params.get("reason");
+if (reason === "revoked") notify("你的会话已结束（已在别处退出登录），请重新登录。", "info");
+else if (params.has("next")) notify("请先登录。", "info");
+
+// A link back for those who came here by mistake.
+document.getElementById("account").append(el("a", { class: "btn btn-quiet", href: next }, "← 返回"));

@@ -1,0 +1,190 @@
+// The teachers of one subject: vote 好评 / 差评, switch or withdraw, watch the counts move live.
+import {
+  HttpError,
+  LiveClient,
+  VersionedCounts,
+  api,
+  el,
+  notify,
+  requireLogin,
+  showAccount,
+  showState,
+} from "./livevote.js";
+
+const counts = new VersionedCounts();
+/** teacher no -> "good" | "bad" | null: this user's own vote. */
+const mine = new Map();
+/** teacher no -> the card's live parts. */
+const cards = new Map();
+
+const LABELS = { good: "好评", bad: "差评" };
+
+function photoUrl(photo) {
+  return photo ? `/static/images/${encodeURIComponent(photo)}` : "/static/images/placeholder.svg";
+}
+
+function voteButton(no, value) {
+  const count = el("span", { class: "count" }, "0");
+  const button = el(
+    "button",
+    {
+      type: "button",
+      class: `vote vote-${value}`,
+      "aria-pressed": "false",
+      dataset: { value },
+      onclick: () => vote(no, value),
+    },
+    el("span", { class: "label" }, value === "good" ? "👍 好评" : "👎 差评"),
+    count,
+  );
+  return { button, count };
+}
+
+function teacherCard(teacher) {
+  const photo = el("img", { class: "photo", src: photoUrl(teacher.photo), alt: "", loading: "lazy", width: 84, height: 84 });
+  photo.addEventListener("error", () => {
+    if (!photo.src.endsWith("/placeholder.svg")) photo.src = "/static/images/placeholder.svg";
+  }, { once: true });
+  const good = voteButton(teacher.no, "good");
+  const bad = voteButton(teacher.no, "bad");
+  const ratioGood = el("span", { class: "ratio-good" });
+  const ratioBad = el("span", { class: "ratio-bad" });
+  const mineLine = el("p", { class: "mine" });
+  const card = el(
+    "article",
+    { class: "card teacher", dataset: { no: teacher.no } },
+    el(
+      "div",
+      { class: "teacher-top" },
+      photo,
+      el(
+        "div",
+        {},
+        el("h2", { class: "name" }, teacher.name),
+        el(
+          "div",
+          { class: "facts" },
+          el("span", { class: teacher.sex ? "sex sex-m" : "sex sex-f" }, teacher.sex ? "♂ 男" : "♀ 女"),
+          el("span", { class: "birth" }, `生日 ${teacher.birth}`),
+        ),
+      ),
+    ),
+    el("p", { class: "intro" }, teacher.intro || ""),
+    el("div", { class: "ratio", "aria-hidden": "true" }, ratioGood, ratioBad),
+    el("div", { class: "votes" }, good.button, bad.button),
+    mineLine,
+  );
+  cards.set(teacher.no, { card, good, bad, ratioGood, ratioBad, mineLine });
+  return card;
+}
+
+function setCount(node, value) {
+  const text = String(value);
+  if (node.textContent === text) return;
+  node.textContent = text;
+  node.classList.remove("bump");
+  void node.offsetWidth; // restart the animation
+  node.classList.add("bump");
+}
+
+function render(no) {
+  const parts = cards.get(no);
+  const state = counts.get(no);
+  if (!parts || !state) return;
+  setCount(parts.good.count, state.good_count);
+  setCount(parts.bad.count, state.bad_count);
+  parts.card.dataset.version = String(state.version);
+  const total = state.good_count + state.bad_count;
+  parts.ratioGood.style.flexGrow = String(total ? state.good_count : 1);
+  parts.ratioBad.style.flexGrow = String(total ? state.bad_count : 1);
+  parts.ratioGood.hidden = parts.ratioBad.hidden = false;
+  if (!total) parts.ratioGood.hidden = parts.ratioBad.hidden = true;
+  const value = mine.get(no) ?? null;
+  parts.good.button.setAttribute("aria-pressed", String(value === "good"));
+  parts.bad.button.setAttribute("aria-pressed", String(value === "bad"));
+  parts.mineLine.textContent = value ? `你的评价：${LABELS[value]}（再点一次撤回）` : "你还没有评价这位老师。";
+}
+
+function applyCounts(update) {
+  if (counts.apply(update)) render(update.no);
+}
+
+/** A vote reply ({teacher, value, good_count, bad_count, version}) from REST. */
+function applyVote(result) {
+  mine.set(result.teacher, result.value);
+  counts.apply({ no: result.teacher, ...result });
+  render(result.teacher);
+}
+
+function setBusy(no, busy) {
+  const parts = cards.get(no);
+  if (!parts) return;
+  parts.good.button.disabled = busy;
+  parts.bad.button.disabled = busy;
+}
+
+async function vote(no, value) {
+  const next = (mine.get(no) ?? null) === value ? null : value;
+  setBusy(no, true);
+  try {
+    const path = `/api/teachers/${encodeURIComponent(no)}/vote`;
+    const result = next === null
+      ? await api(path, { method: "DELETE", auth: true })
+      : await api(path, { method: "PUT", body: { value: next }, auth: true });
+    applyVote(result);
+    notify("");
+  } catch (error) {
+    notify(`投票没有成功：${error.message}`);
+  } finally {
+    setBusy(no, false);
+  }
+}
+
+function onMessage(message, channel) {
+  if (message.channel !== channel) return;
+  if (message.type === "snapshot") for (const teacher of message.teachers || []) applyCounts(teacher);
+  else if (message.type === "votes") for (const update of message.updates || []) applyCounts(update);
+}
+
+async function loadMyVotes(teachers) {
+  await Promise.all(teachers.map(async (teacher) => {
+    try {
+      applyVote(await api(`/api/teachers/${encodeURIComponent(teacher.no)}/vote`, { auth: true }));
+    } catch (error) {
+      if (!(error instanceof HttpError && error.status === 404)) throw error;
+    }
+  }));
+}
+
+async function main() {
+  const list = document.getElementById("teachers");
+  const sno = new URLSearchParams(window.location.search).get("sno") || "";
+  if (!/^\d{1,18}$/.test(sno)) {
+    list.removeAttribute("aria-busy");
+    notify("没有这个科目。请从科目列表选择。");
+    return;
+  }
+  const who = await requireLogin();
+  showAccount(who);
+  const channel = `subject:${sno}`;
+  showState("connecting");
+  new LiveClient({ channels: [channel], onState: showState, onMessage: (m) => onMessage(m, channel) }).start();
+  try {
+    const data = await api(`/api/teachers/?sno=${encodeURIComponent(sno)}`);
+    document.getElementById("subject-name").textContent = data.subject.name;
+    document.title = `livevote · ${data.subject.name}`;
+    list.replaceChildren(...data.teachers.map(teacherCard));
+    if (!data.teachers.length) list.append(el("div", { class: "card empty" }, "这个科目还没有老师。"));
+    for (const teacher of data.teachers) {
+      counts.apply(teacher);
+      render(teacher.no);
+    }
+    await loadMyVotes(data.teachers);
+  } catch (error) {
+    notify(error instanceof HttpError && error.status === 404 ? "没有这个科目。" : `无法加载老师：${error.message}`);
+  } finally {
+    list.removeAttribute("aria-busy");
+  }
+}
+
+main();

@@ -1,0 +1,117 @@
+"""A WebSocket client for tests: the real protocol over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+
+class LiveClient:
+    """Reads every message into a list; tests wait for the one they expect."""
+
+    def __init__(self, connection: WebSocketClientConnection) -> None:
+        self.connection = connection
+        self.messages: list[dict[str, Any]] = []
+        self._arrived = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+        self._next_id = 0
+
+    @classmethod
+    async def connect(
+        cls, base_url: str, token: str | None = None, via: str = "protocol", headers: dict[str, str] | None = None,
+        **options: Any,
+    ) -> LiveClient:
+        """Connect to /ws; the token goes in the subprotocol list (as browsers do) or the header."""
+        all_headers = dict(headers or {})
+        subprotocols = ["livevote.v1"]
+        if token is not None and via == "protocol":
+            subprotocols.append(f"bearer.{token}")
+        elif token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        request = HTTPRequest(base_url.replace("http", "ws", 1) + "/ws", headers=all_headers, request_timeout=10)
+        connection = await websocket_connect(request, subprotocols=subprotocols, **options)
+        return cls(connection)
+
+    async def _read(self) -> None:
+        while True:
+            raw = await self.connection.read_message()
+            async with self._arrived:
+                if raw is not None:
+                    self.messages.append(json.loads(raw))
+                self._arrived.notify_all()
+            if raw is None:
+                return
+
+    @property
+    def closed(self) -> bool:
+        return self._reader.done()
+
+    @property
+    def close_code(self) -> int | None:
+        return self.connection.close_code
+
+    def send(self, op: str, **fields: Any) -> str:
+        self._next_id += 1
+        op_id = f"m{self._next_id}"
+        self.connection.write_message(json.dumps({"op": op, "id": op_id, **fields}))
+        return op_id
+
+    async def expect(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        """The first message of this type (and these field values) not yet taken."""
+
+        def find() -> dict[str, Any] | None:
+            for index, message in enumerate(self.messages):
+                if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                    return self.messages.pop(index)
+            return None
+
+        async def wait() -> dict[str, Any]:
+            async with self._arrived:
+                while (found := find()) is None:
+                    if self.closed:
+                        raise AssertionError(f"closed ({self.close_code}) before {kind} {match}: {self.messages}")
+                    await self._arrived.wait()
+                return found
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def request(self, op: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """Send an op and return its reply (ack, error, pong, tokens ...)."""
+        op_id = self.send(op, **fields)
+
+        async def reply() -> dict[str, Any]:
+            async with self._arrived:
+                while True:
+                    for index, message in enumerate(self.messages):
+                        if message.get("id") == op_id:
+                            return self.messages.pop(index)
+                    if self.closed:
+                        raise AssertionError(f"closed ({self.close_code}) before the reply to {op}")
+                    await self._arrived.wait()
+
+        return await asyncio.wait_for(reply(), timeout)
+
+    async def wait_closed(self, timeout: float = 5.0) -> int | None:
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.close_code
+
+    async def close(self) -> None:
+        self.connection.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), 5)
+        except TimeoutError:
+            self._reader.cancel()
+
+
+async def refused_status(base_url: str, token: str | None = None, **kwargs: Any) -> int:
+    """The HTTP status of a handshake the server refuses (it must never answer 101)."""
+    try:
+        client = await LiveClient.connect(base_url, token, **kwargs)
+    except HTTPClientError as exc:
+        return exc.code
+    await client.close()
+    raise AssertionError("the server accepted the socket")
