@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
+import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -178,7 +181,8 @@ async def close_services(services: Services) -> None:
     await services.backends.close()
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, sockets: list[socket.socket] | None = None) -> None:
+    """One process: serve until SIGINT or SIGTERM, then stop gracefully."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -186,7 +190,7 @@ async def serve(config: Config) -> None:
     services = await build_services(config)
     app = make_app(services)
     server = HTTPServer(app, xheaders=False, max_body_size=HARD_BODY_LIMIT)
-    sockets = bind_sockets(config.server.port, config.server.host)
+    sockets = sockets or bind_sockets(config.server.port, config.server.host)
     server.add_sockets(sockets)
     log.info("livevote listening on http://%s:%s", config.server.host, sockets[0].getsockname()[1])
 
@@ -202,6 +206,44 @@ async def serve(config: Config) -> None:
     log.info("stopped")
 
 
+async def prepare_store(config: Config) -> None:
+    """Create, migrate and seed the store once, before worker processes open it."""
+    config = with_signing_secret(config)
+    backends, created = await open_backends(config)
+    try:
+        if created and config.server.seed:
+            await seed_demo_data(backends.store)
+    finally:
+        await backends.close()
+
+
+def run_workers(config: Config) -> int:
+    """N processes on one listening socket, sharing nothing but the store and Redis.
+
+    The parent binds, prepares the store, forks, forwards SIGINT/SIGTERM to the
+    children and waits for them; a child that dies is not replaced.
+    """
+    sockets = bind_sockets(config.server.port, config.server.host)
+    asyncio.run(prepare_store(config))
+    children: list[int] = []
+    for _ in range(config.server.workers):
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(serve(config, sockets))
+            os._exit(0)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failures = sum(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) != 0 for child in children)
+    return 1 if failures else 0
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML config file")
@@ -209,6 +251,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     common.add_argument("--port", type=int, help="port to listen on")
     common.add_argument("--data-dir", type=Path, help="where the SQLite file lives")
     common.add_argument("--store", help="store URL (default: SQLite under the data dir)")
+    common.add_argument("--redis-url", help="Redis for scaled mode (sessions, pub/sub, counters)")
+    common.add_argument("--workers", type=int, help="processes on one port (needs --redis-url)")
     common.add_argument("--dev", action="store_true", default=None, help="development mode")
     common.add_argument("--no-seed", action="store_true", help="do not add demo data on first start")
 
@@ -233,6 +277,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "server.data_dir": args.data_dir,
             "server.dev": args.dev,
             "store.url": args.store,
+            "redis.url": args.redis_url,
+            "server.workers": args.workers,
         }.items()
         if value is not None
     }
@@ -267,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "create-user":
             user = asyncio.run(create_user(config, args.username, args.admin, read_password(args.password_stdin)))
             print(f"created {user.role} {user.username} (id {user.id})")
+        elif config.server.workers > 1:
+            return run_workers(config)
         else:
             asyncio.run(serve(config))
     except ConfigError as exc:
