@@ -135,3 +135,70 @@ async def test_reopen_keeps_data_and_is_not_new(tmp_path: Path) -> None:
 
 async def test_ping_answers_while_open(store: Store) -> None:
     await store.ping()
+
+
+async def test_usernames_are_unique_ignoring_case(store: Store) -> None:
+    user = await store.create_user("Alice", "hash-a", "user")
+    assert (user.username, user.role) == ("Alice", "user")
+    with pytest.raises(Conflict):
+        await store.create_user("aLICE", "hash-b", "admin")
+    found = await store.find_credentials("ALICE")
+    assert found is not None and found.user == user and found.password_hash == "hash-a"
+    assert await store.find_credentials("bob") is None
+    assert await store.get_user(user.id) == user
+    with pytest.raises(NotFound):
+        await store.get_user(user.id + 100)
+
+
+async def test_votes_move_counts_in_one_step(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    user = await store.create_user("voter", "h", "user")
+    steps = [("good", (1, 0, 1), True), ("good", (1, 0, 1), False), ("bad", (0, 1, 2), True),
+             (None, (0, 0, 3), True), (None, (0, 0, 3), False)]
+    for value, (good, bad, version), changed in steps:
+        result = await store.set_vote(user.id, teacher.no, value)
+        assert (result.value, result.changed) == (value, changed)
+        assert (result.counts.good_count, result.counts.bad_count, result.counts.version) == (good, bad, version)
+        assert result.counts.subject == subject.no
+        assert (await store.get_vote(user.id, teacher.no)).value == value
+        assert await store.tally_votes(teacher.no) == (good, bad)
+    with pytest.raises(NotFound):
+        await store.set_vote(user.id, 4242, "good")
+    with pytest.raises(NotFound):
+        await store.get_vote(user.id, 4242)
+
+
+async def test_concurrent_votes_keep_counts_equal_to_votes(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    users = [await store.create_user(f"user{i}", "h", "user") for i in range(20)]
+    await asyncio.gather(*(
+        store.set_vote(user.id, teacher.no, value) for user in users for value in ("good", "bad", "good")
+    ))
+    counts = (await store.counts(subject.no))[0]
+    assert (counts.good_count, counts.bad_count) == await store.tally_votes(teacher.no) == (20, 0)
+    assert counts.version == 60
+
+
+async def test_counts_and_subject_totals(store: Store) -> None:
+    first = await store.create_subject({"name": "A", "intro": "", "is_hot": False})
+    empty = await store.create_subject({"name": "B", "intro": "", "is_hot": False})
+    teachers = [await store.create_teacher(teacher_fields(first.no, f"t{i}")) for i in range(2)]
+    user = await store.create_user("voter", "h", "user")
+    await store.set_vote(user.id, teachers[0].no, "good")
+    await store.set_vote(user.id, teachers[1].no, "bad")
+    assert [(c.no, c.good_count, c.bad_count, c.version) for c in await store.counts(first.no)] == [
+        (teachers[0].no, 1, 0, 1), (teachers[1].no, 0, 1, 1)]
+    assert await store.counts(empty.no) == [] and len(await store.counts()) == 2
+    totals = await store.subject_totals()
+    assert [(t.no, t.name, t.good_count, t.bad_count) for t in totals] == [(first.no, "A", 1, 1), (empty.no, "B", 0, 0)]
+
+
+async def test_deleting_a_teacher_deletes_its_votes(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    user = await store.create_user("voter", "h", "user")
+    await store.set_vote(user.id, teacher.no, "good")
+    await store.delete_teacher(teacher.no)
+    assert await store.tally_votes(teacher.no) == (0, 0)

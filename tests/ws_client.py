@@ -44,6 +44,7 @@ class LiveClient:
                     self.messages.append(json.loads(raw))
                 self._arrived.notify_all()
             if raw is None:
+                self.connection.close()
                 return
 
     @property
