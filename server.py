@@ -34,7 +34,7 @@ from handlers.catalog import (
     TeacherListHandler,
 )
 from handlers.live import LiveSocket
-from handlers.ops import HealthHandler, OpenApiHandler, ReadyHandler, StatsHandler
+from handlers.ops import HealthHandler, MetricsHandler, OpenApiHandler, ReadyHandler, StatsHandler
 from handlers.pages import PageHandler
 from handlers.auth import LoginHandler, LogoutAllHandler, LogoutHandler, MeHandler, RefreshHandler, RegisterHandler
 from handlers.protocol import text_frame
@@ -56,6 +56,7 @@ from services.container import Backends, Services
 from services.errors import DomainError
 from services.events import EventBus
 from services.hub import Hub
+from services.metrics import Metrics
 from services.models import User
 from services.passwords import Passwords
 from services.secret_file import load_or_create_secret
@@ -92,6 +93,7 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/api/auth/logout-all/?", LogoutAllHandler, api),
         (r"/api/auth/me/?", MeHandler, api),
         (r"/api/stats/?", StatsHandler, api),
+        (r"/metrics", MetricsHandler, api),
         (r"/ws", LiveSocket, api),
         (r"/api/openapi\.json", OpenApiHandler, api),
         (r"/healthz", HealthHandler, api),
@@ -158,9 +160,12 @@ async def build_services(config: Config) -> Services:
     tokens = TokenService(auth)
     throttle = LoginThrottle(backends.counters, auth.login_attempts, auth.login_window)
     passwords = Passwords(auth.argon2_time_cost, auth.argon2_memory_kib, auth.argon2_parallelism)
-    hub = Hub(backends.store, events, text_frame, config.ws)
+    metrics = Metrics()
+    hub = Hub(backends.store, events, text_frame, config.ws, metrics)
     await hub.start()
     await backends.presence.start(lambda: hub.peer_count)
+    metrics.count_sockets(lambda: hub.peer_count)
+    metrics.start()
     return Services(
         config=config,
         backends=backends,
@@ -169,15 +174,17 @@ async def build_services(config: Config) -> Services:
         tokens=tokens,
         accounts=AccountService(backends.store, passwords, throttle),
         sessions=SessionService(backends.session_store, backends.store, tokens, events, auth),
-        votes=VoteService(backends.store, events),
+        votes=VoteService(backends.store, events, metrics),
         hub=hub,
         token_clock=TokenClock(auth.refresh_ahead, auth.push_tokens),
         stats=StatsService(backends.store, backends.presence),
+        metrics=metrics,
     )
 
 
 async def close_services(services: Services) -> None:
     services.token_clock.close()
+    await services.metrics.close()
     await services.backends.close()
 
 

@@ -106,6 +106,23 @@ def is_json_media_type(content_type: str) -> bool:
     return media_type == JSON or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
+def allowed_methods(handler: type[RequestHandler]) -> list[str]:
+    """The methods a handler class implements, for the Allow header of a 405."""
+    return [
+        method for method in handler.SUPPORTED_METHODS
+        if getattr(handler, method.lower(), None) is not getattr(RequestHandler, method.lower(), None)
+    ]
+
+
+class AllowOn405(RequestHandler):
+    """Non-API handlers: a 405 names the allowed methods, as RFC 9110 asks."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
+        super().write_error(status_code, **kwargs)
+
+
 @stream_request_body
 class ApiHandler(RequestHandler):
     """Base of every /api handler. Bodies are streamed so that an oversized one
@@ -266,17 +283,11 @@ class ApiHandler(RequestHandler):
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="livevote"')
         if status_code == 405:
-            self.set_header("Allow", ", ".join(self.allowed_methods()))
+            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
             detail = f"{self.request.method} is not allowed here."
         self.set_header("Content-Type", PROBLEM_JSON)
         self.finish(problem_json(status_code, detail, errors))
 
-    @classmethod
-    def allowed_methods(cls) -> list[str]:
-        return [
-            method for method in cls.SUPPORTED_METHODS
-            if getattr(cls, method.lower(), None) is not getattr(RequestHandler, method.lower(), None)
-        ]
 
 
 class NotFoundHandler(ApiHandler):

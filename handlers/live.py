@@ -169,6 +169,7 @@ class LiveSocket(WebSocketHandler):
             log.exception("token push failed; the socket keeps its token until it expires")
             return
         self._adopt(self.services.tokens.verify(issued.token))
+        self.services.metrics.token_pushes.inc()
         self.send(message("token", access_token=issued.token, expires_in=issued.expires_in, expires_at=issued.expires_at))
 
     def token_expired(self) -> None:

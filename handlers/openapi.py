@@ -197,6 +197,9 @@ def _paths() -> dict[str, Any]:
             },
         }},
         "/api/openapi.json": {"get": _operation("This document", (200, {"type": "object"}), (406,))},
+        "/metrics": {"get": {"summary": "Prometheus metrics of this process", "responses": {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+            "404": {"description": "Metrics are turned off (server.metrics: false)"}}}},
         "/api/docs": {"get": {"summary": "Browsable API documentation", "responses": {
             "200": {"description": "An HTML page over this document", "content": {"text/html": {}}}}}},
         "/healthz": {"get": _operation("Liveness", (200, health), (406,))},

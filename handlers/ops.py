@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
+from tornado.web import HTTPError
 
-from handlers.base import ApiHandler
+from handlers.base import AllowOn405, ApiHandler
 from handlers.openapi import openapi_document
+from services.container import Services
 from services.errors import Unavailable
 
 
@@ -37,3 +40,16 @@ class StatsHandler(ApiHandler):
             self.write_json(await self.services.stats.snapshot())
         except (OSError, RedisError) as exc:
             raise Unavailable(f"Socket counts are unavailable: {type(exc).__name__}.") from exc
+
+
+class MetricsHandler(AllowOn405):
+    """Prometheus text format; `server.metrics: false` hides it (404)."""
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    def get(self) -> None:
+        if not self.services.config.server.metrics:
+            raise HTTPError(404)
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(self.services.metrics.render())

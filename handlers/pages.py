@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tornado.web import StaticFileHandler
+
+from handlers.base import AllowOn405
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -19,15 +19,10 @@ CONTENT_SECURITY_POLICY = "; ".join([
 ])
 
 
-class PageHandler(StaticFileHandler):
+class PageHandler(AllowOn405, StaticFileHandler):
     """Static files with a strict Content-Security-Policy: no inline script, nothing from elsewhere."""
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        if status_code == 405:
-            self.set_header("Allow", "GET, HEAD")
-        super().write_error(status_code, **kwargs)

@@ -37,6 +37,7 @@ class ServerConfig(_Section):
     dev: bool = False
     seed: bool = True
     max_body_size: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    metrics: bool = True
 
 
 class StoreConfig(_Section):

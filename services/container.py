@@ -16,6 +16,7 @@ from services.catalog import CatalogService
 from services.config import Config
 from services.events import EventBus
 from services.hub import Hub
+from services.metrics import Metrics
 from services.sessions import SessionService
 from services.stats import StatsService
 from services.token_clock import TokenClock
@@ -56,3 +57,4 @@ class Services:
     hub: Hub
     token_clock: TokenClock
     stats: StatsService
+    metrics: Metrics

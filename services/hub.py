@@ -31,6 +31,7 @@ from services.backends.store import Store
 from services.config import WsConfig
 from services.errors import Invalid
 from services.events import REVOKED, VOTES, EventBus
+from services.metrics import Metrics
 from services.models import Counts
 
 log = logging.getLogger("livevote.hub")
@@ -129,8 +130,11 @@ def counts_json(counts: Counts) -> dict[str, int]:
 
 
 class Hub:
-    def __init__(self, store: Store, events: EventBus, frame: Callable[[bytes], bytes], ws: WsConfig) -> None:
+    def __init__(
+        self, store: Store, events: EventBus, frame: Callable[[bytes], bytes], ws: WsConfig, metrics: Metrics
+    ) -> None:
         self._store = store
+        self._metrics = metrics
         self._events = events
         self._frame = frame
         self._coalesce = ws.coalesce_ms / 1000
@@ -285,6 +289,7 @@ class Hub:
         else:
             message["updates"] = [counts_json(counts) for counts in changed.values()]
         frame = self._frame(orjson.dumps(message))
+        self._metrics.broadcasts.inc()
         for peer in list(channel.peers):
             peer.offer(frame, channel.name, self)
         if self._coalesce:
@@ -296,6 +301,7 @@ class Hub:
         for name in peer.take_missed():
             channel = self._channels.get(name)
             if channel is not None and peer in channel.peers:
+                self._metrics.catch_ups.inc()
                 peer.send(self._snapshot_frame(channel))
 
     # -- events -------------------------------------------------------------
@@ -314,6 +320,7 @@ class Hub:
 
     async def _resnapshot(self) -> None:
         """After a broker gap: every channel gets a fresh snapshot from the store."""
+        self._metrics.resyncs.inc()
         for name, channel in list(self._channels.items()):
             kind, number = parse_channel(name)
             try:

@@ -13,6 +13,7 @@ import orjson
 
 from services.backends.store import Store
 from services.events import VOTES, EventBus
+from services.metrics import Metrics
 from services.models import Counts, VoteResult
 from services.schemas import VoteRequest, parse
 
@@ -20,9 +21,10 @@ log = logging.getLogger("livevote.votes")
 
 
 class VoteService:
-    def __init__(self, store: Store, events: EventBus) -> None:
+    def __init__(self, store: Store, events: EventBus, metrics: Metrics) -> None:
         self._store = store
         self._events = events
+        self._metrics = metrics
 
     async def cast(self, user_id: int, teacher: int, body: object) -> VoteResult:
         return await self.set(user_id, teacher, parse(VoteRequest, body).value)
@@ -31,6 +33,7 @@ class VoteService:
         """Cast "good"/"bad", or withdraw with None; NotFound for an unknown teacher."""
         result = await self._store.set_vote(user_id, teacher, value)
         if result.changed:
+            self._metrics.votes.inc()
             await self._announce(result.counts)
         return result
 
