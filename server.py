@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
@@ -42,6 +42,7 @@ from handlers.votes import VoteHandler
 from services.accounts import AccountService
 from services.backends.broker import LocalBroker
 from services.backends.counters import LocalCounters
+from services.backends.mongo_store import MongoStore, is_mongo_url
 from services.backends.presence import LocalPresence
 from services.backends.redis_broker import RedisBroker
 from services.backends.redis_counters import RedisCounters
@@ -75,6 +76,8 @@ DEFAULT_CONFIG = ROOT / "config.yaml"
 STATIC_DIR = ROOT / "static"
 DRAIN_SECONDS = 10.0
 HARD_BODY_LIMIT = 64 * 1024 * 1024
+REDIS_POOL_SIZE = 64
+"""Connections per process for commands; callers past it wait (up to 2 s) instead of failing."""
 
 
 def make_app(services: Services) -> LivevoteApplication:
@@ -114,11 +117,19 @@ def make_app(services: Services) -> LivevoteApplication:
     )
 
 
-def open_store(config: Config) -> Store:
+def open_store(config: Config, *, serving: bool = True) -> Store:
+    """The store the config names; `serving=False` for one-off commands that need no sessions."""
     url = config.store_url
     if url.startswith("sqlite:///"):
         return SqliteStore(sqlite_path(url))
-    raise ConfigError(f"store.url: unsupported store {url!r} (expected sqlite:///PATH)")
+    if is_mongo_url(url):
+        if serving and config.redis.url is None:
+            raise ConfigError("store.url: a MongoDB store needs redis.url too (sessions and pub/sub live in Redis)")
+        try:
+            return MongoStore.from_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"store.url: {exc}") from None
+    raise ConfigError(f"store.url: unsupported store {url!r} (expected sqlite:///PATH or mongodb://HOST/DATABASE)")
 
 
 async def open_backends(config: Config) -> tuple[Backends, bool]:
@@ -131,7 +142,10 @@ async def open_backends(config: Config) -> tuple[Backends, bool]:
             store, SqliteSessionStore(store.database), LocalCounters(), LocalBroker(), LocalPresence(), None
         )
     else:
-        client = Redis.from_url(config.redis.url, socket_timeout=2, socket_connect_timeout=2)
+        pool = BlockingConnectionPool.from_url(
+            config.redis.url, max_connections=REDIS_POOL_SIZE, timeout=2, socket_timeout=2, socket_connect_timeout=2
+        )
+        client = Redis(connection_pool=pool)
         backends = Backends(
             store, RedisSessionStore(client), RedisCounters(client), RedisBroker(config.redis.url),
             RedisPresence(client), client,
@@ -270,6 +284,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     create_user.add_argument("username")
     create_user.add_argument("--admin", action="store_true", help="give it the admin role")
     create_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    commands.add_parser("reconcile", parents=[common], help="recount every teacher's good/bad counts from the votes")
     if not argv or argv[0] not in commands.choices:
         argv = ["serve", *argv]
     return parser.parse_args(argv)
@@ -312,6 +327,16 @@ async def create_user(config: Config, username: str, admin: bool, password: str)
         await close_services(services)
 
 
+async def reconcile_counts(config: Config) -> int:
+    """Recount every teacher from its votes (say after a crash on a standalone MongoDB); how many were fixed."""
+    store = open_store(config, serving=False)
+    await store.open()
+    try:
+        return await store.reconcile()
+    finally:
+        await store.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -320,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "create-user":
             user = asyncio.run(create_user(config, args.username, args.admin, read_password(args.password_stdin)))
             print(f"created {user.role} {user.username} (id {user.id})")
+        elif args.command == "reconcile":
+            fixed = asyncio.run(reconcile_counts(config))
+            print(f"reconcile: corrected {fixed} teacher{'s' * (fixed != 1)} whose counts differed from the votes"
+                  " (recounted, version bumped)" if fixed else "reconcile: all counts agree with the votes; nothing to fix")
         elif config.server.workers > 1:
             return run_workers(config)
         else:

@@ -96,7 +96,9 @@ class LiveSocket(WebSocketHandler):
             self.claims = await self.services.sessions.authenticate(self._offered_token())
         except Unauthorized as exc:
             self.set_header("WWW-Authenticate", 'Bearer realm="livevote"')
-            raise HTTPError(401, reason="Unauthorized", log_message=exc.detail) from None
+            raise HTTPError(401, log_message=exc.detail) from None
+        except Unavailable as exc:
+            raise HTTPError(503, log_message=exc.detail) from None
 
     def _offered_token(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
@@ -108,8 +110,12 @@ class LiveSocket(WebSocketHandler):
         raise Unauthorized("The socket needs an access token.")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        detail = {
+            401: "The socket needs a valid access token of an active session.",
+            503: "Sessions cannot be checked right now; try again shortly.",
+        }.get(status_code, "The socket could not be opened.")
         self.set_header("Content-Type", "application/problem+json")
-        self.finish(problem_json(status_code, "The socket needs a valid access token of an active session."))
+        self.finish(problem_json(status_code, detail))
 
     def check_origin(self, origin: str) -> bool:
         return origin_allowed(origin, self.request.host, self.services.config.server.allowed_origins)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import redis.asyncio as redis
 
+from services.backends.outages import redis_outage
 from services.backends.counters import Counters
 
 
@@ -17,6 +18,7 @@ class RedisCounters(Counters):
         self._client = client
         self._prefix = prefix
 
+    @redis_outage
     async def hit(self, key: str, window: float) -> tuple[int, float]:
         name = self._key(key)
         async with self._client.pipeline(transaction=True) as pipe:
@@ -26,6 +28,7 @@ class RedisCounters(Counters):
             count, _, left_ms = await pipe.execute()
         return int(count), max(left_ms, 0) / 1000
 
+    @redis_outage
     async def peek(self, key: str) -> tuple[int, float]:
         name = self._key(key)
         async with self._client.pipeline(transaction=True) as pipe:
@@ -36,6 +39,7 @@ class RedisCounters(Counters):
             return 0, 0.0
         return int(count), max(left_ms, 0) / 1000
 
+    @redis_outage
     async def reset(self, key: str) -> None:
         await self._client.delete(self._key(key))
 

@@ -10,6 +10,7 @@ import uuid
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.backends.outages import redis_outage
 from services.backends.presence import Presence, SocketCount
 
 log = logging.getLogger("livevote.presence")
@@ -36,6 +37,7 @@ class RedisPresence(Presence):
         with contextlib.suppress(RedisError, OSError):
             await self._client.delete(self._key)
 
+    @redis_outage
     async def total(self) -> int:
         await self._report()
         keys = [key async for key in self._client.scan_iter(match=self._pattern, count=100)]

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import redis.asyncio as redis
 
+from services.backends.outages import redis_outage
 from services.backends.sessions import Outcome, Rotation, SessionRecord, SessionStore
 
 ROTATE = """
@@ -78,9 +79,11 @@ class RedisSessionStore(SessionStore):
     async def close(self) -> None:
         """Nothing to release: the client is not ours."""
 
+    @redis_outage
     async def ping(self) -> None:
         await self._client.ping()
 
+    @redis_outage
     async def create(
         self, sid: str, user_id: int, token_hash: str, now: float, expires_at: float, max_expires_at: float
     ) -> SessionRecord:
@@ -100,6 +103,7 @@ class RedisSessionStore(SessionStore):
             await pipe.execute()
         return SessionRecord(sid, user_id, now, expires_at, max_expires_at, False)
 
+    @redis_outage
     async def rotate(self, token_hash: str, new_hash: str, now: float, refresh_ttl: float, grace: float) -> Rotation:
         reply = await self._rotate(
             keys=[self._token_key(token_hash), self._token_key(new_hash)],
@@ -110,17 +114,21 @@ class RedisSessionStore(SessionStore):
         outcome, sid, flat = reply
         return Rotation(Outcome(_text(outcome)), _record(_text(sid), dict(zip(flat[::2], flat[1::2]))))
 
+    @redis_outage
     async def find(self, token_hash: str) -> SessionRecord | None:
         sid = await self._client.get(self._token_key(token_hash))
         return None if sid is None else await self.get(_text(sid))
 
+    @redis_outage
     async def get(self, sid: str) -> SessionRecord | None:
         fields = await self._client.hgetall(self._session_key(sid))
         return _record(sid, fields) if fields else None
 
+    @redis_outage
     async def revoke(self, sid: str) -> bool:
         return bool(await self._revoke(keys=[self._session_key(sid)], args=[sid]))
 
+    @redis_outage
     async def revoke_user(self, user_id: int) -> list[str]:
         sids = [_text(sid) for sid in await self._client.smembers(self._user_key(user_id))]
         if not sids:

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from services.errors import Unavailable
+
 T = TypeVar("T")
 
 MIGRATIONS: tuple[str, ...] = (
@@ -104,7 +106,10 @@ class SqliteDatabase:
         return await self._run(self._transaction, fn, *args)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"The database is busy or unreadable ({exc}); try again shortly.") from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

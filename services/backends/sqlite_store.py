@@ -131,6 +131,9 @@ class SqliteStore(Store):
         assert row is not None
         return row[0], row[1]
 
+    async def reconcile(self) -> int:
+        return await self._write(_reconcile)
+
 
 # -- statements, run on the store's thread -------------------------------------
 
@@ -293,3 +296,17 @@ def _set_vote(conn: sqlite3.Connection, user_id: int, teacher: int, value: str |
         (good, bad, teacher),
     )
     return VoteResult(value, _counts(conn, teacher), changed=True)
+
+
+def _reconcile(conn: sqlite3.Connection) -> int:
+    rows = conn.execute(
+        "SELECT t.no, coalesce(v.good, 0), coalesce(v.bad, 0) FROM teachers t LEFT JOIN"
+        " (SELECT teacher, count(*) FILTER (WHERE value = 'good') AS good,"
+        " count(*) FILTER (WHERE value = 'bad') AS bad FROM votes GROUP BY teacher) v ON v.teacher = t.no"
+        " WHERE t.good_count <> coalesce(v.good, 0) OR t.bad_count <> coalesce(v.bad, 0)"
+    ).fetchall()
+    conn.executemany(
+        "UPDATE teachers SET good_count = ?, bad_count = ?, version = version + 1 WHERE no = ?",
+        [(good, bad, no) for no, good, bad in rows],
+    )
+    return len(rows)

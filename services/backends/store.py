@@ -98,3 +98,11 @@ class Store(ABC):
     @abstractmethod
     async def tally_votes(self, teacher: int) -> tuple[int, int]:
         """(good, bad) counted from the vote records themselves, not the counters."""
+
+    @abstractmethod
+    async def reconcile(self) -> int:
+        """Recount every teacher's good/bad counts from the vote records.
+
+        Each teacher whose counts were wrong gets the recounted ones and its
+        version bumped by one; returns how many were corrected (0: all agreed).
+        """
