@@ -130,7 +130,9 @@ class LiveSocket(WebSocketHandler):
     # -- lifecycle ------------------------------------------------------------
 
     async def open(self) -> None:
+        """Nagle off: updates are small and must not wait for the previous one's ACK."""
         assert self.claims is not None
+        self.set_nodelay(True)
         self.peer = Peer(self, self.claims.sid)
         self.services.hub.add(self.peer)
         self.services.token_clock.track(self)
