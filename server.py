@@ -76,6 +76,8 @@ DEFAULT_CONFIG = ROOT / "config.yaml"
 STATIC_DIR = ROOT / "static"
 DRAIN_SECONDS = 10.0
 HARD_BODY_LIMIT = 64 * 1024 * 1024
+LISTEN_BACKLOG = 2048
+"""Connections the kernel queues before accept: a reconnect storm of pages must not see SYNs dropped."""
 REDIS_POOL_SIZE = 64
 """Connections per process for commands; callers past it wait (up to 2 s) instead of failing."""
 
@@ -211,7 +213,7 @@ async def serve(config: Config, sockets: list[socket.socket] | None = None) -> N
     services = await build_services(config)
     app = make_app(services)
     server = HTTPServer(app, xheaders=False, max_body_size=HARD_BODY_LIMIT)
-    sockets = sockets or bind_sockets(config.server.port, config.server.host)
+    sockets = sockets or bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
     server.add_sockets(sockets)
     log.info("livevote listening on http://%s:%s", config.server.host, sockets[0].getsockname()[1])
 
@@ -244,7 +246,7 @@ def run_workers(config: Config) -> int:
     The parent binds, prepares the store, forks, forwards SIGINT/SIGTERM to the
     children and waits for them; a child that dies is not replaced.
     """
-    sockets = bind_sockets(config.server.port, config.server.host)
+    sockets = bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
     asyncio.run(prepare_store(config))
     children: list[int] = []
     for _ in range(config.server.workers):

@@ -1,0 +1,193 @@
+"""What every benchmark needs: servers in processes pinned to a core, their CPU and
+memory read from /proc, percentiles, a table, and a JSON result file.
+
+Two cores are shared by the server, Redis and the load client, so the server is
+pinned to core 0 and the load client (this process) and Redis to core 1; every
+figure is read in the same run, and results are reported as ratios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+SECRET = "bench-secret-that-is-long-enough-for-hs256"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def raise_open_files(wanted: int = 65536) -> None:
+    """For this process and the servers it starts; never for the machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, wanted), hard), hard))
+
+
+def pin_client() -> None:
+    os.sched_setaffinity(0, {int(CLIENT_CORE)})
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class CpuMeter:
+    """CPU % of a process between start() and stop(), 100 = one core busy."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._cpu = 0.0
+        self._wall = 0.0
+
+    def start(self) -> None:
+        self._cpu, self._wall = cpu_seconds(self.pid), time.monotonic()
+
+    def stop(self) -> float:
+        return 100 * (cpu_seconds(self.pid) - self._cpu) / max(time.monotonic() - self._wall, 1e-9)
+
+
+@dataclass
+class Process:
+    """A server under test, started pinned to a core, stopped with SIGTERM (then SIGKILL)."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    core: str = SERVER_CORE
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, log_dir: Path) -> Process:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(log_dir / f"{self.name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.popen = subprocess.Popen(
+            ["taskset", "-c", self.core, *self.args], cwd=ROOT, env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_more_files,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.terminate()
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def _more_files() -> None:
+    raise_open_files()
+
+
+async def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+def start_redis(work: Path) -> tuple[Process, str]:
+    port = free_port()
+    executable = shutil.which("redis-server") or "redis-server"
+    redis = Process("redis", [executable, "--port", str(port), "--save", "", "--appendonly", "no",
+                              "--dir", str(work)], core=CLIENT_CORE).start(work)
+    return redis, f"redis://127.0.0.1:{port}/0"
+
+
+def livevote_process(name: str, work: Path, port: int, redis_url: str | None, **config: Any) -> Process:
+    """`python server.py` with LIVEVOTE_<SECTION>__<KEY> settings from `section__key=value`."""
+    env = {"LIVEVOTE_AUTH__SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+    env.update({f"LIVEVOTE_{key.upper()}": str(value) for key, value in config.items()})
+    args = [sys.executable, "server.py", "--port", str(port), "--data-dir", str(work / name)]
+    if redis_url:
+        args += ["--redis-url", redis_url]
+    return Process(name, args, env)
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
+
+
+def table(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
+    rows = list(rows)
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
+    lines = ["  ".join(column.rjust(width) for column, width in zip(columns, widths, strict=True))]
+    lines += ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+    }
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **result}, indent=2))
+    return path
