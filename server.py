@@ -218,7 +218,12 @@ async def serve(config: Config, sockets: list[socket.socket] | None = None) -> N
     log.info("livevote listening on http://%s:%s", config.server.host, sockets[0].getsockname()[1])
 
     await stopping.wait()
+    await shut_down(server, app, services)
+    log.info("stopped")
 
+
+async def shut_down(server: HTTPServer, app: LivevoteApplication, services: Services) -> None:
+    """Stop accepting, close sockets with 1001, let requests in flight finish, close the backends."""
     log.info("stopping: no new connections, letting %d request(s) finish", app.in_flight)
     server.stop()
     services.hub.close_all()
@@ -226,7 +231,6 @@ async def serve(config: Config, sockets: list[socket.socket] | None = None) -> N
         log.warning("%d request(s) still running after %.0f s; closing anyway", app.in_flight, DRAIN_SECONDS)
     await server.close_all_connections()
     await close_services(services)
-    log.info("stopped")
 
 
 async def prepare_store(config: Config) -> None:

@@ -86,14 +86,6 @@ def problem_json(status: int, detail: str, errors: list[FieldError] | None = Non
     return orjson.dumps(problem)
 
 
-def problem_json(status: int, detail: str, errors: list[FieldError] | None = None) -> bytes:
-    """An RFC 9457 problem document."""
-    problem: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    if errors:
-        problem["errors"] = [{"field": error.field, "message": error.message} for error in errors]
-    return orjson.dumps(problem)
-
-
 def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> bool:
     """Same host as the request, or listed in server.allowed_origins."""
     if not origin:

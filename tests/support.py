@@ -12,9 +12,11 @@ from typing import Any, TypeVar
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 from tornado.testing import bind_unused_port
 
-from server import HARD_BODY_LIMIT, build_services, close_services, make_app
+from handlers.base import LivevoteApplication
+from server import HARD_BODY_LIMIT, build_services, make_app, shut_down
 from services.config import Config, load_config
 from services.container import Services
 
@@ -94,23 +96,26 @@ class LiveServer(JsonClient):
     services: Services | None = None
     port: int = 0
     _server: HTTPServer | None = field(default=None, repr=False)
+    _app: LivevoteApplication | None = field(default=None, repr=False)
 
     async def start(self) -> LiveServer:
+        """On an unused port, or on `port` again after a stop (a restart under open pages)."""
         self.services = await build_services(self.config)
-        sock, self.port = bind_unused_port()
-        self._server = HTTPServer(make_app(self.services), max_body_size=HARD_BODY_LIMIT)
-        self._server.add_sockets([sock])
+        if self.port:
+            sockets = bind_sockets(self.port, "127.0.0.1")
+        else:
+            sock, self.port = bind_unused_port()
+            sockets = [sock]
+        self._app = make_app(self.services)
+        self._server = HTTPServer(self._app, max_body_size=HARD_BODY_LIMIT)
+        self._server.add_sockets(sockets)
         return self
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
-            self._server = None
-        if self.services is not None:
-            await close_services(self.services)
-            self.services = None
-
+        """The same graceful stop as `python server.py` on SIGTERM."""
+        if self._server is not None and self._app is not None and self.services is not None:
+            await shut_down(self._server, self._app, self.services)
+        self._server = self._app = self.services = None
 
 
 class ServerProcess(JsonClient):

@@ -4,7 +4,7 @@ and the Redis broker through a Redis crash and restart (a real redis-server)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis

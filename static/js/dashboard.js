@@ -8,6 +8,7 @@ import { LiveClient, api, el, notify, requireLogin, showAccount, showState } fro
 const WINDOW_SECONDS = 180;
 const RATE_SECONDS = 10;
 const STATS_EVERY_MS = 3000;
+const TICKS = 4;
 
 /** subject no -> {no, name, good_count, bad_count} */
 const subjects = new Map();
@@ -92,10 +93,11 @@ function onMessage(message) {
 
 // -- chart ---------------------------------------------------------------------
 
-function niceCeiling(value) {
-  if (value <= 5) return 5;
-  const magnitude = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) if (value <= step * magnitude) return step * magnitude;
+/** A round step for TICKS grid lines that covers `value`: 1, 2, 5, 10, 20, 50… */
+function niceStep(value) {
+  const rough = Math.max(1, value / TICKS);
+  const magnitude = 10 ** Math.floor(Math.log10(rough));
+  for (const step of [1, 2, 5, 10]) if (rough <= step * magnitude) return step * magnitude;
   return 10 * magnitude;
 }
 
@@ -123,13 +125,14 @@ function draw() {
   const bottom = 6;
   const plotWidth = width - left - 4;
   const plotHeight = height - top - bottom;
-  const ceiling = niceCeiling(Math.max(...values));
+  const step = niceStep(Math.max(...values));
+  const ceiling = step * TICKS;
 
   ctx.font = "12px system-ui, sans-serif";
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
-  for (let i = 0; i <= 4; i++) {
-    const y = top + plotHeight - (plotHeight * i) / 4;
+  for (let i = 0; i <= TICKS; i++) {
+    const y = top + plotHeight - (plotHeight * i) / TICKS;
     ctx.strokeStyle = i === 0 ? "#c9d0de" : "#edf0f5";
     ctx.lineWidth = 1;
     ctx.beginPath();
@@ -137,8 +140,7 @@ function draw() {
     ctx.lineTo(width - 4, Math.round(y) + 0.5);
     ctx.stroke();
     ctx.fillStyle = "#8a94a6";
-    const label = (ceiling * i) / 4;
-    ctx.fillText(Number.isInteger(label) ? String(label) : label.toFixed(1), left - 6, y);
+    ctx.fillText(String(step * i), left - 6, y);
   }
 
   const slot = plotWidth / WINDOW_SECONDS;
@@ -174,7 +176,11 @@ async function main() {
   const who = await requireLogin();
   showAccount(who);
   showState("connecting");
-  new LiveClient({ channels: ["dashboard"], onState: showState, onMessage }).start();
+  const onState = (state) => {
+    showState(state);
+    if (state === "live") pollStats(); // our own socket counts now
+  };
+  new LiveClient({ channels: ["dashboard"], onState, onMessage }).start();
   pollStats();
   setInterval(pollStats, STATS_EVERY_MS);
   setInterval(draw, 1000);

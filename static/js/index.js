@@ -5,7 +5,7 @@ function subjectCard(subject) {
   return el(
     "a",
     { class: "card subject", href: `/teachers.html?sno=${encodeURIComponent(subject.no)}`, dataset: { no: subject.no } },
-    subject.is_hot ? el("span", { class: "hot" }, "🔥 热门 Hot") : null,
+    subject.is_hot ? el("span", { class: "hot" }, "热门 Hot") : null,
     el("h2", {}, subject.name),
     el("p", {}, subject.intro || ""),
     el("span", { class: "more" }, "查看老师 →"),

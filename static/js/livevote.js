@@ -21,6 +21,7 @@ const REPLY_TIMEOUT_MS = 10000;
 // -- access token, in memory only --------------------------------------------
 
 let accessToken = null;
+let leaving = false;
 let currentUser = null;
 let refreshing = null;
 const tokenListeners = new Set();
@@ -105,6 +106,7 @@ export async function register(username, password) {
 
 /** End this session everywhere (the server takes the token from the cookie), then go to login. */
 export async function logout() {
+  leaving = true; // our own socket is about to hear `revoked`: this page goes to login without the "ended elsewhere" note
   try {
     await post("/api/auth/logout");
   } finally {
@@ -125,8 +127,6 @@ export function safeNext(raw) {
     return "/";
   }
 }
-
-let leaving = false;
 
 /** Go to the login page, asking it to bring the user back here. */
 export function goLogin(reason) {
@@ -254,6 +254,10 @@ export class LiveClient {
   start() {
     tokenListeners.add(this.onToken);
     window.addEventListener("pagehide", () => this.stop());
+    // Back from the back/forward cache: the socket was closed on the way out, start afresh.
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted) window.location.reload();
+    });
     this.connect();
     return this;
   }
@@ -313,7 +317,10 @@ export class LiveClient {
       if (this.ws !== ws) return;
       this.ws = null;
       clearInterval(this.pinger);
-      for (const { reject } of this.pending.values()) reject(new Error("socket closed"));
+      for (const { reject, timeout } of this.pending.values()) {
+        clearTimeout(timeout);
+        reject(new Error("socket closed"));
+      }
       this.pending.clear();
       if (this.revoked || event.code === 4003) {
         goLogin("revoked");
@@ -445,6 +452,7 @@ export function showState(state) {
   if (!pill) return;
   pill.hidden = false;
   pill.dataset.state = state;
+  document.body.dataset.conn = state; // counts look stale while the socket is away
   pill.textContent = STATE_LABELS[state] || state;
   pill.dataset.connects = String(stats.connects);
   pill.dataset.tokenPushes = String(stats.tokenPushes);
@@ -459,11 +467,11 @@ export function showAccount(who) {
   if (who) {
     corner.append(
       el("span", { class: "who", title: who.role === "admin" ? "管理员 admin" : "" }, who.username),
-      el("button", { type: "button", class: "btn btn-quiet", id: "logout", onclick: () => logout() }, "退出 Log out"),
+      el("button", { type: "button", class: "btn btn-quiet", id: "logout", onclick: () => logout() }, "退出", el("span", { class: "en" }, " Log out")),
     );
   } else {
     const next = new URLSearchParams({ next: window.location.pathname + window.location.search });
-    corner.append(el("a", { class: "btn btn-quiet", href: `${LOGIN_PAGE}?${next}` }, "登录 Log in"));
+    corner.append(el("a", { class: "btn btn-quiet", href: `${LOGIN_PAGE}?${next}` }, "登录", el("span", { class: "en" }, " Log in")));
   }
 }
 

@@ -34,7 +34,7 @@ function voteButton(no, value) {
       dataset: { value },
       onclick: () => vote(no, value),
     },
-    el("span", { class: "label" }, value === "good" ? "👍 好评" : "👎 差评"),
+    el("span", { class: "label" }, value === "good" ? "好评" : "差评"),
     count,
   );
   return { button, count };
