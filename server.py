@@ -182,6 +182,8 @@ async def build_services(config: Config) -> Services:
     await backends.presence.start(lambda: hub.peer_count)
     metrics.count_sockets(lambda: hub.peer_count)
     metrics.start()
+    sessions = SessionService(backends.session_store, backends.store, tokens, events, auth)
+    await sessions.start()
     return Services(
         config=config,
         backends=backends,
@@ -189,7 +191,7 @@ async def build_services(config: Config) -> Services:
         catalog=CatalogService(backends.store),
         tokens=tokens,
         accounts=AccountService(backends.store, passwords, throttle),
-        sessions=SessionService(backends.session_store, backends.store, tokens, events, auth),
+        sessions=sessions,
         votes=VoteService(backends.store, events, metrics),
         hub=hub,
         token_clock=TokenClock(auth.refresh_ahead, auth.push_tokens),

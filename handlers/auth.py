@@ -57,7 +57,7 @@ class RegisterHandler(AuthHandler):
 class LoginHandler(AuthHandler):
     async def post(self) -> None:
         user = await self.services.accounts.login(self.json_body(), self.request.remote_ip or "")
-        self.send_pair(await self.services.sessions.start(user))
+        self.send_pair(await self.services.sessions.begin(user))
 
 
 class RefreshHandler(AuthHandler):

@@ -5,8 +5,15 @@ a replaced token presented again within `auth.reuse_grace` (two tabs refreshing
 at once) gets a new access token and no new refresh token; any other reuse
 means the token leaked, and the whole session is revoked. A revocation is
 published on the REVOKED channel so that every process closes the session's
-sockets; access tokens are checked against the session store on every use, so
-a revoked session's tokens stop working at once although they have not expired.
+sockets and forgets the session at once.
+
+Access tokens are checked against the session store, through a small memory of
+what each process last learnt: an active session is re-checked after
+CHECK_AGAIN_AFTER (1 s, so a revocation whose event was lost still takes effect
+within a second), a revoked one is known at once from the event. While the
+session store is unreachable, a session this process last saw active stays
+usable: nothing can be revoked during the outage either, since logout and
+refresh need the store too. A session never seen is refused then (503).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import orjson
 from services.backends.sessions import Outcome, SessionStore
 from services.backends.store import Store
 from services.config import AuthConfig
-from services.errors import Unauthorized
+from services.errors import Unauthorized, Unavailable
 from services.events import REVOKED, EventBus
 from services.models import User
 from services.tokens import AccessClaims, IssuedToken, TokenService, hash_refresh_token, new_refresh_token
@@ -31,6 +38,8 @@ from services.tokens import AccessClaims, IssuedToken, TokenService, hash_refres
 log = logging.getLogger("livevote.sessions")
 
 INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
+CHECK_AGAIN_AFTER = 1.0
+KNOWN_SESSIONS = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +78,24 @@ class SessionService:
         self._events = events
         self._auth = auth
         self._clock = clock
+        self._known: dict[str, tuple[bool, float]] = {}
+        """sid -> (active, when this process learnt it), oldest first."""
 
-    async def start(self, user: User) -> TokenPair:
+    async def start(self) -> None:
+        await self._events.listen(REVOKED, self._on_revoked)
+
+    def _on_revoked(self, _channel: str, data: bytes) -> None:
+        self._remember(orjson.loads(data)["sids"], active=False)
+
+    def _remember(self, sids: list[str], active: bool) -> None:
+        now = self._clock()
+        for sid in sids:
+            self._known.pop(sid, None)
+            self._known[sid] = (active, now)
+        while len(self._known) > KNOWN_SESSIONS:
+            del self._known[next(iter(self._known))]
+
+    async def begin(self, user: User) -> TokenPair:
         """A new session for a user who just proved who they are."""
         now = self._clock()
         refresh_token = new_refresh_token()
@@ -117,8 +142,19 @@ class SessionService:
         return claims
 
     async def is_active(self, sid: str) -> bool:
-        session = await self._sessions.get(sid)
-        return session is not None and session.active(self._clock())
+        now = self._clock()
+        known = self._known.get(sid)
+        if known is not None and (not known[0] or now - known[1] < CHECK_AGAIN_AFTER):
+            return known[0]
+        try:
+            session = await self._sessions.get(sid)
+        except Unavailable:
+            if known is not None and known[0]:
+                return True
+            raise
+        active = session is not None and session.active(now)
+        self._remember([sid], active)
+        return active
 
     async def reissue(self, claims: AccessClaims) -> IssuedToken:
         """A fresh access token for a session that is still active (pushed over the socket)."""
@@ -133,6 +169,7 @@ class SessionService:
         return TokenPair(access, refresh_token, refresh_expires_in, user, sid)
 
     async def _announce_revoked(self, sids: list[str]) -> None:
+        self._remember(sids, active=False)
         try:
             await self._events.publish(REVOKED, orjson.dumps({"sids": sids}))
         except Exception:

@@ -80,3 +80,28 @@ async def test_readiness_follows_redis(start_server: ServerFactory, redis_server
         return (await server.get("/readyz")).status == 200
 
     await wait_for(ready, timeout=10)
+
+
+async def test_known_sessions_keep_working_while_redis_is_down(
+    start_server: ServerFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Nothing can be revoked while Redis is down (logout needs it too), so a session this
+    process saw active stays usable; one it never saw cannot be checked: 503, not 500."""
+    server = await start_server(tmp_path / "one", redis__url=redis_server.url)
+    alice = await sign_up(server, "alice")
+    bob = await sign_up(server, "bob")
+    assert (await alice.get("/api/auth/me")).status == 200
+    await redis_server.kill()
+
+    vote = await alice.request("PUT", "/api/teachers/1/vote", json_body={"value": "good"})
+    assert vote.status == 200 and vote.json()["good_count"] == 1, "the vote went to the store"
+    assert_problem(await bob.get("/api/auth/me"), 503)
+    assert_problem(await server.request("POST", "/api/auth/login", json_body={"username": "bob", "password": bob.password}), 503)
+
+    await redis_server.start()
+
+    async def logins_work_again() -> bool:
+        body = {"username": "bob", "password": bob.password}
+        return (await server.request("POST", "/api/auth/login", json_body=body)).status == 200
+
+    await wait_for(logins_work_again, timeout=10)

@@ -16,6 +16,7 @@ class LiveClient:
     def __init__(self, connection: WebSocketClientConnection) -> None:
         self.connection = connection
         self.messages: list[dict[str, Any]] = []
+        self.welcome: dict[str, Any] = {}
         self._arrived = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
         self._next_id = 0
