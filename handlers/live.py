@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
@@ -83,6 +83,7 @@ class LiveSocket(WebSocketHandler):
         self.closed = False
         ws = services.config.ws
         self._bucket = TokenBucket(ws.rate_limit, ws.rate_burst)
+        self._backlog = 0
 
     @property
     def expires_at(self) -> float:
@@ -150,14 +151,46 @@ class LiveSocket(WebSocketHandler):
 
     # -- Transport for the hub ------------------------------------------------
 
-    def write_frame(self, frame: bytes) -> asyncio.Future[None] | None:
+    def write_frame(self, frame: bytes) -> None:
+        """Straight to the kernel while nothing is queued: most writes then cost one
+        send() and no buffer copies; what the kernel does not take is queued in order."""
+        stream = self._open_stream()
+        if stream is None:
+            return
+        if stream.writing() or type(stream) is not IOStream:
+            self._backlog += len(frame)
+            stream.write(frame)
+            return
+        self._backlog = 0
+        try:
+            sent = stream.socket.send(frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            stream.close()
+            return
+        if sent < len(frame):
+            self._backlog = len(frame) - sent
+            stream.write(frame[sent:])
+
+    @property
+    def backlog(self) -> int:
+        stream = self._open_stream()
+        return self._backlog if stream is not None and stream.writing() else 0
+
+    def drained(self) -> asyncio.Future[None]:
+        stream = self._open_stream()
+        if stream is None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return stream.write(b"")
+
+    def _open_stream(self) -> IOStream | None:
         connection = self.ws_connection
         if connection is None or connection.is_closing():
             return None
-        try:
-            return connection.stream.write(frame)  # type: ignore[attr-defined, no-any-return]
-        except StreamClosedError:
-            return None
+        return connection.stream  # type: ignore[attr-defined, no-any-return]
 
     def send(self, frame: bytes) -> None:
         if self.peer is not None:

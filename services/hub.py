@@ -47,52 +47,47 @@ class BadChannel(Invalid):
 
 
 class Transport(Protocol):
-    def write_frame(self, frame: bytes) -> asyncio.Future[None] | None:
-        """Queue a whole frame; the future resolves once it is flushed; None if closed."""
+    def write_frame(self, frame: bytes) -> None:
+        """Queue a whole frame (nothing happens once the socket is closed)."""
+
+    @property
+    def backlog(self) -> int:
+        """Bytes queued and not yet handed to the kernel (an upper bound)."""
+
+    def drained(self) -> asyncio.Future[None]:
+        """Resolves once everything queued so far is flushed (or the socket closed)."""
 
     def close(self, code: int, reason: str) -> None: ...
 
 
 class Peer:
-    """One socket as the hub sees it: its channels and how far behind it is."""
+    """One socket as the hub sees it: its channels and whether it fell behind."""
 
-    __slots__ = ("transport", "sid", "channels", "_unflushed", "_last_write", "_missed", "_stalled_since")
+    __slots__ = ("transport", "sid", "channels", "_missed", "_stalled_since")
 
     def __init__(self, transport: Transport, sid: str) -> None:
         self.transport = transport
         self.sid = sid
         self.channels: set[str] = set()
-        self._unflushed = 0
-        self._last_write: asyncio.Future[None] | None = None
         self._missed: set[str] = set()
         self._stalled_since = 0.0
 
-    @property
-    def behind(self) -> bool:
-        return bool(self._missed)
-
     def send(self, frame: bytes) -> None:
         """Write a frame that must not be dropped (replies, snapshots, tokens)."""
-        if self._last_write is None or self._last_write.done():
-            self._unflushed = 0
-        self._unflushed += len(frame)
-        self._last_write = self.transport.write_frame(frame)
+        self.transport.write_frame(frame)
 
     def offer(self, frame: bytes, channel: str, hub: Hub) -> None:
         """Write a broadcast unless the socket is behind; then note the channel for later."""
-        if self._missed or (
-            self._last_write is not None and not self._last_write.done() and self._unflushed > hub.max_pending
-        ):
+        if self._missed or self.transport.backlog > hub.max_pending:
             self._fall_behind(channel, hub)
-            return
-        self.send(frame)
+        else:
+            self.transport.write_frame(frame)
 
     def _fall_behind(self, channel: str, hub: Hub) -> None:
         now = time.monotonic()
         if not self._missed:
             self._stalled_since = now
-            assert self._last_write is not None
-            self._last_write.add_done_callback(lambda _: hub.catch_up(self))
+            self.transport.drained().add_done_callback(lambda flushed: hub.catch_up(self, flushed))
         elif now - self._stalled_since > hub.stall_timeout:
             self.transport.close(CLOSE_TOO_SLOW, "too slow")
         self._missed.add(channel)
@@ -296,8 +291,10 @@ class Hub:
             channel.cooling = True
             asyncio.get_running_loop().call_later(self._coalesce, self._flush, channel)
 
-    def catch_up(self, peer: Peer) -> None:
+    def catch_up(self, peer: Peer, flushed: asyncio.Future[None]) -> None:
         """A socket that fell behind has drained: send it the latest state of what it missed."""
+        if flushed.cancelled() or flushed.exception() is not None:
+            return
         for name in peer.take_missed():
             channel = self._channels.get(name)
             if channel is not None and peer in channel.peers:
