@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
@@ -79,7 +82,9 @@ HARD_BODY_LIMIT = 64 * 1024 * 1024
 LISTEN_BACKLOG = 2048
 """Connections the kernel queues before accept: a reconnect storm of pages must not see SYNs dropped."""
 REDIS_POOL_SIZE = 64
-"""Connections per process for commands; callers past it wait (up to 2 s) instead of failing."""
+"""Connections per process for commands; callers past it wait (up to 2 s) instead of failing.
+A command retries once, at once, on a connection error: that replaces a pooled connection
+that died with a Redis restart, while a Redis that is down still fails fast."""
 
 
 def make_app(services: Services) -> LivevoteApplication:
@@ -145,9 +150,10 @@ async def open_backends(config: Config) -> tuple[Backends, bool]:
         )
     else:
         pool = BlockingConnectionPool.from_url(
-            config.redis.url, max_connections=REDIS_POOL_SIZE, timeout=2, socket_timeout=2, socket_connect_timeout=2
+            config.redis.url, max_connections=REDIS_POOL_SIZE, timeout=2, socket_timeout=2, socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
         )
-        client = Redis(connection_pool=pool)
+        client = Redis.from_pool(pool)
         backends = Backends(
             store, RedisSessionStore(client), RedisCounters(client), RedisBroker(config.redis.url),
             RedisPresence(client), client,

@@ -252,9 +252,11 @@ class ApiHandler(RequestHandler):
     # -- errors -----------------------------------------------------------
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, DomainError) and not isinstance(value, Unavailable):
-            return
-        super().log_exception(typ, value, tb)
+        """Domain errors are answers, not faults; an outage is one line, not a traceback per request."""
+        if isinstance(value, Unavailable):
+            log.warning("%s %s: %s", self.request.method, self.request.path, value.detail)
+        elif not isinstance(value, DomainError):
+            super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -139,7 +139,7 @@ class Hub:
         self._board: dict[int, Counts] = {}
         self._subject_names: dict[int, str] = {}
         self._peers_by_sid: dict[str, set[Peer]] = {}
-        self._listening = False
+        self._listening: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -206,7 +206,7 @@ class Hub:
 
     async def _update_listening(self) -> None:
         if self._listening and not self._channels:
-            self._listening = False
+            self._listening: asyncio.Future[None] | None = None
             await self._events.unlisten(VOTES, self._on_votes)
 
     # -- state --------------------------------------------------------------

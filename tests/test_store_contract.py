@@ -3,26 +3,85 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import hashlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from pymongo import AsyncMongoClient
 
+from services.backends.mongo_store import MongoStore
 from services.backends.sqlite_store import SqliteStore
 from services.backends.store import Store
 from services.errors import Conflict, Invalid, NotFound
+from tests.mongo_emulation import EmulatedServer
+from tests.support import ROOT
+
+# A real MongoDB, when there is one: `mongodb://HOST[:PORT]/` (the tests pick their own database names).
+MONGODB_URL = os.environ.get("LIVEVOTE_TEST_MONGODB_URL")
+NO_MONGODB = "LIVEVOTE_TEST_MONGODB_URL is not set: no real MongoDB server to test against"
+# Not MongoDB: mongomock behind PyMongo's async method names (see tests/mongo_emulation.py).
+EMULATED_MONGODB = EmulatedServer()
+OPENED_DATABASES: list[str] = []
 
 
 def open_sqlite(tmp_path: Path) -> Store:
     return SqliteStore(tmp_path / "store.db")
 
 
-STORES = {"sqlite": open_sqlite}
+def database_name(path: Path) -> str:
+    """One database per test folder, so reopening the same folder finds the same data."""
+    name = "livevote_test_" + hashlib.sha256(str(path).encode()).hexdigest()[:20]
+    OPENED_DATABASES.append(name)
+    return name
 
 
-@pytest.fixture(params=sorted(STORES))
+def mongodb_url(database: str) -> str:
+    assert MONGODB_URL is not None
+    parts = urlsplit(MONGODB_URL)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def open_emulated_mongodb(tmp_path: Path) -> Store:
+    database: Any = EMULATED_MONGODB.client()[database_name(tmp_path)]
+    return MongoStore(database, transactions=False)
+
+
+def open_mongodb(tmp_path: Path) -> Store:
+    return MongoStore.from_url(mongodb_url(database_name(tmp_path)))
+
+
+STORES: dict[str, Callable[[Path], Store]] = {"sqlite": open_sqlite, "mongodb-emulated": open_emulated_mongodb}
+if MONGODB_URL:
+    STORES["mongodb"] = open_mongodb
+STORE_PARAMS = ["sqlite", "mongodb-emulated",
+                pytest.param("mongodb", marks=pytest.mark.skipif(not MONGODB_URL, reason=NO_MONGODB))]
+
+
+@pytest.fixture(autouse=True)
+async def drop_test_databases() -> AsyncIterator[None]:
+    """Drop the MongoDB databases a test opened (real and emulated) once it is over."""
+    yield
+    names = list(dict.fromkeys(OPENED_DATABASES))
+    OPENED_DATABASES.clear()
+    emulated = EMULATED_MONGODB.client()
+    for name in names:
+        await emulated.drop_database(name)
+    if MONGODB_URL and names:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB_URL, serverSelectionTimeoutMS=2000)
+        try:
+            for name in names:
+                await client.drop_database(name)
+        finally:
+            await client.close()
+
+
+@pytest.fixture(params=STORE_PARAMS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     instance = STORES[request.param](tmp_path)
     assert await instance.open() is True
@@ -202,3 +261,94 @@ async def test_deleting_a_teacher_deletes_its_votes(store: Store) -> None:
     await store.set_vote(user.id, teacher.no, "good")
     await store.delete_teacher(teacher.no)
     assert await store.tally_votes(teacher.no) == (0, 0)
+
+
+# -- reconcile: recount from the vote records ----------------------------------
+
+
+async def break_counts(store: Store, teacher: int, good: int, bad: int) -> None:
+    """Overwrite a teacher's counters behind the store's back (what a bug or a crash could leave)."""
+    if isinstance(store, SqliteStore):
+        await store.database.write(
+            lambda conn: conn.execute("UPDATE teachers SET good_count = ?, bad_count = ? WHERE no = ?",
+                                      (good, bad, teacher)))
+    else:
+        assert isinstance(store, MongoStore)
+        await store.database["teachers"].update_one({"_id": teacher}, {"$set": {"good_count": good, "bad_count": bad}})
+
+
+async def write_vote_only(store: Store, user: int, teacher: int, value: str) -> None:
+    """A vote record without its count change: a crash between the two writes on a standalone server."""
+    if isinstance(store, SqliteStore):
+        await store.database.write(
+            lambda conn: conn.execute("INSERT INTO votes (user_id, teacher, value) VALUES (?, ?, ?)",
+                                      (user, teacher, value)))
+    else:
+        assert isinstance(store, MongoStore)
+        await store.database["votes"].insert_one({"user": user, "teacher": teacher, "value": value})
+
+
+async def test_reconcile_changes_nothing_when_counts_agree(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teachers = [await store.create_teacher(teacher_fields(subject.no, f"t{i}")) for i in range(3)]
+    users = [await store.create_user(f"user{i}", "h", "user") for i in range(3)]
+    for user in users:
+        await store.set_vote(user.id, teachers[0].no, "good")
+        await store.set_vote(user.id, teachers[1].no, "bad")
+    before = await store.counts()
+    assert await store.reconcile() == 0
+    assert await store.counts() == before
+
+
+async def test_reconcile_recounts_from_the_votes_and_bumps_versions(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teachers = [await store.create_teacher(teacher_fields(subject.no, f"t{i}")) for i in range(3)]
+    users = [await store.create_user(f"user{i}", "h", "user") for i in range(3)]
+    for user in users:
+        await store.set_vote(user.id, teachers[0].no, "good")
+    await store.set_vote(users[0].id, teachers[1].no, "bad")
+    await break_counts(store, teachers[0].no, 7, 2)
+    await write_vote_only(store, users[1].id, teachers[1].no, "good")
+    before = {c.no: c for c in await store.counts()}
+
+    assert await store.reconcile() == 2
+
+    after = {c.no: c for c in await store.counts()}
+    assert (after[teachers[0].no].good_count, after[teachers[0].no].bad_count) == (3, 0)
+    assert (after[teachers[1].no].good_count, after[teachers[1].no].bad_count) == (1, 1)
+    for no, counts in after.items():
+        assert (counts.good_count, counts.bad_count) == await store.tally_votes(no)
+    assert [after[t.no].version - before[t.no].version for t in teachers] == [1, 1, 0]
+    assert await store.reconcile() == 0
+    result = await store.set_vote(users[1].id, teachers[1].no, "bad")
+    assert (result.counts.good_count, result.counts.bad_count) == (0, 2), "votes go on from the recounted state"
+
+
+async def test_reconcile_command_prints_what_it_fixed(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "data" / "livevote.db")
+    await store.open()
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    user = await store.create_user("voter", "h", "user")
+    await store.set_vote(user.id, teacher.no, "good")
+    await break_counts(store, teacher.no, 0, 5)
+    await store.close()
+
+    outputs = []
+    for _ in range(2):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "server.py"), "reconcile", "--data-dir", str(tmp_path / "data"),
+            cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, err.decode()
+        outputs.append(out.decode())
+    assert "1 teacher" in outputs[0] and "corrected" in outputs[0]
+    assert "nothing to fix" in outputs[1]
+
+    again = SqliteStore(tmp_path / "data" / "livevote.db")
+    await again.open()
+    counts = (await again.counts())[0]
+    assert (counts.good_count, counts.bad_count, counts.version) == (1, 0, 2)
+    await again.close()

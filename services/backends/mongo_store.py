@@ -22,6 +22,7 @@ import asyncio
 import functools
 import random
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, ParamSpec, TypeVar
@@ -101,8 +102,10 @@ class MongoStore(Store):
         given = {key.lower() for key, _ in parse_qsl(urlsplit(url).query)}
         defaults = {key: value for key, value in CLIENT_DEFAULTS.items() if key.lower() not in given}
         try:
-            client: AsyncMongoClient[Doc] = AsyncMongoClient(url, **{**defaults, **options})
-        except (ConfigurationError, ValueError, TypeError) as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)  # the driver only warns about a bad option, and drops it
+                client: AsyncMongoClient[Doc] = AsyncMongoClient(url, **{**defaults, **options})
+        except (ConfigurationError, ValueError, TypeError, UserWarning) as exc:
             raise ValueError(f"not a usable MongoDB URL: {exc}") from None
         try:
             database = client.get_default_database()
