@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -127,12 +128,18 @@ async def wait_for_port(port: int, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.05)
 
 
-def start_redis(work: Path) -> tuple[Process, str]:
+async def prepare(name: str) -> tuple[Path, Process, str]:
+    """Every benchmark's start: more open files, the client on its core, a work dir and a
+    redis-server of its own (on the client's core); returns (work dir, redis, its URL)."""
+    raise_open_files()
+    pin_client()
+    work = Path(tempfile.mkdtemp(prefix=f"livevote-{name}-"))
     port = free_port()
     executable = shutil.which("redis-server") or "redis-server"
     redis = Process("redis", [executable, "--port", str(port), "--save", "", "--appendonly", "no",
                               "--dir", str(work)], core=CLIENT_CORE).start(work)
-    return redis, f"redis://127.0.0.1:{port}/0"
+    await wait_for_port(port)
+    return work, redis, f"redis://127.0.0.1:{port}/0"
 
 
 def livevote_process(name: str, work: Path, port: int, redis_url: str | None, **config: Any) -> Process:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,8 @@ from bench.common import (  # noqa: E402
     free_port,
     livevote_process,
     percentile,
-    pin_client,
-    raise_open_files,
+    prepare,
     rss_bytes,
-    start_redis,
     table,
     wait_for_port,
     write_result,
@@ -101,13 +98,9 @@ async def main() -> None:
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--redis", action="store_true", help="scaled mode (sessions in Redis)")
     options = parser.parse_args()
-    raise_open_files()
-    pin_client()
-    work = Path(tempfile.mkdtemp(prefix="livevote-connect-"))
-    redis_process, redis_url = start_redis(work)
+    work, redis_process, redis_url = await prepare("connect")
     rows = []
     try:
-        await wait_for_port(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
         port = free_port()
         server = livevote_process("livevote", work, port, redis_url if options.redis else None).start(work)
         await wait_for_port(port)

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,10 +36,8 @@ from bench.common import (  # noqa: E402
     free_port,
     livevote_process,
     percentile,
-    pin_client,
-    raise_open_files,
+    prepare,
     rss_bytes,
-    start_redis,
     table,
     wait_for_port,
     write_result,
@@ -285,11 +282,7 @@ async def main() -> None:
     parser.add_argument("--step", type=float, default=3.0, help="seconds of publishing per rate")
     parser.add_argument("--targets", default="livevote,livevote-coalesced,socketio,websockets")
     options = parser.parse_args()
-    raise_open_files()
-    pin_client()
-    work = Path(tempfile.mkdtemp(prefix="livevote-bench-"))
-    redis_process, redis_url = start_redis(work)
-    await wait_for_port(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    work, redis_process, redis_url = await prepare("fanout")
     results: dict[str, Any] = {"targets": {}}
     targets = await make_targets(work, redis_url, options.targets.split(","))
     try:

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,7 @@ from bench.common import (  # noqa: E402
     CpuMeter,
     free_port,
     livevote_process,
-    pin_client,
-    raise_open_files,
-    start_redis,
+    prepare,
     table,
     wait_for_port,
     write_result,
@@ -129,12 +126,8 @@ async def main() -> None:
     parser.add_argument("--ttl", type=int, default=60, help="access token lifetime, seconds")
     parser.add_argument("--ahead", type=int, default=20, help="auth.refresh_ahead, seconds")
     options = parser.parse_args()
-    raise_open_files()
-    pin_client()
-    work = Path(tempfile.mkdtemp(prefix="livevote-tokens-"))
-    redis_process, redis_url = start_redis(work)
+    work, redis_process, redis_url = await prepare("tokens")
     try:
-        await wait_for_port(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
         rows = await measure("embedded", work, None, options.sockets, options.ttl, options.ahead)
         rows += await measure("redis", work, redis_url, options.sockets, options.ttl, options.ahead)
     finally:

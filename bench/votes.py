@@ -16,7 +16,6 @@ import asyncio
 import itertools
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,9 +30,7 @@ from bench.common import (  # noqa: E402
     free_port,
     livevote_process,
     percentile,
-    pin_client,
-    raise_open_files,
-    start_redis,
+    prepare,
     table,
     wait_for_port,
     write_result,
@@ -156,12 +153,8 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=5.0)
     options = parser.parse_args()
-    raise_open_files()
-    pin_client()
-    work = Path(tempfile.mkdtemp(prefix="livevote-votes-"))
-    redis_process, redis_url = start_redis(work)
+    work, redis_process, redis_url = await prepare("votes")
     try:
-        await wait_for_port(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
         rows = await measure_mode("embedded", work, None, options.clients, options.seconds)
         rows += await measure_mode("redis", work, redis_url, options.clients, options.seconds)
     finally:
