@@ -131,36 +131,33 @@ def socketio_version(payload: bytes) -> int:
     return int(orjson.loads(payload[2:])[1]["updates"][0]["version"])
 
 
-async def make_targets(work: Path, redis_url: str, wanted: list[str]) -> list[Target]:
-    socketio_manager: Any = None
-    targets = []
-    for name in wanted:
-        port = free_port()
-        if name.startswith("livevote"):
-            coalesce = 0 if name == "livevote" else 50
-            process = livevote_process(name, work, port, redis_url, ws__coalesce_ms=coalesce,
-                                       ws__rate_limit=1000, ws__max_pending=1 << 20)
-            targets.append(Target(name, process, port, lambda r, v: r.publish("lv:votes", update(v)),
-                                  lambda p: p.startswith(b'{"type":"votes"'), livevote_version, livevote_socket,
-                                  coalescing=coalesce > 0))
-        elif name == "socketio":
-            import socketio
+def make_target(work: Path, redis_url: str, name: str) -> Target:
+    """Picked just before it starts: a port chosen earlier may meanwhile be an ephemeral port of the client."""
+    port = free_port()
+    if name.startswith("livevote"):
+        coalesce = 0 if name == "livevote" else 50
+        process = livevote_process(name, work, port, redis_url, ws__coalesce_ms=coalesce,
+                                   ws__rate_limit=1000, ws__max_pending=1 << 20)
+        return Target(name, process, port, lambda r, v: r.publish("lv:votes", update(v)),
+                      lambda p: p.startswith(b'{"type":"votes"'), livevote_version, livevote_socket,
+                      coalescing=coalesce > 0)
+    if name == "socketio":
+        import socketio
 
-            socketio_manager = socketio_manager or socketio.AsyncRedisManager(redis_url, write_only=True)
-            process = Process(name, [sys.executable, "bench/peers/socketio_server.py", "--port", str(port),
-                                     "--redis-url", redis_url])
-            manager = socketio_manager
-            targets.append(Target(
-                name, process, port,
-                lambda r, v, m=manager: m.emit("votes", {"type": "votes", "channel": "subject:1",
-                                                         "updates": [orjson.loads(update(v))]}, room="subject:1"),
-                lambda p: p.startswith(b"42"), socketio_version, socketio_socket))
-        elif name == "websockets":
-            process = Process(name, [sys.executable, "bench/peers/websockets_server.py", "--port", str(port),
-                                     "--redis-url", redis_url])
-            targets.append(Target(name, process, port, lambda r, v: r.publish("bench:votes", update(v)),
-                                  lambda p: p.startswith(b'{"type":"votes"'), livevote_version, plain_socket))
-    return targets
+        manager = socketio.AsyncRedisManager(redis_url, write_only=True)
+        process = Process(name, [sys.executable, "bench/peers/socketio_server.py", "--port", str(port),
+                                 "--redis-url", redis_url])
+        return Target(
+            name, process, port,
+            lambda r, v: manager.emit("votes", {"type": "votes", "channel": "subject:1",
+                                                "updates": [orjson.loads(update(v))]}, room="subject:1"),
+            lambda p: p.startswith(b"42"), socketio_version, socketio_socket)
+    if name == "websockets":
+        process = Process(name, [sys.executable, "bench/peers/websockets_server.py", "--port", str(port),
+                                 "--redis-url", redis_url])
+        return Target(name, process, port, lambda r, v: r.publish("bench:votes", update(v)),
+                      lambda p: p.startswith(b'{"type":"votes"'), livevote_version, plain_socket)
+    raise ValueError(f"unknown target {name}")
 
 
 async def livevote_token(port: int) -> str:
@@ -284,9 +281,11 @@ async def main() -> None:
     options = parser.parse_args()
     work, redis_process, redis_url = await prepare("fanout")
     results: dict[str, Any] = {"targets": {}}
-    targets = await make_targets(work, redis_url, options.targets.split(","))
+    targets: list[Target] = []
     try:
-        for target in targets:
+        for name in options.targets.split(","):
+            target = make_target(work, redis_url, name)
+            targets.append(target)
             target.process.start(work)
             await wait_for_port(target.port)
             if target.name.startswith("livevote"):
@@ -294,7 +293,11 @@ async def main() -> None:
             for sockets in map(int, options.sockets.split(",")):
                 print(f"\n{target.name}, {sockets} sockets", flush=True)
                 rates = list(map(int, options.rates.split(",")))
-                measured = await measure(target, redis_url, sockets, rates, options.step)
+                try:
+                    measured = await measure(target, redis_url, sockets, rates, options.step)
+                except (OSError, TimeoutError) as error:
+                    print(f"  {target.name} could not take {sockets} sockets: {error!r}", flush=True)
+                    measured = {"rows": [], "saturation": None, "rss_per_socket": float("nan"), "error": repr(error)}
                 results["targets"].setdefault(target.name, {})[sockets] = measured
             target.process.stop()
     finally:

@@ -69,7 +69,8 @@ class Peer:
         self.transport = transport
         self.sid = sid
         self.channels: set[str] = set()
-        self._missed: set[str] = set()
+        self._missed: set[str] | None = None
+        """Channels skipped while behind; None, not an empty set, for the many that never are."""
         self._stalled_since = 0.0
 
     def send(self, frame: bytes) -> None:
@@ -85,7 +86,8 @@ class Peer:
 
     def _fall_behind(self, channel: str, hub: Hub) -> None:
         now = time.monotonic()
-        if not self._missed:
+        if self._missed is None:
+            self._missed = set()
             self._stalled_since = now
             self.transport.drained().add_done_callback(lambda flushed: hub.catch_up(self, flushed))
         elif now - self._stalled_since > hub.stall_timeout:
@@ -93,7 +95,7 @@ class Peer:
         self._missed.add(channel)
 
     def take_missed(self) -> set[str]:
-        missed, self._missed = self._missed, set()
+        missed, self._missed = self._missed or set(), None
         return missed
 
 
@@ -200,13 +202,14 @@ class Hub:
                 del self._channels[name]
 
     async def _listen_votes(self) -> None:
-        if not self._listening:
-            self._listening = True
-            await self._events.listen(VOTES, self._on_votes)
+        """Every caller waits for the one subscription, so no snapshot is read before it is active."""
+        if self._listening is None:
+            self._listening = asyncio.ensure_future(self._events.listen(VOTES, self._on_votes))
+        await asyncio.shield(self._listening)
 
     async def _update_listening(self) -> None:
-        if self._listening and not self._channels:
-            self._listening: asyncio.Future[None] | None = None
+        if self._listening is not None and not self._channels:
+            self._listening = None
             await self._events.unlisten(VOTES, self._on_votes)
 
     # -- state --------------------------------------------------------------

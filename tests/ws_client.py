@@ -114,6 +114,10 @@ async def refused_status(base_url: str, token: str | None = None, **kwargs: Any)
     try:
         client = await LiveClient.connect(base_url, token, **kwargs)
     except HTTPClientError as exc:
+        if exc.code == 401:
+            assert exc.response is not None
+            assert exc.response.headers["WWW-Authenticate"].startswith("Bearer")
+            assert exc.response.headers["Content-Type"] == "application/problem+json"
         return exc.code
     await client.close()
     raise AssertionError("the server accepted the socket")
