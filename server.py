@@ -188,7 +188,8 @@ async def build_services(config: Config) -> Services:
     await backends.presence.start(lambda: hub.peer_count)
     metrics.count_sockets(lambda: hub.peer_count)
     metrics.start()
-    sessions = SessionService(backends.session_store, backends.store, tokens, events, auth)
+    accounts = AccountService(backends.store, passwords, throttle)
+    sessions = SessionService(backends.session_store, accounts, tokens, events, auth)
     await sessions.start()
     return Services(
         config=config,
@@ -196,7 +197,7 @@ async def build_services(config: Config) -> Services:
         events=events,
         catalog=CatalogService(backends.store),
         tokens=tokens,
-        accounts=AccountService(backends.store, passwords, throttle),
+        accounts=accounts,
         sessions=sessions,
         votes=VoteService(backends.store, events, metrics),
         hub=hub,

@@ -12,6 +12,7 @@ from services.schemas import Login, Registration, parse
 from services.throttle import LoginThrottle
 
 BAD_LOGIN = "Unknown username or wrong password."
+KNOWN_USERS = 65536
 
 
 class AccountService:
@@ -19,6 +20,7 @@ class AccountService:
         self._store = store
         self._passwords = passwords
         self._throttle = throttle
+        self._users: dict[int, User] = {}
 
     async def register(self, body: object, role: Literal["user", "admin"] = "user") -> User:
         """Conflict when the username is taken (in any letter case)."""
@@ -37,4 +39,11 @@ class AccountService:
         return credentials.user
 
     async def get(self, user_id: int) -> User:
-        return await self._store.get_user(user_id)
+        """Users never change once made, so each process keeps the ones it has met."""
+        user = self._users.get(user_id)
+        if user is None:
+            user = await self._store.get_user(user_id)
+            if len(self._users) >= KNOWN_USERS:
+                del self._users[next(iter(self._users))]
+            self._users[user_id] = user
+        return user

@@ -142,6 +142,7 @@ class Hub:
         self._subject_names: dict[int, str] = {}
         self._peers_by_sid: dict[str, set[Peer]] = {}
         self._listening: asyncio.Future[None] | None = None
+        self._loading: dict[str, asyncio.Future[list[Counts]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -174,19 +175,31 @@ class Hub:
     async def subscribe(self, peer: Peer, name: str, limit: int) -> bytes:
         """Join a channel; returns its snapshot frame, to be sent right after the ack.
 
-        Between the store read and joining there is no await, so every change
-        that arrived meanwhile is already on the board and in the snapshot.
+        The first socket of a channel reads the store; between that read and
+        joining there is no await, so every change that arrived meanwhile is
+        already on the board and in the snapshot. Later sockets are served from
+        the board, which the votes subscription has kept current since (a
+        broker gap re-reads every channel), so a reconnect storm costs no reads.
         """
         kind, number = parse_channel(name)
         if name not in peer.channels and len(peer.channels) >= limit:
             raise Invalid(f"A socket may hold at most {limit} subscriptions.")
         await self._listen_votes()
-        snapshot = await self._snapshot(name, kind, number)
-        channel = self._channels.setdefault(name, Channel(name))
-        channel.teachers.update(counts.no for counts in snapshot)
+        channel = self._channels.get(name) or await self._open_channel(name, kind, number)
         channel.peers.add(peer)
         peer.channels.add(name)
         return self._snapshot_frame(channel)
+
+    async def _open_channel(self, name: str, kind: str, number: int | None) -> Channel:
+        """The first subscriber reads the store; those arriving meanwhile wait for that one read."""
+        loading = self._loading.get(name)
+        if loading is None:
+            loading = self._loading[name] = asyncio.ensure_future(self._snapshot(name, kind, number))
+            loading.add_done_callback(lambda _: self._loading.pop(name, None))
+        snapshot = await asyncio.shield(loading)
+        channel = self._channels.setdefault(name, Channel(name))
+        channel.teachers.update(counts.no for counts in snapshot)
+        return channel
 
     async def unsubscribe(self, peer: Peer, name: str) -> None:
         parse_channel(name)
@@ -205,7 +218,8 @@ class Hub:
         """Every caller waits for the one subscription, so no snapshot is read before it is active."""
         if self._listening is None:
             self._listening = asyncio.ensure_future(self._events.listen(VOTES, self._on_votes))
-        await asyncio.shield(self._listening)
+        if not self._listening.done():
+            await asyncio.shield(self._listening)
 
     async def _update_listening(self) -> None:
         if self._listening is not None and not self._channels:

@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
+from services.accounts import AccountService
 from services.backends.sessions import Outcome, SessionStore
-from services.backends.store import Store
 from services.config import AuthConfig
 from services.errors import Unauthorized, Unavailable
 from services.events import REVOKED, EventBus
@@ -66,14 +66,14 @@ class SessionService:
     def __init__(
         self,
         sessions: SessionStore,
-        store: Store,
+        accounts: AccountService,
         tokens: TokenService,
         events: EventBus,
         auth: AuthConfig,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sessions = sessions
-        self._store = store
+        self._accounts = accounts
         self._tokens = tokens
         self._events = events
         self._auth = auth
@@ -118,7 +118,7 @@ class SessionService:
             await self._announce_revoked([session.sid])
         if session is None or rotation.outcome in (Outcome.REUSED, Outcome.INVALID):
             raise Unauthorized(INVALID_REFRESH)
-        user = await self._store.get_user(session.user_id)
+        user = await self._accounts.get(session.user_id)
         if rotation.outcome is Outcome.GRACE:
             return self._pair(user, session.sid, None, None)
         return self._pair(user, session.sid, new_token, session.expires_at - now)
@@ -160,7 +160,7 @@ class SessionService:
         """A fresh access token for a session that is still active (pushed over the socket)."""
         if not await self.is_active(claims.sid):
             raise Unauthorized("The session has ended.")
-        user = await self._store.get_user(claims.user_id)
+        user = await self._accounts.get(claims.user_id)
         return self._tokens.mint(user.id, user.role, claims.sid)
 
     def _pair(self, user: User, sid: str, refresh_token: str | None, refresh_left: float | None) -> TokenPair:
