@@ -17,6 +17,7 @@ from tornado.websocket import websocket_connect
 
 from tests.conftest import ServerFactory
 from tests.redis_server import RedisServer
+from tests.scaled_support import RawSocket
 from tests.support import TEST_SECRET, LiveServer, ServerProcess, UserClient, log_in, sign_up, wait_for
 from tests.test_durability import server_env
 from tests.ws_client import LiveClient, refused_status
@@ -310,3 +311,22 @@ async def test_shutdown_closes_sockets_1001(tmp_path: Path) -> None:
         assert await process.wait_exit() == 0
     finally:
         await process.stop()
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped(start_server: ServerFactory) -> None:
+    """A client that reads nothing answers no ping: after one ping interval with no pong it is gone."""
+    server = await start_server(ws__ping_interval=0.5)
+    alice = await sign_up(server, "alice")
+    assert server.services is not None
+    hub = server.services.hub
+    silent = await RawSocket.connect(server.port, alice.access_token)
+    answering = await LiveClient.connect(server.base_url, alice.access_token)
+
+    async def only_the_answering_one_is_left() -> bool:
+        return hub.peer_count == 1
+
+    assert hub.peer_count == 2
+    await wait_for(only_the_answering_one_is_left, timeout=10)
+    assert (await answering.request("ping"))["type"] == "pong"
+    await answering.close()
+    await silent.close()
