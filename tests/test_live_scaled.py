@@ -406,6 +406,14 @@ class Flood:
         return per_voter * len(self.voters)
 
 
+async def voting_crowd(server: ServerProcess, clients: list[LiveClient], size: int = 20) -> tuple[list[UserClient], Flood]:
+    """`size` users, each voting from a socket of its own (added to `clients`, to be closed)."""
+    users = [await sign_up(server, f"voter{i}") for i in range(size)]
+    voters = [await connect(server, user.access_token) for user in users]
+    clients.extend(voters)
+    return users, Flood(voters)
+
+
 def converged(view: View, store: dict[int, Counts], totals: Any) -> bool:
     """The slow socket shows the store's state on every channel it holds."""
     if (view.subjects, view.votes_total) != totals:
@@ -422,10 +430,7 @@ async def test_slow_consumer_memory_stays_bounded_and_it_converges(tmp_path: Pat
     clients: list[LiveClient] = []
     slow: list[RawSocket] = []
     try:
-        users = [await sign_up(server, f"voter{i}") for i in range(20)]
-        voters = [await connect(server, user.access_token) for user in users]
-        clients.extend(voters)
-        flood = Flood(voters)
+        users, flood = await voting_crowd(server, clients)
         await flood(2000)  # warm-up: caches and allocator at their steady size
 
         reader = await connect(server, users[0].access_token)
@@ -493,10 +498,7 @@ async def test_slow_consumer_stuck_past_stall_timeout_is_closed_4008(tmp_path: P
     clients: list[LiveClient] = []
     slow: list[RawSocket] = []
     try:
-        users = [await sign_up(server, f"voter{i}") for i in range(20)]
-        voters = [await connect(server, user.access_token) for user in users]
-        clients.extend(voters)
-        flood = Flood(voters)
+        users, flood = await voting_crowd(server, clients)
         await flood(1000)
         for i in range(4):
             raw = await RawSocket.connect(server.port, users[i].access_token)
