@@ -1,12 +1,18 @@
 """Votes: the store's atomic cast/withdraw, then a "counts changed" event.
 
 The store commits the vote and its counter change in one step before anything
-is answered. The event is best effort: if the broker is down the vote still
-stands, and subscribers converge from the snapshot they get on reconnect.
+is answered; the vote stands whatever happens to the event. An event that
+cannot be published is not lost for good: the teacher is remembered, and a
+background task publishes its latest counts from the store, with capped
+backoff, until the broker takes them. Counts are state, so the latest counts
+stand in for every change that could not be sent, and subscribers converge
+even when only the publishing side failed (their subscription stayed up and
+saw no gap to resync from).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
@@ -19,12 +25,16 @@ from services.schemas import VoteRequest, parse
 
 log = logging.getLogger("livevote.votes")
 
+RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
 
 class VoteService:
     def __init__(self, store: Store, events: EventBus, metrics: Metrics) -> None:
         self._store = store
         self._events = events
         self._metrics = metrics
+        self._unannounced: set[int] = set()
+        self._republishing: asyncio.Task[None] | None = None
 
     async def cast(self, user_id: int, teacher: int, body: object) -> VoteResult:
         return await self.set(user_id, teacher, parse(VoteRequest, body).value)
@@ -40,8 +50,33 @@ class VoteService:
     async def get(self, user_id: int, teacher: int) -> VoteResult:
         return await self._store.get_vote(user_id, teacher)
 
+    async def close(self) -> None:
+        if self._republishing is not None:
+            self._republishing.cancel()
+            await asyncio.gather(self._republishing, return_exceptions=True)
+
     async def _announce(self, counts: Counts) -> None:
         try:
             await self._events.publish(VOTES, orjson.dumps(counts))
-        except Exception:
-            log.warning("could not publish the counts of teacher %d; subscribers will resync", counts.no)
+        except Exception as exc:
+            log.warning("could not publish the counts of teacher %d (%s); will publish them again", counts.no, exc)
+            self._unannounced.add(counts.no)
+            if self._republishing is None or self._republishing.done():
+                self._republishing = asyncio.ensure_future(self._republish())
+
+    async def _republish(self) -> None:
+        attempt = 0
+        while self._unannounced:
+            await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+            attempt += 1
+            teachers, self._unannounced = self._unannounced, set()
+            try:
+                for counts in await self._store.counts():
+                    if counts.no in teachers:
+                        await self._events.publish(VOTES, orjson.dumps(counts))
+                        teachers.discard(counts.no)
+            except Exception as exc:
+                log.warning("publishing %d teacher(s) again failed (%s); retrying", len(teachers), exc)
+                self._unannounced |= teachers
+            else:
+                log.info("published the latest counts again after a broker failure")
