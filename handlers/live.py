@@ -196,7 +196,7 @@ class LiveSocket(WebSocketHandler):
         connection = self.ws_connection
         if connection is None or connection.is_closing():
             return None
-        return connection.stream  # type: ignore[attr-defined, no-any-return]
+        return connection.stream
 
     def send(self, frame: bytes) -> None:
         if self.peer is not None:

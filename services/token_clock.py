@@ -21,8 +21,10 @@ EXPIRE = 1
 
 
 class TokenHolder(Protocol):
-    expires_at: float
     closed: bool
+
+    @property
+    def expires_at(self) -> float: ...
 
     async def push_token(self) -> None: ...
 

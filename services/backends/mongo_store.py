@@ -23,7 +23,7 @@ import functools
 import random
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -57,7 +57,7 @@ def is_mongo_url(url: str) -> bool:
     return url.startswith(("mongodb://", "mongodb+srv://"))
 
 
-def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def _reachable(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn a lost connection into Unavailable; the next call tries the server again."""
 
     @functools.wraps(method)
@@ -397,6 +397,7 @@ class MongoStore(Store):
                 doc = await self._counters.find_one_and_update(
                     {"_id": name}, {"$inc": {"seq": 1}}, upsert=True, return_document=AFTER,
                 )
+                assert doc is not None, "an upsert returns the document"
                 return int(doc["seq"])
             except DuplicateKeyError:  # two first ids at once: the counter exists now
                 if attempt:

@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping
 
 import redis.asyncio as redis
+from redis.typing import EncodableT, FieldT
 
 from services.backends.outages import redis_outage
 from services.backends.sessions import Outcome, Rotation, SessionRecord, SessionStore
@@ -89,7 +90,7 @@ class RedisSessionStore(SessionStore):
     ) -> SessionRecord:
         key, user_key = self._session_key(sid), self._user_key(user_id)
         expire_ms = math.ceil(max_expires_at * 1000)
-        fields = {
+        fields: dict[FieldT, EncodableT] = {
             "user_id": user_id, "created_at": now, "expires_at": expires_at, "max_expires_at": max_expires_at,
             "revoked": 0, "current": token_hash, "previous": "", "rotated_at": now,
         }
