@@ -124,6 +124,11 @@ def make_app(services: Services) -> LivevoteApplication:
     )
 
 
+def http_server(app: LivevoteApplication, config: Config) -> HTTPServer:
+    """Behind a proxy (server.xheaders), X-Forwarded-For/-Proto name the client and its scheme."""
+    return HTTPServer(app, xheaders=config.server.xheaders, max_body_size=HARD_BODY_LIMIT)
+
+
 def open_store(config: Config, *, serving: bool = True) -> Store:
     """The store the config names; `serving=False` for one-off commands that need no sessions."""
     url = config.store_url
@@ -222,7 +227,7 @@ async def serve(config: Config, sockets: list[socket.socket] | None = None) -> N
         loop.add_signal_handler(signum, stopping.set)
     services = await build_services(config)
     app = make_app(services)
-    server = HTTPServer(app, xheaders=False, max_body_size=HARD_BODY_LIMIT)
+    server = http_server(app, config)
     sockets = sockets or bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
     server.add_sockets(sockets)
     log.info("livevote listening on http://%s:%s", config.server.host, sockets[0].getsockname()[1])

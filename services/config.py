@@ -38,6 +38,7 @@ class ServerConfig(_Section):
     seed: bool = True
     max_body_size: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     metrics: bool = True
+    xheaders: bool = False
 
 
 class StoreConfig(_Section):

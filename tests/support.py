@@ -16,7 +16,7 @@ from tornado.netutil import bind_sockets
 from tornado.testing import bind_unused_port
 
 from handlers.base import LivevoteApplication
-from server import HARD_BODY_LIMIT, build_services, make_app, shut_down
+from server import build_services, http_server, make_app, shut_down
 from services.config import Config, load_config
 from services.container import Services
 
@@ -107,7 +107,7 @@ class LiveServer(JsonClient):
             sock, self.port = bind_unused_port()
             sockets = [sock]
         self._app = make_app(self.services)
-        self._server = HTTPServer(self._app, max_body_size=HARD_BODY_LIMIT)
+        self._server = http_server(self._app, self.config)
         self._server.add_sockets(sockets)
         return self
 

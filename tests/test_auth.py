@@ -183,3 +183,23 @@ async def test_brute_force_is_throttled_per_client_ip(start_server: ServerFactor
     blocked = await server.request("POST", "/api/auth/login", json_body={"username": "u4", "password": "x"})
     assert_problem(blocked, 429)
     assert "Retry-After" in blocked.headers
+
+
+async def test_behind_a_proxy_the_forwarded_scheme_and_client_count(start_server: ServerFactory) -> None:
+    """server.xheaders: the cookie is Secure when the proxy says https, and throttling counts
+    the forwarded client, not the proxy's own address."""
+    server = await start_server(server__xheaders=True, auth__login_attempts=2)
+    alice = await sign_up(server, "alice", "alice's password")
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    login = await server.request("POST", "/api/auth/login", headers=forwarded,
+                                 json_body={"username": "alice", "password": alice.password})
+    assert refresh_cookie(login.headers)["livevote_refresh"]["secure"]
+    for name in ("u1", "u2"):
+        await server.request("POST", "/api/auth/login", headers=forwarded, json_body={"username": name, "password": "x"})
+    blocked = await server.request("POST", "/api/auth/login", headers=forwarded,
+                                   json_body={"username": "u3", "password": "x"})
+    assert_problem(blocked, 429)
+    other_client = {"X-Forwarded-For": "198.51.100.9"}
+    response = await server.request("POST", "/api/auth/login", headers=other_client,
+                                    json_body={"username": "alice", "password": alice.password})
+    assert response.status == 200
