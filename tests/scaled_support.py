@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support import FAST_ARGON2, TEST_SECRET, JsonClient, ServerProcess
+from tests.support import JsonClient, ServerProcess, server_env, wait_for
 from tests.ws_client import LiveClient
 
 SUBJECT = 1
@@ -29,16 +29,6 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 # -- server processes ------------------------------------------------------------
-
-
-def server_env(**config: object) -> dict[str, str]:
-    """The environment of a `python server.py` subprocess: this one without any LIVEVOTE_*
-    variable, plus the test secret, cheap argon2 and `section.key=value` config."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LIVEVOTE_")}
-    env["LIVEVOTE_AUTH__SECRET"] = TEST_SECRET
-    for key, value in {**FAST_ARGON2, **config}.items():
-        env["LIVEVOTE_" + key.upper().replace(".", "__")] = str(value)
-    return env
 
 
 async def start_process(data_dir: Path, redis_url: str, *args: str, **config: object) -> ServerProcess:
@@ -201,17 +191,7 @@ async def subscribe(client: LiveClient, channel: str, timeout: float = 5.0) -> d
     async def snapshot() -> dict[str, Any] | None:
         return next((m for m in client.messages if m.get("type") == "snapshot" and m.get("channel") == channel), None)
 
-    return await wait_for_value(snapshot, timeout)
-
-
-async def wait_for_value(check: Any, timeout: float) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (value := await check()) is None:
-        if loop.time() > deadline:
-            raise TimeoutError(f"nothing within {timeout} s")
-        await asyncio.sleep(0.01)
-    return value
+    return await wait_for(snapshot, timeout, interval=0.01)
 
 
 async def close_all(clients: Iterable[LiveClient]) -> None:

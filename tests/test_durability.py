@@ -9,16 +9,9 @@ from pathlib import Path
 
 from tornado.httpclient import HTTPClientError
 
-from tests.support import FAST_ARGON2, TEST_SECRET, ServerProcess, UserClient, log_in, sign_up
+from tests.support import ServerProcess, UserClient, log_in, server_env, sign_up
 
 TEACHERS = range(1, 16)
-
-
-def server_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LIVEVOTE_")}
-    env["LIVEVOTE_AUTH__SECRET"] = TEST_SECRET
-    env.update({"LIVEVOTE_" + key.upper().replace(".", "__"): str(value) for key, value in FAST_ARGON2.items()})
-    return env
 
 
 async def test_acknowledged_votes_survive_kill_9(tmp_path: Path) -> None:

@@ -18,8 +18,7 @@ from tornado.websocket import websocket_connect
 from tests.conftest import ServerFactory
 from tests.redis_server import RedisServer
 from tests.scaled_support import RawSocket
-from tests.support import TEST_SECRET, LiveServer, ServerProcess, UserClient, log_in, sign_up, wait_for
-from tests.test_durability import server_env
+from tests.support import TEST_SECRET, LiveServer, ServerProcess, UserClient, log_in, server_env, sign_up, wait_for
 from tests.ws_client import LiveClient, refused_status
 
 

@@ -32,7 +32,6 @@ from tests.scaled_support import (
     rss_kib,
     send_queue,
     socket_owner,
-    server_env,
     start_process,
     stop_process,
     store_counts,
@@ -41,7 +40,7 @@ from tests.scaled_support import (
     teacher_view,
     wait_converged,
 )
-from tests.support import JsonClient, ServerProcess, UserClient, log_in, sign_up, wait_for
+from tests.support import JsonClient, server_env, ServerProcess, UserClient, log_in, sign_up, wait_for
 from tests.ws_client import LiveClient
 
 CHANNEL = f"subject:{SUBJECT}"
