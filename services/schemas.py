@@ -8,6 +8,7 @@ publishes, from one definition. Types are strict: "1" is not an int and
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -25,6 +26,21 @@ from pydantic import (
 from services.errors import FieldError, Invalid
 
 MAX_ID = 2**63 - 1
+
+_CANONICAL_INT = re.compile(r"0|[1-9][0-9]{0,18}", re.ASCII)
+
+
+def canonical_int(text: str, low: int = 1, high: int = MAX_ID) -> int | None:
+    """The number a client wrote, or None unless it is canonical ASCII decimal in [low, high].
+
+    str.isdigit() and int() also take "²", "١" and " 7", and "01" is the same
+    int as "1" while naming another channel; one spelling per number keeps
+    every lookup and route unambiguous.
+    """
+    if not _CANONICAL_INT.fullmatch(text):
+        return None
+    number = int(text)
+    return number if low <= number <= high else None
 
 
 def _json_integer(value: Any) -> Any:

@@ -5,11 +5,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
 
 from tests.redis_server import RedisServer
 from tests.support import LiveServer, UserClient, make_config, sign_up, sign_up_admin
 
 ServerFactory = Callable[..., Awaitable[LiveServer]]
+
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=_SLOW_OK, print_blob=True)
+settings.register_profile("long", max_examples=1000, deadline=None, suppress_health_check=_SLOW_OK, print_blob=True)
+settings.load_profile("ci")
+"""Property-based suites talk to a real server, so no per-example deadline; CI runs a fixed
+budget, `--hypothesis-profile=long` a deeper hunt. Suites that need another budget scale it."""
 
 
 @pytest.fixture
