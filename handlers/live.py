@@ -9,6 +9,7 @@ before it expires, or closes the socket 4001 when it does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from tornado.httputil import HTTPHeaders
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
@@ -39,7 +40,7 @@ from handlers.protocol import (
 )
 from services.container import Services
 from services.errors import DomainError, Invalid, NotFound, Unauthorized, Unavailable
-from services.hub import CLOSE_REVOKED, BadChannel, Peer
+from services.hub import BadChannel, Peer
 from services.tokens import AccessClaims
 
 log = logging.getLogger("livevote.live")
@@ -140,7 +141,7 @@ class LiveSocket(WebSocketHandler):
         self.set_nodelay(True)
         self.request.headers = HTTPHeaders()
         self.request.connection = None
-        self.peer = Peer(self, self.claims.sid)
+        self.peer = Peer(self, self.claims.sid, self.services.hub)
         self.services.hub.add(self.peer)
         self.services.token_clock.track(self)
         user = await self.services.accounts.get(self.claims.user_id)
@@ -209,13 +210,13 @@ class LiveSocket(WebSocketHandler):
         try:
             issued = await self.services.sessions.reissue(self.claims)
         except Unauthorized:
-            self.send(message("revoked", reason="session ended"))
-            self.close(CLOSE_REVOKED, "session revoked")
+            assert self.peer is not None
+            self.services.hub.revoke(self.peer)
             return
         except Exception:
             log.exception("token push failed; the socket keeps its token until it expires")
             return
-        self._adopt(self.services.tokens.verify(issued.token))
+        await self._adopt(self.services.tokens.verify(issued.token))
         self.services.metrics.token_pushes.inc()
         self.send(message("token", access_token=issued.token, expires_in=issued.expires_in, expires_at=issued.expires_at))
 
@@ -223,16 +224,27 @@ class LiveSocket(WebSocketHandler):
         if not self.closed and self.expires_at <= time.time():
             self.close(CLOSE_TOKEN_EXPIRED, "token expired")
 
-    def _adopt(self, claims: AccessClaims) -> None:
-        assert self.claims is not None
+    async def _adopt(self, claims: AccessClaims) -> None:
+        """Live on a newer token of the same user, and so on its session: a revocation that
+        arrived while the token was being checked is remembered by the session service."""
+        assert self.claims is not None and self.peer is not None
         if claims.user_id != self.claims.user_id:
             raise Invalid("That token belongs to another user.")
         self.claims = claims
         self.services.token_clock.track(self)
+        if self.peer.sid != claims.sid:
+            self.services.hub.move(self.peer, claims.sid)
+            if not await self.services.sessions.is_active(claims.sid):
+                self.services.hub.revoke(self.peer)
 
     # -- ops ------------------------------------------------------------------
 
     async def on_message(self, raw: str | bytes) -> None:
+        """Ops are answered in order, one at a time; while the socket is behind on its output,
+        reading waits for it to drain, so a client that never reads gets no more replies."""
+        if self.peer is not None and self.peer.behind:
+            with contextlib.suppress(StreamClosedError):
+                await self.drained()
         if not self._bucket.take():
             self.send(error("rate_limited", "Too many messages; slow down."))
             self.close(CLOSE_RATE_LIMITED, "rate limited")
@@ -253,6 +265,9 @@ class LiveSocket(WebSocketHandler):
             self.send(error("invalid", details, op_id))
         except DomainError as exc:
             self.send(error(error_code(exc), exc.detail, op_id))
+        except Exception:
+            log.exception("op %s failed", data.get("op"))
+            self.send(error("failed", "The server could not carry out this op.", op_id))
 
     async def _dispatch(self, op: Any) -> None:
         assert self.peer is not None and self.claims is not None
@@ -269,10 +284,10 @@ class LiveSocket(WebSocketHandler):
             self.send(message("ack", id=op.id, **result.to_json()))
         elif isinstance(op, Refresh):
             pair = await services.sessions.refresh(op.refresh_token)
-            self._adopt(services.tokens.verify(pair.access.token))
+            await self._adopt(services.tokens.verify(pair.access.token))
             self.send(message("tokens", id=op.id, **pair.to_json()))
         elif isinstance(op, Auth):
-            self._adopt(await services.sessions.authenticate(op.access_token))
+            await self._adopt(await services.sessions.authenticate(op.access_token))
             self.send(message("ack", id=op.id, expires_at=self.expires_at))
         elif isinstance(op, Ping):
             self.send(message("pong", id=op.id))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -33,6 +32,7 @@ from services.errors import Invalid
 from services.events import REVOKED, VOTES, EventBus
 from services.metrics import Metrics
 from services.models import Counts
+from services.schemas import canonical_int
 
 log = logging.getLogger("livevote.hub")
 
@@ -61,42 +61,56 @@ class Transport(Protocol):
 
 
 class Peer:
-    """One socket as the hub sees it: its channels and whether it fell behind."""
+    """One socket as the hub sees it: its channels and whether it fell behind.
 
-    __slots__ = ("transport", "sid", "channels", "_missed", "_stalled_since")
+    Every frame written counts against `ws.max_pending`, replies as well as
+    broadcasts. Past it the socket is behind: broadcasts are skipped (the
+    channels noted), a timer closes it 4008 unless it drains within
+    `ws.stall_timeout`, and once it drains it gets a snapshot of what it missed.
+    """
 
-    def __init__(self, transport: Transport, sid: str) -> None:
+    __slots__ = ("transport", "sid", "channels", "_hub", "_missed", "_stall_timer")
+
+    def __init__(self, transport: Transport, sid: str, hub: Hub) -> None:
         self.transport = transport
         self.sid = sid
         self.channels: set[str] = set()
+        self._hub = hub
         self._missed: set[str] | None = None
-        """Channels skipped while behind; None, not an empty set, for the many that never are."""
-        self._stalled_since = 0.0
+        """Channels skipped while behind; None while the socket keeps up."""
+        self._stall_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def behind(self) -> bool:
+        return self._missed is not None
 
     def send(self, frame: bytes) -> None:
         """Write a frame that must not be dropped (replies, snapshots, tokens)."""
         self.transport.write_frame(frame)
+        if self._missed is None and self.transport.backlog > self._hub.max_pending:
+            self._fall_behind()
 
-    def offer(self, frame: bytes, channel: str, hub: Hub) -> None:
+    def offer(self, frame: bytes, channel: str) -> None:
         """Write a broadcast unless the socket is behind; then note the channel for later."""
-        if self._missed or self.transport.backlog > hub.max_pending:
-            self._fall_behind(channel, hub)
-        else:
-            self.transport.write_frame(frame)
-
-    def _fall_behind(self, channel: str, hub: Hub) -> None:
-        now = time.monotonic()
         if self._missed is None:
-            self._missed = set()
-            self._stalled_since = now
-            self.transport.drained().add_done_callback(lambda flushed: hub.catch_up(self, flushed))
-        elif now - self._stalled_since > hub.stall_timeout:
-            self.transport.close(CLOSE_TOO_SLOW, "too slow")
-        self._missed.add(channel)
+            self.send(frame)
+        else:
+            self._missed.add(channel)
 
-    def take_missed(self) -> set[str]:
-        missed, self._missed = self._missed or set(), None
-        return missed
+    def _fall_behind(self) -> None:
+        self._missed = set()
+        self._stall_timer = asyncio.get_running_loop().call_later(self._hub.stall_timeout, self._stalled)
+        self.transport.drained().add_done_callback(self._drained)
+
+    def _stalled(self) -> None:
+        self.transport.close(CLOSE_TOO_SLOW, "too slow")
+
+    def _drained(self, flushed: asyncio.Future[None]) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+        missed, self._missed, self._stall_timer = self._missed or set(), None, None
+        if not flushed.cancelled() and flushed.exception() is None:
+            self._hub.catch_up(self, missed)
 
 
 class Channel:
@@ -116,9 +130,10 @@ def parse_channel(name: object) -> tuple[str, int | None]:
     if name == DASHBOARD:
         return DASHBOARD, None
     if isinstance(name, str):
-        kind, _, number = name.partition(":")
-        if kind in ("subject", "teacher") and number.isdigit() and 0 < int(number) < 2**63:
-            return kind, int(number)
+        kind, _, digits = name.partition(":")
+        number = canonical_int(digits)
+        if kind in ("subject", "teacher") and number is not None:
+            return kind, number
     raise BadChannel("Channels are subject:{no}, teacher:{no} and dashboard.")
 
 
@@ -134,6 +149,7 @@ class Hub:
         self._metrics = metrics
         self._events = events
         self._frame = frame
+        self._revoked_frame = frame(orjson.dumps({"type": "revoked", "reason": "session ended"}))
         self._coalesce = ws.coalesce_ms / 1000
         self.max_pending = ws.max_pending
         self.stall_timeout = ws.stall_timeout
@@ -142,12 +158,20 @@ class Hub:
         self._subject_names: dict[int, str] = {}
         self._peers_by_sid: dict[str, set[Peer]] = {}
         self._listening: asyncio.Future[None] | None = None
+        self._joining = 0
+        """Subscribes under way: they need the votes subscription as much as open channels do."""
         self._loading: dict[str, asyncio.Future[list[Counts]]] = {}
+        self._generation = 0
+        """Bumped by every broker gap: a store read begun before one may miss its votes."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def peer_count(self) -> int:
         return sum(len(peers) for peers in self._peers_by_sid.values())
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
 
     async def start(self) -> None:
         await self._events.listen(REVOKED, self._on_revoked)
@@ -163,11 +187,20 @@ class Hub:
     def add(self, peer: Peer) -> None:
         self._peers_by_sid.setdefault(peer.sid, set()).add(peer)
 
-    async def remove(self, peer: Peer) -> None:
+    def move(self, peer: Peer, sid: str) -> None:
+        """The socket now belongs to session `sid`: revoking that one closes it."""
+        self._forget_sid(peer)
+        peer.sid = sid
+        self.add(peer)
+
+    def _forget_sid(self, peer: Peer) -> None:
         peers = self._peers_by_sid.get(peer.sid, set())
         peers.discard(peer)
         if not peers:
             self._peers_by_sid.pop(peer.sid, None)
+
+    async def remove(self, peer: Peer) -> None:
+        self._forget_sid(peer)
         for name in list(peer.channels):
             self._leave(peer, name)
         await self._update_listening()
@@ -180,26 +213,45 @@ class Hub:
         already on the board and in the snapshot. Later sockets are served from
         the board, which the votes subscription has kept current since (a
         broker gap re-reads every channel), so a reconnect storm costs no reads.
+        While any subscribe is under way the votes subscription stays, even if
+        every open channel closes meanwhile.
         """
         kind, number = parse_channel(name)
         if name not in peer.channels and len(peer.channels) >= limit:
             raise Invalid(f"A socket may hold at most {limit} subscriptions.")
-        await self._listen_votes()
-        channel = self._channels.get(name) or await self._open_channel(name, kind, number)
-        channel.peers.add(peer)
-        peer.channels.add(name)
-        return self._snapshot_frame(channel)
+        self._joining += 1
+        try:
+            await self._listen_votes()
+            channel = self._channels.get(name) or await self._open_channel(name, kind, number)
+            channel.peers.add(peer)
+            peer.channels.add(name)
+            return self._snapshot_frame(channel)
+        finally:
+            self._joining -= 1
+            await self._update_listening()
 
     async def _open_channel(self, name: str, kind: str, number: int | None) -> Channel:
-        """The first subscriber reads the store; those arriving meanwhile wait for that one read."""
-        loading = self._loading.get(name)
-        if loading is None:
-            loading = self._loading[name] = asyncio.ensure_future(self._snapshot(name, kind, number))
-            loading.add_done_callback(lambda _: self._loading.pop(name, None))
-        snapshot = await asyncio.shield(loading)
+        """The first subscriber reads the store; those arriving meanwhile wait for that one read.
+        A read that a broker gap overtook is done again."""
+        while True:
+            generation = self._generation
+            loading = self._loading.get(name) or self._load(name, kind, number)
+            snapshot = await asyncio.shield(loading)
+            if generation == self._generation:
+                break
         channel = self._channels.setdefault(name, Channel(name))
         channel.teachers.update(counts.no for counts in snapshot)
         return channel
+
+    def _load(self, name: str, kind: str, number: int | None) -> asyncio.Future[list[Counts]]:
+        loading = self._loading[name] = asyncio.ensure_future(self._snapshot(name, kind, number))
+
+        def forget(done: asyncio.Future[list[Counts]]) -> None:
+            if self._loading.get(name) is done:
+                del self._loading[name]
+
+        loading.add_done_callback(forget)
+        return loading
 
     async def unsubscribe(self, peer: Peer, name: str) -> None:
         parse_channel(name)
@@ -222,7 +274,7 @@ class Hub:
             await asyncio.shield(self._listening)
 
     async def _update_listening(self) -> None:
-        if self._listening is not None and not self._channels:
+        if self._listening is not None and not self._channels and not self._joining:
             self._listening = None
             await self._events.unlisten(VOTES, self._on_votes)
 
@@ -241,15 +293,24 @@ class Hub:
         else:
             self._subject_names = {totals.no: totals.name for totals in await self._store.subject_totals()}
             fresh = await self._store.counts()
-        return [self._merge(counts) or self._board[counts.no] for counts in fresh]
+        for counts in fresh:
+            self._apply(counts)
+        return [self._board[counts.no] for counts in fresh]
 
-    def _merge(self, counts: Counts) -> Counts | None:
-        """Keep the higher version; returns the counts when they are news."""
+    def _apply(self, counts: Counts) -> None:
+        """Keep the higher version; news goes out to the open channels that show it, whether it
+        came from the broker or from a store read that overtook the broker's message."""
         known = self._board.get(counts.no)
         if known is not None and known.version >= counts.version:
-            return None
+            return
         self._board[counts.no] = counts
-        return counts
+        for name in (f"subject:{counts.subject}", f"teacher:{counts.no}", DASHBOARD):
+            channel = self._channels.get(name)
+            if channel is not None:
+                channel.teachers.add(counts.no)
+                channel.pending[counts.no] = counts
+                if not channel.cooling:
+                    self._flush(channel)
 
     def _snapshot_frame(self, channel: Channel) -> bytes:
         latest = [self._board[no] for no in sorted(channel.teachers) if no in self._board]
@@ -278,16 +339,7 @@ class Hub:
     # -- fan-out ------------------------------------------------------------
 
     def _on_votes(self, _channel: str, data: bytes) -> None:
-        counts = self._merge(Counts(**orjson.loads(data)))
-        if counts is None:
-            return
-        for name in (f"subject:{counts.subject}", f"teacher:{counts.no}", DASHBOARD):
-            channel = self._channels.get(name)
-            if channel is not None:
-                channel.teachers.add(counts.no)
-                channel.pending[counts.no] = counts
-                if not channel.cooling:
-                    self._flush(channel)
+        self._apply(Counts(**orjson.loads(data)))
 
     def _flush(self, channel: Channel) -> None:
         if not channel.pending:
@@ -303,16 +355,14 @@ class Hub:
         frame = self._frame(orjson.dumps(message))
         self._metrics.broadcasts.inc()
         for peer in list(channel.peers):
-            peer.offer(frame, channel.name, self)
+            peer.offer(frame, channel.name)
         if self._coalesce:
             channel.cooling = True
             asyncio.get_running_loop().call_later(self._coalesce, self._flush, channel)
 
-    def catch_up(self, peer: Peer, flushed: asyncio.Future[None]) -> None:
+    def catch_up(self, peer: Peer, missed: set[str]) -> None:
         """A socket that fell behind has drained: send it the latest state of what it missed."""
-        if flushed.cancelled() or flushed.exception() is not None:
-            return
-        for name in peer.take_missed():
+        for name in missed:
             channel = self._channels.get(name)
             if channel is not None and peer in channel.peers:
                 self._metrics.catch_ups.inc()
@@ -321,19 +371,25 @@ class Hub:
     # -- events -------------------------------------------------------------
 
     def _on_revoked(self, _channel: str, data: bytes) -> None:
-        frame = self._frame(orjson.dumps({"type": "revoked", "reason": "session ended"}))
         for sid in orjson.loads(data)["sids"]:
             for peer in list(self._peers_by_sid.get(sid, ())):
-                peer.send(frame)
-                peer.transport.close(CLOSE_REVOKED, "session revoked")
+                self.revoke(peer)
+
+    def revoke(self, peer: Peer) -> None:
+        """Tell the socket its session ended, and close it 4003."""
+        peer.send(self._revoked_frame)
+        peer.transport.close(CLOSE_REVOKED, "session revoked")
 
     def _on_resync(self) -> None:
+        self._generation += 1
+        self._loading.clear()
         task = asyncio.ensure_future(self._resnapshot())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _resnapshot(self) -> None:
-        """After a broker gap: every channel gets a fresh snapshot from the store."""
+        """After a broker gap: every channel gets a fresh snapshot from the store (channels
+        still being opened read it again: see _open_channel)."""
         self._metrics.resyncs.inc()
         for name, channel in list(self._channels.items()):
             kind, number = parse_channel(name)
