@@ -78,7 +78,6 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "config.yaml"
 STATIC_DIR = ROOT / "static"
 DRAIN_SECONDS = 10.0
-HARD_BODY_LIMIT = 64 * 1024 * 1024
 LISTEN_BACKLOG = 2048
 """Connections the kernel queues before accept: a reconnect storm of pages must not see SYNs dropped."""
 REDIS_POOL_SIZE = 64
@@ -91,11 +90,11 @@ def make_app(services: Services) -> LivevoteApplication:
     api = {"services": services}
     routes: list[tuple[str, Any, dict[str, Any]]] = [
         (r"/api/subjects/?", SubjectListHandler, api),
-        (r"/api/subjects/(\d+)/?", SubjectHandler, api),
-        (r"/api/subjects/(\d+)/teachers/?", SubjectTeachersHandler, api),
+        (r"/api/subjects/([0-9]+)/?", SubjectHandler, api),
+        (r"/api/subjects/([0-9]+)/teachers/?", SubjectTeachersHandler, api),
         (r"/api/teachers/?", TeacherListHandler, api),
-        (r"/api/teachers/(\d+)/?", TeacherHandler, api),
-        (r"/api/teachers/(\d+)/vote/?", VoteHandler, api),
+        (r"/api/teachers/([0-9]+)/?", TeacherHandler, api),
+        (r"/api/teachers/([0-9]+)/vote/?", VoteHandler, api),
         (r"/api/auth/register/?", RegisterHandler, api),
         (r"/api/auth/login/?", LoginHandler, api),
         (r"/api/auth/refresh/?", RefreshHandler, api),
@@ -125,8 +124,9 @@ def make_app(services: Services) -> LivevoteApplication:
 
 
 def http_server(app: LivevoteApplication, config: Config) -> HTTPServer:
-    """Behind a proxy (server.xheaders), X-Forwarded-For/-Proto name the client and its scheme."""
-    return HTTPServer(app, xheaders=config.server.xheaders, max_body_size=HARD_BODY_LIMIT)
+    """Behind a proxy (server.xheaders), X-Forwarded-For/-Proto name the client and its scheme.
+    No connection reads a body past server.max_body_size (handlers/base.py refuses most sooner)."""
+    return HTTPServer(app, xheaders=config.server.xheaders, max_body_size=config.server.max_body_size)
 
 
 def open_store(config: Config, *, serving: bool = True) -> Store:

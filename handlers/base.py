@@ -3,6 +3,10 @@
 It negotiates content (406), bounds and parses JSON bodies (413, 415, 400),
 decides who may write, and turns every error, domain or HTTP, into an RFC 9457
 problem+json response. Domain errors are translated here and nowhere else.
+
+Only ApiHandler reads request bodies, streamed and capped at
+server.max_body_size; LivevoteApplication answers a body sent to any other route
+with 413 at its headers, before any of it is read.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import orjson
+from tornado.http1connection import HTTP1Connection
+from tornado.httputil import HTTPHeaders, HTTPServerRequest
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
 from services.container import Services
@@ -28,7 +34,9 @@ from services.errors import (
     Unauthorized,
     Unavailable,
 )
+from services.json_input import loads_strict
 from services.models import Page
+from services.schemas import canonical_int
 from services.tokens import AccessClaims
 
 log = logging.getLogger("livevote.http")
@@ -37,6 +45,12 @@ JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000
+CHUNKED_DRAIN = 1024 * 1024
+"""A chunked body to /api that outgrows the cap is still read, and dropped, for this many more
+bytes, so that a client still sending gets its 413 (closing at once can reset the connection
+before the client reads the answer); past that the connection is closed."""
+LENGTH_DIGITS = 18
+"""A Content-Length with more digits is past any cap; int() never parses a header-long number."""
 
 DOMAIN_STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
@@ -86,11 +100,30 @@ def problem_json(status: int, detail: str, errors: list[FieldError] | None = Non
     return orjson.dumps(problem)
 
 
+def declared_length(headers: HTTPHeaders) -> int | None:
+    """The Content-Length a request announces: None when it has none or it is not plain ASCII
+    digits (Tornado refuses those itself, before reading)."""
+    raw = headers.get("Content-Length")
+    if raw is None or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw) if len(raw) <= LENGTH_DIGITS else 10**LENGTH_DIGITS
+
+
+def declares_body(headers: HTTPHeaders) -> bool:
+    """True when a request says a body follows: any Transfer-Encoding, or a Content-Length but 0."""
+    return "Transfer-Encoding" in headers or ("Content-Length" in headers and declared_length(headers) != 0)
+
+
 def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> bool:
-    """Same host as the request, or listed in server.allowed_origins."""
+    """Same host as the request, or listed in server.allowed_origins; an Origin that is no URL
+    (`http://[`) is neither."""
     if not origin:
         return False
-    return origin in allowed or urlsplit(origin).netloc.lower() == host.lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return origin in allowed or netloc.lower() == host.lower()
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -141,12 +174,24 @@ class ApiHandler(RequestHandler):
         self._tracked = True
         if not accepts_json(self.request.headers.get("Accept", "")):
             raise Problem(406, "This resource is only available as application/json.")
-        declared = self.request.headers.get("Content-Length", "0")
-        if declared.isdigit() and int(declared) > self.body_limit:
-            raise Problem(413, f"The request body is larger than {self.body_limit} bytes.")
+        declared = declared_length(self.request.headers)
+        if declared is not None and declared > self.body_limit:
+            raise Problem(413, f"The request body is larger than {self.body_limit} bytes.", {"Connection": "close"})
+        chunked = "Transfer-Encoding" in self.request.headers
+        if chunked and isinstance(self.request.connection, HTTP1Connection):
+            self.request.connection.set_max_body_size(self.body_limit + CHUNKED_DRAIN)
 
     def on_finish(self) -> None:
+        self._untrack()
+
+    def on_connection_close(self) -> None:
+        """A client that left, say halfway through its body, is owed nothing: not in flight."""
+        super().on_connection_close()
+        self._untrack()
+
+    def _untrack(self) -> None:
         if self._tracked:
+            self._tracked = False
             self.application.request_finished()
 
     def data_received(self, chunk: bytes) -> None:
@@ -164,20 +209,22 @@ class ApiHandler(RequestHandler):
         if not is_json_media_type(self.request.headers.get("Content-Type", "")):
             raise Problem(415, "The request body must be application/json.")
         try:
-            return orjson.loads(self._body)
-        except orjson.JSONDecodeError as exc:
+            return loads_strict(bytes(self._body))
+        except ValueError as exc:
             raise Problem(400, f"The request body is not valid JSON: {exc}.") from None
 
-    def query_int(self, name: str, default: int | None = None, low: int = 1, high: int = 2**63 - 1) -> int | None:
-        raw = self.get_query_argument(name, None)
+    def query_int(self, name: str, default: int, high: int) -> int:
+        """?name=, canonical ASCII digits from 1 to `high` (services/schemas.py canonical_int), else 422."""
+        raw = self.get_query_argument(name, None, strip=False)
         if raw is None:
             return default
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        number = canonical_int(raw, high=high)
+        if number is None:
             raise Invalid(
                 f"Query parameter {name} is not valid.",
-                [FieldError(name, f"must be a whole number from {low} to {high}")],
+                [FieldError(name, f"must be a whole number from 1 to {high}, in ASCII digits")],
             )
-        return int(raw)
+        return number
 
     def page_window(self) -> tuple[int, int | None]:
         """(offset, limit) for ?page= / ?page_size=, or (0, None) for the whole list."""
@@ -185,7 +232,6 @@ class ApiHandler(RequestHandler):
             return 0, None
         page = self.query_int("page", 1, high=MAX_PAGE)
         size = self.query_int("page_size", 20, high=MAX_PAGE_SIZE)
-        assert page is not None and size is not None
         return (page - 1) * size, size
 
     @property
@@ -291,8 +337,26 @@ class NotFoundHandler(ApiHandler):
         raise NotFound(f"There is nothing at {self.request.path}.")
 
 
+@stream_request_body
+class BodyRefused(RequestHandler):
+    """Stands in for a handler that takes no body when a request brings one. As a streaming
+    handler it runs at the headers: the 413 goes out and the connection closes unread."""
+
+    def prepare(self) -> None:
+        raise HTTPError(413)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        detail = HTTPStatus(status_code).description
+        if status_code == 413:
+            detail = f"{self.request.path} takes no request body."
+        self.set_header("Connection", "close")
+        self.set_header("Content-Type", PROBLEM_JSON)
+        self.finish(problem_json(status_code, detail))
+
+
 class LivevoteApplication(Application):
-    """Counts requests in flight so that a graceful stop can let them finish."""
+    """Refuses bodies where none is expected, and counts requests in flight so that a graceful
+    stop can let them finish."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -308,6 +372,19 @@ class LivevoteApplication(Application):
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()
+
+    def get_handler_delegate(
+        self,
+        request: HTTPServerRequest,
+        target_class: type[RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> Any:
+        """Pages, /ws and /metrics would buffer a body whole before they run: refuse it instead."""
+        if not issubclass(target_class, ApiHandler) and declares_body(request.headers):
+            target_class, target_kwargs = BodyRefused, None
+        return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
 
     async def wait_idle(self, timeout: float) -> bool:
         try:

@@ -6,13 +6,14 @@ from typing import Any
 
 from handlers.base import ApiHandler
 from services.errors import NotFound
-from services.schemas import MAX_ID
+from services.schemas import canonical_int
 
 
 def record_no(raw: str, noun: str) -> int:
-    """A path id; ids past what the store can hold simply do not exist."""
-    no = int(raw)
-    if not 1 <= no <= MAX_ID:
+    """A record number from a client: canonical ASCII digits, else (like ids past what the store
+    can hold) it names nothing, 404."""
+    no = canonical_int(raw)
+    if no is None:
         raise NotFound(f"There is no {noun} {raw}.")
     return no
 
@@ -59,8 +60,8 @@ class SubjectTeachersHandler(ApiHandler):
 class TeacherListHandler(ApiHandler):
     async def get(self) -> None:
         """The seed-compatible view: `?sno=` names the subject and is required."""
-        raw = self.get_query_argument("sno", "")
-        if not raw.isdigit():
+        raw = self.get_query_argument("sno", "", strip=False)
+        if canonical_int(raw) is None:
             raise NotFound("Name a subject with ?sno=<number>.")
         subject, teachers = await self.services.catalog.subject_with_teachers(record_no(raw, "subject"))
         body: dict[str, Any] = {

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+import time
 from dataclasses import replace
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -61,6 +63,22 @@ async def test_schema_version_is_recorded(start_server: ServerFactory, tmp_path:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+async def test_database_files_are_private(start_server: ServerFactory, tmp_path: Path) -> None:
+    """Password hashes and sessions live there: 0600 like secret.key, WAL and SHM too. An
+    existing database keeps its mode and keeps working."""
+    data = tmp_path / "private"
+    server = await start_server(data)
+    database = data / "livevote.db"
+    for path in (database, data / "livevote.db-wal", data / "livevote.db-shm"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    await server.stop()
+
+    database.chmod(0o644)
+    again = await start_server(data)
+    assert len((await again.get("/api/subjects/")).json()) == 5
+    assert database.stat().st_mode & 0o777 == 0o644
+
+
 async def test_server_py_serves_the_demo_data(spawn: Spawn, tmp_path: Path) -> None:
     """With nothing configured: SQLite, demo data, and a signing secret of its own."""
     server = await spawn("--data-dir", str(tmp_path))
@@ -98,6 +116,44 @@ async def test_sigterm_lets_the_request_in_flight_finish(spawn: Spawn, tmp_path:
     await log_in(again, "late", "finished in time")
 
 
+async def abandon_a_body(port: int) -> None:
+    """Start a chunked POST to /api, wait until the server has begun it (it answers
+    `Expect: 100-continue` once the handler is ready for the body), send a little, hang up."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /api/auth/register HTTP/1.1\r\nHost: livevote\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+    assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 100 ")
+    writer.write(b"9\r\n{\"userna\r\n")
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_sigterm_does_not_wait_for_abandoned_bodies(spawn: Spawn, tmp_path: Path) -> None:
+    """Three clients hung up halfway through their bodies: nothing to wait for. A request
+    still arriving when SIGTERM comes is still let finish."""
+    server = await spawn("--data-dir", str(tmp_path))
+    await asyncio.gather(*(abandon_a_body(server.port) for _ in range(3)))
+    signalled_at = 0.0
+
+    async def slow_body(write):  # type: ignore[no-untyped-def]
+        nonlocal signalled_at
+        await write(b'{"username": "late", ')
+        signalled_at = time.monotonic()
+        server.signal(signal.SIGTERM)
+        await server.wait_for_line("stopping")
+        await write(b'"password": "finished in time"}')
+
+    request = HTTPRequest(f"{server.base_url}/api/auth/register", method="POST", body_producer=slow_body,
+                          headers={"Content-Type": "application/json"})
+    response = await AsyncHTTPClient().fetch(request, raise_error=False)
+    assert response.code == 201, response.body
+    assert await server.wait_exit() == 0
+    elapsed = time.monotonic() - signalled_at
+    assert elapsed < 2.0, f"took {elapsed:.1f} s to stop:\n" + "\n".join(server.lines)
+    assert not any("still running" in line for line in server.lines)
+
+
 async def test_create_user_makes_an_admin(spawn: Spawn, tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "server.py"), "create-user", "Boss", "--admin", "--password-stdin",
@@ -124,6 +180,7 @@ async def test_sigint_stops_cleanly(spawn: Spawn, tmp_path: Path) -> None:
 @pytest.mark.parametrize("env, message", [
     ({"LIVEVOTE_SERVER__PORT": "eighty"}, "server.port"),
     ({"LIVEVOTE_STORE__URL": "postgres://nope"}, "store.url"),
+    ({"LIVEVOTE_AUTH__SECRET": "thirty-one-bytes-is-one-too-few"}, "auth.secret"),
 ])
 async def test_bad_config_exits_2_with_one_clear_message(env: dict[str, str], message: str, tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
@@ -134,3 +191,26 @@ async def test_bad_config_exits_2_with_one_clear_message(env: dict[str, str], me
     assert process.returncode == 2
     text = stderr.decode()
     assert message in text and "Traceback" not in text
+
+
+UNFIT_KEYS = {"one byte": b"k", "empty": b"", "31 bytes": b"k" * 31 + b"\n", "not text": b"\xff" * 48}
+
+
+@pytest.mark.parametrize("kind", [*UNFIT_KEYS, "a directory"])
+async def test_an_unfit_secret_key_stops_the_start(tmp_path: Path, kind: str) -> None:
+    """A short key would sign tokens anyone can forge, an empty one fails every login: one line
+    naming the file, a non-zero exit, no traceback."""
+    key = tmp_path / "secret.key"
+    if kind in UNFIT_KEYS:
+        key.write_bytes(UNFIT_KEYS[kind])
+    else:
+        key.mkdir()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LIVEVOTE_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "server.py"), "--data-dir", str(tmp_path), "--port", "0", env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 20)
+    lines = stderr.decode().splitlines()
+    assert process.returncode not in (0, None)
+    assert len(lines) == 1 and str(key) in lines[0] and "Traceback" not in lines[0], lines

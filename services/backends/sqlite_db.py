@@ -10,6 +10,7 @@ makes a commit durable before its caller is answered.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -128,7 +129,11 @@ class SqliteDatabase:
         return result
 
     def _open(self) -> bool:
+        """The file is made 0600 before SQLite opens it: it holds password hashes and sessions, and
+        SQLite gives the -wal and -shm files it creates the database file's mode. An existing file
+        keeps its mode."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
