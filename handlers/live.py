@@ -14,7 +14,6 @@ import logging
 import time
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream, StreamClosedError
@@ -41,6 +40,7 @@ from handlers.protocol import (
 from services.container import Services
 from services.errors import DomainError, Invalid, NotFound, Unauthorized, Unavailable
 from services.hub import BadChannel, Peer
+from services.json_input import loads_strict
 from services.tokens import AccessClaims
 
 log = logging.getLogger("livevote.live")
@@ -95,6 +95,11 @@ class LiveSocket(WebSocketHandler):
     # -- handshake ----------------------------------------------------------
 
     async def prepare(self) -> None:
+        """The Origin is checked first, and by us: tornado's own check would fail with a 500 on
+        an Origin that is not a URL."""
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            raise HTTPError(403, log_message="Origin not allowed")
         try:
             self.claims = await self.services.sessions.authenticate(self._offered_token())
         except Unauthorized as exc:
@@ -114,6 +119,7 @@ class LiveSocket(WebSocketHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         detail = {
             401: "The socket needs a valid access token of an active session.",
+            403: "This page's origin may not open the live channel.",
             503: "Sessions cannot be checked right now; try again shortly.",
         }.get(status_code, "The socket could not be opened.")
         if status_code == 401:
@@ -250,12 +256,12 @@ class LiveSocket(WebSocketHandler):
             self.close(CLOSE_RATE_LIMITED, "rate limited")
             return
         try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            self.send(error("bad_json", "Each message must be one JSON object."))
+            data = loads_strict(raw)
+        except ValueError as exc:
+            self.send(error("bad_json", f"Each message must be one JSON object ({exc})."))
             return
-        op_id = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), (str, int)) else None
-        if not isinstance(data, dict) or data.get("op") not in OP_NAMES:
+        op_id = data.get("id") if isinstance(data, dict) and type(data.get("id")) in (str, int) else None
+        if not isinstance(data, dict) or not isinstance(data.get("op"), str) or data["op"] not in OP_NAMES:
             self.send(error("unknown_op", f"Known ops: {', '.join(sorted(OP_NAMES))}.", op_id))
             return
         try:

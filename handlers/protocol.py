@@ -6,7 +6,7 @@ import struct
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, TypeAdapter
 
 from services.schemas import MAX_ID
 
@@ -17,7 +17,8 @@ CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_RATE_LIMITED = 4029
 
 Token = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=4096)]
-MessageId = str | int | None
+MessageId = StrictStr | StrictInt | None
+"""Echoed as sent: strict, so that `true` is refused rather than echoed back as 1."""
 
 
 class _Op(BaseModel):

@@ -93,8 +93,12 @@ async def test_revoked_session_is_refused(server: LiveServer, alice: UserClient)
     assert await refused_status(server.base_url, alice.access_token) == 401
 
 
-async def test_foreign_origin_is_refused(server: LiveServer, alice: UserClient) -> None:
-    assert await refused_status(server.base_url, alice.access_token, headers={"Origin": "https://evil.example"}) == 403
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://[::1", "A://["])
+async def test_foreign_or_malformed_origin_is_refused(server: LiveServer, alice: UserClient, origin: str) -> None:
+    assert await refused_status(server.base_url, alice.access_token, headers={"Origin": origin}) == 403
+
+
+async def test_own_origin_is_accepted(server: LiveServer, alice: UserClient) -> None:
     own = await LiveClient.connect(server.base_url, alice.access_token, headers={"Origin": server.base_url})
     await own.expect("welcome")
     await own.close()
