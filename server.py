@@ -185,7 +185,7 @@ async def build_services(config: Config) -> Services:
     events = EventBus(backends.broker)
     await events.start()
     tokens = TokenService(auth)
-    throttle = LoginThrottle(backends.counters, auth.login_attempts, auth.login_window)
+    throttle = LoginThrottle(backends.counters, auth)
     passwords = Passwords(auth.argon2_time_cost, auth.argon2_memory_kib, auth.argon2_parallelism)
     metrics = Metrics()
     hub = Hub(backends.store, events, text_frame, config.ws, metrics)

@@ -43,7 +43,7 @@ async def main() -> None:
     try:
         await wait_for_port(port)
         connection = await HttpConnection.open(port)
-        credentials = orjson.dumps({"username": "bench", "password": "bench password"})
+        credentials = orjson.dumps({"username": "bench", "password": "load test passphrase"})
         await connection.request("POST", "/api/auth/register", credentials, JSON)
         samples: dict[str, list[float]] = {"healthz": [], "login": [], "refresh": [], "vote": []}
         for round_ in range(options.rounds):

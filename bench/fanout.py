@@ -162,7 +162,7 @@ def make_target(work: Path, redis_url: str, name: str) -> Target:
 
 async def livevote_token(port: int) -> str:
     client = AsyncHTTPClient()
-    body = orjson.dumps({"username": "bench", "password": "bench password"})
+    body = orjson.dumps({"username": "bench", "password": "load test passphrase"})
     await client.fetch(f"http://127.0.0.1:{port}/api/auth/register", method="POST", body=body,
                        headers={"Content-Type": "application/json"}, raise_error=False)
     reply = await client.fetch(f"http://127.0.0.1:{port}/api/auth/login", method="POST", body=body,

@@ -48,7 +48,7 @@ Operation = Callable[[int], Awaitable[bool]]
 
 async def sign_in(port: int, index: int) -> str:
     connection = await HttpConnection.open(port)
-    body = orjson.dumps({"username": f"bench{index}", "password": "bench password"})
+    body = orjson.dumps({"username": f"bench{index}", "password": "load test passphrase"})
     headers = {"Content-Type": "application/json"}
     await connection.request("POST", "/api/auth/register", body, headers)
     status, reply = await connection.request("POST", "/api/auth/login", body, headers)

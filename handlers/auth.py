@@ -47,16 +47,22 @@ class AuthHandler(ApiHandler):
     def forget_cookie(self) -> None:
         self.clear_cookie(REFRESH_COOKIE, path=COOKIE_PATH)
 
+    @property
+    def client_ip(self) -> str:
+        """Whom login and registration budgets count: the peer, or behind a proxy
+        (server.xheaders) the client it names."""
+        return self.request.remote_ip or ""
+
 
 class RegisterHandler(AuthHandler):
     async def post(self) -> None:
-        user = await self.services.accounts.register(self.json_body())
+        user = await self.services.accounts.register(self.json_body(), client_ip=self.client_ip)
         self.write_json(user.to_json(), 201)
 
 
 class LoginHandler(AuthHandler):
     async def post(self) -> None:
-        user = await self.services.accounts.login(self.json_body(), self.request.remote_ip or "")
+        user = await self.services.accounts.login(self.json_body(), self.client_ip)
         self.send_pair(await self.services.sessions.begin(user))
 
 

@@ -161,7 +161,7 @@ def _paths() -> dict[str, Any]:
             "delete": _operation("Withdraw your vote", (200, _ref("VoteResult")), (401, 404, 406), parameters=by_no, secured=True),
         },
         "/api/auth/register": {
-            "post": _operation("Create an account", (201, _ref("User")), (409, *BODY_ERRORS), "Registration"),
+            "post": _operation("Create an account", (201, _ref("User")), (409, 429, *BODY_ERRORS), "Registration"),
         },
         "/api/auth/login": {
             "post": _operation("Log in: a new session", (200, _ref("TokenPair")), (401, 429, *BODY_ERRORS), "Login"),

@@ -67,7 +67,10 @@ class AuthConfig(_Section):
     argon2_memory_kib: int = Field(65536, ge=1024)
     argon2_parallelism: int = Field(4, ge=1)
     login_attempts: int = Field(10, ge=1)
+    login_ip_attempts: int = Field(100, ge=1)
     login_window: float = Field(900, gt=0)
+    register_attempts: int = Field(100, ge=1)
+    register_window: float = Field(3600, gt=0)
 
 
 class WsConfig(_Section):

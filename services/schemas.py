@@ -9,10 +9,12 @@ publishes, from one definition. Types are strict: "1" is not an int and
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,6 +24,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from services.errors import FieldError, Invalid
 
@@ -120,16 +123,71 @@ class TeacherPatch(InputModel):
     subject: Id = _ABSENT
 
 
-Username = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
+USERNAME_RULE = re.compile(r"[a-z0-9_.-]{3,32}")
+USERNAME_RULE_TEXT = "must be 3 to 32 letters, digits, '_', '.' or '-'"
+USERNAME_INPUT_MAX = 64
+"""Characters a client may send as a username, before normalization (NFKC can lengthen text)."""
+
+
+def fold(text: str) -> str:
+    """NFKC, then casefold: the comparable form of text (Unicode's identifier caseless matching)."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def username_key(text: str) -> str | None:
+    """The one key of a username, or None when no account can have that name.
+
+    Registration, login, throttling and the stores' lookups all use this, so a
+    name can only ever reach the account it named at registration. Look-alikes
+    that NFKC and casefold map into the rule are that same name: with the Kelvin
+    sign (U+212A) or the long s (U+017F), fullwidth letters or ligatures (U+FB00
+    is "ff"), "kate", "stella" and "ff" are meant. What stays outside the rule is
+    refused everywhere: U+0130 (dotted capital I) folds to "i" plus a combining
+    dot, U+0131 (dotless i) stays itself. A key is ASCII, so it is its own key.
+    """
+    key = fold(text)
+    return key if USERNAME_RULE.fullmatch(key) else None
+
+
+def account_key(username: str) -> str:
+    """username_key() of a name an account is being made with: Invalid on `username` when it has none."""
+    key = username_key(username)
+    if key is None:
+        raise Invalid("The username is not valid.", [FieldError("username", USERNAME_RULE_TEXT)])
+    return key
+
+
+def _account_name(text: str) -> str:
+    """The name a new account is shown by: as typed when plain ASCII, else its key,
+    so that no account is ever displayed in look-alike letters."""
+    key = username_key(text)
+    if key is None:
+        raise PydanticCustomError("username", USERNAME_RULE_TEXT)
+    return text if text.isascii() else key
+
+
+AccountName = Annotated[
+    str,
+    StringConstraints(strict=True, max_length=USERNAME_INPUT_MAX),
+    AfterValidator(_account_name),
+    WithJsonSchema({
+        "type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$",
+        "description": "Compared after NFKC and case folding: a look-alike spelling (fullwidth letters,"
+                       " the Kelvin sign) is the same name as its plain one.",
+    }),
+]
 
 
 class Registration(InputModel):
-    username: Username
+    """A new account. The password needs 8 characters or more, must not be easy to guess
+    (zxcvbn score 2 or more) and must not contain the username."""
+
+    username: AccountName
     password: Annotated[str, StringConstraints(strict=True, min_length=8, max_length=256)]
 
 
 class Login(InputModel):
-    username: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+    username: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=USERNAME_INPUT_MAX)]
     password: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
 
 

@@ -40,33 +40,34 @@ async def counters(redis_or_none: RedisServer | None) -> AsyncIterator[Counters]
     await client.aclose()
 
 
-async def test_counter_counts_hits_within_the_window(counters: Counters) -> None:
-    count, left = await counters.hit("login:ann", 60)
-    assert count == 1 and within(left, 60) and left > 59
-    assert (await counters.hit("login:ann", 60))[0] == 2
-    count, left = await counters.peek("login:ann")
-    assert count == 2 and within(left, 60)
-    assert await counters.peek("login:bob") == (0, 0.0)
+async def test_reserve_counts_up_to_each_limit_then_says_how_long_to_wait(counters: Counters) -> None:
+    for _ in range(3):
+        assert await counters.reserve([("login:ann", 3), ("login:ip", 5)], 60) is None
+    left = await counters.reserve([("login:ann", 3), ("login:ip", 5)], 60)
+    assert left is not None and within(left, 60) and left > 59
+    assert await counters.reserve([("login:ip", 5)], 60) is None, "a refused reservation counts nothing"
+    assert await counters.reserve([("login:bob", 3)], 60) is None
 
 
-async def test_counter_resets_after_the_window(counters: Counters) -> None:
-    await counters.hit("k", 0.2)
-    await counters.hit("k", 0.2)
+async def test_a_window_ends_and_counting_starts_again(counters: Counters) -> None:
+    assert await counters.reserve([("k", 1)], 0.2) is None
 
-    async def reset() -> bool:
-        return await counters.peek("k") == (0, 0.0)
+    async def reopened() -> bool:
+        return await counters.reserve([("k", 1)], 0.2) is None
 
-    await wait_for(reset, WAIT)
-    count, left = await counters.hit("k", 0.2)
-    assert count == 1 and within(left, 0.2)
+    await wait_for(reopened, WAIT)
+    left = await counters.reserve([("k", 1)], 0.2)
+    assert left is not None and within(left, 0.2)
 
 
-async def test_counter_reset(counters: Counters) -> None:
-    await counters.hit("k", 60)
-    await counters.hit("k", 60)
-    await counters.reset("k")
-    assert await counters.peek("k") == (0, 0.0)
-    assert (await counters.hit("k", 60))[0] == 1
+async def test_release_gives_reservations_back(counters: Counters) -> None:
+    assert await counters.reserve([("k", 2)], 60) is None
+    assert await counters.reserve([("k", 2)], 60) is None
+    await counters.release(["k"])
+    assert await counters.reserve([("k", 2)], 60) is None
+    assert await counters.reserve([("k", 2)], 60) is not None
+    await counters.release(["k", "k", "never-counted"])
+    assert await counters.reserve([("k", 2)], 60) is None
 
 
 # -- Broker --------------------------------------------------------------------

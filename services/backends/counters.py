@@ -1,4 +1,4 @@
-"""The Counters port: fixed-window counters, for login throttling.
+"""The Counters port: fixed-window counters, for login and registration throttling.
 
 In-process in embedded mode (LocalCounters, here), in Redis in scaled mode so
 that every process sees the same counts.
@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 
 class Counters(ABC):
     @abstractmethod
-    async def hit(self, key: str, window: float) -> tuple[int, float]:
-        """Add one; returns (count in the current window, seconds until it resets)."""
+    async def reserve(self, limits: Sequence[tuple[str, int]], window: float) -> float | None:
+        """Add one to every key when each is below its limit, all or none in one atomic step,
+        so that concurrent callers can never overshoot a limit. None when reserved, else the
+        seconds until the first full key resets. A key's window starts with its first count."""
 
     @abstractmethod
-    async def peek(self, key: str) -> tuple[int, float]:
-        """(count, seconds until reset) without adding; (0, 0) when unknown."""
-
-    @abstractmethod
-    async def reset(self, key: str) -> None: ...
+    async def release(self, keys: Sequence[str]) -> None:
+        """Give back one reservation per key. A key whose window has ended is left alone, and
+        one back at zero is gone, so its next count starts a new window."""
 
 
 class LocalCounters(Counters):
@@ -38,20 +39,30 @@ class LocalCounters(Counters):
             return 0, 0.0
         return count, resets_at
 
-    async def hit(self, key: str, window: float) -> tuple[int, float]:
-        now = time.monotonic()
+    def _add(self, key: str, now: float, window: float) -> None:
         if len(self._entries) >= self._sweep_at:
             self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
         count, resets_at = self._current(key, now)
         if not count:
             resets_at = now + window
         self._entries[key] = (count + 1, resets_at)
-        return count + 1, resets_at - now
 
-    async def peek(self, key: str) -> tuple[int, float]:
+    async def reserve(self, limits: Sequence[tuple[str, int]], window: float) -> float | None:
+        """Checks and counts without an await in between: atomic on the event loop."""
         now = time.monotonic()
-        count, resets_at = self._current(key, now)
-        return count, max(resets_at - now, 0.0)
+        for key, limit in limits:
+            count, resets_at = self._current(key, now)
+            if count >= limit:
+                return resets_at - now
+        for key, _ in limits:
+            self._add(key, now, window)
+        return None
 
-    async def reset(self, key: str) -> None:
-        self._entries.pop(key, None)
+    async def release(self, keys: Sequence[str]) -> None:
+        now = time.monotonic()
+        for key in keys:
+            count, resets_at = self._current(key, now)
+            if count > 1:
+                self._entries[key] = (count - 1, resets_at)
+            else:
+                self._entries.pop(key, None)

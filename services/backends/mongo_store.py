@@ -36,6 +36,7 @@ from pymongo.errors import ConfigurationError, ConnectionFailure, DuplicateKeyEr
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound, Unavailable
 from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult
+from services.schemas import account_key, username_key
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -237,10 +238,11 @@ class MongoStore(Store):
 
     @_reachable
     async def create_user(self, username: str, password_hash: str, role: str) -> User:
+        key = account_key(username)
         user = User(await self._next_id("users"), username, role)
         try:
             await self._users.insert_one({
-                "_id": user.id, "username": username, "username_key": username.casefold(),
+                "_id": user.id, "username": username, "username_key": key,
                 "password_hash": password_hash, "role": role, "created_at": time.time(),
             })
         except DuplicateKeyError:
@@ -249,7 +251,11 @@ class MongoStore(Store):
 
     @_reachable
     async def find_credentials(self, username: str) -> Credentials | None:
-        doc = await self._users.find_one({"username_key": username.casefold()})
+        """By username_key(), which is what older documents hold too (the casefold of an ASCII name)."""
+        key = username_key(username)
+        if key is None:
+            return None
+        doc = await self._users.find_one({"username_key": key})
         return None if doc is None else Credentials(_user(doc), doc["password_hash"])
 
     @_reachable

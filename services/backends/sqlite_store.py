@@ -13,6 +13,7 @@ from services.backends.sqlite_db import SqliteDatabase
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound
 from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult
+from services.schemas import account_key, username_key
 
 SUBJECT_COLUMNS = ("name", "intro", "is_hot")
 TEACHER_COLUMNS = ("name", "sex", "birth", "photo", "intro", "subject")
@@ -86,11 +87,15 @@ class SqliteStore(Store):
     # -- accounts ----------------------------------------------------------
 
     async def create_user(self, username: str, password_hash: str, role: str) -> User:
-        return await self._write(_insert_user, username, password_hash, role)
+        return await self._write(_insert_user, username, account_key(username), password_hash, role)
 
     async def find_credentials(self, username: str) -> Credentials | None:
-        row = await self._read(_fetch_one, f"SELECT {USER_ROW}, password_hash FROM users WHERE username_key = ?",
-                               (username.casefold(),))
+        """By username_key(). Rows written before it have the casefold of an ASCII name
+        there, which is the same key, so older files need no migration."""
+        key = username_key(username)
+        if key is None:
+            return None
+        row = await self._read(_fetch_one, f"SELECT {USER_ROW}, password_hash FROM users WHERE username_key = ?", (key,))
         return None if row is None else Credentials(User(*row[:3]), row[3])
 
     async def get_user(self, user_id: int) -> User:
@@ -250,12 +255,12 @@ def _fetch_one(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> t
     return row
 
 
-def _insert_user(conn: sqlite3.Connection, username: str, password_hash: str, role: str) -> User:
+def _insert_user(conn: sqlite3.Connection, username: str, key: str, password_hash: str, role: str) -> User:
     try:
         cursor = conn.execute(
             "INSERT INTO users (username, username_key, password_hash, role, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (username, username.casefold(), password_hash, role, time.time()),
+            (username, key, password_hash, role, time.time()),
         )
     except sqlite3.IntegrityError:
         raise Conflict(f"The username {username!r} is taken.") from None

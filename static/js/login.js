@@ -2,6 +2,7 @@
 import { HttpError, el, login, notify, register, safeNext } from "./livevote.js";
 
 const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
+const MIN_PASSWORD = 8;
 const params = new URLSearchParams(window.location.search);
 const next = safeNext(params.get("next") || "/");
 let mode = "login";
@@ -37,6 +38,7 @@ function setMode(value) {
   submit.textContent = text.submit;
   password.autocomplete = text.autocomplete;
   document.getElementById("username-hint").hidden = mode !== "register";
+  document.getElementById("password-hint").hidden = mode !== "register";
   document.getElementById("tab-login").setAttribute("aria-selected", String(mode === "login"));
   document.getElementById("tab-register").setAttribute("aria-selected", String(mode === "register"));
   document.title = mode === "login" ? "livevote · 登录" : "livevote · 注册";
@@ -67,6 +69,12 @@ form.addEventListener("submit", async (event) => {
   }
   if (!password.value) {
     fieldError("password", "请输入密码。");
+    password.focus();
+    return;
+  }
+  // The server checks the whole rule (a common password, the username inside); length is told at once.
+  if (mode === "register" && password.value.length < MIN_PASSWORD) {
+    fieldError("password", `密码至少需要 ${MIN_PASSWORD} 个字符。`);
     password.focus();
     return;
   }
