@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import logging
-import os
 import signal
 import socket
 import sys
@@ -71,6 +69,7 @@ from services.throttle import LoginThrottle
 from services.token_clock import TokenClock
 from services.tokens import TokenService
 from services.votes import VoteService
+from workers import Supervisor
 
 log = logging.getLogger("livevote")
 
@@ -262,28 +261,17 @@ async def prepare_store(config: Config) -> None:
 def run_workers(config: Config) -> int:
     """N processes on one listening socket, sharing nothing but the store and Redis.
 
-    The parent binds, prepares the store, forks, forwards SIGINT/SIGTERM to the
-    children and waits for them; a child that dies is not replaced.
+    The parent binds and prepares the store once, then supervises the workers
+    (workers.py): a worker that dies is replaced, SIGINT/SIGTERM stops them all.
     """
     sockets = bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
     asyncio.run(prepare_store(config))
-    children: list[int] = []
-    for _ in range(config.server.workers):
-        pid = os.fork()
-        if pid == 0:
-            asyncio.run(serve(config, sockets))
-            os._exit(0)
-        children.append(pid)
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
+    def work() -> None:
+        asyncio.run(serve(config, sockets))
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    failures = sum(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) != 0 for child in children)
-    return 1 if failures else 0
+    # a graceful stop drains for up to DRAIN_SECONDS, then closes the backends
+    return Supervisor(config.server.workers, work, stop_timeout=DRAIN_SECONDS + 5).run()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -294,7 +282,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     common.add_argument("--data-dir", type=Path, help="where the SQLite file lives")
     common.add_argument("--store", help="store URL (default: SQLite under the data dir)")
     common.add_argument("--redis-url", help="Redis for scaled mode (sessions, pub/sub, counters)")
-    common.add_argument("--workers", type=int, help="processes on one port (needs --redis-url)")
+    common.add_argument("--workers", type=int, help="processes on one port, a dead one replaced (needs --redis-url)")
     common.add_argument("--dev", action="store_true", default=None, help="development mode")
     common.add_argument("--no-seed", action="store_true", help="do not add demo data on first start")
 
