@@ -22,9 +22,15 @@ REVOKED = "revoked"
 """Channel of session revocations: {"sids": [...]}."""
 
 
-VOTES = "votes"
-"""Channel of every teacher's count changes: Counts as JSON. One channel for all
-subjects, since every process with a dashboard needs them all anyway."""
+ALL_VOTES = "votes:all"
+"""Every teacher's count changes (Counts as JSON), for dashboards: a process listens here
+only while it shows a dashboard, and then needs no subject feed besides."""
+
+
+def subject_votes(subject: int) -> str:
+    """The count changes of one subject's teachers. The braces are a Redis Cluster hash tag:
+    a subject's feed lives on one shard, and subjects spread over all of them."""
+    return f"votes:{{{subject}}}"
 
 
 class EventBus:

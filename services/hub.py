@@ -11,9 +11,13 @@ Guarantees:
   `ws.max_pending` is skipped, and once it drains it gets a snapshot of the
   latest state of what it missed; one stuck past `ws.stall_timeout` is closed
   4008. Memory per socket stays bounded either way.
+- Feeds: each channel needs one broker feed (its subject's, or every
+  subject's for the dashboard), listened to only while a channel or a
+  subscribe under way holds it.
 - Convergence: the board keeps the highest version of every teacher seen, a
-  snapshot is built from the store and the board together after the broker
-  subscription is active, and after any broker gap every channel is sent a
+  snapshot is built from the store and the board together after the channel's
+  feed is active, news found by a store read goes out to the open channels as
+  a broker message would, and after any broker gap every channel is sent a
   fresh snapshot from the store.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -29,7 +34,7 @@ import orjson
 from services.backends.store import Store
 from services.config import WsConfig
 from services.errors import Invalid
-from services.events import REVOKED, VOTES, EventBus
+from services.events import ALL_VOTES, REVOKED, EventBus, subject_votes
 from services.metrics import Metrics
 from services.models import Counts
 from services.schemas import canonical_int
@@ -114,12 +119,14 @@ class Peer:
 
 
 class Channel:
-    """Sockets of one channel, and the changes waiting for the next coalescing tick."""
+    """Sockets of one channel, the broker feed it needs, and the changes waiting for the next
+    coalescing tick."""
 
-    __slots__ = ("name", "peers", "teachers", "pending", "cooling")
+    __slots__ = ("name", "feed", "peers", "teachers", "pending", "cooling")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, feed: str) -> None:
         self.name = name
+        self.feed = feed
         self.peers: set[Peer] = set()
         self.teachers: set[int] = set()
         self.pending: dict[int, Counts] = {}
@@ -157,9 +164,11 @@ class Hub:
         self._board: dict[int, Counts] = {}
         self._subject_names: dict[int, str] = {}
         self._peers_by_sid: dict[str, set[Peer]] = {}
-        self._listening: asyncio.Future[None] | None = None
-        self._joining = 0
-        """Subscribes under way: they need the votes subscription as much as open channels do."""
+        self._feed_holds: Counter[str] = Counter()
+        """Per broker feed, the open channels and the subscribes under way that need it."""
+        self._feeds: set[str] = set()
+        """The feeds listened to at the broker."""
+        self._syncing = asyncio.Lock()
         self._loading: dict[str, asyncio.Future[list[Counts]]] = {}
         self._generation = 0
         """Bumped by every broker gap: a store read begun before one may miss its votes."""
@@ -203,45 +212,58 @@ class Hub:
         self._forget_sid(peer)
         for name in list(peer.channels):
             self._leave(peer, name)
-        await self._update_listening()
+        await self._sync_feeds()
 
     async def subscribe(self, peer: Peer, name: str, limit: int) -> bytes:
         """Join a channel; returns its snapshot frame, to be sent right after the ack.
 
-        The first socket of a channel reads the store; between that read and
-        joining there is no await, so every change that arrived meanwhile is
-        already on the board and in the snapshot. Later sockets are served from
-        the board, which the votes subscription has kept current since (a
-        broker gap re-reads every channel), so a reconnect storm costs no reads.
-        While any subscribe is under way the votes subscription stays, even if
-        every open channel closes meanwhile.
+        The first socket of a channel reads the store once the channel's feed is
+        listened to; between that read and joining there is no await, so every
+        change that arrived meanwhile is already on the board and in the
+        snapshot. Later sockets are served from the board, which the feed has
+        kept current since (a broker gap re-reads every channel), so a
+        reconnect storm costs no reads.
         """
         kind, number = parse_channel(name)
         if name not in peer.channels and len(peer.channels) >= limit:
             raise Invalid(f"A socket may hold at most {limit} subscriptions.")
-        self._joining += 1
         try:
-            await self._listen_votes()
             channel = self._channels.get(name) or await self._open_channel(name, kind, number)
             channel.peers.add(peer)
             peer.channels.add(name)
             return self._snapshot_frame(channel)
         finally:
-            self._joining -= 1
-            await self._update_listening()
+            await self._sync_feeds()
 
     async def _open_channel(self, name: str, kind: str, number: int | None) -> Channel:
         """The first subscriber reads the store; those arriving meanwhile wait for that one read.
-        A read that a broker gap overtook is done again."""
-        while True:
-            generation = self._generation
-            loading = self._loading.get(name) or self._load(name, kind, number)
-            snapshot = await asyncio.shield(loading)
-            if generation == self._generation:
-                break
-        channel = self._channels.setdefault(name, Channel(name))
-        channel.teachers.update(counts.no for counts in snapshot)
-        return channel
+        A read that a broker gap overtook is done again. The feed is held meanwhile, so that it
+        stays however the other channels come and go."""
+        feed = await self._feed_of(kind, number)
+        self._feed_holds[feed] += 1
+        try:
+            await self._sync_feeds()
+            while True:
+                generation = self._generation
+                loading = self._loading.get(name) or self._load(name, kind, number)
+                snapshot = await asyncio.shield(loading)
+                if generation == self._generation:
+                    break
+            channel = self._channels.get(name)
+            if channel is None:
+                channel = self._channels[name] = Channel(name, feed)
+                self._feed_holds[feed] += 1
+            channel.teachers.update(counts.no for counts in snapshot)
+            return channel
+        finally:
+            self._release(feed)
+
+    async def _feed_of(self, kind: str, number: int | None) -> str:
+        """Where a channel's changes come from; a teacher's feed is its subject's."""
+        if kind == "dashboard":
+            return ALL_VOTES
+        assert number is not None
+        return subject_votes(number if kind == "subject" else (await self._store.get_teacher(number)).subject)
 
     def _load(self, name: str, kind: str, number: int | None) -> asyncio.Future[list[Counts]]:
         loading = self._loading[name] = asyncio.ensure_future(self._snapshot(name, kind, number))
@@ -256,7 +278,7 @@ class Hub:
     async def unsubscribe(self, peer: Peer, name: str) -> None:
         parse_channel(name)
         self._leave(peer, name)
-        await self._update_listening()
+        await self._sync_feeds()
 
     def _leave(self, peer: Peer, name: str) -> None:
         peer.channels.discard(name)
@@ -265,18 +287,29 @@ class Hub:
             channel.peers.discard(peer)
             if not channel.peers:
                 del self._channels[name]
+                self._release(channel.feed)
 
-    async def _listen_votes(self) -> None:
-        """Every caller waits for the one subscription, so no snapshot is read before it is active."""
-        if self._listening is None:
-            self._listening = asyncio.ensure_future(self._events.listen(VOTES, self._on_votes))
-        if not self._listening.done():
-            await asyncio.shield(self._listening)
+    def _release(self, feed: str) -> None:
+        self._feed_holds[feed] -= 1
+        if self._feed_holds[feed] <= 0:
+            del self._feed_holds[feed]
 
-    async def _update_listening(self) -> None:
-        if self._listening is not None and not self._channels and not self._joining:
-            self._listening = None
-            await self._events.unlisten(VOTES, self._on_votes)
+    async def _sync_feeds(self) -> None:
+        """Listen to the feeds held, and to nothing else; ALL_VOTES alone when a dashboard holds
+        it, since it carries every subject. A new feed is active before an old one is dropped, so
+        a switch loses nothing; duplicates meanwhile are dropped by version. One sync at a time,
+        each until nothing is left to do: when it returns, every feed held at the call is active."""
+        async with self._syncing:
+            while True:
+                wanted = {ALL_VOTES} if ALL_VOTES in self._feed_holds else set(self._feed_holds)
+                added, dropped = wanted - self._feeds, self._feeds - wanted
+                if not added and not dropped:
+                    return
+                await asyncio.gather(*(self._events.listen(feed, self._on_votes) for feed in added))
+                self._feeds |= added
+                for feed in dropped:
+                    self._feeds.discard(feed)
+                    await self._events.unlisten(feed, self._on_votes)
 
     # -- state --------------------------------------------------------------
 
@@ -339,6 +372,7 @@ class Hub:
     # -- fan-out ------------------------------------------------------------
 
     def _on_votes(self, _channel: str, data: bytes) -> None:
+        self._metrics.feed_messages.inc()
         self._apply(Counts(**orjson.loads(data)))
 
     def _flush(self, channel: Channel) -> None:

@@ -18,7 +18,7 @@ import logging
 import orjson
 
 from services.backends.store import Store
-from services.events import VOTES, EventBus
+from services.events import ALL_VOTES, EventBus, subject_votes
 from services.metrics import Metrics
 from services.models import Counts, VoteResult
 from services.schemas import VoteRequest, parse
@@ -57,12 +57,19 @@ class VoteService:
 
     async def _announce(self, counts: Counts) -> None:
         try:
-            await self._events.publish(VOTES, orjson.dumps(counts))
+            await self._publish(counts)
         except Exception as exc:
             log.warning("could not publish the counts of teacher %d (%s); will publish them again", counts.no, exc)
             self._unannounced.add(counts.no)
             if self._republishing is None or self._republishing.done():
                 self._republishing = asyncio.ensure_future(self._republish())
+
+    async def _publish(self, counts: Counts) -> None:
+        """On the subject's feed and on the dashboards' feed, both at once."""
+        data = orjson.dumps(counts)
+        await asyncio.gather(
+            self._events.publish(subject_votes(counts.subject), data), self._events.publish(ALL_VOTES, data)
+        )
 
     async def _republish(self) -> None:
         attempt = 0
@@ -73,7 +80,7 @@ class VoteService:
             try:
                 for counts in await self._store.counts():
                     if counts.no in teachers:
-                        await self._events.publish(VOTES, orjson.dumps(counts))
+                        await self._publish(counts)
                         teachers.discard(counts.no)
             except Exception as exc:
                 log.warning("publishing %d teacher(s) again failed (%s); retrying", len(teachers), exc)
