@@ -67,3 +67,15 @@ def redis_or_none(request: pytest.FixtureRequest) -> RedisServer | None:
     A plain fixture, since an async one cannot ask for `redis_server` only when needed.
     """
     return request.getfixturevalue("redis_server") if request.param == "redis" else None
+
+
+from tests.redis_cluster import ClusterServers  # noqa: E402  (appended with the fixture below)
+
+
+@pytest.fixture
+async def redis_cluster(tmp_path: Path) -> AsyncIterator[ClusterServers]:
+    """A fresh Redis Cluster of our own, 3 masters and 3 replicas on free ports (tests/redis_cluster.py),
+    healthy when the test starts, every node stopped by its pid afterwards."""
+    cluster = await ClusterServers(tmp_path / "redis-cluster").start()
+    yield cluster
+    await cluster.stop()

@@ -75,6 +75,10 @@ class NodeSubscriber:
         self._settled = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
 
+    @property
+    def connected(self) -> bool:
+        return self._live() is not None
+
     async def start(self, handler: BrokerHandler) -> None:
         """Returns after the first connection attempt, successful or not."""
         self._reader = asyncio.create_task(self._read_forever(handler), name=f"redis-subscriber {self.address}")
