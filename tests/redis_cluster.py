@@ -18,7 +18,6 @@ import asyncio
 import os
 import shutil
 import signal
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import redis.asyncio as redis
 from redis.crc import key_slot
 
 from tests.redis_server import free_port
+from tests.support import wait_for
 
 SLOTS = 16384
 
@@ -126,7 +126,7 @@ class ClusterServers:
             "--dir", str(workdir), "--logfile", str(workdir / "redis.log"),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
-        await self._poll(lambda: self._pings(port), timeout, f"redis-server on port {port} answers PING")
+        await wait_for(lambda: self._pings(port), timeout, what=f"redis-server on port {port} answers PING")
 
     async def _create(self, timeout: float) -> None:
         executable = shutil.which("redis-cli")
@@ -215,7 +215,7 @@ class ClusterServers:
         every other running node connected on the cluster bus and not flagged fail / fail?
         (SPUBLISH reaches a replica over the bus: a replica just restarted misses messages
         until its master's link to it is back)."""
-        await self._poll(self._healthy, timeout, "the cluster is healthy")
+        await wait_for(self._healthy, timeout, what="the cluster is healthy")
 
     async def wait_failover(self, old_master_port: int, slot: int, timeout: float = 15.0) -> int:
         """Until another node is the master of `slot` on every running node and the cluster is
@@ -229,7 +229,7 @@ class ClusterServers:
                 return masters.pop()
             return None
 
-        new_master = await self._poll(promoted, timeout, f"slot {slot} fails over from port {old_master_port}")
+        new_master = await wait_for(promoted, timeout, what=f"slot {slot} fails over from port {old_master_port}")
         assert isinstance(new_master, int)
         return new_master
 
@@ -283,18 +283,6 @@ class ClusterServers:
             return await client.execute_command(*args)
         finally:
             await client.aclose()
-
-    @staticmethod
-    async def _poll(check: Callable[[], Awaitable[object]], timeout: float, what: str) -> object:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            result = await check()
-            if result:
-                return result
-            if loop.time() > deadline:
-                raise TimeoutError(f"{what}: not within {timeout} s")
-            await asyncio.sleep(0.05)
 
     def _parse_nodes(self, text: object) -> list[NodeInfo]:
         assert isinstance(text, str)

@@ -255,7 +255,9 @@ def assert_problem(response: Response, status: int) -> dict[str, Any]:
     return problem
 
 
-async def wait_for(check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05) -> T:
+async def wait_for(
+    check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> T:
     """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -264,5 +266,5 @@ async def wait_for(check: Callable[[], Awaitable[T]], timeout: float = 10.0, int
         if result:
             return result
         if loop.time() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
+            raise TimeoutError(f"{what} not met within {timeout} s")
         await asyncio.sleep(interval)
