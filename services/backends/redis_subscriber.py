@@ -37,6 +37,10 @@ log = logging.getLogger("livevote.broker")
 
 NETWORK_ERRORS = (RedisError, OSError)
 """What a lost or slow Redis raises (OSError covers the builtin TimeoutError)."""
+WRITE_ERRORS = (*NETWORK_ERRORS, AttributeError)
+"""A (S)SUBSCRIBE written while the reader finds the connection dead: redis-py has dropped the
+connection's writer under the write and raises AttributeError. The wish stays recorded, and
+the reconnection subscribes it."""
 
 
 class NodeSubscriber:
@@ -106,7 +110,7 @@ class NodeSubscriber:
                 self._confirmations.setdefault(channel, []).append(confirmed)
                 await self._send(pubsub, "subscribe", channel)
             await asyncio.wait_for(asyncio.shield(confirmed), self._timeout)
-        except NETWORK_ERRORS as error:
+        except WRITE_ERRORS as error:
             log.warning("subscribing to %s failed (%s); it will be retried on reconnection", channel, error)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -118,7 +122,7 @@ class NodeSubscriber:
                 pubsub = self._live()
                 if pubsub is not None:
                     await self._send(pubsub, "unsubscribe", channel)
-        except NETWORK_ERRORS as error:
+        except WRITE_ERRORS as error:
             log.warning("unsubscribing from %s failed (%s); the reconnection will drop it", channel, error)
 
     async def _send(self, pubsub: PubSub, command: str, *channels: str) -> None:
