@@ -1,4 +1,4 @@
-"""Accounts and sessions over REST (DESIGN sections 4-5).
+"""Accounts and sessions over REST.
 
 Browsers get the refresh token also as an HttpOnly cookie scoped to /api/auth;
 refresh and logout take it from the body or that cookie. A call that relies on

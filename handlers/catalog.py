@@ -1,4 +1,4 @@
-"""Subjects and teachers over REST (DESIGN section 4)."""
+"""Subjects and teachers over REST."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GET /ws: the live channel (DESIGN section 6).
+"""GET /ws: the live channel (docs/protocol.md).
 
 The access token is checked before the upgrade (HTTP 401, no 101), from the
 Authorization header or the `bearer.<jwt>` subprotocol, which is never echoed.

@@ -186,7 +186,7 @@ def _paths() -> dict[str, Any]:
         },
         "/api/stats": {"get": _operation("Votes per subject and open sockets, cluster-wide", (200, _ref("Stats")), (406, 503))},
         "/ws": {"get": {
-            "summary": "The live channel: WebSocket protocol v1 (see DESIGN section 6)",
+            "summary": "The live channel: WebSocket protocol v1 (docs/protocol.md)",
             "security": [{"bearer": []}],
             "responses": {
                 "101": {"description": "Upgraded; subprotocol livevote.v1"},

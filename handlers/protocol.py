@@ -1,4 +1,4 @@
-"""WebSocket protocol v1 (DESIGN section 6): client ops, server messages, frames, codes."""
+"""WebSocket protocol v1 (docs/protocol.md): client ops, server messages, frames, codes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A user's vote on a teacher: /api/teachers/{no}/vote (DESIGN sections 3-4)."""
+"""A user's vote on a teacher: /api/teachers/{no}/vote."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Accounts, login, refresh rotation, reuse detection, logout (DESIGN sections 4-5), embedded mode."""
+"""Accounts, login, refresh rotation, reuse detection, logout, embedded mode."""
 
 from __future__ import annotations
 

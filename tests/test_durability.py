@@ -1,4 +1,4 @@
-"""Every vote answered 200 survives kill -9 of the server (DESIGN section 3: one atomic step)."""
+"""Every vote answered 200 survives kill -9 of the server (one atomic step)."""
 
 from __future__ import annotations
 

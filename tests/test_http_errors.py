@@ -1,4 +1,4 @@
-"""Every HTTP error status of DESIGN section 4 is problem+json, never a stack trace."""
+"""Every HTTP error status of the REST API is problem+json, never a stack trace."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""WebSocket protocol v1 (DESIGN section 6) against the real server, in embedded and scaled mode."""
+"""WebSocket protocol v1 (docs/protocol.md) against the real server, in embedded and scaled mode."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The live channel in scaled mode (DESIGN sections 2, 6 and 7): real `python server.py`
+"""The live channel in scaled mode: real `python server.py`
 processes on one real redis-server and one SQLite data dir, real sockets.
 
 Every test ends on the convergence invariant: when votes stop, every subscriber's

@@ -1,4 +1,4 @@
-"""Access tokens over the socket: pushed before expiry, or the socket closes (DESIGN sections 5-6)."""
+"""Access tokens over the socket: pushed before expiry, or the socket closes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attacks on access tokens: each one is a 401 (DESIGN section 5)."""
+"""Attacks on access tokens: each one is a 401."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Votes over REST: one per user and teacher, idempotent, counted atomically (DESIGN sections 3-4)."""
+"""Votes over REST: one per user and teacher, idempotent, counted atomically."""
 
 from __future__ import annotations
 

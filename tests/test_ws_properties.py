@@ -1,4 +1,4 @@
-"""Property-based and concurrency suite for the /ws protocol v1 (DESIGN section 6).
+"""Property-based and concurrency suite for the /ws protocol v1 (docs/protocol.md).
 
 Generated frames go to the real server over real sockets. The property: a socket is
 closed only where the protocol says so (1009 for a frame over ws.max_message_size,

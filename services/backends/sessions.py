@@ -64,7 +64,7 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def rotate(self, token_hash: str, new_hash: str, now: float, refresh_ttl: float, grace: float) -> Rotation:
-        """Atomically apply the rotation rules of DESIGN section 5 (see Outcome)."""
+        """Atomically apply the rotation rules described under Outcome."""
 
     @abstractmethod
     async def find(self, token_hash: str) -> SessionRecord | None:

@@ -1,4 +1,4 @@
-// livevote.js: the one small client every page uses (DESIGN sections 4-6).
+// livevote.js: the one small client every page uses.
 //
 // - The access token lives in this module's memory only: never localStorage,
 //   sessionStorage or a cookie written by script. A page that starts without
