@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import json
 import re
 import resource
 import shutil
@@ -27,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError
 
 from tests.redis_server import free_port
 from tests.support import ROOT, JsonClient, Response, wait_for
@@ -187,21 +186,13 @@ class Nginx(JsonClient):
         headers: dict[str, str] | None = None,
         *,
         source_ip: str | None = None,
-        request_timeout: float = 30,
+        **options: Any,
     ) -> Response:
-        """Like tests.support.JsonClient.request, through nginx over TLS (the test certificate
-        is not checked), optionally from another loopback address (`source_ip="127.0.0.2"`)."""
-        all_headers = dict(headers or {})
-        if json_body is not None:
-            body = json.dumps(json_body)
-            all_headers.setdefault("Content-Type", "application/json")
-        request = HTTPRequest(
-            self.base_url + path, method=method, body=body, headers=all_headers, allow_nonstandard_methods=True,
-            follow_redirects=False, request_timeout=request_timeout, validate_cert=False, network_interface=source_ip,
+        """Through nginx over TLS (the test certificate is not checked), optionally from another
+        loopback address (`source_ip="127.0.0.2"`)."""
+        return await super().request(
+            method, path, json_body, body, headers, validate_cert=False, network_interface=source_ip, **options
         )
-        reply = await AsyncHTTPClient().fetch(request, raise_error=False)
-        return Response(reply.code, reply.headers, reply.body or b"")
-
 
 
 NginxFactory = Callable[..., Awaitable[Nginx]]

@@ -77,7 +77,9 @@ class JsonClient:
         json_body: Any = None,
         body: bytes | str | None = None,
         headers: dict[str, str] | None = None,
+        **options: Any,
     ) -> Response:
+        """`options` go to tornado's HTTPRequest (validate_cert, network_interface, ...)."""
         all_headers = dict(headers or {})
         if json_body is not None:
             body = json.dumps(json_body)
@@ -89,7 +91,7 @@ class JsonClient:
             headers=all_headers,
             allow_nonstandard_methods=True,
             follow_redirects=False,
-            request_timeout=30,
+            **{"request_timeout": 30, **options},
         )
         reply = await AsyncHTTPClient().fetch(request, raise_error=False)
         return Response(reply.code, reply.headers, reply.body or b"")
