@@ -14,6 +14,7 @@ from services.backends.broker import Broker, LocalBroker
 from services.backends.counters import Counters, LocalCounters
 from services.backends.redis_broker import RedisBroker
 from services.backends.redis_counters import RedisCounters
+from services.backends.redis_subscriber import NodeSubscriber
 from tests.redis_server import RedisServer
 from tests.support import wait_for
 
@@ -175,3 +176,37 @@ async def test_redis_broker_survives_a_redis_crash(redis_server: RedisServer) ->
         assert recorder.messages.empty()
     finally:
         await broker.close()
+
+
+
+async def test_no_gap_passes_unnoticed_when_subscribes_race_a_killed_connection(redis_server: RedisServer) -> None:
+    """Subscribes written just as Redis drops the pub/sub connection (where redis-py's own
+    PubSub connects again under the reader and re-subscribes silently). Whatever is
+    published in such a gap must either arrive or be followed by a resync."""
+    recorder = Recorder()
+    subscriber = NodeSubscriber(redis_server.url, "lv:", backoff=(0.001, 0.01))
+    admin = redis.Redis.from_url(redis_server.url)
+    await subscriber.start(recorder)
+
+    async def connected() -> bool:
+        return subscriber.connected
+
+    try:
+        await subscriber.subscribe("kept")
+        for round_ in range(40):
+            recorder.resynced.clear()
+            killing = asyncio.ensure_future(admin.client_kill_filter(_type="pubsub"))
+            await asyncio.gather(*(subscriber.subscribe(f"new:{round_}:{n}") for n in range(3)), killing)
+            await admin.publish("lv:kept", f"gap {round_}".encode())
+            message = asyncio.ensure_future(recorder.next())
+            resynced = asyncio.ensure_future(recorder.resynced.wait())
+            done, pending = await asyncio.wait([message, resynced], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            assert done, f"round {round_}: the message published in the gap neither arrived nor was followed by a resync"
+            await wait_for(connected, WAIT, what="the subscriber to reconnect")
+            while not recorder.messages.empty():
+                recorder.messages.get_nowait()
+    finally:
+        await admin.aclose()
+        await subscriber.close()

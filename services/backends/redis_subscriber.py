@@ -2,14 +2,17 @@
 
 It carries every subscription of its broker on that node, owned by a reader
 task that hands each message to the handler. Pub/sub does not replay what was
-missed, and redis-py may reconnect a pub/sub connection by itself and
-re-subscribe silently, so the connection has no retries and a dropped
-connection is an error: the reader then reconnects with capped, jittered
-backoff on a fresh PubSub, re-subscribes every wanted channel and calls
-`on_resync` once Redis has confirmed them (the reply to a PING sent after the
-SUBSCRIBE is the barrier). A server that goes quiet without closing the socket
-is found by a PING after `health_interval` of silence, which must be answered
-within as long again.
+missed, so a dropped connection is an error: the reader then reconnects with
+capped, jittered backoff on a fresh connection, re-subscribes every wanted
+channel and calls `on_resync` once Redis has confirmed them (the reply to a
+PING sent after the SUBSCRIBE is the barrier). A server that goes quiet without
+closing the socket is found by a PING after `health_interval` of silence, which
+must be answered within as long again.
+
+The connection is a plain redis-py Connection, not redis-py's PubSub: PubSub
+connects again by itself whenever a read or a write fails, under the reader, and
+re-subscribes silently, which would hide a gap (and, racing the reader, leaks
+its streams). Here nothing connects but the reader, and only after a gap.
 
 Plain channels (SUBSCRIBE) on a single Redis; sharded ones (SSUBSCRIBE) on a
 Redis Cluster node, where `on_lost` lets the cluster broker move the channels
@@ -24,10 +27,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as redis
-from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -38,9 +38,8 @@ log = logging.getLogger("livevote.broker")
 NETWORK_ERRORS = (RedisError, OSError)
 """What a lost or slow Redis raises (OSError covers the builtin TimeoutError)."""
 WRITE_ERRORS = (*NETWORK_ERRORS, AttributeError)
-"""A (S)SUBSCRIBE written while the reader finds the connection dead: redis-py has dropped the
-connection's writer under the write and raises AttributeError. The wish stays recorded, and
-the reconnection subscribes it."""
+"""A write that starts as the reader finds the connection dead meets a writer redis-py has
+already dropped: AttributeError. The wish stays recorded, and the reconnection subscribes it."""
 
 
 class NodeSubscriber:
@@ -54,24 +53,20 @@ class NodeSubscriber:
         backoff: tuple[float, float] = (0.05, 2.0),
         on_lost: Callable[[NodeSubscriber], None] | None = None,
     ) -> None:
-        self._client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
-        )
-        options = self._client.connection_pool.connection_kwargs
+        self._pool = ConnectionPool.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, protocol=2)
+        """RESP2: pushed messages come back as replies (RESP3 would route them to push handlers)."""
+        options = self._pool.connection_kwargs
         self.address = f"{options.get('host')}:{options.get('port')}"
         """host:port, for logs (the URL may hold a password)."""
         self._prefix = prefix
-        self._sharded = sharded
+        self._subscribe, self._unsubscribe = ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
         self._timeout = timeout
         self._health_interval = health_interval
         self._backoff = backoff
         self._on_lost = on_lost
         self.channels: set[str] = set()
         """Wanted channels, unprefixed: the truth that every reconnection restores."""
-        self._pubsub: PubSub | None = None
-        self._sending = asyncio.Lock()
-        """Held by subscribe/unsubscribe while they write, so that the reader
-        never closes the connection under them."""
+        self._connection: AbstractConnection | None = None
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         """Per channel, the subscribe() calls waiting for Redis's reply, oldest first."""
         self._resync_due = False
@@ -93,7 +88,7 @@ class NodeSubscriber:
             self._reader.cancel()
             await asyncio.wait([self._reader])
             self._reader = None
-        await self._client.aclose()
+        await self._pool.aclose()
 
     async def subscribe(self, channel: str) -> None:
         """Returns once Redis has confirmed, so that state read afterwards misses no
@@ -101,14 +96,13 @@ class NodeSubscriber:
         if channel in self.channels:
             return
         self.channels.add(channel)
+        connection = self._live()
+        if connection is None:
+            return
         confirmed = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(channel, []).append(confirmed)
         try:
-            async with self._sending:
-                pubsub = self._live()
-                if pubsub is None:
-                    return
-                self._confirmations.setdefault(channel, []).append(confirmed)
-                await self._send(pubsub, "subscribe", channel)
+            await self._send(connection, self._subscribe, channel)
             await asyncio.wait_for(asyncio.shield(confirmed), self._timeout)
         except WRITE_ERRORS as error:
             log.warning("subscribing to %s failed (%s); it will be retried on reconnection", channel, error)
@@ -117,34 +111,33 @@ class NodeSubscriber:
         if channel not in self.channels:
             return
         self.channels.discard(channel)
+        connection = self._live()
+        if connection is None:
+            return
         try:
-            async with self._sending:
-                pubsub = self._live()
-                if pubsub is not None:
-                    await self._send(pubsub, "unsubscribe", channel)
+            await self._send(connection, self._unsubscribe, channel)
         except WRITE_ERRORS as error:
             log.warning("unsubscribing from %s failed (%s); the reconnection will drop it", channel, error)
 
-    async def _send(self, pubsub: PubSub, command: str, *channels: str) -> None:
-        names = [self._prefix + channel for channel in channels]
-        if self._sharded:
-            await getattr(pubsub, "s" + command)(*names)
-        else:
-            await getattr(pubsub, command)(*names)
+    async def _send(self, connection: AbstractConnection, command: str, *channels: str) -> None:
+        """Writes on the connection the caller just found live, with no yield in between:
+        redis-py would connect a dead one again by itself. A failed write closes it, and
+        the reader starts afresh."""
+        await connection.send_command(command, *(self._prefix + channel for channel in channels), check_health=False)
 
     # -- the reader ----------------------------------------------------------
 
     async def _read_forever(self, handler: BrokerHandler) -> None:
         failures = 0
         while True:
-            pubsub = self._client.pubsub()
+            connection = self._pool.make_connection()
             try:
-                await self._connect(pubsub)
+                await self._connect(connection)
                 self._settled.set()
                 if failures:
                     log.info("redis pub/sub reconnected to %s after %d failed attempt(s)", self.address, failures)
                 failures = 0
-                await self._listen(pubsub, handler)
+                await self._listen(connection, handler)
             except NETWORK_ERRORS as error:
                 failures += 1
                 self._gap = True
@@ -154,70 +147,70 @@ class NodeSubscriber:
                     self._on_lost(self)
             finally:
                 self._settled.set()
-                await self._drop(pubsub)
+                await self._drop(connection)
             await asyncio.sleep(self._delay(failures))
 
-    async def _connect(self, pubsub: PubSub) -> None:
-        await pubsub.connect()
-        self._pubsub = pubsub
+    async def _connect(self, connection: AbstractConnection) -> None:
+        await connection.connect()
+        self._connection = connection
         if self.channels:
-            await self._send(pubsub, "subscribe", *self.channels)
+            await self._send(connection, self._subscribe, *self.channels)
         if self.channels or self._gap:
             self._resync_due = True
-            await pubsub.ping()
+            await self._send(connection, "PING")
         self._gap = False
 
-    async def _listen(self, pubsub: PubSub, handler: BrokerHandler) -> None:
+    async def _listen(self, connection: AbstractConnection, handler: BrokerHandler) -> None:
         pinged = False
         while True:
-            message = await self._checked(pubsub).get_message(timeout=self._health_interval)
-            if message is not None:
+            reply = await self._checked(connection).read_response(timeout=self._health_interval)
+            if reply is not None:
                 pinged = False
-                self._dispatch(message, handler)
+                self._dispatch(reply, handler)
             elif pinged:
                 raise TimeoutError("Redis did not answer PING")
             else:
                 pinged = True
-                await self._checked(pubsub).ping()
+                await self._send(self._checked(connection), "PING")
 
-    def _dispatch(self, message: dict[str, Any], handler: BrokerHandler) -> None:
-        kind = message["type"]
-        if kind in ("message", "smessage"):
-            channel = message["channel"].decode()[len(self._prefix):]
+    def _dispatch(self, reply: list[Any] | bytes, handler: BrokerHandler) -> None:
+        """Pushed messages are [kind, channel, ...]; PING answers [b"pong", b""] while
+        subscribed to something, else b"PONG"."""
+        kind = (reply[0] if isinstance(reply, list) else reply).lower()
+        if kind == b"pong":
+            if self._resync_due:
+                self._resync_due = False
+                _call(handler.on_resync)
+            return
+        channel = bytes(reply[1]).decode()[len(self._prefix):]
+        if kind in (b"message", b"smessage"):
             if channel in self.channels:
-                _call(handler.on_message, channel, message["data"])
-        elif kind in ("subscribe", "ssubscribe"):
-            waiting = self._confirmations.get(message["channel"].decode()[len(self._prefix):])
+                _call(handler.on_message, channel, reply[2])
+        elif kind in (b"subscribe", b"ssubscribe"):
+            waiting = self._confirmations.get(channel)
             if waiting:
                 _resolve(waiting.pop(0))
-        elif kind == "sunsubscribe" and message["channel"].decode()[len(self._prefix):] in self.channels:
+        elif kind == b"sunsubscribe" and channel in self.channels:
             raise RedisConnectionError("the node gave up a wanted shard channel (its slot moved)")
-        elif kind == "pong" and self._resync_due:
-            self._resync_due = False
-            _call(handler.on_resync)
 
-    async def _drop(self, pubsub: PubSub) -> None:
-        self._pubsub = None
+    async def _drop(self, connection: AbstractConnection) -> None:
+        self._connection = None
         self._resync_due = False
         for waiting in self._confirmations.values():
             for confirmed in waiting:
                 _resolve(confirmed)
         self._confirmations.clear()
-        async with self._sending:
-            await pubsub.aclose()
+        await connection.disconnect()
 
-    def _live(self) -> PubSub | None:
-        """The current pub/sub while its connection is up."""
-        pubsub = self._pubsub
-        if pubsub is None or pubsub.connection is None or not pubsub.connection.is_connected:
-            return None
-        return pubsub
+    def _live(self) -> AbstractConnection | None:
+        """The current connection while it is up."""
+        connection = self._connection
+        return connection if connection is not None and connection.is_connected else None
 
-    def _checked(self, pubsub: PubSub) -> PubSub:
-        """redis-py would reconnect a dropped pub/sub silently: make the drop an error."""
-        if self._live() is not pubsub:
+    def _checked(self, connection: AbstractConnection) -> AbstractConnection:
+        if self._live() is not connection:
             raise RedisConnectionError("redis pub/sub connection dropped")
-        return pubsub
+        return connection
 
     def _delay(self, failures: int) -> float:
         first, cap = self._backoff
