@@ -2,7 +2,9 @@
 validate requests, so the published schema cannot drift from what is enforced.
 
 tests/test_openapi.py checks that every route of the app is described here and
-that nothing here is missing from the app.
+that nothing here is missing from the app, that openapi-spec-validator accepts the
+served document, that every operation has one of TAGS and a unique operationId, and
+that no pydantic-only keyword (ge, le, ...) reaches it.
 """
 
 from __future__ import annotations
@@ -34,24 +36,36 @@ PROBLEM = {
     },
 }
 
+TAGS = [
+    {"name": "catalog", "description": "Subjects and their teachers: read by anyone, written by administrators."},
+    {"name": "accounts", "description": "Registration, login, token refresh and logout."},
+    {"name": "votes", "description": "Your good or bad vote on a teacher."},
+    {"name": "live", "description": "Live counts: the WebSocket channel and the dashboard's totals."},
+    {"name": "operations", "description": "Health, readiness, metrics and this description."},
+]
+
 ERROR_TEXT = {
-    400: "Malformed JSON",
-    401: "Missing or invalid bearer token",
-    403: "Not allowed for this user",
+    400: "The body is not valid JSON, or repeats a key within an object",
+    401: "Missing or invalid bearer access token, or its session has ended",
+    403: "The bearer token is a plain user's; this needs an administrator",
     404: "No such resource",
     406: "Accept excludes JSON",
     409: "Conflicts with the current state",
-    413: "Body too large",
-    415: "Body is not JSON",
-    422: "Validation failed",
+    413: "The body is larger than server.max_body_size",
+    415: "The body is not application/json",
+    422: "Validation failed; `errors` names the fields",
     429: "Too many attempts; see Retry-After",
-    503: "A backing service is unavailable",
+    503: "A backing service (store, sessions or broker) is unavailable",
 }
 
-READ_ERRORS = (404, 406)
-WRITE_ERRORS = (400, 401, 403, 404, 406, 409, 413, 415, 422)
-BODY_ERRORS = (400, 406, 413, 415, 422)
-BEARER_ERRORS = (401, 406)
+BODY = (400, 413, 415, 422)
+ADMIN_WRITE = (401, 403, *BODY, 503)
+"""Catalog writes: authentication comes first, then the body."""
+REFRESH_COOKIE_403 = (
+    "The livevote_refresh cookie was used without an allowed Origin (this host or server.allowed_origins)"
+)
+NO_SUBJECT_422 = "Validation failed, or `subject` names no subject; `errors` names the fields"
+PAGING_422 = "?page or ?page_size is not a whole number in range"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -62,25 +76,38 @@ def _json(schema: dict[str, Any], media_type: str = "application/json") -> dict[
     return {"content": {media_type: {"schema": schema}}}
 
 
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
 def _operation(
+    operation_id: str,
+    tag: str,
     summary: str,
-    ok: tuple[int, dict[str, Any] | None],
+    ok: tuple[int, str, dict[str, Any] | None],
     errors: tuple[int, ...],
     body: str | None = None,
     parameters: list[dict[str, Any]] | None = None,
     secured: bool = False,
     body_required: bool = True,
+    notes: dict[int, str] | None = None,
+    headers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    status, schema = ok
-    responses: dict[str, Any] = {
-        str(status): {"description": "Success", **(_json(schema) if schema else {})}
-    }
-    for code in errors:
+    """One operation; `notes` says what an error status means here when the generic text is not exact.
+    Every error is problem+json, and 406 (Accept excludes JSON) applies to all of them."""
+    status, description, schema = ok
+    success: dict[str, Any] = {"description": description, **(_json(schema) if schema else {})}
+    if headers:
+        success["headers"] = headers
+    responses: dict[str, Any] = {str(status): success}
+    for code in sorted({*errors, 406}):
         responses[str(code)] = {
-            "description": ERROR_TEXT[code],
+            "description": (notes or {}).get(code, ERROR_TEXT[code]),
             **_json(_ref("Problem"), "application/problem+json"),
         }
-    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    operation: dict[str, Any] = {
+        "operationId": operation_id, "tags": [tag], "summary": summary, "responses": responses,
+    }
     if parameters:
         operation["parameters"] = parameters
     if body:
@@ -123,88 +150,226 @@ def _page_schema(name: str) -> dict[str, Any]:
     }
 
 
-def _paths() -> dict[str, Any]:
+def _catalog_paths() -> dict[str, Any]:
     by_no = [_path_id("no")]
-    health = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+    subject_404 = {404: "No such subject"}
+    teacher_404 = {404: "No such teacher"}
+    teacher_write = {**teacher_404, 422: NO_SUBJECT_422}
+    location = {"Location": _header("The new record's URL")}
     return {
         "/api/subjects/": {
-            "get": _operation("List subjects", (200, _list_of("Subject")), (406, 404, 422), parameters=PAGING),
-            "post": _operation("Create a subject", (201, _ref("Subject")), WRITE_ERRORS, "SubjectCreate", secured=True),
+            "get": _operation(
+                "listSubjects", "catalog", "List subjects", (200, "Every subject, or one page of them", _list_of("Subject")),
+                (404, 422, 503), parameters=PAGING, notes={404: "A page past the end", 422: PAGING_422},
+            ),
+            "post": _operation(
+                "createSubject", "catalog", "Create a subject", (201, "Created", _ref("Subject")), ADMIN_WRITE,
+                "SubjectCreate", secured=True, headers=location,
+            ),
         },
         "/api/subjects/{no}/": {
-            "get": _operation("Get a subject", (200, _ref("Subject")), READ_ERRORS, parameters=by_no),
-            "put": _operation("Replace a subject", (200, _ref("Subject")), WRITE_ERRORS, "SubjectReplace", by_no, True),
-            "patch": _operation("Change a subject", (200, _ref("Subject")), WRITE_ERRORS, "SubjectPatch", by_no, True),
-            "delete": _operation("Delete a subject", (204, None), (401, 403, 404, 406, 409), parameters=by_no, secured=True),
+            "get": _operation("getSubject", "catalog", "Get a subject", (200, "The subject", _ref("Subject")),
+                              (404, 503), parameters=by_no, notes=subject_404),
+            "put": _operation("replaceSubject", "catalog", "Replace a subject", (200, "The subject as stored", _ref("Subject")),
+                              (*ADMIN_WRITE, 404), "SubjectReplace", by_no, True, notes=subject_404),
+            "patch": _operation("updateSubject", "catalog", "Change some fields of a subject",
+                                (200, "The subject as stored", _ref("Subject")),
+                                (*ADMIN_WRITE, 404), "SubjectPatch", by_no, True, notes=subject_404),
+            "delete": _operation(
+                "deleteSubject", "catalog", "Delete a subject", (204, "Deleted", None), (401, 403, 404, 409, 503),
+                parameters=by_no, secured=True, notes={**subject_404, 409: "The subject still has teachers"},
+            ),
         },
         "/api/subjects/{no}/teachers/": {
-            "get": _operation("Teachers of a subject", (200, _list_of("Teacher")), (404, 406, 422), parameters=by_no + PAGING),
+            "get": _operation(
+                "listSubjectTeachers", "catalog", "Teachers of a subject",
+                (200, "The subject's teachers, or one page of them", _list_of("Teacher")), (404, 422, 503),
+                parameters=by_no + PAGING, notes={404: "No such subject, or a page past the end", 422: PAGING_422},
+            ),
         },
         "/api/teachers/": {
             "get": _operation(
-                "Teachers of a subject, with the subject",
-                (200, _ref("SubjectTeachers")),
-                READ_ERRORS,
+                "getSubjectWithTeachers", "catalog", "Teachers of a subject, with the subject",
+                (200, "The subject and all its teachers", _ref("SubjectTeachers")), (404, 503),
                 parameters=[_query("sno", {"type": "integer", "minimum": 1}, required=True)],
+                notes={404: "No such subject, or ?sno is missing or not a number"},
             ),
-            "post": _operation("Create a teacher", (201, _ref("Teacher")), WRITE_ERRORS, "TeacherCreate", secured=True),
+            "post": _operation(
+                "createTeacher", "catalog", "Create a teacher", (201, "Created", _ref("Teacher")), ADMIN_WRITE,
+                "TeacherCreate", secured=True, notes={422: NO_SUBJECT_422}, headers=location,
+            ),
         },
         "/api/teachers/{no}/": {
-            "get": _operation("Get a teacher", (200, _ref("Teacher")), READ_ERRORS, parameters=by_no),
-            "put": _operation("Replace a teacher", (200, _ref("Teacher")), WRITE_ERRORS, "TeacherReplace", by_no, True),
-            "patch": _operation("Change a teacher", (200, _ref("Teacher")), WRITE_ERRORS, "TeacherPatch", by_no, True),
-            "delete": _operation("Delete a teacher", (204, None), (401, 403, 404, 406), parameters=by_no, secured=True),
+            "get": _operation("getTeacher", "catalog", "Get a teacher", (200, "The teacher, with its counts", _ref("Teacher")),
+                              (404, 503), parameters=by_no, notes=teacher_404),
+            "put": _operation("replaceTeacher", "catalog", "Replace a teacher", (200, "The teacher as stored", _ref("Teacher")),
+                              (*ADMIN_WRITE, 404), "TeacherReplace", by_no, True, notes=teacher_write),
+            "patch": _operation("updateTeacher", "catalog", "Change some fields of a teacher",
+                                (200, "The teacher as stored", _ref("Teacher")),
+                                (*ADMIN_WRITE, 404), "TeacherPatch", by_no, True, notes=teacher_write),
+            "delete": _operation("deleteTeacher", "catalog", "Delete a teacher", (204, "Deleted", None),
+                                 (401, 403, 404, 503), parameters=by_no, secured=True, notes=teacher_404),
         },
+    }
+
+
+def _vote_paths() -> dict[str, Any]:
+    by_no = [_path_id("no")]
+    teacher_404 = {404: "No such teacher"}
+    return {
         "/api/teachers/{no}/vote": {
-            "get": _operation("Your vote on a teacher", (200, _ref("VoteResult")), (401, 404, 406), parameters=by_no, secured=True),
-            "put": _operation("Vote good or bad", (200, _ref("VoteResult")), (401, 404, *BODY_ERRORS), "VoteRequest", by_no, True),
-            "delete": _operation("Withdraw your vote", (200, _ref("VoteResult")), (401, 404, 406), parameters=by_no, secured=True),
+            "get": _operation("getVote", "votes", "Your vote on a teacher",
+                              (200, "Your vote (value null if none) and the teacher's counts", _ref("VoteResult")),
+                              (401, 404, 503), parameters=by_no, secured=True, notes=teacher_404),
+            "put": _operation("castVote", "votes", "Vote good or bad (again: no change; the other value: a switch)",
+                              (200, "Your vote and the teacher's counts after it", _ref("VoteResult")),
+                              (401, 404, *BODY, 503), "VoteRequest", by_no, True, notes=teacher_404),
+            "delete": _operation("withdrawVote", "votes", "Withdraw your vote",
+                                 (200, "No vote (value null) and the teacher's counts after it", _ref("VoteResult")),
+                                 (401, 404, 503), parameters=by_no, secured=True, notes=teacher_404),
         },
+    }
+
+
+def _account_paths() -> dict[str, Any]:
+    cookie = "livevote_refresh=<refresh token>; HttpOnly; SameSite=Strict; Path=/api/auth (and Secure over https)"
+    no_refresh = "No refresh token: neither refresh_token in the body nor the livevote_refresh cookie"
+    return {
         "/api/auth/register": {
-            "post": _operation("Create an account", (201, _ref("User")), (409, 429, *BODY_ERRORS), "Registration"),
+            "post": _operation(
+                "register", "accounts", "Create an account", (201, "The new account (log in next)", _ref("User")),
+                (*BODY, 409, 429, 503), "Registration",
+                notes={
+                    409: "The username is taken (compared after NFKC and case folding)",
+                    422: "Validation failed (username rule; password too short, easy to guess or containing"
+                         " the username); `errors` names the fields",
+                    429: "Too many registrations from this address; see Retry-After",
+                },
+            ),
         },
         "/api/auth/login": {
-            "post": _operation("Log in: a new session", (200, _ref("TokenPair")), (401, 429, *BODY_ERRORS), "Login"),
+            "post": _operation(
+                "login", "accounts", "Log in: a new session",
+                (200, "An access token and a refresh token, the refresh token also as an HttpOnly cookie",
+                 _ref("TokenPair")),
+                (*BODY, 401, 429, 503), "Login", headers={"Set-Cookie": _header(cookie)},
+                notes={
+                    401: "Unknown username or wrong password",
+                    429: "Too many failed logins for this account or from this address; see Retry-After",
+                },
+            ),
         },
         "/api/auth/refresh": {
             "post": _operation(
-                "Rotate the refresh token (body or cookie)", (200, _ref("TokenPair")), (401, 403, *BODY_ERRORS),
-                "RefreshRequest", body_required=False,
+                "refreshTokens", "accounts", "Rotate the refresh token (body or cookie)",
+                (200, "A new access token and a new refresh token, also as the cookie; a replay of a just-rotated"
+                      " refresh token within auth.reuse_grace gets a new access token only (refresh_token null)",
+                 _ref("TokenPair")),
+                (*BODY, 401, 403, 503), "RefreshRequest", body_required=False,
+                headers={"Set-Cookie": _header(cookie + "; not set on a grace replay")},
+                notes={
+                    401: f"{no_refresh}; or the refresh token is invalid, expired or revoked, or was already"
+                         " used (a reuse past auth.reuse_grace also ends its session)",
+                    403: REFRESH_COOKIE_403,
+                },
             ),
         },
         "/api/auth/logout": {
             "post": _operation(
-                "End the session of a refresh token (body or cookie)", (204, None), (401, 403, *BODY_ERRORS),
-                "RefreshRequest", body_required=False,
+                "logout", "accounts", "End the session of a refresh token (body or cookie)",
+                (204, "The session is ended (an unknown or expired refresh token is ignored) and the cookie"
+                      " cleared", None),
+                (*BODY, 401, 403, 503), "RefreshRequest", body_required=False,
+                headers={"Set-Cookie": _header("Clears livevote_refresh")},
+                notes={401: no_refresh, 403: REFRESH_COOKIE_403},
             ),
         },
         "/api/auth/logout-all": {
-            "post": _operation("End all your sessions", (204, None), BEARER_ERRORS, secured=True),
+            "post": _operation("logoutAll", "accounts", "End all your sessions, on every device",
+                               (204, "Every session of yours is ended and the cookie cleared", None),
+                               (401, 503), secured=True),
         },
         "/api/auth/me": {
-            "get": _operation("Who you are", (200, _ref("Me")), BEARER_ERRORS, secured=True),
+            "get": _operation("getMe", "accounts", "Who you are",
+                              (200, "Your account and the id of this token's session", _ref("Me")),
+                              (401, 503), secured=True),
         },
-        "/api/stats": {"get": _operation("Votes per subject and open sockets, cluster-wide", (200, _ref("Stats")), (406, 503))},
+    }
+
+
+def _live_paths() -> dict[str, Any]:
+    problem = _json(_ref("Problem"), "application/problem+json")
+    return {
+        "/api/stats": {"get": _operation(
+            "getStats", "live", "Votes per subject and open sockets, cluster-wide",
+            (200, "The totals the dashboard starts from", _ref("Stats")), (503,),
+        )},
         "/ws": {"get": {
-            "summary": "The live channel: WebSocket protocol v1 (docs/protocol.md)",
+            "operationId": "openLiveChannel",
+            "tags": ["live"],
+            "summary": "The live channel: WebSocket protocol v1",
+            "description": (
+                "A WebSocket upgrade (`Upgrade: websocket`) that offers the subprotocol `livevote.v1`. The access"
+                " token comes as `Authorization: Bearer <jwt>`, or from a browser as a second subprotocol"
+                " `bearer.<jwt>` (never echoed); it is checked before the upgrade. An `Origin`, when sent, must"
+                " be this host or one of server.allowed_origins. Then every frame is one JSON object: client ops"
+                " (subscribe, unsubscribe, vote, refresh, auth, ping) and server messages (welcome, snapshot,"
+                " votes, token, revoked, error). The whole protocol, with channels, error and close codes and"
+                " how to reconnect, is written out in docs/protocol.md in the repository."
+            ),
             "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "Upgrade", "in": "header", "required": True, "description": "`websocket`, in any case",
+                 "schema": {"type": "string", "examples": ["websocket"]}},
+                {"name": "Sec-WebSocket-Protocol", "in": "header", "required": False,
+                 "description": "`livevote.v1`, and from a browser `bearer.<jwt>` as well",
+                 "schema": {"type": "string", "examples": ["livevote.v1, bearer.<jwt>"]}},
+            ],
             "responses": {
-                "101": {"description": "Upgraded; subprotocol livevote.v1"},
-                "400": {"description": "Not a WebSocket upgrade"},
-                "401": {"description": "Missing, invalid, expired or revoked token",
-                        **_json(_ref("Problem"), "application/problem+json")},
-                "403": {"description": "Origin not allowed"},
+                "101": {"description": "Switched to WebSocket; the server answers livevote.v1 when it was offered"},
+                "400": {"description": "Not a WebSocket upgrade (Upgrade or Connection header missing)"},
+                "401": {"description": "Missing, invalid or expired access token, or its session has ended",
+                        **problem},
+                "403": {"description": "The Origin is neither this host nor one of server.allowed_origins",
+                        **problem},
+                "413": {"description": "The request brings a body", **problem},
+                "426": {"description": "Unsupported Sec-WebSocket-Version (13 is spoken)"},
+                "503": {"description": "Sessions cannot be checked right now", **problem},
             },
         }},
-        "/api/openapi.json": {"get": _operation("This document", (200, {"type": "object"}), (406,))},
-        "/metrics": {"get": {"summary": "Prometheus metrics of this process", "responses": {
-            "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
-            "404": {"description": "Metrics are turned off (server.metrics: false)"}}}},
-        "/api/docs": {"get": {"summary": "Browsable API documentation", "responses": {
-            "200": {"description": "An HTML page over this document", "content": {"text/html": {}}}}}},
-        "/healthz": {"get": _operation("Liveness", (200, health), (406,))},
-        "/readyz": {"get": _operation("Readiness: store reachable", (200, health), (406, 503))},
     }
+
+
+def _operations_paths() -> dict[str, Any]:
+    health = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+    return {
+        "/api/openapi.json": {"get": _operation(
+            "getOpenApiDocument", "operations", "This document", (200, "OpenAPI 3.1", {"type": "object"}), (),
+        )},
+        "/metrics": {"get": {
+            "operationId": "getMetrics", "tags": ["operations"], "summary": "Prometheus metrics of this process",
+            "responses": {
+                "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+                "404": {"description": "Metrics are turned off (server.metrics: false)"},
+            },
+        }},
+        "/api/docs": {"get": {
+            "operationId": "getApiDocs", "tags": ["operations"], "summary": "Browsable API documentation",
+            "responses": {"200": {"description": "An HTML page over this document", "content": {"text/html": {}}}},
+        }},
+        "/healthz": {"get": _operation("getHealth", "operations", "Liveness", (200, "The process serves", health), ())},
+        "/readyz": {"get": _operation(
+            "getReadiness", "operations", "Readiness: store, sessions and broker reachable",
+            (200, "Ready", health), (503,), notes={503: "The store, the session store or the broker is not reachable"},
+        )},
+    }
+
+
+def _paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for part in (_catalog_paths, _vote_paths, _account_paths, _live_paths, _operations_paths):
+        paths.update(part())
+    return paths
 
 
 def _components() -> dict[str, Any]:
@@ -263,14 +428,37 @@ def _object(properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
+PYDANTIC_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+"""pydantic writes a bound it cannot attach to the type (Field(ge=1) after a BeforeValidator) under its own
+name; JSON Schema, and so OpenAPI, spells it this way."""
+SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
+SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+SCHEMA_VALUES = (
+    "items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames",
+    "unevaluatedItems", "unevaluatedProperties",
+)
+
+
 def _clean(schema: dict[str, Any]) -> dict[str, Any]:
-    """Drop pydantic's titles and the null defaults of PATCH fields (null is not accepted)."""
-    schema.pop("title", None)
-    for prop in schema.get("properties", {}).values():
-        prop.pop("title", None)
-        if prop.get("default", 0) is None:
-            del prop["default"]
-    return schema
+    """A pydantic schema in standard JSON Schema, at every depth: pydantic's ge/le/gt/lt become
+    minimum/maximum/exclusive*, its titles go, and so do the null defaults of PATCH fields (null is
+    not accepted)."""
+    cleaned: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title":
+            continue
+        if key in SCHEMA_MAPS:
+            value = {name: _clean(sub) for name, sub in value.items()}
+            if key == "properties":
+                for prop in value.values():
+                    if "default" in prop and prop["default"] is None:
+                        del prop["default"]
+        elif key in SCHEMA_LISTS:
+            value = [_clean(sub) for sub in value]
+        elif key in SCHEMA_VALUES and isinstance(value, dict):
+            value = _clean(value)
+        cleaned[PYDANTIC_BOUNDS.get(key, key)] = value
+    return cleaned
 
 
 @cache
@@ -278,6 +466,7 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "livevote", "version": "1.0.0", "description": "Live voting on teachers."},
+        "tags": TAGS,
         "paths": _paths(),
         "components": {
             "schemas": _components(),
