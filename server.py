@@ -19,10 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
@@ -45,7 +41,9 @@ from services.backends.broker import LocalBroker
 from services.backends.counters import LocalCounters
 from services.backends.mongo_store import MongoStore, is_mongo_url
 from services.backends.presence import LocalPresence
+from services.backends.cluster_broker import ClusterBroker
 from services.backends.redis_broker import RedisBroker
+from services.backends.redis_client import connect_redis
 from services.backends.redis_counters import RedisCounters
 from services.backends.redis_presence import RedisPresence
 from services.backends.redis_sessions import RedisSessionStore
@@ -79,10 +77,6 @@ STATIC_DIR = ROOT / "static"
 DRAIN_SECONDS = 10.0
 LISTEN_BACKLOG = 2048
 """Connections the kernel queues before accept: a reconnect storm of pages must not see SYNs dropped."""
-REDIS_POOL_SIZE = 64
-"""Connections per process for commands; callers past it wait (up to 2 s) instead of failing.
-A command retries once, at once, on a connection error: that replaces a pooled connection
-that died with a Redis restart, while a Redis that is down still fails fast."""
 
 
 def make_app(services: Services) -> LivevoteApplication:
@@ -153,14 +147,11 @@ async def open_backends(config: Config) -> tuple[Backends, bool]:
             store, SqliteSessionStore(store.database), LocalCounters(), LocalBroker(), LocalPresence(), None
         )
     else:
-        pool = BlockingConnectionPool.from_url(
-            config.redis.url, max_connections=REDIS_POOL_SIZE, timeout=2, socket_timeout=2, socket_connect_timeout=2,
-            retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
-        )
-        client = Redis.from_pool(pool)
+        url, cluster = config.redis.url, config.redis.cluster
+        client = await connect_redis(url, cluster)
         backends = Backends(
-            store, RedisSessionStore(client), RedisCounters(client), RedisBroker(config.redis.url),
-            RedisPresence(client), client,
+            store, RedisSessionStore(client), RedisCounters(client),
+            ClusterBroker(url) if cluster else RedisBroker(url), RedisPresence(client), client,
         )
     await backends.session_store.open()
     return backends, created
@@ -282,6 +273,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     common.add_argument("--data-dir", type=Path, help="where the SQLite file lives")
     common.add_argument("--store", help="store URL (default: SQLite under the data dir)")
     common.add_argument("--redis-url", help="Redis for scaled mode (sessions, pub/sub, counters)")
+    common.add_argument("--redis-cluster", action="store_true", default=None,
+                        help="--redis-url names a node of a Redis Cluster (sharded pub/sub)")
     common.add_argument("--workers", type=int, help="processes on one port, a dead one replaced (needs --redis-url)")
     common.add_argument("--dev", action="store_true", default=None, help="development mode")
     common.add_argument("--no-seed", action="store_true", help="do not add demo data on first start")
@@ -309,6 +302,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "server.dev": args.dev,
             "store.url": args.store,
             "redis.url": args.redis_url,
+            "redis.cluster": args.redis_cluster,
             "server.workers": args.workers,
         }.items()
         if value is not None

@@ -47,6 +47,8 @@ class StoreConfig(_Section):
 
 class RedisConfig(_Section):
     url: str | None = None
+    cluster: bool = False
+    """The URL names one node of a Redis Cluster (>= 7): counts go over sharded pub/sub."""
 
 
 class AuthConfig(_Section):
@@ -105,6 +107,8 @@ class Config(_Section):
                 raise ValueError(f"auth.secret must be at least {MIN_HMAC_SECRET_BYTES} bytes")
         elif auth.private_key_file is None or auth.public_key_file is None:
             raise ValueError(f"auth.algorithm {auth.algorithm} needs auth.private_key_file and auth.public_key_file")
+        if self.redis.cluster and not self.redis.url:
+            raise ValueError("redis.cluster needs redis.url: any one node of the cluster")
         if self.server.workers > 1 and not self.redis.url:
             raise ValueError("server.workers > 1 needs redis.url: processes share state only through Redis")
         return self

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from services.accounts import AccountService
 from services.backends.broker import Broker
 from services.backends.counters import Counters
 from services.backends.presence import Presence
+from services.backends.redis_client import RedisClient
 from services.backends.sessions import SessionStore
 from services.backends.store import Store
 from services.catalog import CatalogService
@@ -33,7 +32,7 @@ class Backends:
     counters: Counters
     broker: Broker
     presence: Presence
-    redis: Redis | None
+    redis: RedisClient | None
 
     async def close(self) -> None:
         await self.presence.close()

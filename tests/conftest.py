@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, RedisTarget
 from tests.support import LiveServer, UserClient, make_config, sign_up, sign_up_admin
 
 ServerFactory = Callable[..., Awaitable[LiveServer]]
@@ -79,3 +79,14 @@ async def redis_cluster(tmp_path: Path) -> AsyncIterator[ClusterServers]:
     cluster = await ClusterServers(tmp_path / "redis-cluster").start()
     yield cluster
     await cluster.stop()
+
+
+@pytest.fixture(params=["embedded", "redis", "cluster"])
+def redis_target(request: pytest.FixtureRequest) -> RedisTarget | None:
+    """Run a store's test in all three modes: None embedded, a redis-server of its own, or a
+    Redis Cluster of its own (about 2.5 s to start, so only for the stores' contracts)."""
+    if request.param == "embedded":
+        return None
+    if request.param == "redis":
+        return RedisTarget(request.getfixturevalue("redis_server").url, cluster=False)
+    return RedisTarget(request.getfixturevalue("redis_cluster").url, cluster=True)

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis
@@ -16,6 +17,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where a test's Redis-backed store connects: services.backends.redis_client.open_redis's arguments."""
+
+    url: str
+    cluster: bool
 
 
 class RedisServer:

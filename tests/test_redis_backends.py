@@ -4,7 +4,9 @@ and the Redis broker through a Redis crash and restart (a real redis-server)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
@@ -12,14 +14,18 @@ from redis.exceptions import RedisError
 
 from services.backends.broker import Broker, LocalBroker
 from services.backends.counters import Counters, LocalCounters
+from services.backends.cluster_broker import ClusterBroker
 from services.backends.redis_broker import RedisBroker
+from services.backends.redis_client import connect_redis
 from services.backends.redis_counters import RedisCounters
+from services.backends.redis_presence import RedisPresence
 from services.backends.redis_subscriber import NodeSubscriber
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, RedisTarget
 from tests.support import wait_for
 
 WAIT = 5.0
 """How long an expected event may take before the test fails."""
+ROOT = Path(__file__).resolve().parent.parent
 
 
 
@@ -32,11 +38,11 @@ def within(left: float, window: float) -> bool:
 
 
 @pytest.fixture
-async def counters(redis_or_none: RedisServer | None) -> AsyncIterator[Counters]:
-    if redis_or_none is None:
+async def counters(redis_target: RedisTarget | None) -> AsyncIterator[Counters]:
+    if redis_target is None:
         yield LocalCounters()
         return
-    client = redis.Redis.from_url(redis_or_none.url)
+    client = await connect_redis(redis_target.url, redis_target.cluster)
     yield RedisCounters(client)
     await client.aclose()
 
@@ -74,6 +80,83 @@ async def test_release_gives_reservations_back(counters: Counters) -> None:
 # -- Broker --------------------------------------------------------------------
 
 
+async def test_a_full_later_key_gives_the_earlier_ones_back(counters: Counters) -> None:
+    assert await counters.reserve([("b", 1)], 60) is None
+    assert await counters.reserve([("a", 3), ("b", 1)], 60) is not None
+    for _ in range(3):
+        assert await counters.reserve([("a", 3)], 60) is None, "the refused reservation left a count on `a`"
+    assert await counters.reserve([("a", 3)], 60) is not None
+
+
+async def test_concurrent_reservations_never_overshoot_a_limit(counters: Counters) -> None:
+    """Fifty callers at once, as fifty logins on several processes would be."""
+    results = await asyncio.gather(*(counters.reserve([("ip", 1000), ("ann", 10)], 60) for _ in range(50)))
+    assert sum(result is None for result in results) == 10
+    assert await counters.reserve([("ip", 1000)], 60) is None
+
+
+# -- Presence ------------------------------------------------------------------
+
+SCALED_ONLY = pytest.mark.parametrize("redis_target", ["redis", "cluster"], indirect=True)
+"""LocalPresence only asks its own hub."""
+
+
+@SCALED_ONLY
+async def test_presence_sums_every_process_and_forgets_a_closed_one(redis_target: RedisTarget) -> None:
+    client = await connect_redis(redis_target.url, redis_target.cluster)
+    processes = [RedisPresence(client, heartbeat=0.2), RedisPresence(client, heartbeat=0.2)]
+    try:
+        await processes[0].start(lambda: 3)
+        await processes[1].start(lambda: 4)
+        assert await processes[0].total() == 7
+        await processes[1].close()
+        assert await processes[0].total() == 3
+    finally:
+        await processes[0].close()
+        await client.aclose()
+
+
+@SCALED_ONLY
+async def test_presence_drops_a_process_killed_without_leaving(redis_target: RedisTarget) -> None:
+    """A process killed with -9 never says goodbye: its entry must lapse (3 heartbeats)."""
+    client = await connect_redis(redis_target.url, redis_target.cluster)
+    alive = RedisPresence(client, heartbeat=60)
+    other = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PRESENCE_PROCESS, redis_target.url, str(redis_target.cluster), cwd=ROOT,
+    )
+    try:
+        await alive.start(lambda: 1)
+
+        async def total_is(expected: int) -> bool:
+            return await alive.total() == expected
+
+        await wait_for(lambda: total_is(6), WAIT, what="the other process to report its 5 sockets")
+        other.kill()
+        await other.wait()
+        await wait_for(lambda: total_is(1), WAIT, what="the killed process's entry to lapse")
+    finally:
+        if other.returncode is None:
+            other.kill()
+            await other.wait()
+        await alive.close()
+        await client.aclose()
+
+
+PRESENCE_PROCESS = """
+import asyncio, sys
+from services.backends.redis_client import connect_redis
+from services.backends.redis_presence import RedisPresence
+
+async def main():
+    presence = RedisPresence(await connect_redis(sys.argv[1], sys.argv[2] == "True"), heartbeat=0.1)
+    await presence.start(lambda: 5)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+"""Another process that holds 5 sockets, as far as presence knows."""
+
+
 class Recorder:
     """A BrokerHandler that queues what it receives."""
 
@@ -97,8 +180,11 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-async def broker(redis_or_none: RedisServer | None, recorder: Recorder) -> AsyncIterator[Broker]:
-    instance: Broker = LocalBroker() if redis_or_none is None else RedisBroker(redis_or_none.url)
+async def broker(redis_target: RedisTarget | None, recorder: Recorder) -> AsyncIterator[Broker]:
+    if redis_target is None:
+        instance: Broker = LocalBroker()
+    else:
+        instance = (ClusterBroker if redis_target.cluster else RedisBroker)(redis_target.url)
     await instance.start(recorder)
     yield instance
     await instance.close()

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as redis
 
+from services.backends.redis_client import connect_redis
 from services.backends.redis_sessions import RedisSessionStore
 from services.backends.sessions import Outcome, Rotation, SessionRecord, SessionStore
 from services.backends.sqlite_db import SqliteDatabase
 from services.backends.sqlite_sessions import SqliteSessionStore
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisTarget
 
 TTL = 7 * 86400.0
 MAX_AGE = 30 * 86400.0
@@ -29,8 +29,8 @@ GRACE = 10.0
 
 
 @pytest.fixture
-async def store(redis_or_none: RedisServer | None, tmp_path: Path) -> AsyncIterator[SessionStore]:
-    if redis_or_none is None:
+async def store(redis_target: RedisTarget | None, tmp_path: Path) -> AsyncIterator[SessionStore]:
+    if redis_target is None:
         database = SqliteDatabase(tmp_path / "s.db")
         await database.open()
         sqlite_store = SqliteSessionStore(database)
@@ -39,7 +39,7 @@ async def store(redis_or_none: RedisServer | None, tmp_path: Path) -> AsyncItera
         await sqlite_store.close()
         await database.close()
     else:
-        client = redis.Redis.from_url(redis_or_none.url)
+        client = await connect_redis(redis_target.url, redis_target.cluster)
         redis_store = RedisSessionStore(client)
         await redis_store.open()
         yield redis_store

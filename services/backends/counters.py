@@ -14,9 +14,10 @@ from collections.abc import Sequence
 class Counters(ABC):
     @abstractmethod
     async def reserve(self, limits: Sequence[tuple[str, int]], window: float) -> float | None:
-        """Add one to every key when each is below its limit, all or none in one atomic step,
-        so that concurrent callers can never overshoot a limit. None when reserved, else the
-        seconds until the first full key resets. A key's window starts with its first count."""
+        """Add one to every key when each is below its limit, else to none, so that concurrent
+        callers can never overshoot a limit (one that races another's reservation being given
+        back may be refused). None when reserved, else the seconds until the first full key
+        resets. A key's window starts with its first count."""
 
     @abstractmethod
     async def release(self, keys: Sequence[str]) -> None:

@@ -1,8 +1,8 @@
 """The Presence port: how many sockets are open, across every process.
 
 LocalPresence (embedded mode) just asks this process's hub. RedisPresence
-keeps one key per process with its count and a short TTL, refreshed by a
-heartbeat, so a process that dies stops being counted within seconds.
+keeps an entry per process with its count and a short deadline, refreshed by
+a heartbeat, so a process that dies stops being counted within seconds.
 """
 
 from __future__ import annotations

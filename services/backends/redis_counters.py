@@ -1,50 +1,46 @@
 """RedisCounters: fixed-window counters shared by every process (scaled mode).
 
-A counter is one key: INCR, and the window starts with the first count, whose
-PEXPIRE NX sets the key's lifetime; both run in one Lua script, so a counter
-never lives without its expiry. `reserve` checks every limit and counts in that
-script, which Redis runs without interleaving any other command:
-that is what keeps concurrent logins on many processes within a limit. The
-keys of one reservation must live on one node (one slot, for Redis Cluster).
+A counter is one key, and its script checks the limit, counts and, with the
+first count, sets the key's lifetime (PEXPIRE NX), which Redis runs without
+interleaving any other command: that is what keeps concurrent logins on many
+processes within a limit. The keys of one reservation (an account, an address)
+may live on different nodes of a Redis Cluster, so each is reserved on its own
+and, when a later one is full, the earlier ones are given back. A concurrent
+caller may meanwhile see such a count that is about to be returned, and be
+refused: the error is on the safe side, and no limit is ever overshot. (If
+Redis fails halfway, the counts taken stay until their window ends.)
 The client is shared and closed by its creator.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
-import redis.asyncio as redis
-
-from services.backends.outages import redis_outage
 from services.backends.counters import Counters
-
+from services.backends.outages import redis_outage
+from services.backends.redis_client import RedisClient
 
 RESERVE = """
-for i, key in ipairs(KEYS) do
-    if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
-        return math.max(redis.call('PTTL', key), 1)
-    end
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[2]) then
+    return math.max(redis.call('PTTL', KEYS[1]), 1)
 end
-for _, key in ipairs(KEYS) do
-    redis.call('INCR', key)
-    redis.call('PEXPIRE', key, ARGV[1], 'NX')
-end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1], 'NX')
 return 0
 """
-"""KEYS: the counters; ARGV: the window in ms, then each key's limit. 0 when reserved,
-else the milliseconds until the first full key resets."""
+"""KEYS: the counter; ARGV: the window in ms, the limit. 0 when counted, else the
+milliseconds until the key resets."""
 
 RELEASE = """
-for _, key in ipairs(KEYS) do
-    if tonumber(redis.call('GET', key) or '0') > 0 and redis.call('DECR', key) <= 0 then
-        redis.call('DEL', key)
-    end
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 and redis.call('DECR', KEYS[1]) <= 0 then
+    redis.call('DEL', KEYS[1])
 end
 """
 
 
 class RedisCounters(Counters):
-    def __init__(self, client: redis.Redis, prefix: str = "lv:") -> None:
+    def __init__(self, client: RedisClient, prefix: str = "lv:") -> None:
         self._client = client
         self._prefix = prefix
         self._reserve = client.register_script(RESERVE)
@@ -52,13 +48,19 @@ class RedisCounters(Counters):
 
     @redis_outage
     async def reserve(self, limits: Sequence[tuple[str, int]], window: float) -> float | None:
-        keys = [self._key(key) for key, _ in limits]
-        wait_ms = await self._reserve(keys=keys, args=[max(1, round(window * 1000)), *(limit for _, limit in limits)])
-        return int(wait_ms) / 1000 if wait_ms else None
+        window_ms = max(1, round(window * 1000))
+        reserved: list[str] = []
+        for key, limit in limits:
+            wait_ms = await self._reserve(keys=[self._key(key)], args=[window_ms, limit])
+            if wait_ms:
+                await self.release(reserved)
+                return int(wait_ms) / 1000
+            reserved.append(key)
+        return None
 
     @redis_outage
     async def release(self, keys: Sequence[str]) -> None:
-        await self._release(keys=[self._key(key) for key in keys])
+        await asyncio.gather(*(self._release(keys=[self._key(key)]) for key in keys))
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}count:{key}"

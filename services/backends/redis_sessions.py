@@ -1,4 +1,4 @@
-"""RedisSessionStore: refresh sessions in Redis, for scaled mode.
+"""RedisSessionStore: refresh sessions in Redis or a Redis Cluster, for scaled mode.
 
 Key layout (all under `prefix`, all expiring at the session's max_expires_at):
   session:{sid}   hash: user_id, created_at, expires_at, max_expires_at,
@@ -8,6 +8,16 @@ Key layout (all under `prefix`, all expiring at the session's max_expires_at):
   user:{user_id}  set of sids, for revoke_user; it lives as long as the
                   user's longest session
 
+A refresh token is found by its hash alone, so its key cannot share a slot with
+its session: every script here touches one key, which a Redis Cluster requires,
+and the rules of a rotation (Outcome) run atomically in the session's own
+script. The keys around it are written in an order that a crash between two
+steps leaves harmless: a session's user set before the session, the session
+before its first token; a new token's key, which expires with the refresh TTL,
+before the rotation that makes it current, then extended to the session's end
+(or deleted when the rotation did not happen). A crash can at worst leave a key
+to a token nobody holds.
+
 Times are the caller's `now` (unix seconds), never the Redis clock, except
 that keys expire by Redis's clock at max_expires_at: `now` must be real time.
 Floats travel as Python reprs and Lua stores them verbatim, so they round-trip
@@ -16,61 +26,70 @@ exactly. Needs Redis >= 7.0 (PEXPIRETIME, EXPIRE NX/GT).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 
-import redis.asyncio as redis
 from redis.typing import EncodableT, FieldT
 
 from services.backends.outages import redis_outage
+from services.backends.redis_client import RedisClient
 from services.backends.sessions import Outcome, Rotation, SessionRecord, SessionStore
 
+CREATE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+"""
+"""KEYS: session:{sid}. ARGV: expiry in unix ms, then field, value, ..."""
+
+ADD_TO_USER = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'NX')
+redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
+"""
+"""KEYS: user:{id}. ARGV: sid, the session's expiry in unix ms (the set lives as long as the longest)."""
+
 ROTATE = """
-local sid = redis.call('GET', KEYS[1])
-if not sid then return {'invalid'} end
-local key = ARGV[1] .. 'session:' .. sid
-local s = redis.call('HMGET', key, 'revoked', 'expires_at', 'max_expires_at', 'current', 'previous', 'rotated_at')
+local s = redis.call('HMGET', KEYS[1], 'revoked', 'expires_at', 'max_expires_at', 'current', 'previous', 'rotated_at')
 if not s[1] then return {'invalid'} end
-local now = tonumber(ARGV[4])
+local now = tonumber(ARGV[3])
 local outcome
 if s[1] == '1' or now >= tonumber(s[2]) then
   outcome = 'invalid'
-elseif ARGV[2] == s[4] then
-  local expires_at = ARGV[5]
+elseif ARGV[1] == s[4] then
+  local expires_at = ARGV[4]
   if tonumber(expires_at) > tonumber(s[3]) then expires_at = s[3] end
-  redis.call('HSET', key, 'previous', s[4], 'current', ARGV[3], 'rotated_at', ARGV[4], 'expires_at', expires_at)
-  redis.call('SET', KEYS[2], sid, 'PXAT', redis.call('PEXPIRETIME', key))
+  redis.call('HSET', KEYS[1], 'previous', s[4], 'current', ARGV[2], 'rotated_at', ARGV[3], 'expires_at', expires_at)
   outcome = 'rotated'
-elseif ARGV[2] == s[5] and now - tonumber(s[6]) < tonumber(ARGV[6]) then
+elseif ARGV[1] == s[5] and now - tonumber(s[6]) < tonumber(ARGV[5]) then
   outcome = 'grace'
 else
-  redis.call('HSET', key, 'revoked', '1')
+  redis.call('HSET', KEYS[1], 'revoked', '1')
   outcome = 'reused'
 end
-return {outcome, sid, redis.call('HGETALL', key)}
+return {outcome, redis.call('PEXPIRETIME', KEYS[1]), redis.call('HGETALL', KEYS[1])}
 """
-"""KEYS: token:{presented}, token:{new}. ARGV: prefix, presented hash, new hash,
-now, now + refresh_ttl, grace. Returns {outcome[, sid, session fields]}."""
+"""KEYS: session:{sid}. ARGV: presented hash, new hash, now, now + refresh_ttl, grace.
+Returns {'invalid'} for no session, else {outcome, the session's expiry in unix ms, its fields}."""
 
 REVOKE = """
-local revoked = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('HGET', key, 'revoked') == '0' then
-    redis.call('HSET', key, 'revoked', '1')
-    revoked[#revoked + 1] = ARGV[i]
-  end
+if redis.call('HGET', KEYS[1], 'revoked') == '0' then
+  redis.call('HSET', KEYS[1], 'revoked', '1')
+  return 1
 end
-return revoked
+return 0
 """
-"""KEYS: session keys; ARGV: their sids. Revokes the active ones, returns their sids."""
+"""KEYS: session:{sid}. 1 when it was active and is now revoked."""
 
 
 class RedisSessionStore(SessionStore):
     """The client is shared and belongs to its creator, who closes it."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "lv:") -> None:
+    def __init__(self, client: RedisClient, prefix: str = "lv:") -> None:
         self._client = client
         self._prefix = prefix
+        self._create = client.register_script(CREATE)
+        self._add_to_user = client.register_script(ADD_TO_USER)
         self._rotate = client.register_script(ROTATE)
         self._revoke = client.register_script(REVOKE)
 
@@ -88,32 +107,35 @@ class RedisSessionStore(SessionStore):
     async def create(
         self, sid: str, user_id: int, token_hash: str, now: float, expires_at: float, max_expires_at: float
     ) -> SessionRecord:
-        key, user_key = self._session_key(sid), self._user_key(user_id)
         expire_ms = math.ceil(max_expires_at * 1000)
         fields: dict[FieldT, EncodableT] = {
             "user_id": user_id, "created_at": now, "expires_at": expires_at, "max_expires_at": max_expires_at,
             "revoked": 0, "current": token_hash, "previous": "", "rotated_at": now,
         }
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.pexpireat(key, expire_ms)
-            pipe.set(self._token_key(token_hash), sid, pxat=expire_ms)
-            pipe.sadd(user_key, sid)
-            pipe.pexpireat(user_key, expire_ms, nx=True)
-            pipe.pexpireat(user_key, expire_ms, gt=True)
-            await pipe.execute()
+        await self._add_to_user(keys=[self._user_key(user_id)], args=[sid, expire_ms])
+        await self._create(keys=[self._session_key(sid)], args=[expire_ms, *(x for pair in fields.items() for x in pair)])
+        await self._client.set(self._token_key(token_hash), sid, pxat=expire_ms)
         return SessionRecord(sid, user_id, now, expires_at, max_expires_at, False)
 
     @redis_outage
     async def rotate(self, token_hash: str, new_hash: str, now: float, refresh_ttl: float, grace: float) -> Rotation:
+        sid = await self._client.get(self._token_key(token_hash))
+        if sid is None:
+            return Rotation(Outcome.INVALID, None)
+        sid = _text(sid)
+        new_key = self._token_key(new_hash)
+        await self._client.set(new_key, sid, px=max(1, math.ceil(refresh_ttl * 1000)))
         reply = await self._rotate(
-            keys=[self._token_key(token_hash), self._token_key(new_hash)],
-            args=[self._prefix, token_hash, new_hash, now, now + refresh_ttl, grace],
+            keys=[self._session_key(sid)], args=[token_hash, new_hash, now, now + refresh_ttl, grace],
         )
         if len(reply) == 1:
-            return Rotation(Outcome(_text(reply[0])), None)
-        outcome, sid, flat = reply
-        return Rotation(Outcome(_text(outcome)), _record(_text(sid), dict(zip(flat[::2], flat[1::2]))))
+            return Rotation(Outcome.INVALID, None)
+        outcome, expire_ms, flat = Outcome(_text(reply[0])), int(reply[1]), reply[2]
+        if outcome is Outcome.ROTATED:
+            await self._client.pexpireat(new_key, expire_ms)
+        else:
+            await self._client.delete(new_key)
+        return Rotation(outcome, _record(sid, dict(zip(flat[::2], flat[1::2]))))
 
     @redis_outage
     async def find(self, token_hash: str) -> SessionRecord | None:
@@ -127,15 +149,14 @@ class RedisSessionStore(SessionStore):
 
     @redis_outage
     async def revoke(self, sid: str) -> bool:
-        return bool(await self._revoke(keys=[self._session_key(sid)], args=[sid]))
+        return bool(await self._revoke(keys=[self._session_key(sid)]))
 
     @redis_outage
     async def revoke_user(self, user_id: int) -> list[str]:
+        """Each session is revoked atomically on its own; they may live on different nodes."""
         sids = [_text(sid) for sid in await self._client.smembers(self._user_key(user_id))]
-        if not sids:
-            return []
-        revoked = await self._revoke(keys=[self._session_key(sid) for sid in sids], args=sids)
-        return [_text(sid) for sid in revoked]
+        revoked = await asyncio.gather(*(self._revoke(keys=[self._session_key(sid)]) for sid in sids))
+        return [sid for sid, done in zip(sids, revoked) if done]
 
     def _session_key(self, sid: str) -> str:
         return f"{self._prefix}session:{sid}"
