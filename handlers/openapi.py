@@ -150,11 +150,29 @@ def _page_schema(name: str) -> dict[str, Any]:
     }
 
 
+def _record_operations(name: str, found: str, write_notes: dict[int, str], conflict: str | None = None) -> dict[str, Any]:
+    """GET, PUT, PATCH and DELETE of one catalog record, subjects and teachers alike;
+    `conflict` is why a DELETE may get 409, if it can."""
+    by_no, record, noun = [_path_id("no")], _ref(name), name.lower()
+    not_found = {404: f"No such {noun}"}
+    stored = (200, f"The {noun} as stored", record)
+    delete_errors, delete_notes = (401, 403, 404, 503), not_found
+    if conflict:
+        delete_errors, delete_notes = (*delete_errors, 409), {**not_found, 409: conflict}
+    return {
+        "get": _operation(f"get{name}", "catalog", f"Get a {noun}", (200, found, record),
+                          (404, 503), parameters=by_no, notes=not_found),
+        "put": _operation(f"replace{name}", "catalog", f"Replace a {noun}", stored,
+                          (*ADMIN_WRITE, 404), f"{name}Replace", by_no, True, notes={**not_found, **write_notes}),
+        "patch": _operation(f"update{name}", "catalog", f"Change some fields of a {noun}", stored,
+                            (*ADMIN_WRITE, 404), f"{name}Patch", by_no, True, notes={**not_found, **write_notes}),
+        "delete": _operation(f"delete{name}", "catalog", f"Delete a {noun}", (204, "Deleted", None),
+                             delete_errors, parameters=by_no, secured=True, notes=delete_notes),
+    }
+
+
 def _catalog_paths() -> dict[str, Any]:
     by_no = [_path_id("no")]
-    subject_404 = {404: "No such subject"}
-    teacher_404 = {404: "No such teacher"}
-    teacher_write = {**teacher_404, 422: NO_SUBJECT_422}
     location = {"Location": _header("The new record's URL")}
     return {
         "/api/subjects/": {
@@ -167,19 +185,7 @@ def _catalog_paths() -> dict[str, Any]:
                 "SubjectCreate", secured=True, headers=location,
             ),
         },
-        "/api/subjects/{no}/": {
-            "get": _operation("getSubject", "catalog", "Get a subject", (200, "The subject", _ref("Subject")),
-                              (404, 503), parameters=by_no, notes=subject_404),
-            "put": _operation("replaceSubject", "catalog", "Replace a subject", (200, "The subject as stored", _ref("Subject")),
-                              (*ADMIN_WRITE, 404), "SubjectReplace", by_no, True, notes=subject_404),
-            "patch": _operation("updateSubject", "catalog", "Change some fields of a subject",
-                                (200, "The subject as stored", _ref("Subject")),
-                                (*ADMIN_WRITE, 404), "SubjectPatch", by_no, True, notes=subject_404),
-            "delete": _operation(
-                "deleteSubject", "catalog", "Delete a subject", (204, "Deleted", None), (401, 403, 404, 409, 503),
-                parameters=by_no, secured=True, notes={**subject_404, 409: "The subject still has teachers"},
-            ),
-        },
+        "/api/subjects/{no}/": _record_operations("Subject", "The subject", {}, "The subject still has teachers"),
         "/api/subjects/{no}/teachers/": {
             "get": _operation(
                 "listSubjectTeachers", "catalog", "Teachers of a subject",
@@ -199,17 +205,7 @@ def _catalog_paths() -> dict[str, Any]:
                 "TeacherCreate", secured=True, notes={422: NO_SUBJECT_422}, headers=location,
             ),
         },
-        "/api/teachers/{no}/": {
-            "get": _operation("getTeacher", "catalog", "Get a teacher", (200, "The teacher, with its counts", _ref("Teacher")),
-                              (404, 503), parameters=by_no, notes=teacher_404),
-            "put": _operation("replaceTeacher", "catalog", "Replace a teacher", (200, "The teacher as stored", _ref("Teacher")),
-                              (*ADMIN_WRITE, 404), "TeacherReplace", by_no, True, notes=teacher_write),
-            "patch": _operation("updateTeacher", "catalog", "Change some fields of a teacher",
-                                (200, "The teacher as stored", _ref("Teacher")),
-                                (*ADMIN_WRITE, 404), "TeacherPatch", by_no, True, notes=teacher_write),
-            "delete": _operation("deleteTeacher", "catalog", "Delete a teacher", (204, "Deleted", None),
-                                 (401, 403, 404, 503), parameters=by_no, secured=True, notes=teacher_404),
-        },
+        "/api/teachers/{no}/": _record_operations("Teacher", "The teacher, with its counts", {422: NO_SUBJECT_422}),
     }
 
 
