@@ -96,7 +96,7 @@ def problem_json(status: int, detail: str, errors: list[FieldError] | None = Non
     """An RFC 9457 problem document."""
     problem: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
     if errors:
-        problem["errors"] = [{"field": error.field, "message": error.message} for error in errors]
+        problem["errors"] = [{"field": error.field, "code": error.code, "message": error.message} for error in errors]
     return orjson.dumps(problem)
 
 
@@ -222,7 +222,7 @@ class ApiHandler(RequestHandler):
         if number is None:
             raise Invalid(
                 f"Query parameter {name} is not valid.",
-                [FieldError(name, f"must be a whole number from 1 to {high}, in ASCII digits")],
+                [FieldError(name, "canonical_integer", f"must be a whole number from 1 to {high}, in ASCII digits")],
             )
         return number
 

@@ -29,8 +29,12 @@ PROBLEM = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                "required": ["field", "code", "message"],
+                "properties": {
+                    "field": {"type": "string"},
+                    "code": {"type": "string", "description": "For programs: translate this, not the message"},
+                    "message": {"type": "string", "description": "For a developer, in English"},
+                },
             },
         },
     },
@@ -156,7 +160,8 @@ def _record_operations(name: str, found: str, write_notes: dict[int, str], confl
     by_no, record, noun = [_path_id("no")], _ref(name), name.lower()
     not_found = {404: f"No such {noun}"}
     stored = (200, f"The {noun} as stored", record)
-    delete_errors, delete_notes = (401, 403, 404, 503), not_found
+    delete_errors: tuple[int, ...] = (401, 403, 404, 503)
+    delete_notes = not_found
     if conflict:
         delete_errors, delete_notes = (*delete_errors, 409), {**not_found, 409: conflict}
     return {

@@ -10,8 +10,25 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
+    """`code` is for programs (pages translate it), `message` for a developer reading the reply.
+    Codes are pydantic's error types (missing, string_too_long, ...) or FIELD_CODES."""
+
     field: str
+    code: str
     message: str
+
+
+FIELD_CODES = {
+    "object_type": "the body is not a JSON object",
+    "integer_type": "not a JSON integer",
+    "date_type": "not an ISO date string",
+    "canonical_integer": "a path or query number not in canonical ASCII digits, or out of range",
+    "username_rule": "the username breaks the rule for names",
+    "password_has_username": "the password contains the username",
+    "password_too_weak": "the password is too easy to guess",
+    "no_such_subject": "the subject named does not exist",
+}
+"""The codes livevote itself gives, besides pydantic's (README lists both)."""
 
 
 class DomainError(Exception):

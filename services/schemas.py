@@ -49,13 +49,13 @@ def canonical_int(text: str, low: int = 1, high: int = MAX_ID) -> int | None:
 def _json_integer(value: Any) -> Any:
     """JSON Schema's integer: 3 and 3.0, but not "3" or true."""
     if isinstance(value, (bool, str)):
-        raise ValueError("must be an integer")
+        raise PydanticCustomError("integer_type", "must be an integer")
     return value
 
 
 def _iso_date_only(value: Any) -> Any:
     if not isinstance(value, str):
-        raise ValueError("must be an ISO date string such as 1980-05-17")
+        raise PydanticCustomError("date_type", "must be an ISO date string such as 1980-05-17")
     return value
 
 
@@ -153,7 +153,7 @@ def account_key(username: str) -> str:
     """username_key() of a name an account is being made with: Invalid on `username` when it has none."""
     key = username_key(username)
     if key is None:
-        raise Invalid("The username is not valid.", [FieldError("username", USERNAME_RULE_TEXT)])
+        raise Invalid("The username is not valid.", [FieldError("username", "username_rule", USERNAME_RULE_TEXT)])
     return key
 
 
@@ -162,7 +162,7 @@ def _account_name(text: str) -> str:
     so that no account is ever displayed in look-alike letters."""
     key = username_key(text)
     if key is None:
-        raise PydanticCustomError("username", USERNAME_RULE_TEXT)
+        raise PydanticCustomError("username_rule", USERNAME_RULE_TEXT)
     return text if text.isascii() else key
 
 
@@ -205,7 +205,7 @@ Model = TypeVar("Model", bound=BaseModel)
 def parse(model: type[Model], data: Any) -> Model:
     """Validate `data` into `model`, raising Invalid with one entry per bad field."""
     if not isinstance(data, dict):
-        raise Invalid("The body must be a JSON object.", [FieldError("body", "must be an object")])
+        raise Invalid("The body must be a JSON object.", [FieldError("body", "object_type", "must be an object")])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -214,7 +214,7 @@ def parse(model: type[Model], data: Any) -> Model:
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
     return [
-        FieldError(".".join(str(part) for part in error["loc"]) or "body", error["msg"])
+        FieldError(".".join(str(part) for part in error["loc"]) or "body", error["type"], error["msg"])
         for error in exc.errors()
     ]
 

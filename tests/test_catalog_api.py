@@ -109,18 +109,22 @@ async def test_teacher_crud(api: LiveServer, admin: UserClient) -> None:
     assert_problem(await admin.request("DELETE", path), 404)
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"birth": "1990-13-01"}, "birth"),
-    ({"birth": 19900101}, "birth"),
-    ({"sex": "male"}, "sex"),
-    ({"subject": "1"}, "subject"),
-    ({"subject": 0}, "subject"),
-    ({"subject": 4242}, "subject"),
-    ({"photo": "../../etc/passwd"}, "photo"),
+@pytest.mark.parametrize("change, field, code", [
+    ({"birth": "1990-13-01"}, "birth", "date_from_datetime_parsing"),
+    ({"birth": 19900101}, "birth", "date_type"),
+    ({"sex": "male"}, "sex", "bool_type"),
+    ({"subject": "1"}, "subject", "integer_type"),
+    ({"subject": 0}, "subject", "greater_than_equal"),
+    ({"subject": 4242}, "subject", "no_such_subject"),
+    ({"photo": "../../etc/passwd"}, "photo", "string_pattern_mismatch"),
+    ({"name": "x" * 51}, "name", "string_too_long"),
 ])
-async def test_teacher_validation(api: LiveServer, admin: UserClient, change: dict[str, Any], field: str) -> None:
+async def test_teacher_validation(
+    api: LiveServer, admin: UserClient, change: dict[str, Any], field: str, code: str
+) -> None:
+    """Each field error names its field and a code for programs (pages translate codes)."""
     problem = assert_problem(await admin.request("POST", "/api/teachers/", json_body={**NEW_TEACHER, **change}), 422)
-    assert [error["field"] for error in problem["errors"]] == [field]
+    assert [(error["field"], error["code"]) for error in problem["errors"]] == [(field, code)]
 
 
 async def test_teachers_of_a_subject(api: LiveServer) -> None:

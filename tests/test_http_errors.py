@@ -54,7 +54,7 @@ async def test_undecodable_json_is_400(api: LiveServer, admin: UserClient, body:
 @pytest.mark.parametrize("body", [b"[]", b'"name"', b"3", b"null"])
 async def test_a_body_that_is_not_an_object_is_422(api: LiveServer, admin: UserClient, body: bytes) -> None:
     response = await admin.request("POST", "/api/subjects/", body=body, headers={"Content-Type": "application/json"})
-    assert assert_problem(response, 422)["errors"] == [{"field": "body", "message": "must be an object"}]
+    assert assert_problem(response, 422)["errors"] == [{"field": "body", "code": "object_type", "message": "must be an object"}]
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])

@@ -324,7 +324,7 @@ async def test_the_register_form_tells_the_password_rule_before_submit(api: Live
             await expect(page.locator("#password-error")).to_have_text("密码至少需要 8 个字符。")
             await page.locator("#password").fill("password")
             await page.locator("#submit").click()
-            await expect(page.locator("#password-error")).to_contain_text("too easy to guess")
+            await expect(page.locator("#password-error")).to_contain_text("密码太容易被猜到")
             log.assert_clean()
         finally:
             await browser.close()

@@ -20,7 +20,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from handlers.pages import CONTENT_SECURITY_POLICY
-from server import build_services, close_services
+from server import ROOT, build_services, close_services
+from services.errors import FIELD_CODES
 from tests.pages_support import (
     STORAGE_SPY,
     PageLog,
@@ -191,6 +192,31 @@ async def test_login_page_registers_logs_in_and_returns_to_the_page(browser: Bro
 
     log.assert_clean()
     await context.close()
+
+
+async def test_register_shows_translated_errors_next_to_their_fields(browser: Browser, server: LiveServer) -> None:
+    """The server's field errors arrive as codes; the page shows its own words, never the
+    server's English message."""
+    context = await browser.new_context(base_url=server.base_url)
+    log = PageLog()
+    page = log.watch(await context.new_page())
+    await page.goto("/login.html")
+    await page.locator("#tab-register").click()
+    await page.locator("#username").fill("erin")
+    for password, expected in (("erin-erin-erin", "密码不能包含用户名"), ("password1", "密码太容易被猜到")):
+        await page.locator("#password").fill(password)
+        await page.locator("#submit").click()
+        await expect(page.locator("#password-error")).to_contain_text(expected)
+        await expect(page.locator("#password-error")).not_to_contain_text("must")
+        await expect(page.locator("#notice")).to_have_text("请修改标出的内容。")
+    log.assert_clean()
+    await context.close()
+
+
+async def test_every_field_code_of_the_server_has_words_in_the_pages() -> None:
+    table = (ROOT / "static" / "js" / "livevote.js").read_text()
+    missing = [code for code in FIELD_CODES if not re.search(rf"^\s+{code}: \"", table, re.MULTILINE)]
+    assert not missing, f"static/js/livevote.js FIELD_TEXT lacks {missing}"
 
 
 # -- live votes between two people --------------------------------------------------------------

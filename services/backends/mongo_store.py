@@ -421,7 +421,10 @@ class MongoStore(Store):
 
     async def _check_subject_exists(self, subject: Any) -> None:
         if subject is not None and await self._subjects.find_one({"_id": subject}, {"_id": 1}) is None:
-            raise Invalid("The request body is not valid.", [FieldError("subject", f"there is no subject {subject}")])
+            raise Invalid(
+                "The request body is not valid.",
+                [FieldError("subject", "no_such_subject", f"there is no subject {subject}")],
+            )
 
     async def _counts_of(self, teacher: int, session: Session) -> Counts:
         doc = await self._teachers.find_one({"_id": teacher}, COUNT_FIELDS, session=session)

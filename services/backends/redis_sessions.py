@@ -113,7 +113,8 @@ class RedisSessionStore(SessionStore):
             "revoked": 0, "current": token_hash, "previous": "", "rotated_at": now,
         }
         await self._add_to_user(keys=[self._user_key(user_id)], args=[sid, expire_ms])
-        await self._create(keys=[self._session_key(sid)], args=[expire_ms, *(x for pair in fields.items() for x in pair)])
+        flat = [item for pair in fields.items() for item in pair]
+        await self._create(keys=[self._session_key(sid)], args=[expire_ms, *flat])
         await self._client.set(self._token_key(token_hash), sid, pxat=expire_ms)
         return SessionRecord(sid, user_id, now, expires_at, max_expires_at, False)
 

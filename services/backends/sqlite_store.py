@@ -224,7 +224,9 @@ def _check_subject_exists(conn: sqlite3.Connection, values: dict[str, Any]) -> N
     if subject is not None and not conn.execute(
         "SELECT 1 FROM subjects WHERE no = ?", (subject,)
     ).fetchone():
-        raise Invalid("The request body is not valid.", [FieldError("subject", f"there is no subject {subject}")])
+        raise Invalid(
+            "The request body is not valid.", [FieldError("subject", "no_such_subject", f"there is no subject {subject}")]
+        )
 
 
 def _insert_teacher(conn: sqlite3.Connection, fields: dict[str, Any]) -> Teacher:

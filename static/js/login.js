@@ -1,5 +1,5 @@
 // Log in or register, then go back to where the user came from (?next=, same-site paths only).
-import { HttpError, el, login, notify, register, safeNext } from "./livevote.js";
+import { HttpError, el, fieldText, login, notify, register, safeNext } from "./livevote.js";
 
 const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
 const MIN_PASSWORD = 8;
@@ -54,8 +54,10 @@ function showProblem(error) {
   if (error.status === 401) notify("用户名或密码不正确。");
   else if (error.status === 429) notify("尝试次数太多，请稍后再试。");
   else if (error.status === 409) fieldError("username", "这个用户名已被使用。");
-  else notify(problem.detail || problem.title || `出错了（${error.status}）`);
-  for (const item of problem.errors || []) fieldError(item.field, item.message);
+  else if (error.status === 422) notify("请修改标出的内容。");
+  else if (error.status === 503) notify("服务暂时不可用，请稍后再试。");
+  else notify(`出错了（HTTP ${error.status}），请稍后再试。`);
+  for (const item of problem.errors || []) fieldError(item.field, fieldText(item.code));
 }
 
 form.addEventListener("submit", async (event) => {
