@@ -10,7 +10,10 @@ sockets and forgets the session at once.
 Access tokens are checked against the session store, through a small memory of
 what each process last learnt: an active session is re-checked after
 CHECK_AGAIN_AFTER (1 s, so a revocation whose event was lost still takes effect
-within a second), a revoked one is known at once from the event. While the
+within a second), a revoked one is known at once from the event. Revocations announced while
+this process was cut off from the broker never arrive: after every gap, the
+sessions it knows as active are read again, and those that ended are handed to
+its listeners as if announced, so the hub closes their sockets. While the
 session store is unreachable, a session this process last saw active stays
 usable: nothing can be revoked during the outage either, since logout and
 refresh need the store too. A session never seen is refused then (503).
@@ -18,6 +21,7 @@ refresh need the store too. A session never seen is refused then (503).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -40,6 +44,8 @@ log = logging.getLogger("livevote.sessions")
 INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
 CHECK_AGAIN_AFTER = 1.0
 KNOWN_SESSIONS = 65536
+RECHECK_BATCH = 256
+"""Sessions read at once after a gap: many processes resyncing together must not flood the store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +86,32 @@ class SessionService:
         self._clock = clock
         self._known: dict[str, tuple[bool, float]] = {}
         """sid -> (active, when this process learnt it), oldest first."""
+        self._rechecks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._events.listen(REVOKED, self._on_revoked)
+        self._events.listen_resync(self._on_gap)
+
+    def _on_gap(self) -> None:
+        task = asyncio.ensure_future(self._recheck_active())
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    async def _recheck_active(self) -> None:
+        active = [sid for sid, (is_active, _) in self._known.items() if is_active]
+        ended: list[str] = []
+        for start in range(0, len(active), RECHECK_BATCH):
+            batch = active[start:start + RECHECK_BATCH]
+            try:
+                sessions = await asyncio.gather(*(self._sessions.get(sid) for sid in batch))
+            except Unavailable as exc:
+                log.warning("could not re-check sessions after a broker gap: %s", exc.detail)
+                break
+            now = self._clock()
+            ended += [sid for sid, session in zip(batch, sessions) if session is None or not session.active(now)]
+        if ended:
+            log.info("%d session(s) ended during a broker gap; closing their sockets", len(ended))
+            self._events.on_message(REVOKED, orjson.dumps({"sids": ended}))
 
     def _on_revoked(self, _channel: str, data: bytes) -> None:
         self._remember(orjson.loads(data)["sids"], active=False)

@@ -11,6 +11,8 @@ from services.events import REVOKED
 from tests.conftest import ServerFactory
 from tests.redis_server import RedisServer
 from tests.support import UserClient, assert_problem, sign_up, wait_for
+from tests.tcp_proxy import TcpProxy
+from tests.ws_client import LiveClient
 
 
 async def two_processes(start_server: ServerFactory, redis_server: RedisServer, tmp_path: Path, **overrides: object):  # type: ignore[no-untyped-def]
@@ -105,3 +107,26 @@ async def test_known_sessions_keep_working_while_redis_is_down(
         return (await server.request("POST", "/api/auth/login", json_body=body)).status == 200
 
     await wait_for(logins_work_again, timeout=10)
+
+
+async def test_a_revocation_announced_while_a_process_was_cut_off_still_closes_its_sockets(
+    start_server: ServerFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The announcement is gone for a process that was partitioned from Redis when it was
+    published; after the gap, that process reads its sessions again and closes the ended ones."""
+    proxy = await TcpProxy(redis_server.port).start()
+    try:
+        first = await start_server(tmp_path / "host", redis__url=redis_server.url)
+        second = await start_server(tmp_path / "host", redis__url=proxy.url)
+        alice = await sign_up(first, "alice")
+        client = await LiveClient.connect(second.base_url, alice.access_token)
+        await client.expect("welcome")
+
+        await proxy.cut()
+        assert (await alice.request("POST", "/api/auth/logout-all")).status == 204
+        proxy.restore()
+
+        await client.expect("revoked", timeout=10)
+        assert await client.wait_closed() == 4003
+    finally:
+        await proxy.stop()
