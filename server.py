@@ -205,6 +205,7 @@ async def build_services(config: Config) -> Services:
 async def close_services(services: Services) -> None:
     services.token_clock.close()
     await services.votes.close()
+    await services.sessions.close()
     await services.metrics.close()
     await services.backends.close()
 

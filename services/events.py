@@ -18,6 +18,9 @@ log = logging.getLogger("livevote.events")
 Listener = Callable[[str, bytes], None]
 ResyncListener = Callable[[], None]
 
+PUBLISH_RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+"""Between attempts to publish what the broker refused (counts, revocations); the last repeats."""
+
 REVOKED = "revoked"
 """Channel of session revocations: {"sids": [...]}."""
 

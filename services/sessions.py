@@ -22,10 +22,11 @@ refresh need the store too. A session never seen is refused then (503).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from services.accounts import AccountService
 from services.backends.sessions import Outcome, SessionStore
 from services.config import AuthConfig
 from services.errors import Unauthorized, Unavailable
-from services.events import REVOKED, EventBus
+from services.events import PUBLISH_RETRY_DELAYS, REVOKED, EventBus
 from services.models import User
 from services.tokens import AccessClaims, IssuedToken, TokenService, hash_refresh_token, new_refresh_token
 
@@ -86,16 +87,25 @@ class SessionService:
         self._clock = clock
         self._known: dict[str, tuple[bool, float]] = {}
         """sid -> (active, when this process learnt it), oldest first."""
-        self._rechecks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._events.listen(REVOKED, self._on_revoked)
         self._events.listen_resync(self._on_gap)
 
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
     def _on_gap(self) -> None:
-        task = asyncio.ensure_future(self._recheck_active())
-        self._rechecks.add(task)
-        task.add_done_callback(self._rechecks.discard)
+        self._track(self._recheck_active())
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        """Background work, kept referenced until it ends."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _recheck_active(self) -> None:
         active = [sid for sid, (is_active, _) in self._known.items() if is_active]
@@ -198,8 +208,24 @@ class SessionService:
         return TokenPair(access, refresh_token, refresh_expires_in, user, sid)
 
     async def _announce_revoked(self, sids: list[str]) -> None:
-        self._remember(sids, active=False)
+        """This process's own listeners (its memory, its hub's sockets) learn at once, whatever
+        the broker does; the others through the broker, tried again in the background until
+        it takes the news. (A process that misses it in a gap finds out by _recheck_active.)"""
+        data = orjson.dumps({"sids": sids})
+        self._events.on_message(REVOKED, data)
         try:
-            await self._events.publish(REVOKED, orjson.dumps({"sids": sids}))
-        except Exception:
-            log.exception("could not announce the revocation of %d session(s)", len(sids))
+            await self._events.publish(REVOKED, data)
+        except Exception as exc:
+            log.warning("could not announce the revocation of %d session(s) (%s); retrying", len(sids), exc)
+            self._track(self._announce_until_taken(data))
+
+    async def _announce_until_taken(self, data: bytes) -> None:
+        for attempt in itertools.count():
+            await asyncio.sleep(PUBLISH_RETRY_DELAYS[min(attempt, len(PUBLISH_RETRY_DELAYS) - 1)])
+            try:
+                await self._events.publish(REVOKED, data)
+            except Exception as exc:
+                log.debug("announcing a revocation failed again: %s", exc)
+            else:
+                log.info("announced a revocation after %d retries", attempt + 1)
+                return

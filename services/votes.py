@@ -18,14 +18,12 @@ import logging
 import orjson
 
 from services.backends.store import Store
-from services.events import ALL_VOTES, EventBus, subject_votes
+from services.events import ALL_VOTES, PUBLISH_RETRY_DELAYS, EventBus, subject_votes
 from services.metrics import Metrics
 from services.models import Counts, VoteResult
 from services.schemas import VoteRequest, parse
 
 log = logging.getLogger("livevote.votes")
-
-RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class VoteService:
@@ -74,7 +72,7 @@ class VoteService:
     async def _republish(self) -> None:
         attempt = 0
         while self._unannounced:
-            await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+            await asyncio.sleep(PUBLISH_RETRY_DELAYS[min(attempt, len(PUBLISH_RETRY_DELAYS) - 1)])
             attempt += 1
             teachers, self._unannounced = self._unannounced, set()
             try:

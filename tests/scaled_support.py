@@ -14,11 +14,12 @@ import os
 import signal
 import socket
 import struct
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support import JsonClient, ServerProcess, server_env, wait_for
+from tests.support import ROOT, JsonClient, ServerProcess, server_env, wait_for
 from tests.ws_client import LiveClient
 
 SUBJECT = 1
@@ -48,6 +49,27 @@ async def stop_process(server: ServerProcess, timeout: float = 20.0) -> int | No
     except TimeoutError:
         await server.stop()
         raise
+
+
+async def create_admin(
+    data_dir: Path, redis_url: str, *args: str, username: str = "root", password: str = "admin password"
+) -> None:
+    """An admin account in the processes' store, made as an operator would: `python server.py
+    create-user NAME --admin --password-stdin` on the same data dir and Redis (`args`: say
+    "--redis-cluster"). Log in with tests.support.log_in(server, username, password)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "server.py"), "create-user", username, "--admin", "--password-stdin",
+        "--data-dir", str(data_dir), "--redis-url", redis_url, *args,
+        cwd=ROOT, env=server_env(), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(password.encode() + b"\n"), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode == 0, f"create-user exited {process.returncode}: {output.decode(errors='replace')}"
 
 
 @contextlib.asynccontextmanager

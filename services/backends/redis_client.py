@@ -7,13 +7,34 @@ touches one key only, so none can fail with CROSSSLOT.
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.typing import EncodableT
 
 RedisClient = Redis | RedisCluster
+
+
+class OneKeyScript:
+    """A Lua script on one key, sent whole with EVAL each time (Redis caches it compiled).
+
+    Not redis-py's registered scripts: after NOSCRIPT (a replica just promoted has an empty
+    script cache) the cluster client loads the script on every master, and one master down
+    fails the call even when the key lives elsewhere. Sessions, counters and presence run a
+    script a few times per login or heartbeat, so the bytes are nothing. One key per script
+    is also what keeps a Redis Cluster from refusing it with CROSSSLOT.
+    """
+
+    def __init__(self, client: RedisClient, text: str) -> None:
+        self._client = client
+        self._text = text
+
+    async def __call__(self, key: str, *args: EncodableT) -> Any:
+        return await self._client.eval(self._text, 1, key, *args)
 
 POOL_SIZE = 64
 """Per process (per node on a cluster); a request waits up to TIMEOUT for a free connection."""

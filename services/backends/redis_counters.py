@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from services.backends.counters import Counters
 from services.backends.outages import redis_outage
-from services.backends.redis_client import RedisClient
+from services.backends.redis_client import OneKeyScript, RedisClient
 
 RESERVE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[2]) then
@@ -43,15 +43,15 @@ class RedisCounters(Counters):
     def __init__(self, client: RedisClient, prefix: str = "lv:") -> None:
         self._client = client
         self._prefix = prefix
-        self._reserve = client.register_script(RESERVE)
-        self._release = client.register_script(RELEASE)
+        self._reserve = OneKeyScript(client, RESERVE)
+        self._release = OneKeyScript(client, RELEASE)
 
     @redis_outage
     async def reserve(self, limits: Sequence[tuple[str, int]], window: float) -> float | None:
         window_ms = max(1, round(window * 1000))
         reserved: list[str] = []
         for key, limit in limits:
-            wait_ms = await self._reserve(keys=[self._key(key)], args=[window_ms, limit])
+            wait_ms = await self._reserve(self._key(key), window_ms, limit)
             if wait_ms:
                 await self.release(reserved)
                 return int(wait_ms) / 1000
@@ -60,7 +60,7 @@ class RedisCounters(Counters):
 
     @redis_outage
     async def release(self, keys: Sequence[str]) -> None:
-        await asyncio.gather(*(self._release(keys=[self._key(key)]) for key in keys))
+        await asyncio.gather(*(self._release(self._key(key)) for key in keys))
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}count:{key}"

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from services.backends.outages import redis_outage
 from services.backends.presence import Presence, SocketCount
-from services.backends.redis_client import RedisClient
+from services.backends.redis_client import OneKeyScript, RedisClient
 from services.errors import Unavailable
 
 log = logging.getLogger("livevote.presence")
@@ -50,7 +50,7 @@ class RedisPresence(Presence):
         self._field = uuid.uuid4().hex
         self._lifetime_ms = round(heartbeat * 3 * 1000)
         self._heartbeat = heartbeat
-        self._report = client.register_script(REPORT)
+        self._report = OneKeyScript(client, REPORT)
         self._count: SocketCount = lambda: 0
         self._task: asyncio.Task[None] | None = None
 
@@ -71,7 +71,7 @@ class RedisPresence(Presence):
 
     @redis_outage
     async def total(self) -> int:
-        return int(await self._report(keys=[self._key], args=[self._field, self._count(), self._lifetime_ms]))
+        return int(await self._report(self._key, self._field, self._count(), self._lifetime_ms))
 
     async def _beat(self) -> None:
         while True:

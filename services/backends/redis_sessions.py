@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from redis.typing import EncodableT, FieldT
 
 from services.backends.outages import redis_outage
-from services.backends.redis_client import RedisClient
+from services.backends.redis_client import OneKeyScript, RedisClient
 from services.backends.sessions import Outcome, Rotation, SessionRecord, SessionStore
 
 CREATE = """
@@ -88,10 +88,10 @@ class RedisSessionStore(SessionStore):
     def __init__(self, client: RedisClient, prefix: str = "lv:") -> None:
         self._client = client
         self._prefix = prefix
-        self._create = client.register_script(CREATE)
-        self._add_to_user = client.register_script(ADD_TO_USER)
-        self._rotate = client.register_script(ROTATE)
-        self._revoke = client.register_script(REVOKE)
+        self._create = OneKeyScript(client, CREATE)
+        self._add_to_user = OneKeyScript(client, ADD_TO_USER)
+        self._rotate = OneKeyScript(client, ROTATE)
+        self._revoke = OneKeyScript(client, REVOKE)
 
     async def open(self) -> None:
         await self.ping()
@@ -112,9 +112,9 @@ class RedisSessionStore(SessionStore):
             "user_id": user_id, "created_at": now, "expires_at": expires_at, "max_expires_at": max_expires_at,
             "revoked": 0, "current": token_hash, "previous": "", "rotated_at": now,
         }
-        await self._add_to_user(keys=[self._user_key(user_id)], args=[sid, expire_ms])
+        await self._add_to_user(self._user_key(user_id), sid, expire_ms)
         flat = [item for pair in fields.items() for item in pair]
-        await self._create(keys=[self._session_key(sid)], args=[expire_ms, *flat])
+        await self._create(self._session_key(sid), expire_ms, *flat)
         await self._client.set(self._token_key(token_hash), sid, pxat=expire_ms)
         return SessionRecord(sid, user_id, now, expires_at, max_expires_at, False)
 
@@ -126,9 +126,7 @@ class RedisSessionStore(SessionStore):
         sid = _text(sid)
         new_key = self._token_key(new_hash)
         await self._client.set(new_key, sid, px=max(1, math.ceil(refresh_ttl * 1000)))
-        reply = await self._rotate(
-            keys=[self._session_key(sid)], args=[token_hash, new_hash, now, now + refresh_ttl, grace],
-        )
+        reply = await self._rotate(self._session_key(sid), token_hash, new_hash, now, now + refresh_ttl, grace)
         if len(reply) == 1:
             return Rotation(Outcome.INVALID, None)
         outcome, expire_ms, flat = Outcome(_text(reply[0])), int(reply[1]), reply[2]
@@ -150,13 +148,13 @@ class RedisSessionStore(SessionStore):
 
     @redis_outage
     async def revoke(self, sid: str) -> bool:
-        return bool(await self._revoke(keys=[self._session_key(sid)]))
+        return bool(await self._revoke(self._session_key(sid)))
 
     @redis_outage
     async def revoke_user(self, user_id: int) -> list[str]:
         """Each session is revoked atomically on its own; they may live on different nodes."""
         sids = [_text(sid) for sid in await self._client.smembers(self._user_key(user_id))]
-        revoked = await asyncio.gather(*(self._revoke(keys=[self._session_key(sid)]) for sid in sids))
+        revoked = await asyncio.gather(*(self._revoke(self._session_key(sid)) for sid in sids))
         return [sid for sid, done in zip(sids, revoked) if done]
 
     def _session_key(self, sid: str) -> str:
