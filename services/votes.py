@@ -25,6 +25,10 @@ from services.schemas import VoteRequest, parse
 
 log = logging.getLogger("livevote.votes")
 
+PUBLISH_PATIENCE = 0.5
+"""How long a vote's answer waits for its publish. The vote is already stored; past this (a
+Redis Cluster failing over retries for seconds) the counts are published in the background."""
+
 
 class VoteService:
     def __init__(self, store: Store, events: EventBus, metrics: Metrics) -> None:
@@ -55,9 +59,9 @@ class VoteService:
 
     async def _announce(self, counts: Counts) -> None:
         try:
-            await self._publish(counts)
+            await asyncio.wait_for(self._publish(counts), PUBLISH_PATIENCE)
         except Exception as exc:
-            log.warning("could not publish the counts of teacher %d (%s); will publish them again", counts.no, exc)
+            log.warning("could not publish the counts of teacher %d (%r); will publish them again", counts.no, exc)
             self._unannounced.add(counts.no)
             if self._republishing is None or self._republishing.done():
                 self._republishing = asyncio.ensure_future(self._republish())
