@@ -12,8 +12,10 @@ what each process last learnt: an active session is re-checked after
 CHECK_AGAIN_AFTER (1 s, so a revocation whose event was lost still takes effect
 within a second), a revoked one is known at once from the event. Revocations announced while
 this process was cut off from the broker never arrive: after every gap, the
-sessions it knows as active are read again, and those that ended are handed to
-its listeners as if announced, so the hub closes their sockets. While the
+sessions it knows as active are read again, and those revoked or expired are
+handed to its listeners as if announced, so the hub closes their sockets. (A
+session that is gone is left alone: a Redis restarted without persistence has
+lost them all, and that is no revocation.) While the
 session store is unreachable, a session this process last saw active stays
 usable: nothing can be revoked during the outage either, since logout and
 refresh need the store too. A session never seen is refused then (503).
@@ -118,7 +120,7 @@ class SessionService:
                 log.warning("could not re-check sessions after a broker gap: %s", exc.detail)
                 break
             now = self._clock()
-            ended += [sid for sid, session in zip(batch, sessions) if session is None or not session.active(now)]
+            ended += [sid for sid, session in zip(batch, sessions) if session is not None and not session.active(now)]
         if ended:
             log.info("%d session(s) ended during a broker gap; closing their sockets", len(ended))
             self._events.on_message(REVOKED, orjson.dumps({"sids": ended}))
