@@ -1,6 +1,10 @@
 """livevote: a realtime voting server on Tornado.
 
-    python server.py [serve] [--config FILE] [--host H] [--port P] [--data-dir D] [--dev] [--no-seed]
+    python server.py [serve] [--config FILE] [--host H] [--port P] [--data-dir D] [--store URL]
+                     [--redis-url URL] [--redis-cluster] [--workers N] [--dev] [--no-seed]
+    python server.py create-user NAME [--admin] [--password-stdin] [--config FILE] [--data-dir D] [--store URL]
+                     [--redis-url URL] [--redis-cluster] [--no-seed]
+    python server.py reconcile [--config FILE] [--data-dir D] [--store URL]
 
 `make_app(services)` builds the Tornado application from running services;
 `build_services(config)` opens the backends the config names. The tests use
@@ -11,14 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import logging
+import os
 import signal
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisClusterException, RedisError
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
@@ -43,7 +50,7 @@ from services.backends.mongo_store import MongoStore, is_mongo_url
 from services.backends.presence import LocalPresence
 from services.backends.cluster_broker import ClusterBroker
 from services.backends.redis_broker import RedisBroker
-from services.backends.redis_client import connect_redis
+from services.backends.redis_client import RedisClient, connect_redis
 from services.backends.redis_counters import RedisCounters
 from services.backends.redis_presence import RedisPresence
 from services.backends.redis_sessions import RedisSessionStore
@@ -51,7 +58,7 @@ from services.backends.sqlite_sessions import SqliteSessionStore
 from services.backends.sqlite_store import SqliteStore, sqlite_path
 from services.backends.store import Store
 from services.catalog import CatalogService
-from services.config import Config, ConfigError, load_config
+from services.config import Config, ConfigError, ConfigSources, load_config_and_sources
 from services.container import Backends, Services
 from services.errors import DomainError
 from services.events import EventBus
@@ -77,6 +84,18 @@ STATIC_DIR = ROOT / "static"
 DRAIN_SECONDS = 10.0
 LISTEN_BACKLOG = 2048
 """Connections the kernel queues before accept: a reconnect storm of pages must not see SYNs dropped."""
+
+
+class Unreachable(Exception):
+    """A backend that config key `key` names cannot be reached at start: one line, exit 1."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class UsageError(Exception):
+    """The command cannot run as it was given: one line, exit 2."""
 
 
 def make_app(services: Services) -> LivevoteApplication:
@@ -148,13 +167,37 @@ async def open_backends(config: Config) -> tuple[Backends, bool]:
         )
     else:
         url, cluster = config.redis.url, config.redis.cluster
-        client = await connect_redis(url, cluster)
+        client = await open_redis(config)
         backends = Backends(
             store, RedisSessionStore(client), RedisCounters(client),
             ClusterBroker(url) if cluster else RedisBroker(url), RedisPresence(client), client,
         )
     await backends.session_store.open()
     return backends, created
+
+
+async def open_redis(config: Config) -> RedisClient:
+    """Connect and ping once, so that a Redis that cannot be reached stops the start with its address."""
+    assert config.redis.url is not None
+    client: RedisClient | None = None
+    try:
+        client = await connect_redis(config.redis.url, config.redis.cluster)
+        await client.ping()
+    except (RedisError, RedisClusterException, OSError) as exc:
+        if client is not None:
+            await client.aclose()
+        raise Unreachable(f"{config.redis_description} is unreachable: {failure_reason(exc)}", "redis.url") from exc
+    return client
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The innermost system error in words ("Connection refused"), rather than a driver's wrapping of it."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno)
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__
 
 
 def with_signing_secret(config: Config) -> Config:
@@ -210,22 +253,44 @@ async def close_services(services: Services) -> None:
     await services.backends.close()
 
 
-async def serve(config: Config, sockets: list[socket.socket] | None = None) -> None:
-    """One process: serve until SIGINT or SIGTERM, then stop gracefully."""
+def listen(config: Config) -> list[socket.socket]:
+    """Bind first, before anything is created in the data directory: a port in use is then
+    one line, and leaves nothing behind."""
+    host, port = config.server.host, config.server.port
+    try:
+        return bind_sockets(port, host, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"{host}:{port} is already in use", "server.port") from None
+        key = "server.port" if exc.errno == errno.EACCES else "server.host"
+        raise ConfigError(f"cannot listen on {host}:{port}: {failure_reason(exc)}", key) from None
+
+
+async def serve(config: Config, sockets: list[socket.socket], worker: str | None = None) -> None:
+    """One process: serve until SIGINT or SIGTERM, then stop gracefully. `worker` ("2/3")
+    names a worker of --workers, whose parent has already logged the backends."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     services = await build_services(config)
+    if worker is None:
+        log_backends(config)
     app = make_app(services)
     server = http_server(app, config)
-    sockets = sockets or bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
     server.add_sockets(sockets)
-    log.info("livevote listening on http://%s:%s", config.server.host, sockets[0].getsockname()[1])
+    who = f"worker {worker} (pid {os.getpid()})" if worker else "livevote"
+    log.info("%s listening on http://%s:%s", who, config.server.host, sockets[0].getsockname()[1])
 
     await stopping.wait()
     await shut_down(server, app, services)
     log.info("stopped")
+
+
+def log_backends(config: Config) -> None:
+    """Say what this server runs on, once its backends are open (no credentials: see Config.store_description)."""
+    redis = config.redis_description or "no Redis (embedded mode)"
+    log.info("data directory %s; store: %s; %s", config.server.data_dir.resolve(), config.store_description, redis)
 
 
 async def shut_down(server: HTTPServer, app: LivevoteApplication, services: Services) -> None:
@@ -250,76 +315,113 @@ async def prepare_store(config: Config) -> None:
         await backends.close()
 
 
-def run_workers(config: Config) -> int:
+def run_workers(config: Config, sockets: list[socket.socket]) -> int:
     """N processes on one listening socket, sharing nothing but the store and Redis.
 
-    The parent binds and prepares the store once, then supervises the workers
-    (workers.py): a worker that dies is replaced, SIGINT/SIGTERM stops them all.
+    The parent prepares the store once, then supervises the workers (workers.py):
+    a worker that dies is replaced under its number, SIGINT/SIGTERM stops them all.
     """
-    sockets = bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
     asyncio.run(prepare_store(config))
+    log_backends(config)
+    count = config.server.workers
 
-    def work() -> None:
-        asyncio.run(serve(config, sockets))
+    def work(number: int) -> None:
+        asyncio.run(serve(config, sockets, worker=f"{number}/{count}"))
 
     # a graceful stop drains for up to DRAIN_SECONDS, then closes the backends
-    return Supervisor(config.server.workers, work, stop_timeout=DRAIN_SECONDS + 5).run()
+    return Supervisor(count, work, stop_timeout=DRAIN_SECONDS + 5).run()
+
+
+CONFIG_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "server.host": ("--host", {"metavar": "HOST", "help": "address to listen on"}),
+    "server.port": ("--port", {"metavar": "PORT", "type": int, "help": "port to listen on"}),
+    "server.workers": ("--workers", {"metavar": "N", "type": int,
+                                     "help": "processes on one port, a dead one replaced (needs --redis-url)"}),
+    "server.dev": ("--dev", {"action": "store_true", "default": None, "help": "development mode"}),
+    "server.seed": ("--no-seed", {"action": "store_false", "default": None,
+                                  "help": "do not add demo data when the store is created"}),
+    "server.data_dir": ("--data-dir", {"metavar": "DIR", "type": Path,
+                                       "help": "where the SQLite file and secret.key live (default ./data)"}),
+    "store.url": ("--store", {"metavar": "URL", "help": "store URL (default: SQLite under the data dir)"}),
+    "redis.url": ("--redis-url", {"metavar": "URL", "help": "Redis for scaled mode (sessions, pub/sub, counters)"}),
+    "redis.cluster": ("--redis-cluster", {"action": "store_true", "default": None,
+                                          "help": "--redis-url names a node of a Redis Cluster (sharded pub/sub)"}),
+}
+"""The flags that set config keys: config key -> (flag, argparse options). The parsed value lands
+under the key itself, so that config_from_args and messages need no second table."""
+
+STORE_KEYS = ("server.data_dir", "store.url")
+REDIS_KEYS = ("redis.url", "redis.cluster")
+
+
+def flag_parser(*keys: str) -> argparse.ArgumentParser:
+    """A parent parser with --config and the flags of these config keys."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+                        help="YAML config file (default: config.yaml beside server.py)")
+    for key in keys:
+        flag, options = CONFIG_FLAGS[key]
+        parser.add_argument(flag, dest=key, **options)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Each sub-command takes only the flags it uses."""
+    parser = argparse.ArgumentParser(
+        prog="server.py", description=__doc__.splitlines()[0],
+        epilog="Without a sub-command, server.py serves: `server.py --port 8001` is `server.py serve --port 8001`.",
+    )
+    commands = parser.add_subparsers(dest="command", title="sub-commands")
+    commands.add_parser("serve", parents=[flag_parser(*CONFIG_FLAGS)], help="run the server (the default)",
+                        description="Run the server until SIGINT or SIGTERM.")
+    create_user = commands.add_parser(
+        "create-user", parents=[flag_parser(*STORE_KEYS, *REDIS_KEYS, "server.seed")], help="add an account",
+        description="Add an account to the store (created, and seeded unless --no-seed, if it does not exist yet)."
+                    " The password is asked for on the terminal, or read from standard input.",
+    )
+    create_user.add_argument("username", metavar="NAME", help="the account's username")
+    create_user.add_argument("--admin", action="store_true", help="give it the admin role")
+    create_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    commands.add_parser(
+        "reconcile", parents=[flag_parser(*STORE_KEYS)],
+        help="recount every teacher's good/bad counts from the votes",
+        description="Recount every teacher's good/bad counts from the vote records of an existing store.",
+    )
+    return parser
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML config file")
-    common.add_argument("--host", help="address to listen on")
-    common.add_argument("--port", type=int, help="port to listen on")
-    common.add_argument("--data-dir", type=Path, help="where the SQLite file lives")
-    common.add_argument("--store", help="store URL (default: SQLite under the data dir)")
-    common.add_argument("--redis-url", help="Redis for scaled mode (sessions, pub/sub, counters)")
-    common.add_argument("--redis-cluster", action="store_true", default=None,
-                        help="--redis-url names a node of a Redis Cluster (sharded pub/sub)")
-    common.add_argument("--workers", type=int, help="processes on one port, a dead one replaced (needs --redis-url)")
-    common.add_argument("--dev", action="store_true", default=None, help="development mode")
-    common.add_argument("--no-seed", action="store_true", help="do not add demo data on first start")
-
-    parser = argparse.ArgumentParser(prog="server.py", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", parents=[common], help="run the server (default)")
-    create_user = commands.add_parser("create-user", parents=[common], help="add an account")
-    create_user.add_argument("username")
-    create_user.add_argument("--admin", action="store_true", help="give it the admin role")
-    create_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    commands.add_parser("reconcile", parents=[common], help="recount every teacher's good/bad counts from the votes")
-    if not argv or argv[0] not in commands.choices:
+    """No sub-command means serve, flags and all; `--help` alone is the overview."""
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["serve", *argv]
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in {
-            "server.host": args.host,
-            "server.port": args.port,
-            "server.data_dir": args.data_dir,
-            "server.dev": args.dev,
-            "store.url": args.store,
-            "redis.url": args.redis_url,
-            "redis.cluster": args.redis_cluster,
-            "server.workers": args.workers,
-        }.items()
-        if value is not None
-    }
-    if args.no_seed:
-        overrides["server.seed"] = False
-    return load_config(args.config, overrides=overrides)
+def config_from_args(args: argparse.Namespace) -> tuple[Config, ConfigSources]:
+    """The config of file, environment and the flags given, and where each key was set."""
+    overrides = {key: value for key, value in vars(args).items() if key in CONFIG_FLAGS and value is not None}
+    flags = {key: CONFIG_FLAGS[key][0] for key in overrides}
+    return load_config_and_sources(args.config, overrides=overrides, flags=flags)
 
 
 def read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not has_terminal():
+        raise UsageError("no terminal to ask the password on; use --password-stdin")
     password = getpass.getpass("Password: ")
     if getpass.getpass("Again: ") != password:
         raise DomainError("The two passwords differ.")
     return password
+
+
+def has_terminal() -> bool:
+    """Whether getpass can ask on a terminal (it opens /dev/tty, whatever stdin is)."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
 
 
 async def create_user(config: Config, username: str, admin: bool, password: str) -> User:
@@ -332,7 +434,14 @@ async def create_user(config: Config, username: str, admin: bool, password: str)
 
 
 async def reconcile_counts(config: Config) -> int:
-    """Recount every teacher from its votes (say after a crash on a standalone MongoDB); how many were fixed."""
+    """Recount every teacher from its votes (say after a crash on a standalone MongoDB); how many were fixed.
+
+    A SQLite file that does not exist is refused rather than created: an empty store has nothing to
+    reconcile, and a new file where the operator expected the real one would hide a wrong path."""
+    url = config.store_url
+    if url.startswith("sqlite:///") and not sqlite_path(url).is_file():
+        raise ConfigError(f"no database at {sqlite_path(url)}; nothing to reconcile",
+                          "store.url" if config.store.url else "server.data_dir")
     store = open_store(config, serving=False)
     await store.open()
     try:
@@ -341,30 +450,45 @@ async def reconcile_counts(config: Config) -> int:
         await store.close()
 
 
+def run_command(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "create-user":
+        user = asyncio.run(create_user(config, args.username, args.admin, read_password(args.password_stdin)))
+        print(f"created {user.role} {user.username} (id {user.id})")
+    elif args.command == "reconcile":
+        fixed = asyncio.run(reconcile_counts(config))
+        print(f"reconcile: corrected {fixed} teacher{'s' * (fixed != 1)} whose counts differed from the votes"
+              " (recounted, version bumped)" if fixed else "reconcile: all counts agree with the votes; nothing to fix")
+    else:
+        sockets = listen(config)
+        if config.server.workers > 1:
+            return run_workers(config, sockets)
+        asyncio.run(serve(config, sockets))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit 2 for a configuration or usage error, 1 for a backend that cannot be reached or a
+    refused request; either way one line on stderr."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    sources = ConfigSources()
     try:
-        config = config_from_args(args)
-        if args.command == "create-user":
-            user = asyncio.run(create_user(config, args.username, args.admin, read_password(args.password_stdin)))
-            print(f"created {user.role} {user.username} (id {user.id})")
-        elif args.command == "reconcile":
-            fixed = asyncio.run(reconcile_counts(config))
-            print(f"reconcile: corrected {fixed} teacher{'s' * (fixed != 1)} whose counts differed from the votes"
-                  " (recounted, version bumped)" if fixed else "reconcile: all counts agree with the votes; nothing to fix")
-        elif config.server.workers > 1:
-            return run_workers(config)
-        else:
-            asyncio.run(serve(config))
+        config, sources = config_from_args(args)
+        return run_command(args, config)
     except ConfigError as exc:
-        print(f"livevote: {exc}", file=sys.stderr)
-        return 2
+        return fail(sources.explain(exc), 2)
+    except UsageError as exc:
+        return fail(str(exc), 2)
+    except Unreachable as exc:
+        return fail(f"{sources.name(exc.key)}: {exc}", 1)
     except DomainError as exc:
         details = "; ".join(f"{e.field}: {e.message}" for e in getattr(exc, "errors", []))
-        print(f"livevote: {exc.detail} {details}".rstrip(), file=sys.stderr)
-        return 1
-    return 0
+        return fail(f"{exc.detail} {details}".rstrip(), 1)
+
+
+def fail(message: str, code: int) -> int:
+    print(f"livevote: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

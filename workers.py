@@ -3,10 +3,12 @@
 The parent forks the workers and then only supervises them, as
 tornado.process.fork_processes does: a worker that dies (a signal such as
 kill -9, or an exit code other than 0) is replaced by a new fork on the same
-socket, at most MAX_RESTARTS times within any RESTART_WINDOW seconds. A worker
-that exits 0 was stopped on purpose (SIGTERM to that worker alone) and is not
-replaced; the parent exits once the last worker is gone. SIGINT or SIGTERM to
-the parent stops every worker gracefully, with no restarts meanwhile.
+socket and with the same number (1..N, so that "worker 2/3" in the logs is one
+slot across restarts), at most MAX_RESTARTS times within any RESTART_WINDOW
+seconds. A worker that exits 0 was stopped on purpose (SIGTERM to that worker
+alone) and is not replaced; the parent exits once the last worker is gone.
+SIGINT or SIGTERM to the parent stops every worker gracefully, with no restarts
+meanwhile.
 
 This module knows nothing of livevote: server.py hands it the work a worker does.
 """
@@ -58,14 +60,15 @@ class RestartBudget:
 class Supervisor:
     """The parent of the workers: fork them, replace the dead, stop them all on a stop signal."""
 
-    def __init__(self, count: int, work: Callable[[], None], stop_timeout: float) -> None:
-        """`work` runs in each worker until it is told to stop; `stop_timeout` is how long
-        a graceful stop may take before the workers still running get SIGKILL."""
+    def __init__(self, count: int, work: Callable[[int], None], stop_timeout: float) -> None:
+        """`work(number)` runs in worker `number` (1..count) until it is told to stop; `stop_timeout`
+        is how long a graceful stop may take before the workers still running get SIGKILL."""
         self.count = count
         self.work = work
         self.stop_timeout = stop_timeout
         self.budget = RestartBudget(MAX_RESTARTS, RESTART_WINDOW)
-        self.workers: set[int] = set()
+        self.workers: dict[int, int] = {}
+        """Worker number by pid."""
         self.stop_signal: int | None = None
         self.failed = False
 
@@ -75,17 +78,16 @@ class Supervisor:
         for signum in STOP_SIGNALS:
             signal.signal(signum, lambda signum, _frame: self.stop(signum))
         signal.signal(signal.SIGALRM, lambda _signum, _frame: self.kill_stragglers())
-        for _ in range(self.count):
-            self.start_worker()
+        for number in range(1, self.count + 1):
+            self.start_worker(number)
         while self.workers:
             pid, status = os.wait()  # a signal handler runs, then the wait goes on (PEP 475)
             if pid in self.workers:
-                self.workers.remove(pid)
-                self.reap(pid, os.waitstatus_to_exitcode(status))
+                self.reap(pid, self.workers.pop(pid), os.waitstatus_to_exitcode(status))
         return 1 if self.failed else 0
 
-    def reap(self, pid: int, code: int) -> None:
-        """A worker ended with `code` (negative: killed by that signal): replace it if it died."""
+    def reap(self, pid: int, number: int, code: int) -> None:
+        """Worker `number` ended with `code` (negative: killed by that signal): replace it if it died."""
         if self.stop_signal is not None:
             if code not in (0, -self.stop_signal):
                 log.warning("worker %d did not stop cleanly: %s", pid, describe(code))
@@ -99,22 +101,22 @@ class Supervisor:
                           MAX_RESTARTS, RESTART_WINDOW)
                 self.failed = True
                 self.stop(signal.SIGTERM)
-            elif (new := self.start_worker()) is not None:
-                log.warning("worker %d started in place of %d", new, pid)
+            elif (new := self.start_worker(number)) is not None:
+                log.warning("worker %d started in place of %d, as worker %d/%d", new, pid, number, self.count)
 
-    def start_worker(self) -> int | None:
-        """Fork one worker on the inherited listening socket; None once stopping."""
+    def start_worker(self, number: int) -> int | None:
+        """Fork worker `number` on the inherited listening socket; its pid, or None once stopping."""
         parent = os.getpid()
         with signals_blocked(STOP_SIGNALS):  # a stop signal between fork and add must not miss the new worker
             if self.stop_signal is not None:
                 return None
             pid = os.fork()
             if pid == 0:
-                self.be_worker(parent)
-            self.workers.add(pid)
+                self.be_worker(parent, number)
+            self.workers[pid] = number
         return pid
 
-    def be_worker(self, parent: int) -> NoReturn:
+    def be_worker(self, parent: int, number: int) -> NoReturn:
         """In the child: drop the parent's signal handling, run the work, and never return into the parent's code."""
         code = 1
         try:
@@ -122,7 +124,7 @@ class Supervisor:
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             die_with_parent(parent)
-            self.work()
+            self.work(number)
             code = 0
         except BaseException:
             log.exception("worker %d failed", os.getpid())

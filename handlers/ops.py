@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from prometheus_client import CONTENT_TYPE_LATEST
 from tornado.web import HTTPError
 
@@ -17,15 +19,26 @@ class HealthHandler(ApiHandler):
 
 
 class ReadyHandler(ApiHandler):
+    """503 names the backend that failed, and where it is, so that an operator knows what to look at."""
+
     async def get(self) -> None:
-        backends = self.services.backends
-        for name, ping in (("store", backends.store.ping), ("sessions", backends.session_store.ping),
-                           ("broker", backends.broker.ping)):
+        for backend, ping in self.checks():
             try:
                 await ping()
             except Exception as exc:
-                raise Unavailable(f"The {name} is not reachable: {type(exc).__name__}.") from exc
+                raise Unavailable(f"{backend[0].upper()}{backend[1:]} is unreachable.") from exc
         self.write_json({"status": "ready"})
+
+    def checks(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """Each backend in words ("the session store (Redis at 127.0.0.1:6379)"), and its ping."""
+        backends, config = self.services.backends, self.services.config
+        store = config.store_description
+        redis = config.redis_description
+        return [
+            (f"the store ({store})", backends.store.ping),
+            (f"the session store ({redis or store})", backends.session_store.ping),
+            (f"the broker ({redis or 'in this process'})", backends.broker.ping),
+        ]
 
 
 class OpenApiHandler(ApiHandler):

@@ -1,16 +1,19 @@
 """Configuration: config.yaml, then LIVEVOTE_<SECTION>__<KEY> env vars, then CLI flags.
 
 A leaf module: it imports nothing of the app. Values are validated once at
-start-up, so a typo fails loudly with the key's name instead of deep inside a
-request.
+start-up, so a typo fails loudly with the key's name, and where that value was
+set, instead of deep inside a request.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,10 +21,51 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 ENV_PREFIX = "LIVEVOTE_"
 PLACEHOLDER_SECRET = "change-me-this-is-not-a-secret"
 MIN_HMAC_SECRET_BYTES = 32
+DEFAULT_REDIS_PORT = 6379
 
 
 class ConfigError(Exception):
-    """A configuration value is missing, malformed or unsafe."""
+    """A configuration value is missing, malformed or unsafe.
+
+    `key` ("section.key") names the one key at fault when the message does not say yet
+    where its value came from; ConfigSources.explain adds that."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class KeyProblem(ValueError):
+    """Raised by a check across keys, naming the key to change, so that the message can say
+    where that key's value came from."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class ConfigSources:
+    """Where each "section.key" got its value: the config file's path, an environment
+    variable's name, or a command-line flag. Keys set by nobody have their default."""
+
+    by_key: Mapping[str, str] = field(default_factory=dict)
+
+    def of(self, key: str) -> str | None:
+        """The source of `key`; for a bare section, the source of any key set in it."""
+        section, _, name = key.partition(".")
+        if name:
+            return self.by_key.get(f"{section}.{name.partition('.')[0]}")
+        return next((source for dotted, source in self.by_key.items() if dotted.startswith(section + ".")), None)
+
+    def name(self, key: str) -> str:
+        """`server.port (from LIVEVOTE_SERVER__PORT)`, or `server.port (default)`."""
+        source = self.of(key)
+        return f"{key} (from {source})" if source else f"{key} (default)"
+
+    def explain(self, error: ConfigError) -> str:
+        """The error's message, led by its key and that key's source when it names one."""
+        return f"{self.name(error.key)}: {error}" if error.key else str(error)
 
 
 class _Section(BaseModel):
@@ -99,18 +143,18 @@ class Config(_Section):
         if auth.algorithm.startswith("HS"):
             shared = self.redis.url is not None
             if not self.server.dev and shared and auth.secret == PLACEHOLDER_SECRET:
-                raise ValueError(
-                    "auth.secret is the shipped placeholder; processes sharing Redis need one common secret:"
+                raise KeyProblem(
+                    "auth.secret", "is the shipped placeholder; processes sharing Redis need one common secret:"
                     " set LIVEVOTE_AUTH__SECRET (or run with --dev)"
                 )
             if not self.server.dev and auth.secret != PLACEHOLDER_SECRET and len(auth.secret.encode()) < MIN_HMAC_SECRET_BYTES:
-                raise ValueError(f"auth.secret must be at least {MIN_HMAC_SECRET_BYTES} bytes")
+                raise KeyProblem("auth.secret", f"must be at least {MIN_HMAC_SECRET_BYTES} bytes")
         elif auth.private_key_file is None or auth.public_key_file is None:
-            raise ValueError(f"auth.algorithm {auth.algorithm} needs auth.private_key_file and auth.public_key_file")
+            raise KeyProblem("auth.algorithm", f"{auth.algorithm} needs auth.private_key_file and auth.public_key_file")
         if self.redis.cluster and not self.redis.url:
-            raise ValueError("redis.cluster needs redis.url: any one node of the cluster")
+            raise KeyProblem("redis.cluster", "needs redis.url: any one node of the cluster")
         if self.server.workers > 1 and not self.redis.url:
-            raise ValueError("server.workers > 1 needs redis.url: processes share state only through Redis")
+            raise KeyProblem("server.workers", "more than 1 needs redis.url: processes share state only through Redis")
         return self
 
     @property
@@ -122,6 +166,41 @@ class Config(_Section):
         """The store URL, defaulting to the SQLite file under data_dir."""
         return self.store.url or f"sqlite:///{self.server.data_dir / 'livevote.db'}"
 
+    @property
+    def store_description(self) -> str:
+        """The store in words, safe to log: "SQLite at /abs/path.db", "MongoDB at HOSTS/DATABASE"."""
+        return describe_store(self.store_url)
+
+    @property
+    def redis_description(self) -> str | None:
+        """"Redis at HOST:PORT" or "the Redis Cluster at HOST:PORT", safe to log; None in embedded mode."""
+        if self.redis.url is None:
+            return None
+        kind = "the Redis Cluster" if self.redis.cluster else "Redis"
+        return f"{kind} at {redis_address(self.redis.url)}"
+
+
+def describe_store(url: str) -> str:
+    """A store URL without user, password or options (which may hold secrets)."""
+    if url.startswith("sqlite:///"):
+        return f"SQLite at {Path(url.removeprefix('sqlite:///')).resolve()}"
+    parts = urlsplit(url)
+    kind = "MongoDB" if parts.scheme.startswith("mongodb") else parts.scheme
+    return f"{kind} at {_without_credentials(parts.netloc)}{parts.path}"
+
+
+def redis_address(url: str) -> str:
+    """HOST:PORT of a Redis URL (the socket's path for unix://), without user or password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    address = _without_credentials(parts.netloc) or "localhost"
+    return address if re.search(r":[0-9]+$", address) else f"{address}:{DEFAULT_REDIS_PORT}"
+
+
+def _without_credentials(netloc: str) -> str:
+    return netloc.rpartition("@")[2]
+
 
 def load_config(
     path: Path | None = None,
@@ -129,17 +208,33 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
     """Merge file, environment and `overrides` ("section.key" -> value), then validate."""
+    return load_config_and_sources(path, environ, overrides)[0]
+
+
+def load_config_and_sources(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> tuple[Config, ConfigSources]:
+    """As load_config, and where each key was set; `flags` names the command-line flag that
+    gave each override ("server.port" -> "--port"), for messages."""
     tree: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
     if path is not None:
-        _merge(tree, _read_yaml(path), str(path))
-    _merge(tree, _env_tree(os.environ if environ is None else environ), "environment")
+        sources.update(dict.fromkeys(_merge(tree, _read_yaml(path), str(path)), str(path)))
+    env_tree, env_names = _env_tree(os.environ if environ is None else environ)
+    _merge(tree, env_tree, "environment")
+    sources.update(env_names)
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         tree.setdefault(section, {})[key] = value
+        sources[dotted] = (flags or {}).get(dotted, "an override")
+    found = ConfigSources(sources)
     try:
-        return Config.model_validate(tree)
+        return Config.model_validate(tree), found
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, found)) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -148,7 +243,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_one_line(str(exc))}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -156,9 +251,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _env_tree(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """LIVEVOTE_SERVER__PORT=8001 -> {"server": {"port": 8001}}; values are parsed as YAML."""
+def _env_tree(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """LIVEVOTE_SERVER__PORT=8001 -> {"server": {"port": 8001}}, and {"server.port": "LIVEVOTE_SERVER__PORT"};
+    values are parsed as YAML."""
     tree: dict[str, dict[str, Any]] = {}
+    names: dict[str, str] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -168,22 +265,38 @@ def _env_tree(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         except yaml.YAMLError:
             value = raw
         tree.setdefault(section, {})[key] = value
-    return tree
+        names[f"{section}.{key}"] = name
+    return tree, names
 
 
-def _merge(tree: dict[str, dict[str, Any]], layer: dict[str, Any], origin: str) -> None:
+def _merge(tree: dict[str, dict[str, Any]], layer: dict[str, Any], origin: str) -> list[str]:
+    """Lay `layer` over `tree`; the "section.key"s it set."""
+    merged: list[str] = []
     for section, values in layer.items():
         if values is None:
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{origin}: section {section!r} must be a mapping")
         tree.setdefault(section, {}).update(values)
+        merged.extend(f"{section}.{key}" for key in values)
+    return merged
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = [
-        ".".join(str(part) for part in error["loc"]) + ": " + error["msg"]
-        if error["loc"] else error["msg"].removeprefix("Value error, ")
-        for error in exc.errors()
-    ]
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+def _describe(exc: ValidationError, sources: ConfigSources) -> str:
+    """Every problem on one line: "server.port (from LIVEVOTE_SERVER__PORT): Input should be ..."."""
+    problems = []
+    for error in exc.errors():
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, KeyProblem):
+            key, message = cause.key, str(cause)
+        else:
+            key = ".".join(str(part) for part in error["loc"])
+            message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "no such key" if "." in key else "no such section"
+        problems.append(f"{sources.name(key)}: {message}" if key else message.removeprefix("Value error, "))
+    return "; ".join(problems)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
