@@ -40,7 +40,15 @@ from handlers.catalog import (
 from handlers.live import LiveSocket
 from handlers.ops import HealthHandler, MetricsHandler, OpenApiHandler, ReadyHandler, StatsHandler
 from handlers.pages import PageHandler
-from handlers.auth import LoginHandler, LogoutAllHandler, LogoutHandler, MeHandler, RefreshHandler, RegisterHandler
+from handlers.auth import (
+    LoginHandler,
+    LogoutAllHandler,
+    LogoutHandler,
+    MeHandler,
+    RefreshHandler,
+    RegisterHandler,
+    ViewerHandler,
+)
 from handlers.protocol import text_frame
 from handlers.votes import VoteHandler
 from services.accounts import AccountService
@@ -112,6 +120,7 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/api/auth/refresh/?", RefreshHandler, api),
         (r"/api/auth/logout/?", LogoutHandler, api),
         (r"/api/auth/logout-all/?", LogoutAllHandler, api),
+        (r"/api/auth/viewer/?", ViewerHandler, api),
         (r"/api/auth/me/?", MeHandler, api),
         (r"/api/stats/?", StatsHandler, api),
         (r"/metrics", MetricsHandler, api),
@@ -227,7 +236,7 @@ async def build_services(config: Config) -> Services:
     metrics.count_sockets(lambda: hub.peer_count)
     metrics.start()
     accounts = AccountService(backends.store, passwords, throttle)
-    sessions = SessionService(backends.session_store, accounts, tokens, events, auth)
+    sessions = SessionService(backends.session_store, accounts, tokens, events, auth, throttle)
     await sessions.start()
     return Services(
         config=config,

@@ -14,6 +14,7 @@ from handlers.base import ApiHandler
 from services.errors import Forbidden, Unauthorized
 from services.schemas import RefreshRequest, parse
 from services.sessions import TokenPair
+from services.tokens import VIEWER
 
 REFRESH_COOKIE = "livevote_refresh"
 COOKIE_PATH = "/api/auth"
@@ -76,6 +77,16 @@ class LogoutHandler(AuthHandler):
         await self.services.sessions.logout(self.refresh_token())
         self.forget_cookie()
         self.no_content()
+
+
+class ViewerHandler(AuthHandler):
+    """No body, no cookie, no account: what an anonymous page needs to watch."""
+
+    async def post(self) -> None:
+        issued = await self.services.sessions.viewer(self.client_ip)
+        self.write_json({
+            "access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "role": VIEWER,
+        })
 
 
 class LogoutAllHandler(AuthHandler):

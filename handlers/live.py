@@ -2,6 +2,8 @@
 
 The access token is checked before the upgrade (HTTP 401, no 101), from the
 Authorization header or the `bearer.<jwt>` subprotocol, which is never echoed.
+A viewer token (POST /api/auth/viewer) opens a socket that may only watch:
+subscribe, unsubscribe and ping; anything else is `forbidden`.
 After that the socket lives on its token: the TokenClock pushes a fresh one
 before it expires, or closes the socket 4001 when it does.
 """
@@ -38,15 +40,21 @@ from handlers.protocol import (
     message,
 )
 from services.container import Services
-from services.errors import DomainError, Invalid, NotFound, Unauthorized, Unavailable
+from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from services.hub import BadChannel, Peer
 from services.json_input import loads_strict
-from services.tokens import AccessClaims
+from services.tokens import AccessClaims, ViewerClaims
 
 log = logging.getLogger("livevote.live")
 
+NO_SESSION = ""
+"""The hub's session id for a viewer's socket: no revocation ever names it."""
+WATCHING_OPS = (Subscribe, Unsubscribe, Ping)
+"""All that a viewer token allows."""
+
 ERROR_CODES: list[tuple[type[DomainError], str]] = [
     (BadChannel, "bad_channel"),
+    (Forbidden, "forbidden"),
     (Invalid, "invalid"),
     (NotFound, "not_found"),
     (Unauthorized, "unauthorized"),
@@ -80,7 +88,7 @@ class TokenBucket:
 class LiveSocket(WebSocketHandler):
     def initialize(self, services: Services) -> None:
         self.services = services
-        self.claims: AccessClaims | None = None
+        self.claims: AccessClaims | ViewerClaims | None = None
         self.peer: Peer | None = None
         self.closed = False
         ws = services.config.ws
@@ -101,7 +109,7 @@ class LiveSocket(WebSocketHandler):
         if origin is not None and not self.check_origin(origin):
             raise HTTPError(403, log_message="Origin not allowed")
         try:
-            self.claims = await self.services.sessions.authenticate(self._offered_token())
+            self.claims = await self.services.sessions.admit(self._offered_token())
         except Unauthorized as exc:
             raise HTTPError(401, log_message=exc.detail) from None
         except Unavailable as exc:
@@ -147,14 +155,16 @@ class LiveSocket(WebSocketHandler):
         self.set_nodelay(True)
         self.request.headers = HTTPHeaders()
         self.request.connection = None
-        self.peer = Peer(self, self.claims.sid, self.services.hub)
+        claims = self.claims
+        self.peer = Peer(self, claims.sid if isinstance(claims, AccessClaims) else NO_SESSION, self.services.hub)
         self.services.hub.add(self.peer)
         self.services.token_clock.track(self)
-        user = await self.services.accounts.get(self.claims.user_id)
-        self.send(message(
-            "welcome", user=user.to_json(), session=self.claims.sid,
-            expires_at=self.claims.expires_at, server_time=time.time(),
-        ))
+        if isinstance(claims, ViewerClaims):
+            who: dict[str, Any] = {"user": None, "session": None, "role": claims.role}
+        else:
+            user = await self.services.accounts.get(claims.user_id)
+            who = {"user": user.to_json(), "session": claims.sid, "role": user.role}
+        self.send(message("welcome", **who, expires_at=claims.expires_at, server_time=time.time()))
 
     def on_close(self) -> None:
         self.closed = True
@@ -222,7 +232,12 @@ class LiveSocket(WebSocketHandler):
         except Exception:
             log.exception("token push failed; the socket keeps its token until it expires")
             return
-        await self._adopt(self.services.tokens.verify(issued.token))
+        claims = self.services.tokens.verify_any(issued.token)
+        if isinstance(claims, ViewerClaims):
+            self.claims = claims
+            self.services.token_clock.track(self)
+        else:
+            await self._adopt(claims)
         self.services.metrics.token_pushes.inc()
         self.send(message("token", access_token=issued.token, expires_in=issued.expires_in, expires_at=issued.expires_at))
 
@@ -233,7 +248,7 @@ class LiveSocket(WebSocketHandler):
     async def _adopt(self, claims: AccessClaims) -> None:
         """Live on a newer token of the same user, and so on its session: a revocation that
         arrived while the token was being checked is remembered by the session service."""
-        assert self.claims is not None and self.peer is not None
+        assert isinstance(self.claims, AccessClaims) and self.peer is not None
         if claims.user_id != self.claims.user_id:
             raise Invalid("That token belongs to another user.")
         self.claims = claims
@@ -278,6 +293,9 @@ class LiveSocket(WebSocketHandler):
     async def _dispatch(self, op: Any) -> None:
         assert self.peer is not None and self.claims is not None
         services = self.services
+        claims = self.claims
+        if isinstance(claims, ViewerClaims) and not isinstance(op, WATCHING_OPS):
+            raise Forbidden("A viewer token may only watch: log in to vote.")
         if isinstance(op, Subscribe):
             snapshot = await services.hub.subscribe(self.peer, op.channel, services.config.ws.max_subscriptions)
             self.send(message("ack", id=op.id, channel=op.channel))
@@ -286,7 +304,8 @@ class LiveSocket(WebSocketHandler):
             await services.hub.unsubscribe(self.peer, op.channel)
             self.send(message("ack", id=op.id, channel=op.channel))
         elif isinstance(op, Vote):
-            result = await services.votes.set(self.claims.user_id, op.teacher, op.value)
+            assert isinstance(claims, AccessClaims)
+            result = await services.votes.set(claims.user_id, op.teacher, op.value)
             self.send(message("ack", id=op.id, **result.to_json()))
         elif isinstance(op, Refresh):
             pair = await services.sessions.refresh(op.refresh_token)

@@ -285,6 +285,15 @@ def _account_paths() -> dict[str, Any]:
                 notes={401: no_refresh, 403: REFRESH_COOKIE_403},
             ),
         },
+        "/api/auth/viewer": {
+            "post": _operation(
+                "createViewerToken", "live", "A viewer token: watch the live channel without an account",
+                (200, "A short-lived access token with role viewer, no user and no session: the live channel"
+                      " takes it to subscribe (subjects, teachers, the dashboard) and renews it over the"
+                      " socket; every other route and op refuses it", _ref("ViewerToken")),
+                (429, 503), notes={429: "Too many viewer tokens for this address; see Retry-After"},
+            ),
+        },
         "/api/auth/logout-all": {
             "post": _operation("logoutAll", "accounts", "End all your sessions, on every device",
                                (204, "Every session of yours is ended and the cookie cleared", None),
@@ -405,6 +414,12 @@ def _components() -> dict[str, Any]:
         "refresh_token": {"type": ["string", "null"]},
         "refresh_expires_in": {"type": ["integer", "null"]},
         "user": _ref("User"),
+    })
+    found["ViewerToken"] = _object({
+        "access_token": {"type": "string"},
+        "token_type": {"const": "Bearer"},
+        "expires_in": {"type": "integer"},
+        "role": {"const": "viewer"},
     })
     found["VoteResult"] = _object({
         "teacher": {"type": "integer"},

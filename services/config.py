@@ -117,6 +117,9 @@ class AuthConfig(_Section):
     login_window: float = Field(900, gt=0)
     register_attempts: int = Field(100, ge=1)
     register_window: float = Field(3600, gt=0)
+    viewer_ttl: float = Field(300, gt=0)
+    viewer_attempts: int = Field(600, ge=1)
+    viewer_window: float = Field(60, gt=0)
 
 
 class WsConfig(_Section):

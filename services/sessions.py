@@ -40,7 +40,15 @@ from services.config import AuthConfig
 from services.errors import Unauthorized, Unavailable
 from services.events import PUBLISH_RETRY_DELAYS, REVOKED, EventBus
 from services.models import User
-from services.tokens import AccessClaims, IssuedToken, TokenService, hash_refresh_token, new_refresh_token
+from services.throttle import LoginThrottle
+from services.tokens import (
+    AccessClaims,
+    IssuedToken,
+    TokenService,
+    ViewerClaims,
+    hash_refresh_token,
+    new_refresh_token,
+)
 
 log = logging.getLogger("livevote.sessions")
 
@@ -79,9 +87,11 @@ class SessionService:
         tokens: TokenService,
         events: EventBus,
         auth: AuthConfig,
+        throttle: LoginThrottle,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sessions = sessions
+        self._throttle = throttle
         self._accounts = accounts
         self._tokens = tokens
         self._events = events
@@ -177,7 +187,19 @@ class SessionService:
 
     async def authenticate(self, access_token: str) -> AccessClaims:
         """Claims of a valid access token whose session is still active."""
-        claims = self._tokens.verify(access_token)
+        return await self._of_active_session(self._tokens.verify(access_token))
+
+    async def admit(self, access_token: str) -> AccessClaims | ViewerClaims:
+        """The live channel's handshake: a user's token of an active session, or a viewer token."""
+        claims = self._tokens.verify_any(access_token)
+        return claims if isinstance(claims, ViewerClaims) else await self._of_active_session(claims)
+
+    async def viewer(self, client_ip: str) -> IssuedToken:
+        """A viewer token for an anonymous page, within the address's budget."""
+        await self._throttle.viewer(client_ip)
+        return self._tokens.mint_viewer()
+
+    async def _of_active_session(self, claims: AccessClaims) -> AccessClaims:
         if not await self.is_active(claims.sid):
             raise Unauthorized("The session has ended.")
         return claims
@@ -197,10 +219,12 @@ class SessionService:
         self._remember([sid], active)
         return active
 
-    async def reissue(self, claims: AccessClaims) -> IssuedToken:
-        """A fresh access token for a session that is still active (pushed over the socket)."""
-        if not await self.is_active(claims.sid):
-            raise Unauthorized("The session has ended.")
+    async def reissue(self, claims: AccessClaims | ViewerClaims) -> IssuedToken:
+        """A fresh access token for a session that is still active, or a viewer's next one
+        (pushed over the socket)."""
+        if isinstance(claims, ViewerClaims):
+            return self._tokens.mint_viewer()
+        await self._of_active_session(claims)
         user = await self._accounts.get(claims.user_id)
         return self._tokens.mint(user.id, user.role, claims.sid)
 

@@ -17,6 +17,9 @@ What OWASP's Authentication Cheat Sheet asks for, and the numbers chosen here:
   never use up the address's budget.
 - Registrations: `auth.register_attempts` (100) per `auth.register_window`
   (1 h) per client IP, counted before the password is scored or hashed.
+- Viewer tokens: `auth.viewer_attempts` (600) per `auth.viewer_window` (1 min)
+  per client IP: a class behind one address opening the page at once, not a
+  script minting tokens by the thousand. A socket renews its own viewer token.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class LoginThrottle:
         self._ip_attempts = auth.login_ip_attempts
         self._register_attempts = auth.register_attempts
         self._register_window = auth.register_window
+        self._viewer_attempts = auth.viewer_attempts
+        self._viewer_window = auth.viewer_window
 
     @asynccontextmanager
     async def login(self, username_key: str | None, ip: str) -> AsyncIterator[None]:
@@ -62,6 +67,13 @@ class LoginThrottle:
         await self._reserve(
             [(f"register:ip:{ip}", self._register_attempts)], self._register_window,
             "Too many registrations from this address; try again later.",
+        )
+
+    async def viewer(self, ip: str) -> None:
+        """Count one viewer token issued to this client IP, or RateLimited."""
+        await self._reserve(
+            [(f"viewer:ip:{ip}", self._viewer_attempts)], self._viewer_window,
+            "Too many viewer tokens for this address; try again shortly.",
         )
 
     async def _reserve(self, limits: Sequence[tuple[str, int]], window: float, detail: str) -> None:

@@ -4,6 +4,11 @@ Verification pins the configured algorithm, requires every claim livevote
 relies on, checks iss, aud and the `at+jwt` type, and allows a small leeway.
 Anything wrong is the same Unauthorized: a client learns nothing from the
 difference between a bad signature and an expired token.
+
+A viewer token (role "viewer") belongs to no user and no session: it lets an
+anonymous page watch the live channel, and nothing else. `verify` refuses it,
+so no REST route can take it for a user's; only `verify_any` (the socket's
+handshake and its token pushes) accepts both kinds.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from services.config import AuthConfig
 from services.errors import Unauthorized
 
 ACCESS_TOKEN_TYPE = "at+jwt"
-REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "role", "jti", "iat", "exp"]
+VIEWER = "viewer"
+COMMON_CLAIMS = ["iss", "aud", "role", "jti", "iat", "exp"]
+USER_CLAIMS = ["sub", "sid"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +37,12 @@ class AccessClaims:
     sid: str
     role: str
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerClaims:
+    expires_at: float
+    role: str = VIEWER
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,22 +75,29 @@ class TokenService:
             self._verifying_key = auth.public_key_file.read_bytes()
 
     def mint(self, user_id: int, role: str, sid: str, now: float | None = None) -> IssuedToken:
+        return self._issue({"sub": str(user_id), "sid": sid, "role": role}, self._auth.access_ttl, now)
+
+    def mint_viewer(self, now: float | None = None) -> IssuedToken:
+        return self._issue({"role": VIEWER}, self._auth.viewer_ttl, now)
+
+    def _issue(self, subject: dict[str, str], ttl: float, now: float | None) -> IssuedToken:
         issued_at = int(time.time() if now is None else now)
-        expires_at = issued_at + int(self._auth.access_ttl)
+        expires_at = issued_at + int(ttl)
         claims = {
-            "iss": self._auth.issuer,
-            "aud": self._auth.audience,
-            "sub": str(user_id),
-            "sid": sid,
-            "role": role,
-            "jti": uuid.uuid4().hex,
-            "iat": issued_at,
-            "exp": expires_at,
+            "iss": self._auth.issuer, "aud": self._auth.audience, **subject,
+            "jti": uuid.uuid4().hex, "iat": issued_at, "exp": expires_at,
         }
         token = jwt.encode(claims, self._signing_key, algorithm=self._algorithm, headers={"typ": ACCESS_TOKEN_TYPE})
-        return IssuedToken(token, float(expires_at), int(self._auth.access_ttl))
+        return IssuedToken(token, float(expires_at), int(ttl))
 
     def verify(self, token: str) -> AccessClaims:
+        """A user's token; a viewer token is refused like any invalid one, with its own words."""
+        claims = self.verify_any(token)
+        if isinstance(claims, ViewerClaims):
+            raise Unauthorized("A viewer token only opens the live channel; log in for this.")
+        return claims
+
+    def verify_any(self, token: str) -> AccessClaims | ViewerClaims:
         try:
             if jwt.get_unverified_header(token).get("typ") != ACCESS_TOKEN_TYPE:
                 raise Unauthorized("This is not an access token.")
@@ -88,8 +108,12 @@ class TokenService:
                 audience=self._auth.audience,
                 issuer=self._auth.issuer,
                 leeway=self._auth.leeway,
-                options={"require": REQUIRED_CLAIMS},
+                options={"require": COMMON_CLAIMS},
             )
+            if claims["role"] == VIEWER:
+                return ViewerClaims(float(claims["exp"]))
+            if any(name not in claims for name in USER_CLAIMS):
+                raise Unauthorized("The access token is invalid or expired.")
             return AccessClaims(int(claims["sub"]), str(claims["sid"]), str(claims["role"]), float(claims["exp"]))
         except (jwt.InvalidTokenError, ValueError, TypeError):
             raise Unauthorized("The access token is invalid or expired.") from None
