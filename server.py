@@ -82,6 +82,7 @@ from services.throttle import LoginThrottle
 from services.token_clock import TokenClock
 from services.tokens import TokenService
 from services.votes import VoteService
+from services.watching import WatchingService
 from workers import Supervisor
 
 log = logging.getLogger("livevote")
@@ -179,7 +180,8 @@ async def open_backends(config: Config) -> tuple[Backends, bool]:
         client = await open_redis(config)
         backends = Backends(
             store, RedisSessionStore(client), RedisCounters(client),
-            ClusterBroker(url) if cluster else RedisBroker(url), RedisPresence(client), client,
+            ClusterBroker(url) if cluster else RedisBroker(url),
+            RedisPresence(client, lifetime=3 * config.ws.watching_interval), client,
         )
     await backends.session_store.open()
     return backends, created
@@ -232,7 +234,8 @@ async def build_services(config: Config) -> Services:
     metrics = Metrics()
     hub = Hub(backends.store, events, text_frame, config.ws, metrics)
     await hub.start()
-    await backends.presence.start(lambda: hub.peer_count)
+    watching = WatchingService(backends.presence, hub, config.ws.watching_interval)
+    await watching.start()
     metrics.count_sockets(lambda: hub.peer_count)
     metrics.start()
     accounts = AccountService(backends.store, passwords, throttle)
@@ -249,7 +252,8 @@ async def build_services(config: Config) -> Services:
         votes=VoteService(backends.store, events, metrics),
         hub=hub,
         token_clock=TokenClock(auth.refresh_ahead, auth.push_tokens),
-        stats=StatsService(backends.store, backends.presence),
+        stats=StatsService(backends.store, watching),
+        watching=watching,
         metrics=metrics,
     )
 
@@ -258,6 +262,7 @@ async def close_services(services: Services) -> None:
     services.token_clock.close()
     await services.votes.close()
     await services.sessions.close()
+    await services.watching.close()
     await services.metrics.close()
     await services.backends.close()
 

@@ -131,6 +131,7 @@ class WsConfig(_Section):
     rate_limit: float = Field(20, gt=0)
     rate_burst: int = Field(40, ge=1)
     max_subscriptions: int = Field(32, ge=1)
+    watching_interval: float = Field(2, gt=0)
 
 
 class Config(_Section):

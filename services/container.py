@@ -21,6 +21,7 @@ from services.stats import StatsService
 from services.token_clock import TokenClock
 from services.tokens import TokenService
 from services.votes import VoteService
+from services.watching import WatchingService
 
 
 @dataclass
@@ -35,7 +36,6 @@ class Backends:
     redis: RedisClient | None
 
     async def close(self) -> None:
-        await self.presence.close()
         await self.broker.close()
         await self.session_store.close()
         await self.store.close()
@@ -56,4 +56,5 @@ class Services:
     hub: Hub
     token_clock: TokenClock
     stats: StatsService
+    watching: WatchingService
     metrics: Metrics

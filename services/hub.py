@@ -14,6 +14,9 @@ Guarantees:
 - Feeds: each channel needs one broker feed (its subject's, or every
   subject's for the dashboard), listened to only while a channel or a
   subscribe under way holds it.
+- Watching: each subject channel, and the dashboard, is told how many sockets
+  watch each subject across every process (services/watching.py brings the
+  census), in its snapshot and whenever the figure changes.
 - Convergence: the board keeps the highest version of every teacher seen, a
   snapshot is built from the store and the board together after the channel's
   feed is active, news found by a store read goes out to the open channels as
@@ -26,11 +29,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import orjson
 
+from services.backends.presence import Census
 from services.backends.store import Store
 from services.config import WsConfig
 from services.errors import Invalid
@@ -122,7 +126,7 @@ class Channel:
     """Sockets of one channel, the broker feed it needs, and the changes waiting for the next
     coalescing tick."""
 
-    __slots__ = ("name", "feed", "peers", "teachers", "pending", "cooling")
+    __slots__ = ("name", "feed", "peers", "teachers", "pending", "cooling", "watching")
 
     def __init__(self, name: str, feed: str) -> None:
         self.name = name
@@ -131,6 +135,8 @@ class Channel:
         self.teachers: set[int] = set()
         self.pending: dict[int, Counts] = {}
         self.cooling = False
+        self.watching: Any = None
+        """What this channel's sockets were last told about watchers."""
 
 
 def parse_channel(name: object) -> tuple[str, int | None]:
@@ -142,6 +148,11 @@ def parse_channel(name: object) -> tuple[str, int | None]:
         if kind in ("subject", "teacher") and number is not None:
             return kind, number
     raise BadChannel("Channels are subject:{no}, teacher:{no} and dashboard.")
+
+
+def subject_of_channel(name: str) -> int | None:
+    """N for an open channel named subject:N (names are canonical once open)."""
+    return int(name[len("subject:"):]) if name.startswith("subject:") else None
 
 
 def counts_json(counts: Counts) -> dict[str, int]:
@@ -173,6 +184,8 @@ class Hub:
         self._generation = 0
         """Bumped by every broker gap: a store read begun before one may miss its votes."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watching: dict[int, int] = {}
+        """Sockets watching each subject, across every process, as last reported."""
 
     @property
     def peer_count(self) -> int:
@@ -352,7 +365,39 @@ class Hub:
             message.update(self._dashboard(latest))
         else:
             message["teachers"] = [counts_json(counts) for counts in latest]
+        watching = self._watching_of(channel.name)
+        if watching is not None:
+            message["watching"] = channel.watching = watching
         return self._frame(orjson.dumps(message))
+
+    # -- watching -------------------------------------------------------------
+
+    def census(self) -> Census:
+        """This process's part: open sockets, and the sockets of each subject channel."""
+        watching = {
+            number: len(channel.peers) for name, channel in self._channels.items()
+            if (number := subject_of_channel(name)) is not None
+        }
+        return Census(self.peer_count, watching)
+
+    def show_watching(self, watching: Mapping[int, int]) -> None:
+        """Every process's watchers per subject: each channel that shows them hears of a change."""
+        self._watching = dict(watching)
+        for channel in list(self._channels.values()):
+            value = self._watching_of(channel.name)
+            if value is None or value == channel.watching:
+                continue
+            channel.watching = value
+            frame = self._frame(orjson.dumps({"type": "watching", "channel": channel.name, "watching": value}))
+            for peer in list(channel.peers):
+                peer.offer(frame, channel.name)
+
+    def _watching_of(self, name: str) -> int | dict[str, int] | None:
+        """A subject channel's watchers, the dashboard's per subject; None for a teacher channel."""
+        if name == DASHBOARD:
+            return {str(subject): count for subject, count in sorted(self._watching.items())}
+        subject = subject_of_channel(name)
+        return None if subject is None else self._watching.get(subject, 0)
 
     def _dashboard(self, latest: Iterable[Counts], only: set[int] | None = None) -> dict[str, Any]:
         """Totals per subject (all of them, or `only` those) and overall, summed from teacher counts."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.backends.presence import Presence
 from services.backends.store import Store
+from services.watching import WatchingService
 
 
 class StatsService:
-    def __init__(self, store: Store, presence: Presence) -> None:
+    def __init__(self, store: Store, watching: WatchingService) -> None:
         self._store = store
-        self._presence = presence
+        self._watching = watching
 
     async def snapshot(self) -> dict[str, Any]:
         subjects = await self._store.subject_totals()
@@ -20,5 +20,5 @@ class StatsService:
                 {"no": s.no, "name": s.name, "good_count": s.good_count, "bad_count": s.bad_count} for s in subjects
             ],
             "votes_total": sum(s.good_count + s.bad_count for s in subjects),
-            "sockets": await self._presence.total(),
+            "sockets": (await self._watching.census()).sockets,
         }

@@ -18,6 +18,7 @@ from services.backends.cluster_broker import ClusterBroker
 from services.backends.redis_broker import RedisBroker
 from services.backends.redis_client import connect_redis
 from services.backends.redis_counters import RedisCounters
+from services.backends.presence import Census
 from services.backends.redis_presence import RedisPresence
 from services.backends.redis_subscriber import NodeSubscriber
 from tests.redis_server import RedisServer, RedisTarget
@@ -98,63 +99,63 @@ async def test_concurrent_reservations_never_overshoot_a_limit(counters: Counter
 # -- Presence ------------------------------------------------------------------
 
 SCALED_ONLY = pytest.mark.parametrize("redis_target", ["redis", "cluster"], indirect=True)
-"""LocalPresence only asks its own hub."""
+"""LocalPresence has only its own process to count."""
 
 
 @SCALED_ONLY
-async def test_presence_sums_every_process_and_forgets_a_closed_one(redis_target: RedisTarget) -> None:
+async def test_presence_sums_every_process_and_forgets_one_that_left(redis_target: RedisTarget) -> None:
     client = await connect_redis(redis_target.url, redis_target.cluster)
-    processes = [RedisPresence(client, heartbeat=0.2), RedisPresence(client, heartbeat=0.2)]
+    first, second = RedisPresence(client, lifetime=60), RedisPresence(client, lifetime=60)
     try:
-        await processes[0].start(lambda: 3)
-        await processes[1].start(lambda: 4)
-        assert await processes[0].total() == 7
-        await processes[1].close()
-        assert await processes[0].total() == 3
+        await second.report(Census(4, {1: 2, 7: 1}))
+        assert await first.report(Census(3, {1: 1, 2: 2})) == Census(7, {1: 3, 2: 2, 7: 1})
+        assert await first.report(Census(3, {1: 1, 2: 0})) == Census(7, {1: 3, 7: 1}), "a zero is no entry"
+        await second.leave()
+        assert await first.report(Census(3, {1: 1})) == Census(3, {1: 1})
     finally:
-        await processes[0].close()
+        await first.leave()
         await client.aclose()
 
 
 @SCALED_ONLY
 async def test_presence_drops_a_process_killed_without_leaving(redis_target: RedisTarget) -> None:
-    """A process killed with -9 never says goodbye: its entry must lapse (3 heartbeats)."""
+    """A process killed with -9 never says goodbye: its entry must lapse by its deadline."""
     client = await connect_redis(redis_target.url, redis_target.cluster)
-    alive = RedisPresence(client, heartbeat=60)
+    alive = RedisPresence(client, lifetime=60)
     other = await asyncio.create_subprocess_exec(
         sys.executable, "-c", PRESENCE_PROCESS, redis_target.url, str(redis_target.cluster), cwd=ROOT,
     )
     try:
-        await alive.start(lambda: 1)
+        async def total_is(expected: Census) -> bool:
+            return await alive.report(Census(1, {2: 1})) == expected
 
-        async def total_is(expected: int) -> bool:
-            return await alive.total() == expected
-
-        await wait_for(lambda: total_is(6), WAIT, what="the other process to report its 5 sockets")
+        await wait_for(lambda: total_is(Census(6, {2: 4})), WAIT, what="the other process to report")
         other.kill()
         await other.wait()
-        await wait_for(lambda: total_is(1), WAIT, what="the killed process's entry to lapse")
+        await wait_for(lambda: total_is(Census(1, {2: 1})), WAIT, what="the killed process's entry to lapse")
     finally:
         if other.returncode is None:
             other.kill()
             await other.wait()
-        await alive.close()
+        await alive.leave()
         await client.aclose()
 
 
 PRESENCE_PROCESS = """
 import asyncio, sys
+from services.backends.presence import Census
 from services.backends.redis_client import connect_redis
 from services.backends.redis_presence import RedisPresence
 
 async def main():
-    presence = RedisPresence(await connect_redis(sys.argv[1], sys.argv[2] == "True"), heartbeat=0.1)
-    await presence.start(lambda: 5)
-    await asyncio.Event().wait()
+    presence = RedisPresence(await connect_redis(sys.argv[1], sys.argv[2] == "True"), lifetime=0.3)
+    while True:
+        await presence.report(Census(5, {2: 3}))
+        await asyncio.sleep(0.1)
 
 asyncio.run(main())
 """
-"""Another process that holds 5 sockets, as far as presence knows."""
+"""Another process with 5 sockets, 3 of them on subject 2, reporting every 0.1 s."""
 
 
 class Recorder:

@@ -1,40 +1,38 @@
-"""The Presence port: how many sockets are open, across every process.
+"""The Presence port: how many sockets are open, and how many watch each subject, across every process.
 
-LocalPresence (embedded mode) just asks this process's hub. RedisPresence
-keeps an entry per process with its count and a short deadline, refreshed by
-a heartbeat, so a process that dies stops being counted within seconds.
+LocalPresence (embedded mode) has only this process to count. RedisPresence
+keeps an entry per process with its census and a short deadline, refreshed on
+every report, so a process that dies stops being counted within seconds.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-SocketCount = Callable[[], int]
+
+@dataclass(frozen=True)
+class Census:
+    """Open sockets, and per subject the sockets subscribed to its channel (subject:N)."""
+
+    sockets: int = 0
+    watching: Mapping[int, int] = field(default_factory=dict)
 
 
 class Presence(ABC):
     @abstractmethod
-    async def start(self, count: SocketCount) -> None:
-        """`count` tells this process's open sockets whenever asked."""
+    async def report(self, local: Census) -> Census:
+        """Record this process's census; every process's, summed."""
 
     @abstractmethod
-    async def close(self) -> None: ...
-
-    @abstractmethod
-    async def total(self) -> int:
-        """Open sockets of every process."""
+    async def leave(self) -> None:
+        """Stop counting this process (it is shutting down)."""
 
 
 class LocalPresence(Presence):
-    def __init__(self) -> None:
-        self._count: SocketCount = lambda: 0
+    async def report(self, local: Census) -> Census:
+        return local
 
-    async def start(self, count: SocketCount) -> None:
-        self._count = count
-
-    async def close(self) -> None:
+    async def leave(self) -> None:
         return None
-
-    async def total(self) -> int:
-        return self._count()
