@@ -47,6 +47,7 @@ from handlers.auth import (
     MeHandler,
     RefreshHandler,
     RegisterHandler,
+    SessionCookieHandler,
     ViewerHandler,
 )
 from handlers.protocol import text_frame
@@ -122,6 +123,7 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/api/auth/logout/?", LogoutHandler, api),
         (r"/api/auth/logout-all/?", LogoutAllHandler, api),
         (r"/api/auth/viewer/?", ViewerHandler, api),
+        (r"/api/auth/session/?", SessionCookieHandler, api),
         (r"/api/auth/me/?", MeHandler, api),
         (r"/api/stats/?", StatsHandler, api),
         (r"/metrics", MetricsHandler, api),

@@ -69,7 +69,12 @@ class LoginHandler(AuthHandler):
 
 class RefreshHandler(AuthHandler):
     async def post(self) -> None:
-        self.send_pair(await self.services.sessions.refresh(self.refresh_token()))
+        """A cookie whose session has ended is cleared, so that the page stops asking with it."""
+        try:
+            self.send_pair(await self.services.sessions.refresh(self.refresh_token()))
+        except Unauthorized:
+            self.forget_cookie()
+            raise
 
 
 class LogoutHandler(AuthHandler):
@@ -95,6 +100,15 @@ class LogoutAllHandler(AuthHandler):
         await self.services.sessions.logout_all(claims.user_id)
         self.forget_cookie()
         self.no_content()
+
+
+class SessionCookieHandler(AuthHandler):
+    """Whether this browser holds the session cookie, for a public page deciding whether to
+    refresh: always 200, so that an anonymous visit makes no failing request. Presence only:
+    POST /api/auth/refresh tells whether the session still works."""
+
+    async def get(self) -> None:
+        self.write_json({"cookie": bool(self.get_cookie(REFRESH_COOKIE))})
 
 
 class MeHandler(AuthHandler):

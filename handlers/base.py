@@ -331,9 +331,16 @@ class ApiHandler(RequestHandler):
 
 
 class NotFoundHandler(ApiHandler):
-    """Every path no route claims: a problem+json 404."""
+    """Every path no route claims: a problem+json 404; a browser asking for a page outside /api
+    gets the 404 page instead, under the pages' headers (handlers/pages.py)."""
 
     async def prepare(self) -> None:
+        # imported here, not at the top: handlers/pages.py imports this module
+        from handlers.pages import send_not_found_page, wants_page
+
+        if wants_page(self.request):
+            send_not_found_page(self)
+            return
         raise NotFound(f"There is nothing at {self.request.path}.")
 
 

@@ -294,6 +294,15 @@ def _account_paths() -> dict[str, Any]:
                 (429, 503), notes={429: "Too many viewer tokens for this address; see Retry-After"},
             ),
         },
+        "/api/auth/session": {
+            "get": _operation(
+                "sessionCookie", "accounts", "Whether this browser holds the session cookie",
+                (200, "`cookie` is true when the request carries the livevote_refresh cookie (presence only:"
+                      " POST /api/auth/refresh tells whether its session still works); always 200, so that a"
+                      " page can ask without a failing request", _ref("SessionCookie")),
+                (503,),
+            ),
+        },
         "/api/auth/logout-all": {
             "post": _operation("logoutAll", "accounts", "End all your sessions, on every device",
                                (204, "Every session of yours is ended and the cookie cleared", None),
@@ -415,6 +424,7 @@ def _components() -> dict[str, Any]:
         "refresh_expires_in": {"type": ["integer", "null"]},
         "user": _ref("User"),
     })
+    found["SessionCookie"] = _object({"cookie": {"type": "boolean"}})
     found["ViewerToken"] = _object({
         "access_token": {"type": "string"},
         "token_type": {"const": "Bearer"},

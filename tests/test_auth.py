@@ -197,3 +197,16 @@ async def test_behind_a_proxy_the_forwarded_scheme_and_client_count(start_server
     response = await server.request("POST", "/api/auth/login", headers=other_client,
                                     json_body={"username": "alice", "password": alice.password})
     assert response.status == 200
+
+
+async def test_a_cookie_whose_session_ended_is_cleared_and_its_presence_can_be_asked(api: LiveServer) -> None:
+    """A public page asks whether there is a cookie (always 200), and a cookie that no longer
+    refreshes is cleared, so that the next visit does not ask with it again."""
+    assert (await api.get("/api/auth/session")).json() == {"cookie": False}
+    alice = await sign_up(api, "lena")
+    cookie = {"Cookie": f"livevote_refresh={alice.refresh_token}", "Origin": api.base_url}
+    assert (await api.get("/api/auth/session", headers=cookie)).json() == {"cookie": True}
+    assert (await alice.request("POST", "/api/auth/logout-all")).status == 204
+    ended = await api.request("POST", "/api/auth/refresh", headers=cookie)
+    assert_problem(ended, 401)
+    assert refresh_cookie(ended.headers)["livevote_refresh"].value == "", "cleared"

@@ -152,9 +152,27 @@ export async function requireLogin() {
   }
 }
 
-/** The user when a session cookie works, else null: for public pages. */
+/**
+ * Whether this browser holds the refresh cookie: GET /api/auth/session answers {"cookie": true|false}
+ * with 200 (the cookie is HttpOnly: only the server sees it). null when the server cannot say.
+ */
+async function hasSessionCookie() {
+  try {
+    const response = await fetch("/api/auth/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const data = response.ok ? await readJson(response) : null;
+    return typeof data?.cookie === "boolean" ? data.cookie : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The user when a session cookie works, else null: for public pages. A visitor without the
+ * cookie is not sent to refresh, so an anonymous page load makes no failing request.
+ */
 export async function tryLogin() {
   if (accessToken) return currentUser;
+  if ((await hasSessionCookie()) === false) return null;
   try {
     return await refreshByCookie();
   } catch {
@@ -459,15 +477,37 @@ export function showState(state) {
   pill.dataset.cookieRefreshes = String(stats.cookieRefreshes);
 }
 
-/** Fill the header's account corner (#account): the user and a logout button, or a login link. */
+/**
+ * Fill the header's account corner (#account): the user, a logout button and a "log out
+ * everywhere" button (every session of this user ends; their sockets hear `revoked`), or a login link.
+ */
 export function showAccount(who) {
   const corner = document.getElementById("account");
   if (!corner) return;
   corner.replaceChildren();
   if (who) {
+    const logoutEverywhere = async (event) => {
+      const button = event.currentTarget;
+      button.disabled = true;
+      leaving = true; // our own socket hears `revoked` too: this page goes to login without the "ended elsewhere" note
+      try {
+        await api("/api/auth/logout-all", { method: "POST", auth: true });
+      } catch (error) {
+        if (!isAuthError(error)) { // the sessions are still there: stay, and say so
+          leaving = false;
+          button.disabled = false;
+          notify("没能退出所有设备，请稍后再试。 Could not log out everywhere; please try again.");
+          return;
+        } // else this session had already ended: on to login all the same
+      }
+      setAccessToken(null);
+      currentUser = null;
+      window.location.assign(LOGIN_PAGE);
+    };
     corner.append(
       el("span", { class: "who", title: who.role === "admin" ? "管理员 admin" : "" }, who.username),
       el("button", { type: "button", class: "btn btn-quiet", id: "logout", onclick: () => logout() }, "退出", el("span", { class: "en" }, " Log out")),
+      el("button", { type: "button", class: "btn btn-quiet", id: "logout-all", onclick: logoutEverywhere }, "退出所有设备", el("span", { class: "en" }, " Log out everywhere")),
     );
   } else {
     const next = new URLSearchParams({ next: window.location.pathname + window.location.search });

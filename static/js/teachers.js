@@ -123,6 +123,22 @@ function setBusy(no, busy) {
   parts.bad.button.disabled = busy;
 }
 
+const OFFLINE_NOTICE = "投票没有成功：连接已断开，恢复后请再投一次。 Vote not saved: the connection is down; vote again once it is back.";
+
+/** Why a vote failed, in the page's languages: never the error's own (English) text. */
+function voteFailure(error) {
+  if (!(error instanceof HttpError)) return OFFLINE_NOTICE; // fetch found no server
+  if (error.status === 404) return "投票没有成功：没有这位老师。 Vote not saved: no such teacher.";
+  if (error.status === 429) return "投票太频繁，请稍等再试。 Too many votes; wait a moment and try again.";
+  if (error.status === 503) return "服务暂时不可用，请稍后再投。 The service is unavailable; vote again shortly.";
+  return `投票没有成功（HTTP ${error.status}），请稍后再试。 Vote not saved (HTTP ${error.status}); try again later.`;
+}
+
+/** The connection is back: the "connection is down" notice goes by itself (any other stays). */
+function clearOfflineNotice() {
+  if (document.getElementById("notice")?.textContent === OFFLINE_NOTICE) notify("");
+}
+
 async function vote(no, value) {
   const next = (mine.get(no) ?? null) === value ? null : value;
   setBusy(no, true);
@@ -134,7 +150,7 @@ async function vote(no, value) {
     applyVote(result);
     notify("");
   } catch (error) {
-    notify(`投票没有成功：${error.message}`);
+    notify(voteFailure(error));
   } finally {
     setBusy(no, false);
   }
@@ -168,7 +184,14 @@ async function main() {
   showAccount(who);
   const channel = `subject:${sno}`;
   showState("connecting");
-  new LiveClient({ channels: [channel], onState: showState, onMessage: (m) => onMessage(m, channel) }).start();
+  const onState = (state) => {
+    showState(state);
+    if (state === "live") clearOfflineNotice();
+  };
+  const live = new LiveClient({ channels: [channel], onState, onMessage: (m) => onMessage(m, channel) }).start();
+  window.addEventListener("online", () => {
+    if (live.state === "live") clearOfflineNotice(); // the socket stayed up while the network was away
+  });
   try {
     const data = await api(`/api/teachers/?sno=${encodeURIComponent(sno)}`);
     document.getElementById("subject-name").textContent = data.subject.name;
