@@ -10,17 +10,20 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
+from redis.asyncio.connection import Connection as RedisConnection
 from redis.exceptions import RedisError
 
 from services.backends.broker import Broker, LocalBroker
 from services.backends.counters import Counters, LocalCounters
 from services.backends.cluster_broker import ClusterBroker
+from services.backends.outages import redis_outage
 from services.backends.redis_broker import RedisBroker
 from services.backends.redis_client import connect_redis
 from services.backends.redis_counters import RedisCounters
 from services.backends.presence import Census
 from services.backends.redis_presence import RedisPresence
 from services.backends.redis_subscriber import NodeSubscriber
+from services.errors import Unavailable
 from tests.redis_server import RedisServer, RedisTarget
 from tests.support import wait_for
 
@@ -297,3 +300,25 @@ async def test_no_gap_passes_unnoticed_when_subscribes_race_a_killed_connection(
     finally:
         await admin.aclose()
         await subscriber.close()
+
+
+# -- outages ------------------------------------------------------------------------
+
+
+async def test_a_connection_redis_py_dropped_under_a_command_is_an_outage_and_our_bugs_are_not() -> None:
+    """In a failover redis-py 8.1's cluster client drops connections that other commands are
+    writing on, and those fail with AttributeError inside redis-py: the same call on a
+    connection with no writer, here. That is a 503; an AttributeError of livevote's is a bug."""
+
+    @redis_outage
+    async def write_on_a_dropped_connection() -> None:
+        await RedisConnection()._send_packed_command([b"PING\r\n"])
+
+    @redis_outage
+    async def our_bug() -> None:
+        None.writelines([])  # type: ignore[attr-defined]
+
+    with pytest.raises(Unavailable):
+        await write_on_a_dropped_connection()
+    with pytest.raises(AttributeError):
+        await our_bug()
