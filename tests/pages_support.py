@@ -32,6 +32,15 @@ async def launch_chromium(playwright: Playwright) -> Browser:
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+def conn(page: Page) -> Any:
+    """The page's connection state pill."""
+    return page.locator("#conn")
+
+
+def teacher(page: Page, no: int) -> Any:
+    return page.locator(f'article.teacher[data-no="{no}"]')
+
+
 @dataclass
 class PageLog:
     """What a page said: uncaught errors, CSP violations, dialogs (alert/confirm)."""

@@ -257,6 +257,17 @@ def assert_problem(response: Response, status: int) -> dict[str, Any]:
     return problem
 
 
+async def wait_signalled(changed: asyncio.Event, done: Callable[[], bool], timeout: float) -> None:
+    """Until `done()` holds, checked again each time `changed` is set (by whoever changes the state)."""
+
+    async def until() -> None:
+        while not done():
+            changed.clear()
+            await changed.wait()
+
+    await asyncio.wait_for(until(), timeout)
+
+
 async def wait_for(
     check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
 ) -> T:

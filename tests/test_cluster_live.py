@@ -37,7 +37,7 @@ from tests.scaled_support import (
     subscribe,
     teacher_view,
 )
-from tests.support import JsonClient, ServerProcess, UserClient, log_in, sign_up, wait_for
+from tests.support import JsonClient, ServerProcess, UserClient, log_in, sign_up, wait_for, wait_signalled
 from tests.test_metrics import sample
 from tests.ws_client import LiveClient, refused_status
 
@@ -539,12 +539,7 @@ class VoteStream:
             await asyncio.sleep(0.005)
 
     async def wait_acknowledged(self, phase: str, count: int, timeout: float = 20.0) -> None:
-        async def enough() -> None:
-            while self.outcomes[phase]["acknowledged"] < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(enough(), timeout)
+        await wait_signalled(self._changed, lambda: self.outcomes[phase]["acknowledged"] >= count, timeout)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -40,7 +40,7 @@ from tests.scaled_support import (
     teacher_view,
     wait_converged,
 )
-from tests.support import JsonClient, server_env, ServerProcess, UserClient, log_in, sign_up, wait_for
+from tests.support import JsonClient, server_env, ServerProcess, UserClient, log_in, sign_up, wait_for, wait_signalled
 from tests.ws_client import LiveClient
 
 CHANNEL = f"subject:{SUBJECT}"
@@ -254,12 +254,10 @@ class VoteStream:
             await asyncio.sleep(0)
 
     async def wait_results(self, phase: str, count: int, ok_only: bool = False, timeout: float = 15.0) -> None:
-        async def enough() -> None:
-            while sum(1 for r in self.results[phase] if not ok_only or r == 200) < count:
-                self._changed.clear()
-                await self._changed.wait()
+        def enough() -> bool:
+            return sum(1 for r in self.results[phase] if not ok_only or r == 200) >= count
 
-        await asyncio.wait_for(enough(), timeout)
+        await wait_signalled(self._changed, enough, timeout)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import (
     Browser,
     Page,
@@ -24,13 +21,12 @@ from playwright.async_api import (
     Response,
     Route,
     ViewportSize,
-    async_playwright,
     expect,
 )
 
 from handlers.pages import CONTENT_SECURITY_POLICY
-from tests.pages_support import PageLog, launch_chromium, logged_in_context, screenshot
-from tests.support import LiveServer, make_config, sign_up
+from tests.pages_support import PageLog, conn, logged_in_context, screenshot, teacher
+from tests.support import LiveServer, sign_up
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -38,43 +34,6 @@ PASSWORD = "correct horse battery"
 LIVE = "live"
 PHONE: ViewportSize = {"width": 390, "height": 844}
 LONGEST_NAME = "a-rather-long-username-of-32-chr"  # the longest a username may be
-ServerFactory = Callable[..., Awaitable[LiveServer]]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await launch_chromium(playwright)
-        yield chromium
-        await chromium.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """Servers on the module's loop that can restart on their port."""
-    started: list[LiveServer] = []
-
-    async def start(**overrides: Any) -> LiveServer:
-        server = await LiveServer(make_config(tmp_path / "data", **overrides)).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in reversed(started):
-        await server.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def server(start_server: ServerFactory) -> LiveServer:
-    return await start_server()
-
-
-def conn(page: Page) -> Any:
-    return page.locator("#conn")
-
-
-def teacher(page: Page, no: int) -> Any:
-    return page.locator(f'article.teacher[data-no="{no}"]')
 
 
 async def open_live(page: Page, path: str) -> Page:

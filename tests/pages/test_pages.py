@@ -11,69 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from handlers.pages import CONTENT_SECURITY_POLICY
 from server import ROOT, build_services, close_services
 from services.errors import FIELD_CODES
-from tests.pages_support import (
-    STORAGE_SPY,
-    PageLog,
-    launch_chromium,
-    logged_in_context,
-    screenshot,
-)
-from tests.support import LiveServer, log_in, make_config, sign_up, sign_up_admin
+from tests.conftest import ServerFactory
+from tests.pages_support import STORAGE_SPY, PageLog, conn, logged_in_context, screenshot, teacher
+from tests.support import LiveServer, log_in, sign_up, sign_up_admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PASSWORD = "correct horse battery"
 MARKUP = "<img src=x onerror=alert(1)>"
 LIVE = "live"
-
-ServerFactory = Callable[..., Awaitable[LiveServer]]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await launch_chromium(playwright)
-        yield chromium
-        await chromium.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """Like conftest's, on the module's loop; the servers can restart on their port."""
-    started: list[LiveServer] = []
-
-    async def start(**overrides: Any) -> LiveServer:
-        server = await LiveServer(make_config(tmp_path / "data", **overrides)).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in reversed(started):
-        await server.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def server(start_server: ServerFactory) -> LiveServer:
-    return await start_server()
-
-
-def conn(page: Page) -> Any:
-    return page.locator("#conn")
-
-
-def teacher(page: Page, no: int) -> Any:
-    return page.locator(f'article.teacher[data-no="{no}"]')
 
 
 def count(page: Page, no: int, value: str) -> Any:

@@ -1,0 +1,42 @@
+"""The page tests' fixtures, on each module's event loop: one Chromium per module, and servers
+that can be restarted on their port (these override the root conftest's `start_server`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+from playwright.async_api import Browser, async_playwright
+
+from tests.conftest import ServerFactory
+from tests.pages_support import launch_chromium
+from tests.support import LiveServer, make_config
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await launch_chromium(playwright)
+        yield chromium
+        await chromium.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    started: list[LiveServer] = []
+
+    async def start(**overrides: Any) -> LiveServer:
+        server = await LiveServer(make_config(tmp_path / "data", **overrides)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def server(start_server: ServerFactory) -> LiveServer:
+    return await start_server()
