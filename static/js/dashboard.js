@@ -3,7 +3,7 @@
 //
 // "Votes per second" counts changes of the per-subject counts: a cast or a
 // withdrawal is 1, a switch good <-> bad is 2 (one count down, one up).
-import { LiveClient, api, el, notify, requireLogin, showAccount, showState } from "./livevote.js";
+import { LiveClient, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
 
 const WINDOW_SECONDS = 180;
 const RATE_SECONDS = 10;
@@ -15,6 +15,8 @@ const subjects = new Map();
 /** epoch second -> vote changes seen in that second */
 const perSecond = new Map();
 const rows = new Map();
+/** subject no -> sockets watching it, on every server process */
+let watching = {};
 
 const numberFormat = new Intl.NumberFormat("zh-CN");
 
@@ -33,6 +35,7 @@ function row(subject) {
   if (parts) return parts;
   const good = el("td", { class: "num good" });
   const bad = el("td", { class: "num bad" });
+  const viewers = el("td", { class: "num watching" });
   const ratioGood = el("span", { class: "ratio-good" });
   const ratioBad = el("span", { class: "ratio-bad" });
   const name = el("a", { class: "subject-name", href: `/teachers.html?sno=${encodeURIComponent(subject.no)}` });
@@ -43,8 +46,9 @@ function row(subject) {
     el("td", { class: "bar-cell" }, el("div", { class: "bar", "aria-hidden": "true" }, ratioGood, ratioBad)),
     good,
     bad,
+    viewers,
   );
-  parts = { tr, name, good, bad, ratioGood, ratioBad };
+  parts = { tr, name, good, bad, viewers, ratioGood, ratioBad };
   rows.set(subject.no, parts);
   const body = document.getElementById("totals");
   const after = [...rows.keys()].filter((no) => no > subject.no).sort((a, b) => a - b)[0];
@@ -57,6 +61,7 @@ function renderSubject(subject) {
   parts.name.textContent = subject.name;
   parts.good.textContent = numberFormat.format(subject.good_count);
   parts.bad.textContent = numberFormat.format(subject.bad_count);
+  parts.viewers.textContent = numberFormat.format(watching[subject.no] || 0);
   const total = subject.good_count + subject.bad_count;
   parts.ratioGood.style.flexGrow = String(subject.good_count);
   parts.ratioBad.style.flexGrow = String(subject.bad_count);
@@ -85,8 +90,14 @@ function applySubjects(list, counting) {
   draw();
 }
 
+function showWatching(bySubject) {
+  watching = bySubject;
+  for (const subject of subjects.values()) renderSubject(subject);
+}
+
 function onMessage(message) {
   if (message.channel !== "dashboard") return;
+  if (message.watching !== undefined) showWatching(message.watching);
   if (message.type === "snapshot") applySubjects(message.subjects || [], false);
   else if (message.type === "votes") applySubjects(message.subjects || [], true);
 }
@@ -173,7 +184,7 @@ async function pollStats() {
 }
 
 async function main() {
-  const who = await requireLogin();
+  const who = await loginOrWatch(); // a projector shows the dashboard all day with nobody logged in
   showAccount(who);
   showState("connecting");
   const onState = (state) => {

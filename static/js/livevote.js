@@ -138,20 +138,6 @@ export function goLogin(reason) {
   window.location.replace(`${LOGIN_PAGE}?${params}`);
 }
 
-/** Resolves with the user once this page holds an access token; sends the user to login when there is no session. */
-export async function requireLogin() {
-  if (accessToken) return currentUser;
-  try {
-    return await refreshByCookie();
-  } catch (error) {
-    if (isAuthError(error)) {
-      goLogin();
-      return new Promise(() => {});
-    }
-    throw error;
-  }
-}
-
 /**
  * Whether this browser holds the refresh cookie: GET /api/auth/session answers {"cookie": true|false}
  * with 200 (the cookie is HttpOnly: only the server sees it). null when the server cannot say.
@@ -178,6 +164,31 @@ export async function tryLogin() {
   } catch {
     return null;
   }
+}
+
+/** Watching without an account: this page holds a viewer token, which only opens the live channel. */
+let watching = false;
+
+export function isWatchingOnly() {
+  return watching;
+}
+
+/** A viewer token (POST /api/auth/viewer) for a page with nobody logged in. */
+async function takeViewerToken() {
+  const issued = await post("/api/auth/viewer");
+  watching = true;
+  setAccessToken(issued.access_token, null);
+}
+
+/**
+ * The user when a session cookie works; otherwise the page watches with a viewer token and this
+ * resolves with null. For pages anyone may watch: only voting needs an account.
+ */
+export async function loginOrWatch() {
+  const who = await tryLogin();
+  if (who) return who;
+  await takeViewerToken();
+  return null;
 }
 
 /**
@@ -299,10 +310,10 @@ export class LiveClient {
     this.setState(this.failures ? "reconnecting" : "connecting");
     if (this.needsFreshToken || !accessToken) {
       try {
-        await refreshByCookie();
+        await (watching ? takeViewerToken() : refreshByCookie());
         this.needsFreshToken = false;
       } catch (error) {
-        if (isAuthError(error)) {
+        if (isAuthError(error) && !watching) {
           goLogin();
           return;
         }

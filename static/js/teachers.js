@@ -5,8 +5,10 @@ import {
   VersionedCounts,
   api,
   el,
+  goLogin,
+  isWatchingOnly,
+  loginOrWatch,
   notify,
-  requireLogin,
   showAccount,
   showState,
 } from "./livevote.js";
@@ -102,7 +104,9 @@ function render(no) {
   const value = mine.get(no) ?? null;
   parts.good.button.setAttribute("aria-pressed", String(value === "good"));
   parts.bad.button.setAttribute("aria-pressed", String(value === "bad"));
-  parts.mineLine.textContent = value ? `你的评价：${LABELS[value]}（再点一次撤回）` : "你还没有评价这位老师。";
+  parts.mineLine.textContent = isWatchingOnly()
+    ? "登录后即可投票。 Log in to vote."
+    : value ? `你的评价：${LABELS[value]}（再点一次撤回）` : "你还没有评价这位老师。";
 }
 
 function applyCounts(update) {
@@ -140,6 +144,10 @@ function clearOfflineNotice() {
 }
 
 async function vote(no, value) {
+  if (isWatchingOnly()) {
+    goLogin(); // and back to this page once logged in
+    return;
+  }
   const next = (mine.get(no) ?? null) === value ? null : value;
   setBusy(no, true);
   try {
@@ -156,8 +164,15 @@ async function vote(no, value) {
   }
 }
 
+function showWatching(count) {
+  const line = document.getElementById("watching");
+  line.textContent = `${count} 人在看 · ${count} watching`;
+  line.hidden = false;
+}
+
 function onMessage(message, channel) {
   if (message.channel !== channel) return;
+  if (message.watching !== undefined) showWatching(message.watching);
   if (message.type === "snapshot") for (const teacher of message.teachers || []) applyCounts(teacher);
   else if (message.type === "votes") for (const update of message.updates || []) applyCounts(update);
 }
@@ -180,7 +195,7 @@ async function main() {
     notify("没有这个科目。请从科目列表选择。");
     return;
   }
-  const who = await requireLogin();
+  const who = await loginOrWatch();
   showAccount(who);
   const channel = `subject:${sno}`;
   showState("connecting");
@@ -202,7 +217,7 @@ async function main() {
       counts.apply(teacher);
       render(teacher.no);
     }
-    await loadMyVotes(data.teachers);
+    if (who) await loadMyVotes(data.teachers);
   } catch (error) {
     notify(error instanceof HttpError && error.status === 404 ? "没有这个科目。" : `无法加载老师：${error.message}`);
   } finally {
