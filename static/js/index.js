@@ -1,29 +1,58 @@
-// The subjects page: public; shows who is logged in when the session cookie works.
-import { api, el, notify, showAccount, tryLogin } from "./livevote.js";
+// The subjects page: public. Each card shows its subject's live vote totals and how many
+// people watch it, from the dashboard channel (on a viewer token when nobody is logged in).
+import { LiveClient, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
+
+/** subject no -> the card's live line */
+const totals = new Map();
 
 function subjectCard(subject) {
+  const line = el("p", { class: "totals" });
+  totals.set(subject.no, line);
   return el(
     "a",
     { class: "card subject", href: `/teachers.html?sno=${encodeURIComponent(subject.no)}`, dataset: { no: subject.no } },
     subject.is_hot ? el("span", { class: "hot" }, "热门 Hot") : null,
     el("h2", {}, subject.name),
     el("p", {}, subject.intro || ""),
+    line,
     el("span", { class: "more" }, "查看老师 →"),
   );
 }
 
+/** The latest totals and watchers per subject, whichever of the two arrives first. */
+const shown = new Map();
+
+function show(no, change) {
+  const state = { good_count: 0, bad_count: 0, watching: 0, ...shown.get(no), ...change };
+  shown.set(no, state);
+  const line = totals.get(no);
+  if (line) line.textContent = `好评 ${state.good_count} · 差评 ${state.bad_count} · ${state.watching} 人在看`;
+}
+
+function onMessage(message) {
+  if (message.channel !== "dashboard") return;
+  for (const subject of message.subjects || []) {
+    show(subject.no, { good_count: subject.good_count, bad_count: subject.bad_count });
+  }
+  if (message.watching) {
+    for (const no of new Set([...shown.keys(), ...totals.keys()])) show(no, { watching: message.watching[no] || 0 });
+  }
+}
+
 async function main() {
   const list = document.getElementById("subjects");
-  tryLogin().then(showAccount);
   try {
     const subjects = await api("/api/subjects/");
     list.replaceChildren(...subjects.map(subjectCard));
     if (!subjects.length) list.append(el("div", { class: "card empty" }, "还没有科目。"));
-  } catch (error) {
-    notify(`无法加载科目：${error.message}`);
+    for (const [no, state] of shown) show(no, state);
+  } catch {
+    notify("无法加载科目，请稍后再试。 Could not load the subjects; try again shortly.");
   } finally {
     list.removeAttribute("aria-busy");
   }
+  showAccount(await loginOrWatch());
+  new LiveClient({ channels: ["dashboard"], onState: showState, onMessage }).start();
 }
 
 main();

@@ -85,3 +85,20 @@ async def test_a_projector_keeps_the_dashboard_live_across_viewer_token_expiries
     assert connects == 1, "the socket lived on its pushed viewer tokens"
     log.assert_clean()
     await context.close()
+
+
+async def test_the_home_page_cards_show_live_totals_and_watchers(browser: Browser, start_server: ServerFactory) -> None:
+    server = await start_server(ws__watching_interval=0.2)
+    voter = await sign_up(server, "quirin")
+    context = await browser.new_context(base_url=server.base_url)
+    log = PageLog()
+    home = log.watch(await context.new_page())
+    await home.goto("/")
+    card = home.locator('a.subject[data-no="1"] .totals')
+    await expect(card).to_have_text("好评 0 · 差评 0 · 0 人在看")
+    watcher = log.watch(await context.new_page())
+    await watcher.goto("/teachers.html?sno=1")
+    assert (await voter.request("PUT", "/api/teachers/2/vote", json_body={"value": "bad"})).status == 200
+    await expect(card).to_have_text("好评 0 · 差评 1 · 1 人在看", timeout=3000)
+    log.assert_clean()
+    await context.close()
