@@ -219,7 +219,9 @@ async function main() {
     }
     if (who) await loadMyVotes(data.teachers);
   } catch (error) {
-    notify(error instanceof HttpError && error.status === 404 ? "没有这个科目。" : `无法加载老师：${error.message}`);
+    notify(error instanceof HttpError && error.status === 404
+      ? "没有这个科目。 No such subject."
+      : "无法加载老师，请稍后再试。 Could not load the teachers; try again shortly.");
   } finally {
     list.removeAttribute("aria-busy");
   }
