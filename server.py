@@ -247,7 +247,7 @@ async def build_services(config: Config) -> Services:
         config=config,
         backends=backends,
         events=events,
-        catalog=CatalogService(backends.store),
+        catalog=CatalogService(backends.store, events),
         tokens=tokens,
         accounts=accounts,
         sessions=sessions,

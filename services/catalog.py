@@ -1,10 +1,20 @@
-"""Subjects and teachers: validation, then the store."""
+"""Subjects and teachers: validation, then the store, then a catalog event.
+
+Every write that the store took is announced on the CATALOG channel, so that
+open pages show a new, renamed or removed record without a reload. The store
+is the truth: an announcement the broker refused is logged and not retried
+(a page that missed it is right again on its next load).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, TypeVar
+
+import orjson
 
 from services.backends.store import Store
+from services.events import CATALOG, EventBus
 from services.models import Page, Subject, Teacher
 from services.schemas import (
     SubjectCreate,
@@ -18,9 +28,15 @@ from services.schemas import (
 )
 
 
+log = logging.getLogger("livevote.catalog")
+
+RecordT = TypeVar("RecordT", Subject, Teacher)
+
+
 class CatalogService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, events: EventBus) -> None:
         self._store = store
+        self._events = events
 
     async def list_subjects(self, offset: int = 0, limit: int | None = None) -> Page:
         return await self._store.list_subjects(offset, limit)
@@ -29,16 +45,17 @@ class CatalogService:
         return await self._store.get_subject(no)
 
     async def create_subject(self, body: Any) -> Subject:
-        return await self._store.create_subject(parse(SubjectCreate, body).model_dump())
+        return await self._announced(await self._store.create_subject(parse(SubjectCreate, body).model_dump()))
 
     async def replace_subject(self, no: int, body: Any) -> Subject:
-        return await self._store.update_subject(no, parse(SubjectReplace, body).model_dump())
+        return await self._announced(await self._store.update_subject(no, parse(SubjectReplace, body).model_dump()))
 
     async def patch_subject(self, no: int, body: Any) -> Subject:
-        return await self._store.update_subject(no, changes(parse(SubjectPatch, body)))
+        return await self._announced(await self._store.update_subject(no, changes(parse(SubjectPatch, body))))
 
     async def delete_subject(self, no: int) -> None:
         await self._store.delete_subject(no)
+        await self._announce({"kind": "subject", "removed": no})
 
     async def list_teachers(
         self, subject: int | None = None, offset: int = 0, limit: int | None = None
@@ -55,13 +72,24 @@ class CatalogService:
         return await self._store.get_teacher(no)
 
     async def create_teacher(self, body: Any) -> Teacher:
-        return await self._store.create_teacher(parse(TeacherCreate, body).model_dump())
+        return await self._announced(await self._store.create_teacher(parse(TeacherCreate, body).model_dump()))
 
     async def replace_teacher(self, no: int, body: Any) -> Teacher:
-        return await self._store.update_teacher(no, parse(TeacherReplace, body).model_dump())
+        return await self._announced(await self._store.update_teacher(no, parse(TeacherReplace, body).model_dump()))
 
     async def patch_teacher(self, no: int, body: Any) -> Teacher:
-        return await self._store.update_teacher(no, changes(parse(TeacherPatch, body)))
+        return await self._announced(await self._store.update_teacher(no, changes(parse(TeacherPatch, body))))
 
     async def delete_teacher(self, no: int) -> None:
         await self._store.delete_teacher(no)
+        await self._announce({"kind": "teacher", "removed": no})
+
+    async def _announced(self, record: RecordT) -> RecordT:
+        await self._announce({"kind": type(record).__name__.lower(), "record": record.to_json()})
+        return record
+
+    async def _announce(self, event: dict[str, Any]) -> None:
+        try:
+            await self._events.publish(CATALOG, orjson.dumps(event))
+        except Exception as exc:
+            log.warning("could not announce a catalog change (%r); pages show it on their next load", exc)

@@ -21,6 +21,9 @@ ResyncListener = Callable[[], None]
 PUBLISH_RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 """Between attempts to publish what the broker refused (counts, revocations); the last repeats."""
 
+CATALOG = "catalog"
+"""Catalog changes: {"kind": "subject"|"teacher", "record": {...}} or {"kind": ..., "removed": no}."""
+
 REVOKED = "revoked"
 """Channel of session revocations: {"sids": [...]}."""
 

@@ -38,7 +38,7 @@ from services.backends.presence import Census
 from services.backends.store import Store
 from services.config import WsConfig
 from services.errors import Invalid
-from services.events import ALL_VOTES, REVOKED, EventBus, subject_votes
+from services.events import ALL_VOTES, CATALOG, REVOKED, EventBus, subject_votes
 from services.metrics import Metrics
 from services.models import Counts
 from services.schemas import canonical_int
@@ -197,6 +197,7 @@ class Hub:
 
     async def start(self) -> None:
         await self._events.listen(REVOKED, self._on_revoked)
+        await self._events.listen(CATALOG, self._on_catalog)
         self._events.listen_resync(self._on_resync)
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
@@ -448,6 +449,26 @@ class Hub:
                 peer.send(self._snapshot_frame(channel))
 
     # -- events -------------------------------------------------------------
+
+    def _on_catalog(self, _channel: str, data: bytes) -> None:
+        """A subject or teacher was added, changed or removed. A teacher's change goes to its own
+        channel and to every subject channel (it may have moved between subjects: each page keeps
+        the teachers of its own subject); a subject's to its channel and the dashboard."""
+        event = orjson.loads(data)
+        kind, record, removed = event["kind"], event.get("record"), event.get("removed")
+        if kind == "subject":
+            if record is not None:
+                self._subject_names[record["no"]] = record["name"]
+            else:
+                self._subject_names.pop(removed, None)
+        number = record["no"] if record is not None else removed
+        audience = DASHBOARD if kind == "subject" else "subject:"
+        for channel in list(self._channels.values()):
+            if channel.name == f"{kind}:{number}" or channel.name.startswith(audience):
+                message = {"type": "catalog", "channel": channel.name, **event}
+                frame = self._frame(orjson.dumps(message))
+                for peer in list(channel.peers):
+                    peer.send(frame)
 
     def _on_revoked(self, _channel: str, data: bytes) -> None:
         for sid in orjson.loads(data)["sids"]:

@@ -62,7 +62,7 @@ class LiveClient:
         self.connection.write_message(json.dumps({"op": op, "id": op_id, **fields}))
         return op_id
 
-    async def expect(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+    async def expect(self, kind: str, /, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
         """The first message of this type (and these field values) not yet taken."""
 
         def find() -> dict[str, Any] | None:

@@ -95,8 +95,23 @@ function showWatching(bySubject) {
   for (const subject of subjects.values()) renderSubject(subject);
 }
 
+/** A subject was added, renamed or removed elsewhere. */
+function applyCatalog(message) {
+  if (message.kind !== "subject") return;
+  if (message.record) {
+    const known = subjects.get(message.record.no) || { good_count: 0, bad_count: 0 };
+    applySubjects([{ ...known, no: message.record.no, name: message.record.name }], false);
+    return;
+  }
+  subjects.delete(message.removed);
+  rows.get(message.removed)?.tr.remove();
+  rows.delete(message.removed);
+  renderTotal();
+}
+
 function onMessage(message) {
   if (message.channel !== "dashboard") return;
+  if (message.type === "catalog") applyCatalog(message);
   if (message.watching !== undefined) showWatching(message.watching);
   if (message.type === "snapshot") applySubjects(message.subjects || [], false);
   else if (message.type === "votes") applySubjects(message.subjects || [], true);

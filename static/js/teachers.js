@@ -170,8 +170,38 @@ function showWatching(count) {
   line.hidden = false;
 }
 
+function showSubjectName(name) {
+  document.getElementById("subject-name").textContent = name;
+  document.title = `livevote · ${name}`;
+}
+
+/** A teacher or this subject was added, changed or removed elsewhere: show it without a reload. */
+function applyCatalog(message, subjectNo) {
+  if (message.kind === "subject") {
+    if (message.record && message.record.no === subjectNo) showSubjectName(message.record.name);
+    return;
+  }
+  const no = message.record ? message.record.no : message.removed;
+  const old = cards.get(no);
+  const here = Boolean(message.record) && message.record.subject === subjectNo;
+  if (old && !here) {
+    old.card.remove();
+    cards.delete(no);
+  }
+  if (!here) return;
+  const card = teacherCard(message.record);
+  if (old) old.card.replaceWith(card);
+  else {
+    document.querySelector("#teachers .empty")?.remove();
+    document.getElementById("teachers").append(card);
+  }
+  counts.apply(message.record);
+  render(no);
+}
+
 function onMessage(message, channel) {
   if (message.channel !== channel) return;
+  if (message.type === "catalog") applyCatalog(message, Number(channel.slice("subject:".length)));
   if (message.watching !== undefined) showWatching(message.watching);
   if (message.type === "snapshot") for (const teacher of message.teachers || []) applyCounts(teacher);
   else if (message.type === "votes") for (const update of message.updates || []) applyCounts(update);
@@ -209,8 +239,7 @@ async function main() {
   });
   try {
     const data = await api(`/api/teachers/?sno=${encodeURIComponent(sno)}`);
-    document.getElementById("subject-name").textContent = data.subject.name;
-    document.title = `livevote · ${data.subject.name}`;
+    showSubjectName(data.subject.name);
     list.replaceChildren(...data.teachers.map(teacherCard));
     if (!data.teachers.length) list.append(el("div", { class: "card empty" }, "这个科目还没有老师。"));
     for (const teacher of data.teachers) {
