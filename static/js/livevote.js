@@ -515,6 +515,11 @@ export function showAccount(who) {
       currentUser = null;
       window.location.assign(LOGIN_PAGE);
     };
+    if (who.role === "admin") { // the catalog's admin page; nobody else is shown the way there
+      const here = window.location.pathname === "/admin.html";
+      corner.append(el("a", { class: "btn btn-quiet", id: "admin-link", href: "/admin.html", "aria-current": here ? "page" : null },
+        "管理", el("span", { class: "en" }, " Admin")));
+    }
     corner.append(
       el("span", { class: "who", title: who.role === "admin" ? "管理员 admin" : "" }, who.username),
       el("button", { type: "button", class: "btn btn-quiet", id: "logout", onclick: () => logout() }, "退出", el("span", { class: "en" }, " Log out")),

@@ -1,0 +1,490 @@
+// The catalog's admin page: list, create, edit and delete subjects and their teachers, through
+// the REST API with the admin's bearer token. Only an administrator gets the controls (cloned
+// from a <template>); anyone else logged in is told so, and a visitor goes to log in. The API
+// refuses everyone but admins anyway (401 / 403).
+//
+// Field errors of a 422 are shown next to their fields, in the page's words (fieldText(code)),
+// and the form keeps what was typed. Every delete is confirmed in a <dialog>. Every write is
+// followed by a fresh read of the lists.
+import { HttpError, api, el, fieldText, goLogin, notify, showAccount, tryLogin } from "./livevote.js";
+
+const DENIED = "只有管理员可以编辑目录。 Only administrators can edit the catalog.";
+const HAS_TEACHERS = "这个科目还有老师，先删除或移走他们。 This subject still has teachers: delete or move them first.";
+const FIX_FIELDS = "请修改标出的内容。 Please correct the marked fields.";
+
+/** The subjects as last listed, in order. */
+let subjects = [];
+/** The teachers of the chosen subject, as last listed. */
+let teachers = [];
+/** The subject whose teachers are listed, or null. */
+let chosen = null;
+/** The record each form edits (null: the form creates). */
+let editingSubject = null;
+let editingTeacher = null;
+/** Newer list reads win over older ones that answer late. */
+let teacherReads = 0;
+
+const $ = (id) => document.getElementById(id);
+
+// -- what went wrong, in both languages ------------------------------------------------------
+
+/** Why a write failed: never the server's own (English) text. */
+function writeFailure(error, what) {
+  if (!(error instanceof HttpError)) {
+    return "没有保存：连不上服务器，请稍后再试。 Not saved: the server cannot be reached; try again shortly.";
+  }
+  switch (error.status) {
+    case 401:
+      return "会话已结束，请重新登录。 Your session has ended; please log in again.";
+    case 403:
+      return DENIED;
+    case 404:
+      return "这条记录已经不存在了（可能刚被删除）。 This record no longer exists (it may just have been deleted).";
+    case 409:
+      return what === "subject" ? HAS_TEACHERS : `冲突（HTTP 409），请刷新后再试。 Conflict (HTTP 409); reload and try again.`;
+    case 413:
+      return "内容太长了。 The text is too long.";
+    case 422:
+      return FIX_FIELDS;
+    case 429:
+    case 503:
+      return "服务暂时不可用，请稍后再试。 The service is unavailable; try again shortly.";
+    default:
+      return `出错了（HTTP ${error.status}），请稍后再试。 Something went wrong (HTTP ${error.status}); try again later.`;
+  }
+}
+
+function listFailure(error, what) {
+  if (error instanceof HttpError && error.status === 404 && what === "teachers") {
+    return "这个科目已经不存在了。 This subject no longer exists.";
+  }
+  return what === "subjects"
+    ? "无法加载科目，请稍后再试。 Could not load the subjects; try again shortly."
+    : "无法加载老师，请稍后再试。 Could not load the teachers; try again shortly.";
+}
+
+/** A failure the fields do not show: in the notice, brought into view (the lists can be long). */
+function warn(text) {
+  notify(text);
+  $("notice").scrollIntoView({ block: "nearest" });
+}
+
+// -- field errors ------------------------------------------------------------------------------
+
+function clearFieldErrors(form) {
+  for (const node of form.querySelectorAll(".field-error")) {
+    node.textContent = "";
+    node.hidden = true;
+  }
+  for (const control of form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
+}
+
+/** Each `{field, code}` next to its field; true when every one found its place. */
+function showFieldErrors(form, errors) {
+  let placed = true;
+  for (const item of errors || []) {
+    const field = String(item.field || "");
+    const node = form.querySelector(`.field-error[data-for="${CSS.escape(field)}"]`);
+    if (!node) {
+      placed = false;
+      continue;
+    }
+    node.textContent = node.textContent ? `${node.textContent}；${fieldText(item.code)}` : fieldText(item.code);
+    node.hidden = false;
+    form.querySelector(`[name="${CSS.escape(field)}"]`)?.setAttribute("aria-invalid", "true");
+  }
+  return placed;
+}
+
+// -- the confirmation dialog -------------------------------------------------------------------
+
+/** Ask before deleting; resolves true only on 删除 Delete (Esc and 取消 Cancel are no). */
+function confirmDelete(text) {
+  const dialog = $("confirm");
+  $("confirm-text").textContent = text;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "delete"), { once: true });
+    dialog.showModal();
+    $("confirm-no").focus(); // the safe choice is the default one
+  });
+}
+
+// -- subjects ----------------------------------------------------------------------------------
+
+function actionButton(kind, label, onclick, extra = {}) {
+  return el("button", { type: "button", class: `btn btn-quiet btn-small ${kind}`, onclick, ...extra }, label);
+}
+
+function subjectRow(subject) {
+  const isChosen = subject.no === chosen;
+  return el(
+    "tr",
+    { dataset: { no: subject.no }, class: isChosen ? "chosen" : null },
+    el("td", { class: "num" }, String(subject.no)),
+    el(
+      "td",
+      { class: "name-cell" },
+      el("span", { class: "row-name" }, subject.name),
+      subject.is_hot ? el("span", { class: "hot" }, "热门 Hot") : null,
+    ),
+    el("td", { class: "intro-col" }, el("div", { class: "intro-cell" }, subject.intro || "")),
+    el(
+      "td",
+      {},
+      el(
+        "div",
+        { class: "actions" },
+        actionButton("show-teachers", "老师 Teachers", () => choose(subject.no), { "aria-pressed": String(isChosen) }),
+        actionButton("edit", "编辑 Edit", () => editSubject(subject)),
+        actionButton("delete", "删除 Delete", () => deleteSubject(subject)),
+      ),
+    ),
+  );
+}
+
+function renderSubjects() {
+  const rows = $("subject-rows");
+  rows.replaceChildren(...subjects.map(subjectRow));
+  if (!subjects.length) rows.append(el("tr", { class: "empty-row" }, el("td", { colspan: 4 }, "还没有科目。 No subjects yet.")));
+  // The teacher form's subject choices follow the list; a choice that is gone is dropped.
+  const select = $("teacher-subject");
+  const keep = select.value;
+  select.replaceChildren(...subjects.map((subject) => el("option", { value: subject.no }, `${subject.no} · ${subject.name}`)));
+  if (subjects.some((subject) => String(subject.no) === keep)) select.value = keep;
+  else if (chosen !== null) select.value = String(chosen);
+}
+
+async function loadSubjects() {
+  try {
+    subjects = await api("/api/subjects/");
+  } catch (error) {
+    notify(listFailure(error, "subjects"));
+    return false;
+  }
+  if (chosen !== null && !subjects.some((subject) => subject.no === chosen)) setChosen(null);
+  renderSubjects();
+  showChosen(); // a renamed subject's name over its teachers
+  return true;
+}
+
+function subjectForm() {
+  return { form: $("subject-form"), name: $("subject-name"), intro: $("subject-intro"), hot: $("subject-hot") };
+}
+
+function resetSubjectForm() {
+  const { form, name, intro, hot } = subjectForm();
+  editingSubject = null;
+  form.dataset.mode = "create";
+  delete form.dataset.no;
+  name.value = "";
+  intro.value = "";
+  hot.checked = false;
+  clearFieldErrors(form);
+  $("subject-form-title").textContent = "新建科目 New subject";
+  $("subject-submit").textContent = "新建 Create";
+  $("subject-cancel").hidden = true;
+}
+
+function editSubject(subject) {
+  const { form, name, intro, hot } = subjectForm();
+  editingSubject = subject.no;
+  form.dataset.mode = "edit";
+  form.dataset.no = String(subject.no);
+  name.value = subject.name;
+  intro.value = subject.intro || "";
+  hot.checked = Boolean(subject.is_hot);
+  clearFieldErrors(form);
+  $("subject-form-title").textContent = `编辑科目「${subject.name}」 Edit subject`;
+  $("subject-submit").textContent = "保存 Save";
+  $("subject-cancel").hidden = false;
+  name.focus();
+}
+
+async function saveSubject(event) {
+  event.preventDefault();
+  const { form, name, intro, hot } = subjectForm();
+  const body = { name: name.value.trim(), intro: intro.value, is_hot: hot.checked };
+  const no = editingSubject;
+  const saved = await write(form, "subject", () => no === null
+    ? api("/api/subjects/", { method: "POST", body, auth: true })
+    : api(`/api/subjects/${encodeURIComponent(no)}/`, { method: "PUT", body, auth: true }));
+  if (!saved) return;
+  resetSubjectForm();
+  notify(no === null ? `已新建科目「${saved.name}」。 Subject created.` : `已保存科目「${saved.name}」。 Subject saved.`, "info");
+  await loadSubjects();
+  if (no === null) await choose(saved.no); // on to its teachers
+  else await loadTeachers();
+}
+
+async function deleteSubject(subject) {
+  if (!(await confirmDelete(`删除科目「${subject.name}」（编号 ${subject.no}）？ Delete the subject "${subject.name}" (no. ${subject.no})?`))) return;
+  notify("");
+  try {
+    await api(`/api/subjects/${encodeURIComponent(subject.no)}/`, { method: "DELETE", auth: true });
+    notify(`已删除科目「${subject.name}」。 Subject deleted.`, "info");
+    if (editingSubject === subject.no) resetSubjectForm();
+    if (chosen === subject.no) setChosen(null);
+  } catch (error) {
+    warn(writeFailure(error, "subject"));
+  }
+  await refresh();
+}
+
+// -- teachers ----------------------------------------------------------------------------------
+
+function teacherRow(teacher) {
+  return el(
+    "tr",
+    { dataset: { no: teacher.no } },
+    el("td", { class: "num" }, String(teacher.no)),
+    el("td", { class: "name-cell" }, el("span", { class: "row-name" }, teacher.name)),
+    el("td", { class: "sex" }, teacher.sex ? "男 M" : "女 F"),
+    el("td", { class: "birth" }, teacher.birth),
+    el(
+      "td",
+      {},
+      el(
+        "div",
+        { class: "actions" },
+        actionButton("edit", "编辑 Edit", () => editTeacher(teacher)),
+        actionButton("delete", "删除 Delete", () => deleteTeacher(teacher)),
+      ),
+    ),
+  );
+}
+
+function renderTeachers() {
+  const rows = $("teacher-rows");
+  if (chosen === null) {
+    rows.replaceChildren();
+    return;
+  }
+  rows.replaceChildren(...teachers.map(teacherRow));
+  if (!teachers.length) {
+    rows.append(el("tr", { class: "empty-row" }, el("td", { colspan: 5 }, "这个科目还没有老师。 No teachers in this subject yet.")));
+  }
+}
+
+/** The chosen subject, as listed: its name over the teachers, its row marked. */
+function showChosen() {
+  const no = chosen;
+  const subject = subjects.find((item) => item.no === no);
+  const view = $("teachers-view");
+  $("teachers-hint").hidden = no !== null;
+  view.hidden = no === null;
+  if (no !== null) {
+    const name = subject ? subject.name : `#${no}`;
+    view.replaceChildren(
+      `「${name}」的老师 · Teachers of "${name}" `,
+      el("a", { href: `/teachers.html?sno=${encodeURIComponent(no)}`, id: "voting-page" }, "投票页 Voting page →"),
+    );
+  }
+  for (const row of $("subject-rows").querySelectorAll("tr[data-no]")) {
+    const on = row.dataset.no === String(no);
+    row.classList.toggle("chosen", on);
+    row.querySelector(".show-teachers")?.setAttribute("aria-pressed", String(on));
+  }
+}
+
+/** Which subject's teachers are listed: the rows, the hint, the address (?sno=) and the form's default. */
+function setChosen(no) {
+  chosen = no;
+  teachers = [];
+  const url = new URL(window.location.href);
+  if (no === null) url.searchParams.delete("sno");
+  else url.searchParams.set("sno", String(no));
+  window.history.replaceState(null, "", url.pathname + url.search);
+  if (editingTeacher === null && no !== null) $("teacher-subject").value = String(no);
+  showChosen();
+}
+
+async function loadTeachers() {
+  const no = chosen;
+  const read = ++teacherReads;
+  if (no === null) {
+    renderTeachers();
+    return;
+  }
+  const list = $("teacher-rows");
+  list.setAttribute("aria-busy", "true");
+  try {
+    const data = await api(`/api/teachers/?sno=${encodeURIComponent(no)}`);
+    if (read !== teacherReads) return;
+    teachers = data.teachers;
+    renderTeachers();
+  } catch (error) {
+    if (read !== teacherReads) return;
+    notify(listFailure(error, "teachers"));
+    if (error instanceof HttpError && error.status === 404) setChosen(null);
+    renderTeachers();
+  } finally {
+    if (read === teacherReads) list.removeAttribute("aria-busy");
+  }
+}
+
+async function choose(no) {
+  setChosen(no);
+  renderTeachers();
+  await loadTeachers();
+}
+
+function teacherForm() {
+  return {
+    form: $("teacher-form"),
+    name: $("teacher-name"),
+    sex: $("teacher-sex"),
+    birth: $("teacher-birth"),
+    photo: $("teacher-photo"),
+    intro: $("teacher-intro"),
+    subject: $("teacher-subject"),
+  };
+}
+
+function resetTeacherForm() {
+  const { form, name, sex, birth, photo, intro, subject } = teacherForm();
+  editingTeacher = null;
+  form.dataset.mode = "create";
+  delete form.dataset.no;
+  name.value = "";
+  sex.value = "true";
+  birth.value = "";
+  photo.value = "";
+  intro.value = "";
+  if (chosen !== null) subject.value = String(chosen);
+  clearFieldErrors(form);
+  $("teacher-form-title").textContent = "新建老师 New teacher";
+  $("teacher-submit").textContent = "新建 Create";
+  $("teacher-cancel").hidden = true;
+}
+
+function editTeacher(teacher) {
+  const { form, name, sex, birth, photo, intro, subject } = teacherForm();
+  editingTeacher = teacher.no;
+  form.dataset.mode = "edit";
+  form.dataset.no = String(teacher.no);
+  name.value = teacher.name;
+  sex.value = teacher.sex ? "true" : "false";
+  birth.value = teacher.birth;
+  photo.value = teacher.photo || "";
+  intro.value = teacher.intro || "";
+  subject.value = String(teacher.subject);
+  clearFieldErrors(form);
+  $("teacher-form-title").textContent = `编辑老师「${teacher.name}」 Edit teacher`;
+  $("teacher-submit").textContent = "保存 Save";
+  $("teacher-cancel").hidden = false;
+  name.focus();
+}
+
+async function saveTeacher(event) {
+  event.preventDefault();
+  const { form, name, sex, birth, photo, intro, subject } = teacherForm();
+  const body = {
+    name: name.value.trim(),
+    sex: sex.value === "true",
+    birth: birth.value, // "" when empty or not a whole date: the server names the field
+    photo: photo.value.trim(),
+    intro: intro.value,
+  };
+  if (subject.value) body.subject = Number(subject.value); // none to choose: "required" on the field
+  const no = editingTeacher;
+  const saved = await write(form, "teacher", () => no === null
+    ? api("/api/teachers/", { method: "POST", body, auth: true })
+    : api(`/api/teachers/${encodeURIComponent(no)}/`, { method: "PUT", body, auth: true }));
+  if (!saved) return;
+  resetTeacherForm();
+  notify(no === null ? `已新建老师「${saved.name}」。 Teacher created.` : `已保存老师「${saved.name}」。 Teacher saved.`, "info");
+  await refresh();
+}
+
+async function deleteTeacher(teacher) {
+  if (!(await confirmDelete(`删除老师「${teacher.name}」（编号 ${teacher.no}）和他收到的评价？ Delete the teacher "${teacher.name}" (no. ${teacher.no}) and their votes?`))) return;
+  notify("");
+  try {
+    await api(`/api/teachers/${encodeURIComponent(teacher.no)}/`, { method: "DELETE", auth: true });
+    notify(`已删除老师「${teacher.name}」。 Teacher deleted.`, "info");
+    if (editingTeacher === teacher.no) resetTeacherForm();
+  } catch (error) {
+    warn(writeFailure(error, "teacher"));
+  }
+  await refresh();
+}
+
+// -- writing -----------------------------------------------------------------------------------
+
+/** Send a form's write; the saved record, or null after the failure is shown (the form keeps its text). */
+async function write(form, what, send) {
+  clearFieldErrors(form);
+  notify("");
+  const submit = form.querySelector('button[type="submit"]');
+  submit.disabled = true;
+  try {
+    return await send();
+  } catch (error) {
+    let text = writeFailure(error, what);
+    if (error instanceof HttpError && error.status === 422 && !showFieldErrors(form, error.problem.errors)) {
+      const other = (error.problem.errors || []).map((item) => fieldText(item.code));
+      text = `${text} ${other.join("；")}`;
+    }
+    if (error instanceof HttpError && error.status === 422) notify(text);
+    else warn(text);
+    if (error instanceof HttpError && error.status === 404) await refresh();
+    return null;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+/** Read both lists again (after every write). */
+async function refresh() {
+  await loadSubjects();
+  await loadTeachers();
+}
+
+// -- start ---------------------------------------------------------------------------------------
+
+function showDenied(box) {
+  box.replaceChildren(el(
+    "section",
+    { class: "card panel denied", id: "denied" },
+    el("p", {}, DENIED),
+    el("a", { class: "btn", id: "home", href: "/" }, "返回首页 ", el("span", { lang: "en" }, "Back to home")),
+  ));
+}
+
+function wire() {
+  $("subject-form").addEventListener("submit", saveSubject);
+  $("subject-cancel").addEventListener("click", resetSubjectForm);
+  $("teacher-form").addEventListener("submit", saveTeacher);
+  $("teacher-cancel").addEventListener("click", resetTeacherForm);
+  $("confirm-yes").addEventListener("click", () => $("confirm").close("delete"));
+  $("confirm-no").addEventListener("click", () => $("confirm").close("cancel"));
+}
+
+async function main() {
+  const box = $("admin");
+  const who = await tryLogin();
+  if (!who) {
+    goLogin(); // and back here once logged in
+    return;
+  }
+  showAccount(who);
+  if (who.role !== "admin") {
+    showDenied(box);
+    box.removeAttribute("aria-busy");
+    return;
+  }
+  box.replaceChildren($("admin-template").content.cloneNode(true));
+  wire();
+  resetSubjectForm();
+  resetTeacherForm();
+  const loaded = await loadSubjects();
+  box.removeAttribute("aria-busy");
+  if (!loaded) return;
+  const wanted = new URLSearchParams(window.location.search).get("sno");
+  const start = subjects.find((subject) => String(subject.no) === wanted) || subjects[0];
+  if (start) await choose(start.no);
+  else setChosen(null);
+}
+
+main();
