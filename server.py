@@ -160,12 +160,12 @@ def open_store(config: Config, *, serving: bool = True) -> Store:
         return SqliteStore(sqlite_path(url))
     if is_mongo_url(url):
         if serving and config.redis.url is None:
-            raise ConfigError("store.url: a MongoDB store needs redis.url too (sessions and pub/sub live in Redis)")
+            raise ConfigError("a MongoDB store needs redis.url too (sessions and pub/sub live in Redis)", "store.url")
         try:
             return MongoStore.from_url(url)
         except ValueError as exc:
-            raise ConfigError(f"store.url: {exc}") from None
-    raise ConfigError(f"store.url: unsupported store {url!r} (expected sqlite:///PATH or mongodb://HOST/DATABASE)")
+            raise ConfigError(str(exc), "store.url") from None
+    raise ConfigError(f"unsupported store {url!r} (expected sqlite:///PATH or mongodb://HOST/DATABASE)", "store.url")
 
 
 async def open_backends(config: Config) -> tuple[Backends, bool]:

@@ -205,9 +205,14 @@ async def test_start_up_without_mongodb_prints_one_line_and_exits(tmp_path: Path
 
 async def test_bad_mongodb_settings_are_config_errors(tmp_path: Path) -> None:
     code, _, err = await run_server_py("--dev", "--store", "mongodb://127.0.0.1/", "--redis-url", "redis://127.0.0.1/0")
-    assert code == 2 and err.strip() == "livevote: store.url: the MongoDB URL names no database (mongodb://HOST/DATABASE)"
+    assert code == 2 and err.strip() == (
+        "livevote: store.url (from --store): the MongoDB URL names no database (mongodb://HOST/DATABASE)"
+    )
     code, _, err = await run_server_py("--data-dir", str(tmp_path), "--store", "mongodb://127.0.0.1/livevote")
-    assert code == 2 and "needs redis.url" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and err.startswith("livevote: store.url (from --store): ") and "needs redis.url" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = await run_server_py("--data-dir", str(tmp_path), "--store", "postgres://db/livevote")
+    assert code == 2 and err.startswith("livevote: store.url (from --store): unsupported store"), err
 
 
 async def test_requests_during_an_outage_get_503_and_recover(
