@@ -292,6 +292,7 @@ async def test_an_anonymous_visit_to_the_home_page_makes_no_failing_request(
     await expect(page.locator("#account .who")).to_have_text("olga")
     await page.locator("#logout").click()
     await expect(page).to_have_url(re.compile(r"/login\.html$"))
+    await page.wait_for_load_state("networkidle")  # the login page's favicon too: the next goto would abort it
     failures.items.clear()
     await page.goto("/")
     await expect(page.locator('#account a[href^="/login.html"]')).to_be_visible()
