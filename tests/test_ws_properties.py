@@ -42,9 +42,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from tornado.httpclient import HTTPRequest
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+from tornado.websocket import WebSocketClosedError, websocket_connect
 
 from tests.support import TEST_SECRET, LiveServer, UserClient, log_in, make_config
+from tests.ws_client import FrameReader
 
 T = TypeVar("T")
 
@@ -156,46 +157,20 @@ class Outcome:
     close_code: int | None
 
 
-class ProbeSocket:
+class ProbeSocket(FrameReader):
     """A raw client: keeps every frame the server sends, in order, undecoded."""
 
     _probes = itertools.count()
-
-    def __init__(self, connection: WebSocketClientConnection) -> None:
-        self.connection = connection
-        self.inbox: list[str | bytes] = []
-        self.welcome: dict[str, Any] = {}
-        self._arrived = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
 
     @classmethod
     async def open(cls, base_url: str, token: str) -> ProbeSocket:
         request = HTTPRequest(base_url.replace("http", "ws", 1) + "/ws", request_timeout=10)
         connection = await websocket_connect(request, subprotocols=["livevote.v1", f"bearer.{token}"])
         sock = cls(connection)
-        assert await sock.until(lambda: len(sock.inbox) >= 1, 10), f"no welcome (closed {sock.close_code})"
-        sock.welcome = decode(sock.inbox.pop(0))
+        assert await sock.until(lambda: len(sock.messages) >= 1, 10), f"no welcome (closed {sock.close_code})"
+        sock.welcome = decode(sock.messages.pop(0))
         assert sock.welcome["type"] == "welcome", sock.welcome
         return sock
-
-    async def _read(self) -> None:
-        while True:
-            raw = await self.connection.read_message()
-            async with self._arrived:
-                if raw is not None:
-                    self.inbox.append(raw)
-                self._arrived.notify_all()
-            if raw is None:
-                self.connection.close()
-                return
-
-    @property
-    def closed(self) -> bool:
-        return self._reader.done()
-
-    @property
-    def close_code(self) -> int | None:
-        return self.connection.close_code
 
     def write(self, payload: str | bytes, binary: bool = False) -> None:
         try:
@@ -228,11 +203,11 @@ class ProbeSocket:
             return None
 
     def decoded(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
-        return [decode(raw) for raw in self.inbox[start:stop]]
+        return [decode(raw) for raw in self.messages[start:stop]]
 
     def find(self, start: int, **match: Any) -> int | None:
-        for index in range(start, len(self.inbox)):
-            raw = self.inbox[index]
+        for index in range(start, len(self.messages)):
+            raw = self.messages[index]
             if isinstance(raw, str):
                 try:
                     message = json.loads(raw)
@@ -244,14 +219,14 @@ class ProbeSocket:
 
     async def exchange(self, payload: str | bytes, binary: bool = False, timeout: float = 10.0) -> Outcome:
         """Send a frame, then a sentinel ping; the replies are what came before its pong."""
-        start = len(self.inbox)
+        start = len(self.messages)
         probe = f"\x00probe-{next(self._probes)}"
         self.write(payload, binary)
         self.send(op="ping", id=probe)
         found = await self.until(lambda: self.find(start, type="pong", id=probe), timeout)
         if found is None:
             if not self.closed:
-                raise AssertionError(f"no pong within {timeout} s and the socket is still open: {self.inbox[start:]}")
+                raise AssertionError(f"no pong within {timeout} s and the socket is still open: {self.messages[start:]}")
             return Outcome(self._solicited(start, None), True, self.close_code)
         return Outcome(self._solicited(start, found), False, None)
 
@@ -261,23 +236,12 @@ class ProbeSocket:
     async def request(self, timeout: float = 10.0, **op: Any) -> dict[str, Any]:
         """Send an op with a fresh id and return the reply carrying that id."""
         op_id = f"r-{next(self._probes)}"
-        start = len(self.inbox)
+        start = len(self.messages)
         self.send(id=op_id, **op)
         found = await self.until(lambda: self.find(start, id=op_id), timeout)
         assert found is not None, f"no reply to {op} (closed: {self.closed}, code {self.close_code})"
-        return decode(self.inbox[found])
+        return decode(self.messages[found])
 
-    async def wait_closed(self, timeout: float) -> int | None:
-        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        return self.close_code
-
-    async def close(self) -> None:
-        if not self.closed:
-            self.connection.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._reader), 5)
-        except TimeoutError:
-            self._reader.cancel()
 
 
 PASSWORD = "plum tractor quietly 9431"
@@ -935,11 +899,11 @@ def test_frames_over_the_size_limit_close_1009_and_others_do_not(env: Env, size:
                 await check_frame(env, frame, Expect(frozenset({"error:invalid"}), "big"))
             return
         sock = await env.probe()
-        start = len(sock.inbox)
+        start = len(sock.messages)
         sock.write(frame, binary=isinstance(frame, bytes))
         sock.send(op="ping", id="after")
         code = await sock.wait_closed(10)
-        assert code == 1009, f"a {size}-byte frame closed with {code}, not 1009; got {sock.inbox[start:]}"
+        assert code == 1009, f"a {size}-byte frame closed with {code}, not 1009; got {sock.messages[start:]}"
         replies = [m for m in sock.decoded(start) if m["type"] not in UNSOLICITED]
         assert replies == [], f"an oversized frame was answered: {replies}"
 
@@ -968,7 +932,7 @@ def test_rate_limit_tells_then_closes_4029_and_only_past_the_burst(env: Env, cou
         if count < RATE_BURST:
             sock.send(op="ping", id="last")
             assert await sock.until(lambda: sock.find(0, type="pong", id="last") is not None, 10), (
-                f"{count + 1} frames (burst {RATE_BURST}) closed the socket {sock.close_code}: {sock.inbox}")
+                f"{count + 1} frames (burst {RATE_BURST}) closed the socket {sock.close_code}: {sock.messages}")
             replies = sock.decoded()
             assert len(replies) == count + 1 and not [m for m in replies if m.get("code") == "rate_limited"], replies
             await sock.close()
@@ -1136,7 +1100,7 @@ def test_parallel_auth_ops_leave_each_socket_on_its_newest_accepted_session(env:
                 return {m.get("id") for m in sock.decoded()} >= wanted
 
             answered = await sock.until(all_answered, 10)
-            assert answered or sock.closed, f"socket {index} left auth ops unanswered: {sock.inbox}"
+            assert answered or sock.closed, f"socket {index} left auth ops unanswered: {sock.messages}"
             history = [first]
             for message in sock.decoded():
                 if message.get("id") not in wanted:

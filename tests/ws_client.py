@@ -10,16 +10,61 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 
-class LiveClient:
-    """Reads every message into a list; tests wait for the one they expect."""
+class FrameReader:
+    """A client connection whose reader task keeps every message the server sends, in order
+    (as `keep` makes it), and wakes whoever waits on `_arrived`."""
 
     def __init__(self, connection: WebSocketClientConnection) -> None:
         self.connection = connection
-        self.messages: list[dict[str, Any]] = []
+        self.messages: list[Any] = []
         self.welcome: dict[str, Any] = {}
         self._arrived = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
+
+    def keep(self, raw: str | bytes) -> Any:
+        return raw
+
+    async def _read(self) -> None:
+        while True:
+            raw = await self.connection.read_message()
+            async with self._arrived:
+                if raw is not None:
+                    self.messages.append(self.keep(raw))
+                self._arrived.notify_all()
+            if raw is None:
+                self.connection.close()
+                return
+
+    @property
+    def closed(self) -> bool:
+        return self._reader.done()
+
+    @property
+    def close_code(self) -> int | None:
+        return self.connection.close_code
+
+    async def wait_closed(self, timeout: float = 5.0) -> int | None:
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.close_code
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.connection.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), 5)
+        except TimeoutError:
+            self._reader.cancel()
+
+
+class LiveClient(FrameReader):
+    """Reads every message, decoded, into a list; tests wait for the one they expect."""
+
+    def __init__(self, connection: WebSocketClientConnection) -> None:
+        super().__init__(connection)
         self._next_id = 0
+
+    def keep(self, raw: str | bytes) -> Any:
+        return json.loads(raw)
 
     @classmethod
     async def connect(
@@ -36,25 +81,6 @@ class LiveClient:
         request = HTTPRequest(base_url.replace("http", "ws", 1) + "/ws", headers=all_headers, request_timeout=10)
         connection = await websocket_connect(request, subprotocols=subprotocols, **options)
         return cls(connection)
-
-    async def _read(self) -> None:
-        while True:
-            raw = await self.connection.read_message()
-            async with self._arrived:
-                if raw is not None:
-                    self.messages.append(json.loads(raw))
-                self._arrived.notify_all()
-            if raw is None:
-                self.connection.close()
-                return
-
-    @property
-    def closed(self) -> bool:
-        return self._reader.done()
-
-    @property
-    def close_code(self) -> int | None:
-        return self.connection.close_code
 
     def send(self, op: str, **fields: Any) -> str:
         self._next_id += 1
@@ -96,17 +122,6 @@ class LiveClient:
                     await self._arrived.wait()
 
         return await asyncio.wait_for(reply(), timeout)
-
-    async def wait_closed(self, timeout: float = 5.0) -> int | None:
-        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        return self.close_code
-
-    async def close(self) -> None:
-        self.connection.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._reader), 5)
-        except TimeoutError:
-            self._reader.cancel()
 
 
 async def refused_status(base_url: str, token: str | None = None, **kwargs: Any) -> int:
