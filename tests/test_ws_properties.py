@@ -315,7 +315,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
     async def start() -> Env:
         config = make_config(data_dir / "main", ws__rate_limit=10000, ws__rate_burst=10000,
-                             ws__max_message_size=MAX_MESSAGE)
+                             ws__max_message_size=MAX_MESSAGE, auth__viewer_attempts=1_000_000)
         server = await LiveServer(config).start()
         user = await new_user(server, "prober")
         stranger = await new_user(server, "stranger")
@@ -802,6 +802,28 @@ def test_op_of_any_json_type_gets_an_error(env: Env, op: Any, doc: dict[str, Any
 def test_known_ops_with_generated_fields_follow_the_contract(env: Env, doc: dict[str, Any], ascii_only: bool) -> None:
     text = dumps(doc, ascii_only)
     env.run(check_frame(env, text, expect_text(text, env)))
+
+
+async def check_viewer_op(env: Env, doc: dict[str, Any]) -> None:
+    """A viewer socket sends an op it may not use: an error, never an ack, no vote stored, and
+    the socket stays open."""
+    votes_before = (await env.server.get("/api/stats")).json()["votes_total"]
+    token = (await env.server.request("POST", "/api/auth/viewer")).json()["access_token"]
+    sock = await ProbeSocket.open(env.server.base_url, token)
+    try:
+        reply = await sock.request(**{key: value for key, value in doc.items() if key != "id"})
+        assert reply["type"] == "error" and reply["code"] in ("forbidden", "invalid"), reply
+        assert (await sock.request(op="ping"))["type"] == "pong" and not sock.closed
+    finally:
+        await sock.close()
+    assert (await env.server.get("/api/stats")).json()["votes_total"] == votes_before
+
+
+@scaled(2)
+@given(doc=op_docs(st.sampled_from(["vote", "auth", "refresh"])))
+@example(doc={"op": "vote", "teacher": 1, "value": "good"})
+def test_a_viewer_socket_never_votes_or_authenticates_whatever_it_sends(env: Env, doc: dict[str, Any]) -> None:
+    env.run(check_viewer_op(env, doc))
 
 
 @scaled(10)
