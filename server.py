@@ -92,6 +92,9 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "config.yaml"
 STATIC_DIR = ROOT / "static"
 DRAIN_SECONDS = 10.0
+CLOSE_SECONDS = 5.0
+"""How long closing the services may take at shutdown: a Redis node that is down or failing
+over must not hold the exit (redis-py retries its commands for longer)."""
 LISTEN_BACKLOG = 2048
 """Connections the kernel queues before accept: a reconnect storm of pages must not see SYNs dropped."""
 
@@ -262,11 +265,20 @@ async def build_services(config: Config) -> Services:
 
 async def close_services(services: Services) -> None:
     services.token_clock.close()
-    await services.votes.close()
-    await services.sessions.close()
-    await services.watching.close()
-    await services.metrics.close()
-    await services.backends.close()
+    closing = {
+        "the vote publisher": services.votes.close,
+        "the session service": services.sessions.close,
+        "presence": services.watching.close,
+        "metrics": services.metrics.close,
+        "the backends": services.backends.close,
+    }
+    deadline = asyncio.get_running_loop().time() + CLOSE_SECONDS
+    for name, close in closing.items():
+        try:
+            async with asyncio.timeout_at(deadline):
+                await close()
+        except TimeoutError:
+            log.warning("%s did not close within %.0f s of the others; going on without it", name, CLOSE_SECONDS)
 
 
 def listen(config: Config) -> list[socket.socket]:
@@ -344,8 +356,8 @@ def run_workers(config: Config, sockets: list[socket.socket]) -> int:
     def work(number: int) -> None:
         asyncio.run(serve(config, sockets, worker=f"{number}/{count}"))
 
-    # a graceful stop drains for up to DRAIN_SECONDS, then closes the backends
-    return Supervisor(count, work, stop_timeout=DRAIN_SECONDS + 5).run()
+    # a graceful stop drains for up to DRAIN_SECONDS, then closes the services within CLOSE_SECONDS
+    return Supervisor(count, work, stop_timeout=DRAIN_SECONDS + CLOSE_SECONDS + 2).run()
 
 
 CONFIG_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {

@@ -48,7 +48,8 @@ async def stop_process(server: ServerProcess, timeout: float = 20.0) -> int | No
         return await server.wait_exit(timeout)
     except TimeoutError:
         await server.stop()
-        raise
+        log = "\n".join(server.lines[-40:])
+        raise AssertionError(f"pid {server.process.pid} did not stop within {timeout} s of SIGTERM; its log:\n{log}") from None
 
 
 async def create_admin(
