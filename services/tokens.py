@@ -9,6 +9,12 @@ A viewer token (role "viewer") belongs to no user and no session: it lets an
 anonymous page watch the live channel, and nothing else. `verify` refuses it,
 so no REST route can take it for a user's; only `verify_any` (the socket's
 handshake and its token pushes) accepts both kinds.
+
+Decoding a JWT costs more than the rest of a vote's request, and a client sends
+the same token until it is renewed, so tokens that verified are remembered,
+keyed by the whole token, until they expire (VerifiedTokens). Only the exact
+string that verified matches; revocation is the session check's concern, not
+the token's, so remembering changes nothing a client can observe.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +36,8 @@ ACCESS_TOKEN_TYPE = "at+jwt"
 VIEWER = "viewer"
 COMMON_CLAIMS = ["iss", "aud", "role", "jti", "iat", "exp"]
 USER_CLAIMS = ["sub", "sid"]
+REMEMBERED_TOKENS = 16384
+"""At most this many verified tokens are remembered (a few MiB); past it the oldest go first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +71,35 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+Claims = AccessClaims | ViewerClaims
+
+
+class VerifiedTokens:
+    """Tokens that passed verification, with their claims, until they expire (leeway included)."""
+
+    def __init__(self, leeway: float, size: int = REMEMBERED_TOKENS, clock: Callable[[], float] = time.time) -> None:
+        self._leeway = leeway
+        self._size = size
+        self._clock = clock
+        self._claims: dict[str, Claims] = {}
+
+    def get(self, token: str) -> Claims | None:
+        claims = self._claims.get(token)
+        if claims is not None and claims.expires_at + self._leeway < self._clock():
+            del self._claims[token]
+            return None
+        return claims
+
+    def add(self, token: str, claims: Claims) -> None:
+        if len(self._claims) >= self._size:
+            del self._claims[next(iter(self._claims))]
+        self._claims[token] = claims
+
+
 class TokenService:
     def __init__(self, auth: AuthConfig) -> None:
         self._auth = auth
+        self._verified = VerifiedTokens(auth.leeway)
         self._algorithm = auth.algorithm
         if auth.algorithm.startswith("HS"):
             self._signing_key: Any = auth.secret
@@ -97,7 +132,14 @@ class TokenService:
             raise Unauthorized("A viewer token only opens the live channel; log in for this.")
         return claims
 
-    def verify_any(self, token: str) -> AccessClaims | ViewerClaims:
+    def verify_any(self, token: str) -> Claims:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._decode(token)
+            self._verified.add(token, claims)
+        return claims
+
+    def _decode(self, token: str) -> Claims:
         try:
             if jwt.get_unverified_header(token).get("typ") != ACCESS_TOKEN_TYPE:
                 raise Unauthorized("This is not an access token.")

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from services.tokens import VerifiedTokens, ViewerClaims
 from tests.conftest import ServerFactory
 from tests.support import TEST_SECRET, UserClient, assert_problem, sign_up
 
@@ -76,6 +77,9 @@ ATTACKS: dict[str, Callable[[dict[str, Any], UserClient], str]] = {
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 async def test_attack_is_401(user: UserClient, attack: str) -> None:
+    """After the genuine token has verified (the server now remembers it), so that a forgery
+    close to a remembered token cannot pass for it."""
+    assert (await user.get("/api/auth/me")).status == 200
     token = ATTACKS[attack](claims_of(user.access_token), user)
     response = await user.server.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert_problem(response, 401)
@@ -120,3 +124,22 @@ async def test_key_file_algorithms(start_server: ServerFactory, tmp_path: Path, 
     assert (await alice.get("/api/auth/me")).status == 200
     hmac_forgery = hs256_by_hand(claims_of(alice.access_token), public.read_bytes())
     assert_problem(await server.get("/api/auth/me", headers={"Authorization": f"Bearer {hmac_forgery}"}), 401)
+
+
+def test_a_remembered_token_is_forgotten_when_it_expires() -> None:
+    now = [1000.0]
+    verified = VerifiedTokens(leeway=5, size=3, clock=lambda: now[0])
+    claims = ViewerClaims(expires_at=1010.0)
+    verified.add("token", claims)
+    now[0] = 1015.0
+    assert verified.get("token") is claims, "still valid within the leeway, as PyJWT would say"
+    now[0] = 1015.5
+    assert verified.get("token") is None
+    assert verified.get("token") is None, "and stays forgotten"
+
+
+def test_remembered_tokens_are_bounded_oldest_first() -> None:
+    verified = VerifiedTokens(leeway=0, size=3, clock=lambda: 0.0)
+    for name in "abcd":
+        verified.add(name, ViewerClaims(expires_at=60.0))
+    assert [verified.get(name) is not None for name in "abcd"] == [False, True, True, True]
