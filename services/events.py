@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from services.backends.broker import Broker
 
@@ -54,6 +54,9 @@ class EventBus:
 
     async def publish(self, channel: str, data: bytes) -> None:
         await self._broker.publish(channel, data)
+
+    async def publish_many(self, channels: Sequence[str], data: bytes) -> None:
+        await self._broker.publish_many(channels, data)
 
     async def listen(self, channel: str, listener: Listener) -> None:
         """Returns once the channel is subscribed at the broker, also for a second listener

@@ -59,7 +59,8 @@ class VoteService:
 
     async def _announce(self, counts: Counts) -> None:
         try:
-            await asyncio.wait_for(self._publish(counts), PUBLISH_PATIENCE)
+            async with asyncio.timeout(PUBLISH_PATIENCE):
+                await self._publish(counts)
         except Exception as exc:
             log.warning("could not publish the counts of teacher %d (%r); will publish them again", counts.no, exc)
             self._unannounced.add(counts.no)
@@ -68,10 +69,7 @@ class VoteService:
 
     async def _publish(self, counts: Counts) -> None:
         """On the subject's feed and on the dashboards' feed, both at once."""
-        data = orjson.dumps(counts)
-        await asyncio.gather(
-            self._events.publish(subject_votes(counts.subject), data), self._events.publish(ALL_VOTES, data)
-        )
+        await self._events.publish_many((subject_votes(counts.subject), ALL_VOTES), orjson.dumps(counts))
 
     async def _republish(self) -> None:
         attempt = 0

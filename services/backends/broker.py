@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -32,6 +33,10 @@ class Broker(ABC):
     @abstractmethod
     async def publish(self, channel: str, data: bytes) -> None:
         """Raises when the message could not be handed to the broker."""
+
+    async def publish_many(self, channels: Sequence[str], data: bytes) -> None:
+        """One message on several channels at once; raises when any could not be handed over."""
+        await asyncio.gather(*(self.publish(channel, data) for channel in channels))
 
     @abstractmethod
     async def subscribe(self, channel: str) -> None:
@@ -63,6 +68,10 @@ class LocalBroker(Broker):
     async def publish(self, channel: str, data: bytes) -> None:
         if self._handler is not None and channel in self._channels:
             asyncio.get_running_loop().call_soon(self._handler.on_message, channel, data)
+
+    async def publish_many(self, channels: Sequence[str], data: bytes) -> None:
+        for channel in channels:
+            await self.publish(channel, data)
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)

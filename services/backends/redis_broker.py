@@ -9,6 +9,8 @@ not answer fails after one `timeout`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -45,6 +47,13 @@ class RedisBroker(Broker):
 
     async def publish(self, channel: str, data: bytes) -> None:
         await self._publisher.publish(self._prefix + channel, data)
+
+    async def publish_many(self, channels: Sequence[str], data: bytes) -> None:
+        """One round trip (a pipeline, not a transaction)."""
+        async with self._publisher.pipeline(transaction=False) as pipeline:
+            for channel in channels:
+                pipeline.publish(self._prefix + channel, data)
+            await pipeline.execute()
 
     async def subscribe(self, channel: str) -> None:
         await self._subscriber.subscribe(channel)
