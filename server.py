@@ -80,6 +80,7 @@ from services.seed import seed_demo_data
 from services.sessions import SessionService
 from services.stats import StatsService
 from services.throttle import LoginThrottle
+from services.heartbeat import Heartbeat
 from services.token_clock import TokenClock
 from services.tokens import TokenService
 from services.votes import VoteService
@@ -139,14 +140,12 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/([a-z-]+\.html)", PageHandler, {"path": str(STATIC_DIR)}),
         (r"/static/(.*)", PageHandler, {"path": str(STATIC_DIR)}),
     ]
-    ws = services.config.ws
+    # pings: services/heartbeat.py, not tornado's task per socket
     return LivevoteApplication(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=api,
-        websocket_max_message_size=ws.max_message_size,
-        websocket_ping_interval=ws.ping_interval or None,
-        websocket_ping_timeout=ws.ping_interval or None,
+        websocket_max_message_size=services.config.ws.max_message_size,
     )
 
 
@@ -257,6 +256,7 @@ async def build_services(config: Config) -> Services:
         votes=VoteService(backends.store, events, metrics),
         hub=hub,
         token_clock=TokenClock(auth.refresh_ahead, auth.push_tokens),
+        heartbeat=Heartbeat(config.ws.ping_interval),
         stats=StatsService(backends.store, watching),
         watching=watching,
         metrics=metrics,
@@ -265,6 +265,7 @@ async def build_services(config: Config) -> Services:
 
 async def close_services(services: Services) -> None:
     services.token_clock.close()
+    services.heartbeat.close()
     closing = {
         "the vote publisher": services.votes.close,
         "the session service": services.sessions.close,

@@ -159,6 +159,7 @@ class LiveSocket(WebSocketHandler):
         self.peer = Peer(self, claims.sid if isinstance(claims, AccessClaims) else NO_SESSION, self.services.hub)
         self.services.hub.add(self.peer)
         self.services.token_clock.track(self)
+        self.services.heartbeat.add(self)
         if isinstance(claims, ViewerClaims):
             who: dict[str, Any] = {"user": None, "session": None, "role": claims.role}
         else:
@@ -168,6 +169,7 @@ class LiveSocket(WebSocketHandler):
 
     def on_close(self) -> None:
         self.closed = True
+        self.services.heartbeat.remove(self)
         if self.peer is not None:
             task = asyncio.ensure_future(self.services.hub.remove(self.peer))
             task.add_done_callback(_log_failure)
@@ -218,6 +220,22 @@ class LiveSocket(WebSocketHandler):
     def send(self, frame: bytes) -> None:
         if self.peer is not None:
             self.peer.send(frame)
+
+    # -- pings (Heartbeat) ----------------------------------------------------
+
+    def send_ping(self) -> None:
+        connection = self.ws_connection
+        if connection is not None and not connection.is_closing():
+            connection.write_ping(b"")
+
+    def on_pong(self, data: bytes) -> None:
+        self.services.heartbeat.answered(self)
+
+    def ping_timed_out(self) -> None:
+        """Dropped at once: a peer that answers no ping would not answer a closing handshake."""
+        stream = self._open_stream()
+        if stream is not None:
+            stream.close()
 
     # -- tokens (TokenClock) ----------------------------------------------------
 

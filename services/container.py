@@ -18,6 +18,7 @@ from services.hub import Hub
 from services.metrics import Metrics
 from services.sessions import SessionService
 from services.stats import StatsService
+from services.heartbeat import Heartbeat
 from services.token_clock import TokenClock
 from services.tokens import TokenService
 from services.votes import VoteService
@@ -56,6 +57,7 @@ class Services:
     votes: VoteService
     hub: Hub
     token_clock: TokenClock
+    heartbeat: Heartbeat
     stats: StatsService
     watching: WatchingService
     metrics: Metrics

@@ -287,6 +287,8 @@ class RawSocket:
         self._buffer = bytearray(buffered)
         self.close_code: int | None = None
         self.eof = False
+        self.pings = 0
+        """Pings the server sent, each answered as it was read."""
         self._close_sent = False
 
     @classmethod
@@ -341,37 +343,46 @@ class RawSocket:
     async def read_message(self, timeout: float = 5.0) -> dict[str, Any] | None:
         """The next text message; None once the server closed (see close_code) or the connection ended."""
         while True:
-            head = await self._take(2, timeout)
-            if head is None:
+            kind = await self._read_frame(timeout)
+            if kind != "control":
+                return None if kind is None else self.messages[-1]
+
+    async def _read_frame(self, timeout: float) -> str | None:
+        """One frame, handled: "text" (appended to messages), "control" (a ping answered), or
+        None when the server closed or the connection ended."""
+        head = await self._take(2, timeout)
+        if head is None:
+            return None
+        opcode, length = head[0] & 0x0F, head[1] & 0x7F
+        if length == 126:
+            extra = await self._take(2, timeout)
+            if extra is None:
                 return None
-            opcode, length = head[0] & 0x0F, head[1] & 0x7F
-            if length == 126:
-                extra = await self._take(2, timeout)
-                if extra is None:
-                    return None
-                (length,) = struct.unpack("!H", extra)
-            elif length == 127:
-                extra = await self._take(8, timeout)
-                if extra is None:
-                    return None
-                (length,) = struct.unpack("!Q", extra)
-            payload = await self._take(length, timeout)
-            if payload is None:
+            (length,) = struct.unpack("!H", extra)
+        elif length == 127:
+            extra = await self._take(8, timeout)
+            if extra is None:
                 return None
-            if opcode == 0x1:
-                message = dict(json.loads(payload))
-                self.messages.append(message)
-                self.view.feed(message)
-                return message
-            if opcode == 0x8:
-                self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-                if not self._close_sent:
-                    self._close_sent = True
-                    with contextlib.suppress(OSError):
-                        await self._send_frame(0x8, payload[:2])
-                return None
-            if opcode == 0x9:
-                await self._send_frame(0xA, payload)
+            (length,) = struct.unpack("!Q", extra)
+        payload = await self._take(length, timeout)
+        if payload is None:
+            return None
+        if opcode == 0x1:
+            message = dict(json.loads(payload))
+            self.messages.append(message)
+            self.view.feed(message)
+            return "text"
+        if opcode == 0x8:
+            self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            if not self._close_sent:
+                self._close_sent = True
+                with contextlib.suppress(OSError):
+                    await self._send_frame(0x8, payload[:2])
+            return None
+        if opcode == 0x9:
+            self.pings += 1
+            await self._send_frame(0xA, payload)
+        return "control"
 
     async def subscribe(self, channel: str, timeout: float = 5.0) -> dict[str, Any]:
         """Subscribe and read up to and including the channel's snapshot."""
@@ -392,7 +403,7 @@ class RawSocket:
             left = deadline - loop.time()
             if left <= 0:
                 raise TimeoutError(f"condition not met within {timeout} s")
-            if await self.read_message(left) is None:
+            if await self._read_frame(left) is None:
                 return False
         return True
 

@@ -317,19 +317,25 @@ async def test_shutdown_closes_sockets_1001(tmp_path: Path) -> None:
 
 
 async def test_a_peer_that_stops_answering_pings_is_dropped(start_server: ServerFactory) -> None:
-    """A client that reads nothing answers no ping: after one ping interval with no pong it is gone."""
+    """A client that reads nothing answers no ping: after one ping interval with no pong it is
+    gone, while one that answers is pinged again and again and stays (services/heartbeat.py)."""
     server = await start_server(ws__ping_interval=0.5)
     alice = await sign_up(server, "alice")
     assert server.services is not None
     hub = server.services.hub
     silent = await RawSocket.connect(server.port, alice.access_token)
-    answering = await LiveClient.connect(server.base_url, alice.access_token)
-
-    async def only_the_answering_one_is_left() -> bool:
-        return hub.peer_count == 1
-
+    answering = await RawSocket.connect(server.port, alice.access_token)
     assert hub.peer_count == 2
-    await wait_for(only_the_answering_one_is_left, timeout=10)
-    assert (await answering.request("ping"))["type"] == "pong"
+    assert await answering.read_until(lambda: answering.pings >= 4, timeout=10), f"closed {answering.close_code}"
+    assert hub.peer_count == 1, "the silent one was dropped"
+    await answering.send("ping", id=1)
+    assert await answering.read_until(lambda: answering.messages[-1].get("type") == "pong", timeout=5)
+    assert len(server.services.heartbeat) == 1, "the dropped socket left the wheel"
     await answering.close()
     await silent.close()
+
+    async def none_left() -> bool:
+        assert server.services is not None
+        return len(server.services.heartbeat) == 0
+
+    await wait_for(none_left, timeout=5)
