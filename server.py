@@ -28,6 +28,7 @@ from typing import Any
 from redis.exceptions import RedisClusterException, RedisError
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
+from tornado.web import RequestHandler
 
 from handlers.base import LivevoteApplication, NotFoundHandler
 from handlers.catalog import (
@@ -146,7 +147,12 @@ def make_app(services: Services) -> LivevoteApplication:
         default_handler_class=NotFoundHandler,
         default_handler_args=api,
         websocket_max_message_size=services.config.ws.max_message_size,
+        **({} if services.config.server.access_log else {"log_function": _no_access_log}),
     )
+
+
+def _no_access_log(_handler: RequestHandler) -> None:
+    """server.access_log: false. Errors are still logged where they happen."""
 
 
 def http_server(app: LivevoteApplication, config: Config) -> HTTPServer:

@@ -83,6 +83,7 @@ class ServerConfig(_Section):
     max_body_size: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     metrics: bool = True
     xheaders: bool = False
+    access_log: bool = True
 
 
 class StoreConfig(_Section):

@@ -16,7 +16,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from tests.conftest import ServerFactory
 from services.config import PLACEHOLDER_SECRET
-from tests.support import ROOT, ServerProcess, log_in, sign_up_admin
+from tests.support import ROOT, ServerProcess, log_in, server_env, sign_up_admin
 
 Spawn = Callable[..., Awaitable[ServerProcess]]
 
@@ -214,3 +214,19 @@ async def test_an_unfit_secret_key_stops_the_start(tmp_path: Path, kind: str) ->
     lines = stderr.decode().splitlines()
     assert process.returncode not in (0, None)
     assert len(lines) == 1 and str(key) in lines[0] and "Traceback" not in lines[0], lines
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+async def test_the_access_log_can_be_turned_off(tmp_path: Path, access_log: bool) -> None:
+    process = await ServerProcess(
+        "--data-dir", str(tmp_path), env=server_env(**{"server.access_log": access_log})
+    ).start()
+    try:
+        assert (await process.get("/healthz")).status == 200
+        process.signal(signal.SIGTERM)
+        assert await process.wait_exit() == 0
+    finally:
+        await process.stop()
+    logged = [line for line in process.lines if "tornado.access" in line]
+    assert bool(logged) == access_log, logged
+    assert any("stopped" in line for line in process.lines), "the log was read to its end"
