@@ -55,8 +55,8 @@ class EventBus:
     async def publish(self, channel: str, data: bytes) -> None:
         await self._broker.publish(channel, data)
 
-    async def publish_many(self, channels: Sequence[str], data: bytes) -> None:
-        await self._broker.publish_many(channels, data)
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        await self._broker.publish_many(messages)
 
     async def listen(self, channel: str, listener: Listener) -> None:
         """Returns once the channel is subscribed at the broker, also for a second listener

@@ -34,9 +34,9 @@ class Broker(ABC):
     async def publish(self, channel: str, data: bytes) -> None:
         """Raises when the message could not be handed to the broker."""
 
-    async def publish_many(self, channels: Sequence[str], data: bytes) -> None:
-        """One message on several channels at once; raises when any could not be handed over."""
-        await asyncio.gather(*(self.publish(channel, data) for channel in channels))
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """(channel, data) pairs, all at once; raises when any could not be handed over."""
+        await asyncio.gather(*(self.publish(channel, data) for channel, data in messages))
 
     @abstractmethod
     async def subscribe(self, channel: str) -> None:
@@ -69,8 +69,8 @@ class LocalBroker(Broker):
         if self._handler is not None and channel in self._channels:
             asyncio.get_running_loop().call_soon(self._handler.on_message, channel, data)
 
-    async def publish_many(self, channels: Sequence[str], data: bytes) -> None:
-        for channel in channels:
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for channel, data in messages:
             await self.publish(channel, data)
 
     async def subscribe(self, channel: str) -> None:

@@ -48,10 +48,10 @@ class RedisBroker(Broker):
     async def publish(self, channel: str, data: bytes) -> None:
         await self._publisher.publish(self._prefix + channel, data)
 
-    async def publish_many(self, channels: Sequence[str], data: bytes) -> None:
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """One round trip (a pipeline, not a transaction)."""
         async with self._publisher.pipeline(transaction=False) as pipeline:
-            for channel in channels:
+            for channel, data in messages:
                 pipeline.publish(self._prefix + channel, data)
             await pipeline.execute()
 
