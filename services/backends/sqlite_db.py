@@ -145,7 +145,7 @@ class SqliteDatabase:
         self._waiting.append(write)
         if self._committer is None:
             self._committer = asyncio.ensure_future(self._commit_waiting())
-        return await write.answer  # type: ignore[no-any-return]
+        return await write.answer
 
     async def _commit_waiting(self) -> None:
         try:
