@@ -43,6 +43,10 @@ from bench.common import (  # noqa: E402
     write_result,
 )
 from bench.wsload import WsClient, connect  # noqa: E402
+from services.events import subject_votes  # noqa: E402
+
+LIVEVOTE_FEED = "lv:" + subject_votes(1)
+"""Where a livevote process hears of subject 1's count changes (the default prefix "lv:")."""
 
 SAMPLED = 50
 """Sockets whose every update is timed (all sockets are counted)."""
@@ -138,7 +142,7 @@ def make_target(work: Path, redis_url: str, name: str) -> Target:
         coalesce = 0 if name == "livevote" else 50
         process = livevote_process(name, work, port, redis_url, ws__coalesce_ms=coalesce,
                                    ws__rate_limit=1000, ws__max_pending=1 << 20)
-        return Target(name, process, port, lambda r, v: r.publish("lv:votes", update(v)),
+        return Target(name, process, port, lambda r, v: r.publish(LIVEVOTE_FEED, update(v)),
                       lambda p: p.startswith(b'{"type":"votes"'), livevote_version, livevote_socket,
                       coalescing=coalesce > 0)
     if name == "socketio":
