@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("LIVEVOTE_BENCH_RESULTS", ROOT / "bench" / "results"))
+"""Where each benchmark writes its JSON; the benchmarks' smoke test points it elsewhere."""
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 SECRET = "bench-secret-that-is-long-enough-for-hs256"
