@@ -176,32 +176,33 @@ class LiveSocket(WebSocketHandler):
 
     # -- Transport for the hub ------------------------------------------------
 
-    def write_frame(self, frame: bytes) -> None:
+    def write_frame(self, frame: bytes) -> int:
         """Straight to the kernel while nothing is queued: most writes then cost one
-        send() and no buffer copies; what the kernel does not take is queued in order."""
-        stream = self._open_stream()
-        if stream is None:
-            return
+        send() and no buffer copies; what the kernel does not take is queued in order.
+        This runs once per socket per broadcast, so it reads tornado's state directly."""
+        connection = self.ws_connection
+        if connection is None or connection.client_terminated or connection.server_terminated:
+            return 0
+        stream = connection.stream
+        if stream is None or stream.closed():
+            return 0
         if stream.writing() or type(stream) is not IOStream:
             self._backlog += len(frame)
             stream.write(frame)
-            return
-        self._backlog = 0
+            return self._backlog
         try:
             sent = stream.socket.send(frame)
         except BlockingIOError:
             sent = 0
         except OSError:
             stream.close()
-            return
-        if sent < len(frame):
-            self._backlog = len(frame) - sent
-            stream.write(frame[sent:])
-
-    @property
-    def backlog(self) -> int:
-        stream = self._open_stream()
-        return self._backlog if stream is not None and stream.writing() else 0
+            return 0
+        if sent == len(frame):
+            self._backlog = 0
+            return 0
+        self._backlog = len(frame) - sent
+        stream.write(frame[sent:])
+        return self._backlog
 
     def drained(self) -> asyncio.Future[None]:
         stream = self._open_stream()

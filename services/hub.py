@@ -56,12 +56,9 @@ class BadChannel(Invalid):
 
 
 class Transport(Protocol):
-    def write_frame(self, frame: bytes) -> None:
-        """Queue a whole frame (nothing happens once the socket is closed)."""
-
-    @property
-    def backlog(self) -> int:
-        """Bytes queued and not yet handed to the kernel (an upper bound)."""
+    def write_frame(self, frame: bytes) -> int:
+        """Queue a whole frame (nothing happens once the socket is closed); returns the bytes
+        queued and not yet handed to the kernel (an upper bound), 0 when all went out."""
 
     def drained(self) -> asyncio.Future[None]:
         """Resolves once everything queued so far is flushed (or the socket closed)."""
@@ -95,8 +92,7 @@ class Peer:
 
     def send(self, frame: bytes) -> None:
         """Write a frame that must not be dropped (replies, snapshots, tokens)."""
-        self.transport.write_frame(frame)
-        if self._missed is None and self.transport.backlog > self._hub.max_pending:
+        if self.transport.write_frame(frame) > self._hub.max_pending and self._missed is None:
             self._fall_behind()
 
     def offer(self, frame: bytes, channel: str) -> None:
