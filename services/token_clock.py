@@ -4,7 +4,8 @@ Each tracked socket gets two deadlines: a push, `refresh_ahead` before its
 token expires (jittered over the earlier half of that window so that tokens
 minted together are not all refreshed in one burst), and the expiry itself.
 Entries are never removed: when one comes due for a socket that is closed or
-whose token has since changed, it is skipped.
+whose token has since changed, it is skipped. They hold the socket weakly, so a
+closed socket is freed at once, not when its token would have expired.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import heapq
 import itertools
 import random
 import time
+import weakref
 from typing import Protocol
 
 PUSH = 0
@@ -36,7 +38,7 @@ class TokenClock:
         self._ahead = refresh_ahead
         self._push = push and refresh_ahead > 0
         self._rng = rng or random.Random()
-        self._heap: list[tuple[float, int, int, TokenHolder, float]] = []
+        self._heap: list[tuple[float, int, int, weakref.ref[TokenHolder], float]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -47,11 +49,11 @@ class TokenClock:
 
     def track(self, holder: TokenHolder) -> None:
         """Schedule the deadlines of the holder's current token."""
-        expires_at = holder.expires_at
+        expires_at, held = holder.expires_at, weakref.ref(holder)
         if self._push:
             push_at = expires_at - self._ahead * (1 - 0.5 * self._rng.random())
-            heapq.heappush(self._heap, (push_at, next(self._order), PUSH, holder, expires_at))
-        heapq.heappush(self._heap, (expires_at, next(self._order), EXPIRE, holder, expires_at))
+            heapq.heappush(self._heap, (push_at, next(self._order), PUSH, held, expires_at))
+        heapq.heappush(self._heap, (expires_at, next(self._order), EXPIRE, held, expires_at))
         self._arm()
 
     def close(self) -> None:
@@ -73,8 +75,9 @@ class TokenClock:
         self._timer, self._timer_at = None, float("inf")
         now = time.time()
         while self._heap and self._heap[0][0] <= now:
-            _, _, kind, holder, expires_at = heapq.heappop(self._heap)
-            if holder.closed or holder.expires_at != expires_at:
+            _, _, kind, held, expires_at = heapq.heappop(self._heap)
+            holder = held()
+            if holder is None or holder.closed or holder.expires_at != expires_at:
                 continue
             if kind == PUSH:
                 task = asyncio.ensure_future(holder.push_token())
