@@ -207,7 +207,8 @@ class LiveSocket(WebSocketHandler):
             stream.close()
             return 0
         if sent == len(frame):
-            self._backlog = 0
+            if self._backlog:
+                self._backlog = 0
             return 0
         self._backlog = len(frame) - sent
         stream.write(frame[sent:])

@@ -96,11 +96,12 @@ class Peer:
             self._fall_behind()
 
     def offer(self, frame: bytes, channel: str) -> None:
-        """Write a broadcast unless the socket is behind; then note the channel for later."""
-        if self._missed is None:
-            self.send(frame)
-        else:
+        """Write a broadcast unless the socket is behind; then note the channel for later.
+        (send's body, inlined: this runs once per socket per broadcast.)"""
+        if self._missed is not None:
             self._missed.add(channel)
+        elif self.transport.write_frame(frame) > self._hub.max_pending:
+            self._fall_behind()
 
     def _fall_behind(self) -> None:
         self._missed = set()
