@@ -1,6 +1,6 @@
 """Fan-out: C sockets subscribed to one subject, updates published at rising rates.
 
-    python bench/fanout.py [--sockets 200,1000] [--rates 100,200,...] [--step 3]
+    python bench/fanout.py [--sockets 200,1000] [--rates 100,200,...] [--step 3] [--reach [10]] [--floor]
 
 Targets, in one run, same machine, same Redis, same message size, same client:
 livevote (coalescing off, then on), python-socketio's AsyncServer with
@@ -9,7 +9,26 @@ Updates go straight onto each server's Redis channel, each one numbered; the
 client (this process, core 1) times every update on a sample of sockets from
 the moment it published it. Per step: updates delivered per second, latency
 percentiles, updates lost, server and client CPU; RSS per socket after
-connecting. Saturation: the highest rate with >= 99 % delivered and p99 < 1 s.
+connecting. Saturation: the highest rate with >= 99 % delivered and p99 < 1 s;
+then one step at half that rate (latency and losses with headroom). Per step
+also the server's CPU per delivered frame (/proc process CPU seconds / frames
+delivered, as bench/floor.py reads its sender; "full" adds ksoftirqd/0) and
+"core 0 other %", what anything else took on the server's core: on a shared
+machine a step with much of it measured a server that lacked its core.
+
+--reach N: first, with the sockets subscribed and idle, ONE update N times,
+timed from its publish until the LAST socket has it (every socket counted),
+with the client's and the server's CPU over those windows (~100 % client:
+the client is the limit).
+
+--floor: after a target's steps, bench/floor.py's send() loop at the same
+socket count, rounds and frames/s as the target's saturation step (paced at
+what it delivered: where the client could not publish at the nominal rate,
+that is less): every socket woken once per update, as in the step. Not back
+to back: the floor's cost per frame moves with the rate (fewer wake-ups per
+frame when rounds run together), so only the same rate is like for like. Compared
+process to process: the server's and the sender's /proc CPU per frame, with
+the ratio; "full" beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -31,8 +51,10 @@ from tornado.httpclient import AsyncHTTPClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
+    SERVER_CORE,
     CpuMeter,
     Process,
+    cpu_seconds,
     free_port,
     livevote_process,
     percentile,
@@ -42,6 +64,7 @@ from bench.common import (  # noqa: E402
     wait_for_port,
     write_result,
 )
+from bench.floor import core_seconds, measure_floor, softirq_seconds  # noqa: E402
 from bench.wsload import WsClient, connect  # noqa: E402
 from services.events import subject_votes  # noqa: E402
 
@@ -51,8 +74,15 @@ LIVEVOTE_FEED = "lv:" + subject_votes(1)
 SAMPLED = 50
 """Sockets whose every update is timed (all sockets are counted)."""
 CONNECT_CONCURRENCY = 200
+REACH_SPACING = 0.5
+"""Seconds before each timed update, so that it finds the sockets idle."""
+REACH_TIMEOUT = 5.0
 COLUMNS = ["target", "sockets", "rate", "delivered/s", "delivered %", "lost", "p50 ms", "p95 ms", "p99 ms",
-           "server cpu %", "client cpu %", "converge ms"]
+           "server cpu %", "server µs/frame", "full µs/frame", "core 0 other %", "client cpu %", "converge ms"]
+REACH_COLUMNS = ["target", "sockets", "updates", "first p50 ms", "last p50 ms", "last max ms", "missed",
+                 "client cpu %", "server cpu %"]
+FLOOR_COLUMNS = ["target", "sockets", "rate", "frames/s", "floor frames/s", "server µs/frame", "floor µs/frame",
+                 "ratio", "server full µs/frame", "floor full µs/frame", "floor refused", "floor client cpu %"]
 
 
 def update(version: int) -> bytes:
@@ -77,6 +107,11 @@ class Tally:
     """What the sockets of one target received during one step."""
 
     updates: int = 0
+    expected: int = 0
+    first_at: float = 0.0
+    last_at: float = 0.0
+    everyone: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    """Resolved when `expected` updates have arrived, at `last_at`."""
     latencies: list[float] = field(default_factory=list)
     sent_at: dict[int, float] = field(default_factory=dict)
     final_version: int = -1
@@ -189,6 +224,11 @@ async def open_sockets(target: Target, count: int, tally_ref: list[Tally]) -> li
                 return
             tally = tally_ref[0]
             tally.updates += 1
+            if tally.updates == 1:
+                tally.first_at = time.perf_counter()
+            if tally.updates == tally.expected and not tally.everyone.done():
+                tally.last_at = time.perf_counter()
+                tally.everyone.set_result(None)
             if sampled:
                 sent = tally.sent_at.get(target.version_of(payload))
                 if sent is not None:
@@ -207,11 +247,83 @@ async def open_sockets(target: Target, count: int, tally_ref: list[Tally]) -> li
     return clients
 
 
+class CoreMeter:
+    """Between start() and stop(): a server's CPU seconds (/proc), ksoftirqd's on its core, what
+    anything else took on that core, and the wall time."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._at = (0.0, 0.0, 0.0, 0.0)
+
+    def _read(self) -> tuple[float, float, float, float]:
+        return cpu_seconds(self.pid), softirq_seconds(SERVER_CORE), core_seconds(SERVER_CORE), time.monotonic()
+
+    def start(self) -> None:
+        self._at = self._read()
+
+    def stop(self) -> dict[str, float]:
+        server, softirq, core, wall = (now - then for now, then in zip(self._read(), self._at, strict=True))
+        other = max(round(core - server - softirq, 2), 0.0)  # /proc counts in 10 ms ticks
+        return {"server": server, "softirq": softirq, "other": other, "wall": wall}
+
+
+def run_seconds(pid: int) -> float:
+    """CPU seconds of a process's main thread to the nanosecond (/proc/<pid>/schedstat): a reach
+    window is tens of ms, and /proc/<pid>/stat counts 10 ms ticks. The servers and this client
+    do their work on that thread."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+
+
+async def reach(target: Target, publisher: redis.Redis, sockets: int, repeats: int, version: int,
+                tally_ref: list[Tally]) -> tuple[dict[str, Any], int]:
+    """ONE update to idle sockets, `repeats` times: from its publish until the first and the LAST
+    socket has it (every socket counted, not a sample)."""
+    first: list[float] = []
+    last: list[float] = []
+    missed, client, server, window = 0, 0.0, 0.0, 0.0
+    for _ in range(repeats):
+        await asyncio.sleep(REACH_SPACING)
+        tally = tally_ref[0] = Tally(expected=sockets)
+        client_at, server_at = run_seconds(os.getpid()), run_seconds(target.process.pid)
+        sent = time.perf_counter()
+        await target.publish(publisher, version)
+        version += 1
+        try:
+            await asyncio.wait_for(tally.everyone, REACH_TIMEOUT)
+        except TimeoutError:
+            missed += sockets - tally.updates
+            continue
+        client += run_seconds(os.getpid()) - client_at
+        server += run_seconds(target.process.pid) - server_at
+        window += time.perf_counter() - sent
+        first.append(1000 * (tally.first_at - sent))
+        last.append(1000 * (tally.last_at - sent))
+    row = {
+        "target": target.name, "sockets": sockets, "updates": repeats, "missed": missed,
+        "first p50 ms": statistics.median(first) if first else None,
+        "last p50 ms": statistics.median(last) if last else None, "last max ms": max(last, default=None),
+        "client cpu %": 100 * client / window if window else None,
+        "server cpu %": 100 * server / window if window else None, "last ms": last,
+    }
+    return row, version
+
+
+async def settle(tally_ref: list[Tally], quiet: float = 1.0, timeout: float = 30.0) -> None:
+    """Until no update has arrived for `quiet` seconds: frames still on their way from a step the
+    server could not keep up with would count in the next one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = tally_ref[0].updates
+        await asyncio.sleep(quiet)
+        if tally_ref[0].updates == seen:
+            return
+
+
 async def run_step(target: Target, publisher: redis.Redis, sockets: int, rate: int, seconds: float,
                    first_version: int, tally_ref: list[Tally]) -> tuple[dict[str, Any], int]:
-    tally = tally_ref[0] = Tally()
     count = max(int(rate * seconds), 1)
-    server_cpu, client_cpu = CpuMeter(target.process.pid), CpuMeter(os.getpid())
+    tally = tally_ref[0] = Tally(expected=count * sockets)
+    server_cpu, client_cpu = CoreMeter(target.process.pid), CpuMeter(os.getpid())
     server_cpu.start()
     client_cpu.start()
     started = time.perf_counter()
@@ -233,6 +345,8 @@ async def run_step(target: Target, publisher: redis.Redis, sockets: int, rate: i
             break
         await asyncio.sleep(0.02)
     elapsed = published - started
+    core = server_cpu.stop()
+    frames = max(tally.updates, 1)
     row = {
         "target": target.name, "sockets": sockets, "rate": rate,
         "delivered/s": tally.updates / max(elapsed, 1e-9),
@@ -241,7 +355,9 @@ async def run_step(target: Target, publisher: redis.Redis, sockets: int, rate: i
         "p50 ms": 1000 * percentile(tally.latencies, 0.50),
         "p95 ms": 1000 * percentile(tally.latencies, 0.95),
         "p99 ms": 1000 * percentile(tally.latencies, 0.99),
-        "server cpu %": server_cpu.stop(), "client cpu %": client_cpu.stop(),
+        "server cpu %": 100 * core["server"] / core["wall"], "server µs/frame": 1e6 * core["server"] / frames,
+        "full µs/frame": 1e6 * (core["server"] + core["softirq"]) / frames,
+        "core 0 other %": 100 * core["other"] / core["wall"], "client cpu %": client_cpu.stop(),
         "converge ms": 1000 * (tally.last_final_at - published) if target.coalescing and tally.final_seen >= sockets
         else None,
     }
@@ -254,14 +370,23 @@ def saturated(row: dict[str, Any]) -> bool:
     return row["delivered %"] < 99 or row["p99 ms"] >= 1000
 
 
-async def measure(target: Target, redis_url: str, sockets: int, rates: list[int], seconds: float) -> dict[str, Any]:
+async def measure(target: Target, redis_url: str, sockets: int, rates: list[int], seconds: float,
+                  reach_repeats: int, floor_work: Path | None) -> dict[str, Any]:
+    """Reach (if `reach_repeats`), the rising steps, the step at half the saturation rate, and the
+    floor beside the saturation step (if `floor_work`, where its sender logs)."""
     publisher = redis.Redis.from_url(redis_url)
     tally_ref = [Tally()]
     before = rss_bytes(target.process.pid)
     clients = await open_sockets(target, sockets, tally_ref)
     await asyncio.sleep(1.0)
     rss_per_socket = (rss_bytes(target.process.pid) - before) / sockets
-    rows, version, saturation = [], 1_000_000 * (sockets + 1), None
+    measured: dict[str, Any] = {"rss_per_socket": rss_per_socket}
+    version = 1_000_000 * (sockets + 1)
+    if reach_repeats:
+        measured["reach"], version = await reach(target, publisher, sockets, reach_repeats, version, tally_ref)
+        print(table([measured["reach"]], REACH_COLUMNS), flush=True)
+    rows: list[dict[str, Any]] = []
+    saturation = half = None
     for rate in rates:
         row, version = await run_step(target, publisher, sockets, rate, seconds, version, tally_ref)
         row["rss/socket KiB"] = rss_per_socket / 1024
@@ -270,10 +395,40 @@ async def measure(target: Target, redis_url: str, sockets: int, rates: list[int]
         if saturated(row):
             break
         saturation = row
+    if saturation is not None:
+        print(f"  at half the saturation rate ({saturation['rate']}):", flush=True)
+        await settle(tally_ref)
+        half, version = await run_step(target, publisher, sockets, max(saturation["rate"] // 2, 1), seconds, version,
+                                       tally_ref)
+        print(table([half], COLUMNS), flush=True)
+    closed = sum(client.closed.done() for client in clients)
+    if closed:
+        print(f"  {closed} of {sockets} sockets were closed during the steps", flush=True)
     for client in clients:
         client.close()
     await publisher.aclose()
-    return {"rows": rows, "saturation": saturation, "rss_per_socket": rss_per_socket}
+    measured.update(rows=rows, saturation=saturation, half=half, closed=closed)
+    if floor_work is not None:
+        measured["floor"] = await beside_floor(saturation or rows[0], seconds, floor_work)
+        print(table([measured["floor"]], FLOOR_COLUMNS), flush=True)
+    return measured
+
+
+async def beside_floor(step: dict[str, Any], seconds: float, work: Path) -> dict[str, Any]:
+    """bench/floor.py's loop with the sockets, rounds and delivered frames/s of `step` (the saturation
+    step, or the first one if none passed), next to the server's CPU per frame in it."""
+    await asyncio.sleep(2.0)  # the server lets go of its sockets first: the floor runs on its core
+    sockets, rate = step["sockets"], step["rate"]
+    measured = await measure_floor(sockets, max(int(rate * seconds), 20), rates=[step["delivered/s"]], work=work)
+    floor = measured["rows"][0]
+    return {
+        "target": step["target"], "sockets": sockets, "rate": rate, "frames/s": step["delivered/s"],
+        "floor frames/s": floor["frames/s"], "server µs/frame": step["server µs/frame"],
+        "floor µs/frame": floor["µs/frame"], "ratio": step["server µs/frame"] / floor["µs/frame"],
+        "server full µs/frame": step["full µs/frame"], "floor full µs/frame": floor["full µs/frame"],
+        "full ratio": step["full µs/frame"] / floor["full µs/frame"], "floor refused": floor["refused sends"],
+        "floor client cpu %": floor["client cpu %"], "floor": floor,
+    }
 
 
 async def main() -> None:
@@ -282,6 +437,9 @@ async def main() -> None:
     parser.add_argument("--rates", default="50,100,200,500,1000,2000,5000")
     parser.add_argument("--step", type=float, default=3.0, help="seconds of publishing per rate")
     parser.add_argument("--targets", default="livevote,livevote-coalesced,socketio,websockets")
+    parser.add_argument("--reach", type=int, nargs="?", const=10, default=0, metavar="N",
+                        help="first time N single updates until the last idle socket has them (N: 10)")
+    parser.add_argument("--floor", action="store_true", help="run bench/floor.py beside each saturation step")
     options = parser.parse_args()
     work, redis_process, redis_url = await prepare("fanout")
     results: dict[str, Any] = {"targets": {}}
@@ -298,7 +456,8 @@ async def main() -> None:
                 print(f"\n{target.name}, {sockets} sockets", flush=True)
                 rates = list(map(int, options.rates.split(",")))
                 try:
-                    measured = await measure(target, redis_url, sockets, rates, options.step)
+                    measured = await measure(target, redis_url, sockets, rates, options.step, options.reach,
+                                             work if options.floor else None)
                 except (OSError, TimeoutError) as error:
                     print(f"  {target.name} could not take {sockets} sockets: {error!r}", flush=True)
                     measured = {"rows": [], "saturation": None, "rss_per_socket": float("nan"), "error": repr(error)}
@@ -312,12 +471,22 @@ async def main() -> None:
     summary = []
     for name, by_sockets in results["targets"].items():
         for sockets, measured in by_sockets.items():
-            best = measured["saturation"] or {}
+            best, half = measured["saturation"] or {}, measured.get("half") or {}
             summary.append({"target": name, "sockets": sockets, "rate": best.get("rate"),
                             "delivered/s": best.get("delivered/s"), "p99 ms": best.get("p99 ms"),
-                            "rss/socket KiB": measured["rss_per_socket"] / 1024})
-    print(table(summary, ["target", "sockets", "rate", "delivered/s", "p99 ms", "rss/socket KiB"]))
+                            "half rate": half.get("rate"), "half p99 ms": half.get("p99 ms"),
+                            "half lost": half.get("lost"), "rss/socket KiB": measured["rss_per_socket"] / 1024})
+    print(table(summary, ["target", "sockets", "rate", "delivered/s", "p99 ms", "half rate", "half p99 ms",
+                          "half lost", "rss/socket KiB"]))
     results["summary"] = summary
+    measurements = [measured for by_sockets in results["targets"].values() for measured in by_sockets.values()]
+    if options.reach:
+        print("\nOne update until the last idle socket has it (ms from its publish; CPU % over those windows):")
+        print(table([measured["reach"] for measured in measurements if "reach" in measured], REACH_COLUMNS))
+    if options.floor:
+        print("\nCPU per delivered frame against the send() floor at the same sockets and frames/s"
+              " (process CPU; full: + ksoftirqd/0):")
+        print(table([measured["floor"] for measured in measurements if "floor" in measured], FLOOR_COLUMNS))
     print(f"\nwritten to {write_result('fanout', results)}")
 
 

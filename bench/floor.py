@@ -11,10 +11,11 @@ framing, no JSON: the floor under any Python fan-out. This process (core 1)
 drains the receivers, counting bytes only, and checks every frame arrived.
 
 Per run: the sender's CPU seconds (/proc, user + system, as bench/fanout.py
-reads a server's) per delivered frame; softirq time on core 0 per frame (the
-loopback delivery the kernel runs in ksoftirqd/0 or books as softirq, charged
-to no process) and the two together ("full"); frames/s, sends the kernel refused (EAGAIN or
-partial), and the client's CPU. Rates: `max` sends rounds back to back; a
+reads a server's) per delivered frame; ksoftirqd/0's time per frame ("softirq":
+the loopback delivery the kernel defers to that thread, charged to no server)
+and the two together ("full"); all of core 0 per frame ("core0", anything else
+on the core included: the check on "full"); frames/s, sends the kernel refused
+(EAGAIN or partial), and the client's CPU. Rates: `max` sends rounds back to back; a
 number paces rounds to that many frames per second (every socket woken each
 round, as a live server at that rate would).
 
@@ -58,7 +59,7 @@ from bench.common import (  # noqa: E402
 FRAME_SIZE = 120
 CONNECT_CONCURRENCY = 500
 COLUMNS = ["sockets", "rate", "rounds", "frames", "frames/s", "µs/frame", "µs/frame min", "µs/frame max",
-           "softirq µs/frame", "full µs/frame", "refused sends", "server cpu %", "client cpu %"]
+           "softirq µs/frame", "full µs/frame", "core0 µs/frame", "refused sends", "server cpu %", "client cpu %"]
 
 
 def floor_frame(size: int = FRAME_SIZE) -> bytes:
@@ -173,28 +174,29 @@ class Drain(asyncio.Protocol):
         Drain.received += len(data)
 
 
-def core_seconds(core: str) -> tuple[float, float]:
-    """(busy, irq + softirq) seconds of one core since boot, from /proc/stat."""
+def core_seconds(core: str) -> float:
+    """Busy seconds of one core since boot, from /proc/stat (sampled at each tick)."""
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith(f"cpu{core} "):
             ticks = [int(value) for value in line.split()[1:]]
             idle = ticks[3] + ticks[4]  # idle, iowait
-            clock = os.sysconf("SC_CLK_TCK")
-            return (sum(ticks[:8]) - idle) / clock, (ticks[5] + ticks[6]) / clock
+            return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
     raise RuntimeError(f"no cpu{core} in /proc/stat")
 
 
 def softirq_seconds(core: str) -> float:
-    """Loopback delivery the kernel defers to ksoftirqd/N (charged to that thread, not to the
-    sender), plus the irq/softirq time /proc/stat books for the core."""
-    seconds = core_seconds(core)[1]
+    """Loopback delivery the kernel defers to ksoftirqd/N, charged to that thread, not to the
+    sender. Not /proc/stat's softirq column: without CONFIG_IRQ_TIME_ACCOUNTING (the usual
+    build) the softirq a send() runs on its way out is in the sender's system time already,
+    and that column counts it again (measured: sender 4.26 s + column 1.57 s on a core busy
+    4.33 s)."""
     for stat in Path("/proc").glob("[0-9]*/comm"):
         try:
             if stat.read_text().strip() == f"ksoftirqd/{core}":
-                seconds += cpu_seconds(int(stat.parent.name))
+                return cpu_seconds(int(stat.parent.name))
         except OSError:
             continue
-    return seconds
+    return 0.0
 
 
 async def _control_connection(port: int, timeout: float = 30.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -288,12 +290,12 @@ async def _one_run(pid: int, reader: asyncio.StreamReader, writer: asyncio.Strea
     Drain.received = 0
     frames = sockets * rounds
     client = CpuMeter(os.getpid())
-    server_cpu, softirq, core0 = cpu_seconds(pid), softirq_seconds(SERVER_CORE), core_seconds(SERVER_CORE)[0]
+    server_cpu, softirq, core0 = cpu_seconds(pid), softirq_seconds(SERVER_CORE), core_seconds(SERVER_CORE)
     began = time.perf_counter()
     client.start()
     sent = await _ask(reader, writer, {"run": rounds, "rate": rate})
     server_cpu, softirq = cpu_seconds(pid) - server_cpu, softirq_seconds(SERVER_CORE) - softirq
-    core0 = core_seconds(SERVER_CORE)[0] - core0
+    core0 = core_seconds(SERVER_CORE) - core0
     await _until_received(frames * frame_size)
     wall = time.perf_counter() - began
     return {
