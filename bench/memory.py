@@ -240,7 +240,7 @@ def _named_objects(handler: Any) -> list[dict[str, Any]]:
         ("HTTPServerRequest handler.request", handler.request),
         ("response headers handler._headers", getattr(handler, "_headers", None)),
         ("handler.ui (ObjectDict)", getattr(handler, "ui", None)),
-        ("handler.ui['_tt_modules']", getattr(handler, "ui", {}).get("_tt_modules")),
+        ("handler.ui['_tt_modules']", (getattr(handler, "ui", None) or {}).get("_tt_modules")),
         ("TokenBucket handler._bucket", handler._bucket),
         ("claims", handler.claims),
         ("Peer", handler.peer),
