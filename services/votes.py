@@ -104,10 +104,7 @@ class VoteService:
             attempt += 1
             teachers, self._unannounced = self._unannounced, set()
             try:
-                for counts in await self._store.counts():
-                    if counts.no in teachers:
-                        await self._publish([counts])
-                        teachers.discard(counts.no)
+                await self._publish([counts for counts in await self._store.counts() if counts.no in teachers])
             except Exception as exc:
                 log.warning("publishing %d teacher(s) again failed (%s); retrying", len(teachers), exc)
                 self._unannounced |= teachers
