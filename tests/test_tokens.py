@@ -13,6 +13,8 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -21,9 +23,10 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from services.tokens import VerifiedTokens, ViewerClaims
+from services.errors import Unauthorized
+from services.tokens import TokenService, VerifiedTokens, ViewerClaims
 from tests.conftest import ServerFactory
-from tests.support import TEST_SECRET, UserClient, assert_problem, sign_up
+from tests.support import TEST_SECRET, UserClient, assert_problem, make_config, sign_up
 
 Forge = Callable[[dict[str, Any]], str]
 
@@ -143,3 +146,23 @@ def test_remembered_tokens_are_bounded_oldest_first() -> None:
     for name in "abcd":
         verified.add(name, ViewerClaims(expires_at=60.0))
     assert [verified.get(name) is not None for name in "abcd"] == [False, True, True, True]
+
+
+TOKENS_CONFIG = make_config(Path("unused"))
+TOKENS = TokenService(TOKENS_CONFIG.auth)
+REMEMBERED = TOKENS.mint(7, "user", "s" * 32)
+
+
+@given(position=st.integers(min_value=0), replacement=st.characters())
+def test_a_token_near_a_remembered_one_is_verified_afresh(position: int, replacement: str) -> None:
+    """Any one character of a remembered token changed: refused, or (base64's spare bits at a
+    segment's end) the very same claims; never what the cache holds for another string."""
+    original = TOKENS.verify(REMEMBERED.token)
+    position %= len(REMEMBERED.token)
+    changed = REMEMBERED.token[:position] + replacement + REMEMBERED.token[position + 1:]
+    try:
+        claims = TOKENS.verify(changed)
+    except Unauthorized:
+        return
+    assert claims == original, changed
+    assert TokenService(TOKENS_CONFIG.auth).verify(changed) == claims, "a server remembering nothing agrees"
