@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from typing import Any
 
@@ -97,7 +98,6 @@ class LiveSocket(WebSocketHandler):
         self.closed = False
         ws = services.config.ws
         self._bucket = TokenBucket(ws.rate_limit, ws.rate_burst)
-        self._backlog = 0
 
     @property
     def expires_at(self) -> float:
@@ -185,34 +185,20 @@ class LiveSocket(WebSocketHandler):
 
     # -- Transport for the hub ------------------------------------------------
 
-    def write_frame(self, frame: bytes) -> int:
-        """Straight to the kernel while nothing is queued: most writes then cost one
-        send() and no buffer copies; what the kernel does not take is queued in order.
-        This runs once per socket per broadcast, so it reads tornado's state directly."""
+    def sink(self) -> socket.socket | None:
+        """Not over TLS: an SSLIOStream's socket takes no plain bytes."""
         connection = self.ws_connection
-        if connection is None or connection.client_terminated or connection.server_terminated:
-            return 0
+        if connection is None or connection.is_closing():
+            return None
         stream = connection.stream
-        if stream is None or stream.closed():
-            return 0
-        if stream.writing() or type(stream) is not IOStream:
-            self._backlog += len(frame)
+        if stream is None or stream.writing() or type(stream) is not IOStream:
+            return None
+        return stream.socket
+
+    def write_frame(self, frame: bytes) -> None:
+        stream = self._open_stream()
+        if stream is not None:
             stream.write(frame)
-            return self._backlog
-        try:
-            sent = stream.socket.send(frame)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            stream.close()
-            return 0
-        if sent == len(frame):
-            if self._backlog:
-                self._backlog = 0
-            return 0
-        self._backlog = len(frame) - sent
-        stream.write(frame[sent:])
-        return self._backlog
 
     def drained(self) -> asyncio.Future[None]:
         stream = self._open_stream()
@@ -232,11 +218,23 @@ class LiveSocket(WebSocketHandler):
         if self.peer is not None:
             self.peer.send(frame)
 
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Nothing may follow the close frame: frames stop going straight to the socket."""
+        if self.peer is not None:
+            self.peer.direct = None
+        super().close(code, reason)
+
     # -- pings (Heartbeat) ----------------------------------------------------
 
     def send_ping(self) -> None:
         """Through the same straight path as broadcasts: tornado's write_ping costs a Future."""
-        self.write_frame(PING_FRAME)
+        self.send(PING_FRAME)
+
+    def on_ping(self, data: bytes) -> None:
+        """tornado has just written its pong, maybe only in part: until the socket is seen clear
+        again, frames must not go straight to it."""
+        if self.peer is not None:
+            self.peer.direct = None
 
     def on_pong(self, data: bytes) -> None:
         self.services.heartbeat.answered(self)

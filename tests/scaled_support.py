@@ -289,6 +289,8 @@ class RawSocket:
         self.eof = False
         self.pings = 0
         """Pings the server sent, each answered as it was read."""
+        self.pongs: list[bytes] = []
+        """The payloads of the server's pongs, in order."""
         self._close_sent = False
 
     @classmethod
@@ -354,6 +356,8 @@ class RawSocket:
         if head is None:
             return None
         opcode, length = head[0] & 0x0F, head[1] & 0x7F
+        if head[0] & 0xF0 != 0x80 or head[1] & 0x80 or opcode not in (0x1, 0x8, 0x9, 0xA):
+            raise AssertionError(f"not a frame a server sends (cut into by another?): {bytes(head)!r}")
         if length == 126:
             extra = await self._take(2, timeout)
             if extra is None:
@@ -382,6 +386,8 @@ class RawSocket:
         if opcode == 0x9:
             self.pings += 1
             await self._send_frame(0xA, payload)
+        if opcode == 0xA:
+            self.pongs.append(payload)
         return "control"
 
     async def subscribe(self, channel: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -409,8 +415,9 @@ class RawSocket:
 
     async def _send_frame(self, opcode: int, payload: bytes) -> None:
         mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         length = len(payload)
+        key = (mask * (length // 4 + 1))[:length]
+        masked = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(length, "little")
         if length < 126:
             header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
         else:
@@ -419,6 +426,10 @@ class RawSocket:
 
     async def send(self, op: str, **fields: Any) -> None:
         await self._send_frame(0x1, json.dumps({"op": op, **fields}).encode())
+
+    async def ping(self, payload: bytes) -> None:
+        """A WebSocket ping, which tornado answers itself."""
+        await self._send_frame(0x9, payload)
 
     async def close(self) -> None:
         """Say goodbye if the connection still stands, then close the socket."""

@@ -2,7 +2,8 @@
 
 The server stops reading ops from a socket that is behind on its output, and a
 timer closes it 4008 once it has stayed behind for ws.stall_timeout, whether
-broadcasts flow or not. The server's memory stays bounded meanwhile.
+broadcasts flow or not. The server's memory stays bounded meanwhile. What the
+server writes straight to a socket never cuts into what tornado queued itself.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SOCKETS = 12
 PING_ID = "x" * 15_000
 FLOOD_SECONDS = 8.0
 STALL_TIMEOUT = 2
+MAX_PENDING = 64 * 1024
 
 
 async def flood(sock: RawSocket, seconds: float) -> int:
@@ -31,6 +33,11 @@ async def flood(sock: RawSocket, seconds: float) -> int:
             sent += 1
             await asyncio.sleep(0.005)
     return sent
+
+
+def kernel_send_buffer_max() -> int:
+    """What the kernel may hold of one socket's unsent output before the server's own buffer grows."""
+    return int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
 
 
 async def closed_by_server(sock: RawSocket, timeout: float) -> bool:
@@ -49,7 +56,7 @@ async def closed_by_server(sock: RawSocket, timeout: float) -> bool:
 
 
 async def test_a_flood_of_replies_nobody_reads_stays_bounded_and_is_closed(tmp_path: Path) -> None:
-    config = {"ws.stall_timeout": STALL_TIMEOUT, "ws.rate_limit": 1000, "ws.rate_burst": 1000}
+    config = {"ws.stall_timeout": STALL_TIMEOUT, "ws.max_pending": MAX_PENDING, "ws.rate_limit": 1000, "ws.rate_burst": 1000}
     server = await ServerProcess("--data-dir", str(tmp_path), env=server_env(**config)).start()
     sockets: list[RawSocket] = []
     try:
@@ -63,6 +70,8 @@ async def test_a_flood_of_replies_nobody_reads_stays_bounded_and_is_closed(tmp_p
             peak = max(peak, rss_kib(server.process.pid))
             await asyncio.wait(floods, timeout=0.1)
         sent = sum(task.result() for task in floods)
+        offered = sent // SOCKETS * len(PING_ID)
+        assert offered > kernel_send_buffer_max() + MAX_PENDING, "the replies must outgrow what the kernel holds"
         growth_mib = (peak - before) / 1024
         print(f"\n{SOCKETS} sockets sent {sent} pings of 15 KB unread; server RSS {before / 1024:.1f} MiB,"
               f" peak +{growth_mib:.1f} MiB")
@@ -70,6 +79,51 @@ async def test_a_flood_of_replies_nobody_reads_stays_bounded_and_is_closed(tmp_p
         results = await asyncio.gather(*(closed_by_server(sock, STALL_TIMEOUT + 15) for sock in sockets))
         assert all(results), f"{results.count(False)} sockets were never closed"
         assert (await server.get("/healthz")).status == 200
+    finally:
+        for sock in sockets:
+            sock.sock.close()
+        await server.stop()
+
+
+async def test_frames_sent_straight_never_cut_into_queued_ones(tmp_path: Path) -> None:
+    """A frame goes straight to the socket only while nothing is queued before it. A watcher
+    that reads slowly while it asks for 15 KB replies and sends pings keeps the server's kernel
+    buffer at the brim, where it takes frames in part, while another socket's votes broadcast
+    to it: a frame sent straight past the queued tail of a reply, or past a pong tornado holds,
+    would cut into it. Every frame read must be whole, every reply and vote there in order,
+    the pongs in the order of the pings."""
+    config = {
+        "ws.max_pending": 64 * 1024 * 1024, "ws.rate_limit": 100_000, "ws.rate_burst": 100_000,
+        "ws.coalesce_ms": 0, "ws.ping_interval": 600,
+    }
+    server = await ServerProcess("--data-dir", str(tmp_path), env=server_env(**config)).start()
+    sockets: list[RawSocket] = []
+    try:
+        watcher = await RawSocket.connect(server.port, (await sign_up(server, "watcher")).access_token)
+        voter = await RawSocket.connect(server.port, (await sign_up(server, "voter")).access_token)
+        sockets = [watcher, voter]
+        start = next(t["version"] for t in (await watcher.subscribe("subject:1"))["teachers"] if t["no"] == 1)
+        rounds = 2 * (kernel_send_buffer_max() // len(PING_ID))
+        votes = 2 * rounds
+
+        def versions() -> list[int]:
+            return [u["version"] for m in watcher.messages if m.get("type") == "votes" for u in m["updates"] if u["no"] == 1]
+
+        last_pong = str(rounds - 1).encode()
+        watching = asyncio.create_task(watcher.read_until(
+            lambda: last_pong in watcher.pongs and versions()[-1:] == [start + votes], timeout=120))
+        acks = asyncio.create_task(voter.read_until(lambda: len(voter.messages) > votes, timeout=120))
+        for number in range(rounds):
+            await watcher.send("ping", id=f"{number}:{PING_ID}")
+            await watcher.ping(str(number).encode())
+            for value in ("good", "bad"):
+                await voter.send("vote", teacher=1, value=value)
+        assert await acks and await watching
+        pongs = [int(payload) for payload in watcher.pongs]
+        replies = [m["id"] for m in watcher.messages if m.get("type") == "pong"]
+        assert replies == [f"{number}:{PING_ID}" for number in range(rounds)]
+        assert versions() == list(range(start + 1, start + votes + 1))
+        assert pongs == sorted(set(pongs)), "pongs out of order"
     finally:
         for sock in sockets:
             sock.sock.close()
