@@ -115,13 +115,16 @@ class UsageError(Exception):
 
 def make_app(services: Services) -> LivevoteApplication:
     api = {"services": services}
+    # tornado tries the rules in order: the most requested come first (probes, votes, sockets)
     routes: list[tuple[str, Any, dict[str, Any]]] = [
+        (r"/healthz", HealthHandler, api),
+        (r"/api/teachers/([0-9]+)/vote/?", VoteHandler, api),
+        (r"/ws", LiveSocket, api),
         (r"/api/subjects/?", SubjectListHandler, api),
         (r"/api/subjects/([0-9]+)/?", SubjectHandler, api),
         (r"/api/subjects/([0-9]+)/teachers/?", SubjectTeachersHandler, api),
         (r"/api/teachers/?", TeacherListHandler, api),
         (r"/api/teachers/([0-9]+)/?", TeacherHandler, api),
-        (r"/api/teachers/([0-9]+)/vote/?", VoteHandler, api),
         (r"/api/auth/register/?", RegisterHandler, api),
         (r"/api/auth/login/?", LoginHandler, api),
         (r"/api/auth/refresh/?", RefreshHandler, api),
@@ -132,9 +135,7 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/api/auth/me/?", MeHandler, api),
         (r"/api/stats/?", StatsHandler, api),
         (r"/metrics", MetricsHandler, api),
-        (r"/ws", LiveSocket, api),
         (r"/api/openapi\.json", OpenApiHandler, api),
-        (r"/healthz", HealthHandler, api),
         (r"/readyz", ReadyHandler, api),
         (r"/api/docs/?()", PageHandler, {"path": str(STATIC_DIR / "docs.html")}),
         (r"/()", PageHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),

@@ -148,10 +148,10 @@ class AllowOn405(RequestHandler):
         super().write_error(status_code, **kwargs)
 
 
-@stream_request_body
 class ApiHandler(RequestHandler):
-    """Base of every /api handler. Bodies are streamed so that an oversized one
-    is refused with 413 before it is read."""
+    """Base of every /api handler. A request that declares a body is served by the handler's
+    streaming twin (`streaming`), so that an oversized body is refused with 413 before it is
+    read; one that declares none skips the event-loop turn a streaming handler waits for it."""
 
     application: LivevoteApplication
 
@@ -169,7 +169,7 @@ class ApiHandler(RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
 
-    async def prepare(self) -> None:
+    def prepare(self) -> None:
         self.application.request_started()
         self._tracked = True
         if not accepts_json(self.request.headers.get("Accept", "")):
@@ -334,7 +334,7 @@ class NotFoundHandler(ApiHandler):
     """Every path no route claims: a problem+json 404; a browser asking for a page outside /api
     gets the 404 page instead, under the pages' headers (handlers/pages.py)."""
 
-    async def prepare(self) -> None:
+    def prepare(self) -> None:
         # imported here, not at the top: handlers/pages.py imports this module
         from handlers.pages import send_not_found_page, wants_page
 
@@ -359,6 +359,17 @@ class BodyRefused(RequestHandler):
         self.set_header("Connection", "close")
         self.set_header("Content-Type", PROBLEM_JSON)
         self.finish(problem_json(status_code, detail))
+
+
+_STREAMING: dict[type[ApiHandler], type[ApiHandler]] = {}
+
+
+def streaming(handler: type[ApiHandler]) -> type[ApiHandler]:
+    """The handler, reading its body as it arrives (ApiHandler.data_received); one twin per class."""
+    twin = _STREAMING.get(handler)
+    if twin is None:
+        twin = _STREAMING[handler] = stream_request_body(type(handler.__name__, (handler,), {"__doc__": handler.__doc__}))
+    return twin
 
 
 class LivevoteApplication(Application):
@@ -389,8 +400,11 @@ class LivevoteApplication(Application):
         path_kwargs: dict[str, bytes] | None = None,
     ) -> Any:
         """Pages, /ws and /metrics would buffer a body whole before they run: refuse it instead."""
-        if not issubclass(target_class, ApiHandler) and declares_body(request.headers):
-            target_class, target_kwargs = BodyRefused, None
+        if declares_body(request.headers):
+            if issubclass(target_class, ApiHandler):
+                target_class = streaming(target_class)
+            else:
+                target_class, target_kwargs = BodyRefused, None
         return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
 
     async def wait_idle(self, timeout: float) -> bool:

@@ -14,7 +14,7 @@ from services.errors import Unavailable
 
 
 class HealthHandler(ApiHandler):
-    async def get(self) -> None:
+    def get(self) -> None:
         self.write_json({"status": "ok"})
 
 

@@ -35,3 +35,10 @@ async def test_vote_ingestion_counts_every_vote(tmp_path: Path) -> None:
     result = await run_bench(tmp_path, "votes", "--clients", "4", "--seconds", "1")
     assert {row["via"] for row in result["rows"]} == {"healthz", "REST PUT/DELETE", "socket vote op"}
     assert all(row["errors"] == 0 and row["ops/s"] > 0 for row in result["rows"]), result["rows"]
+
+
+async def test_instruction_counts_compare_the_two_servers(tmp_path: Path) -> None:
+    result = await run_bench(tmp_path, "instructions", "--requests", "20")
+    counts = {row["server"]: row["instructions/request"] for row in result["rows"]}
+    assert set(counts) == {"livevote", "tornado"}
+    assert all(50_000 < count < 10_000_000 for count in counts.values()), counts
