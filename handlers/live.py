@@ -187,10 +187,7 @@ class LiveSocket(WebSocketHandler):
 
     def sink(self) -> socket.socket | None:
         """Not over TLS: an SSLIOStream's socket takes no plain bytes."""
-        connection = self.ws_connection
-        if connection is None or connection.is_closing():
-            return None
-        stream = connection.stream
+        stream = self._open_stream()
         if stream is None or stream.writing() or type(stream) is not IOStream:
             return None
         return stream.socket
