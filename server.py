@@ -72,6 +72,7 @@ from services.config import Config, ConfigError, ConfigSources, load_config_and_
 from services.container import Backends, Services
 from services.errors import DomainError
 from services.events import EventBus
+from services.heartbeat import Heartbeat
 from services.hub import Hub
 from services.metrics import Metrics
 from services.models import User
@@ -81,7 +82,6 @@ from services.seed import seed_demo_data
 from services.sessions import SessionService
 from services.stats import StatsService
 from services.throttle import LoginThrottle
-from services.heartbeat import Heartbeat
 from services.token_clock import TokenClock
 from services.tokens import TokenService
 from services.votes import VoteService

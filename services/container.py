@@ -14,11 +14,11 @@ from services.backends.store import Store
 from services.catalog import CatalogService
 from services.config import Config
 from services.events import EventBus
+from services.heartbeat import Heartbeat
 from services.hub import Hub
 from services.metrics import Metrics
 from services.sessions import SessionService
 from services.stats import StatsService
-from services.heartbeat import Heartbeat
 from services.token_clock import TokenClock
 from services.tokens import TokenService
 from services.votes import VoteService
