@@ -192,10 +192,12 @@ class LiveSocket(WebSocketHandler):
             return None
         return stream.socket
 
-    def write_frame(self, frame: bytes) -> None:
+    def write_frame(self, frame: bytes) -> bool:
         stream = self._open_stream()
-        if stream is not None:
-            stream.write(frame)
+        if stream is None:
+            return False
+        stream.write(frame)
+        return True
 
     def drained(self) -> asyncio.Future[None]:
         stream = self._open_stream()

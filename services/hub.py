@@ -65,8 +65,8 @@ class Transport(Protocol):
     def sink(self) -> Sink | None:
         """The socket itself, while the connection is open and nothing is queued before it."""
 
-    def write_frame(self, frame: bytes) -> None:
-        """Queue a frame behind what is queued; nothing happens once the socket is closing."""
+    def write_frame(self, frame: bytes) -> bool:
+        """Queue a frame behind what is queued; once the socket is closing, drop it (False)."""
 
     def drained(self) -> asyncio.Future[None]:
         """Resolves once everything queued so far is flushed (or the socket closed)."""
@@ -133,7 +133,8 @@ class Peer:
     def _queue(self, frame: bytes) -> None:
         """A queued write is also how a socket that failed gets closed: the transport sees it."""
         self.direct = None
-        self.transport.write_frame(frame)
+        if not self.transport.write_frame(frame):
+            return
         self._queued += len(frame)
         if self._queued > self._hub.max_pending and self._missed is None:
             self._fall_behind()

@@ -36,9 +36,11 @@ class StreamTransport:
     def sink(self) -> socket.socket | None:
         return None if self.stream.closed() or self.stream.writing() else self.stream.socket
 
-    def write_frame(self, frame: bytes) -> None:
-        if not self.stream.closed():
-            self.stream.write(frame)
+    def write_frame(self, frame: bytes) -> bool:
+        if self.stream.closed():
+            return False
+        self.stream.write(frame)
+        return True
 
     def drained(self) -> asyncio.Future[None]:
         return self.stream.write(b"")
