@@ -427,6 +427,14 @@ class RawSocket:
     async def send(self, op: str, **fields: Any) -> None:
         await self._send_frame(0x1, json.dumps({"op": op, **fields}).encode())
 
+    async def rest(self, timeout: float) -> bytes:
+        """What arrives after the close frame until the connection ends: nothing, from a server."""
+        loop = asyncio.get_running_loop()
+        rest = bytes(self._buffer)
+        while chunk := await asyncio.wait_for(loop.sock_recv(self.sock, 65536), timeout):
+            rest += chunk
+        return rest
+
     async def ping(self, payload: bytes) -> None:
         """A WebSocket ping, which tornado answers itself."""
         await self._send_frame(0x9, payload)

@@ -128,3 +128,37 @@ async def test_frames_sent_straight_never_cut_into_queued_ones(tmp_path: Path) -
         for sock in sockets:
             sock.sock.close()
         await server.stop()
+
+
+async def test_nothing_follows_the_close_frame(tmp_path: Path) -> None:
+    """A socket whose session is revoked gets its close frame while votes still broadcast to it
+    (it stays in its channel until the connection ends). It reads nothing meanwhile; then the
+    close frame must be the last bytes the server sent."""
+    config = {"ws.rate_limit": 100_000, "ws.rate_burst": 100_000, "ws.coalesce_ms": 0, "ws.ping_interval": 600}
+    server = await ServerProcess("--data-dir", str(tmp_path), env=server_env(**config)).start()
+    sockets: list[RawSocket] = []
+    try:
+        watching = await sign_up(server, "watcher")
+        watcher = await RawSocket.connect(server.port, watching.access_token)
+        voter = await RawSocket.connect(server.port, (await sign_up(server, "voter")).access_token)
+        sockets = [watcher, voter]
+        await watcher.subscribe("subject:1")
+
+        async def votes(count: int) -> None:
+            acked = len(voter.messages) + count
+            for number in range(count):
+                await voter.send("vote", teacher=1, value=("good", "bad")[number % 2])
+            assert await voter.read_until(lambda: len(voter.messages) >= acked, timeout=30)
+
+        await votes(20)
+        logout = await server.request("POST", "/api/auth/logout", json_body={"refresh_token": watching.refresh_token})
+        assert logout.status == 204
+        await votes(200)
+        while await watcher.read_message(timeout=10) is not None:
+            pass
+        assert watcher.close_code == 4003
+        assert await watcher.rest(timeout=10) == b"", "frames after the close frame"
+    finally:
+        for sock in sockets:
+            sock.sock.close()
+        await server.stop()
