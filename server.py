@@ -53,40 +53,40 @@ from handlers.auth import (
 )
 from handlers.protocol import text_frame
 from handlers.votes import VoteHandler
-from services.accounts import AccountService
+from services.auth.accounts import AccountService
 from services.backends.broker import LocalBroker
 from services.backends.counters import LocalCounters
-from services.backends.mongo_store import MongoStore, is_mongo_url
+from services.backends.store_mongo import MongoStore, is_mongo_url
 from services.backends.presence import LocalPresence
-from services.backends.cluster_broker import ClusterBroker
-from services.backends.redis_broker import RedisBroker
+from services.backends.broker_redis_cluster import ClusterBroker
+from services.backends.broker_redis import RedisBroker
 from services.backends.redis_client import RedisClient, connect_redis
-from services.backends.redis_counters import RedisCounters
-from services.backends.redis_presence import RedisPresence
-from services.backends.redis_sessions import RedisSessionStore
-from services.backends.sqlite_sessions import SqliteSessionStore
-from services.backends.sqlite_store import SqliteStore, sqlite_path
+from services.backends.counters_redis import RedisCounters
+from services.backends.presence_redis import RedisPresence
+from services.backends.sessions_redis import RedisSessionStore
+from services.backends.sessions_sqlite import SqliteSessionStore
+from services.backends.store_sqlite import SqliteStore, sqlite_path
 from services.backends.store import Store
 from services.catalog import CatalogService
 from services.config import Config, ConfigError, ConfigSources, load_config_and_sources
 from services.container import Backends, Services
 from services.errors import DomainError
 from services.events import EventBus
-from services.heartbeat import Heartbeat
-from services.hub import Hub
+from services.live.heartbeat import Heartbeat
+from services.live.hub import Hub
 from services.metrics import Metrics
 from services.models import User
-from services.passwords import Passwords
-from services.secret_file import load_or_create_secret
+from services.auth.passwords import Passwords
+from services.auth.secret_file import load_or_create_secret
 from services.seed import seed_demo_data
-from services.sessions import SessionService
+from services.auth.sessions import SessionService
 from services.stats import StatsService
-from services.throttle import LoginThrottle
-from services.token_clock import TokenClock
-from services.tokens import TokenService
+from services.auth.throttle import LoginThrottle
+from services.live.token_clock import TokenClock
+from services.auth.tokens import TokenService
 from services.votes import VoteService
-from services.watching import WatchingService
-from workers import Supervisor
+from services.live.presence import WatchingService
+from services.workers import Supervisor
 
 log = logging.getLogger("livevote")
 
@@ -142,7 +142,7 @@ def make_app(services: Services) -> LivevoteApplication:
         (r"/([a-z-]+\.html)", PageHandler, {"path": str(STATIC_DIR)}),
         (r"/static/(.*)", PageHandler, {"path": str(STATIC_DIR)}),
     ]
-    # pings: services/heartbeat.py, not tornado's task per socket
+    # pings: services/live/heartbeat.py, not tornado's task per socket
     return LivevoteApplication(
         routes,
         default_handler_class=NotFoundHandler,
@@ -223,7 +223,7 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def with_signing_secret(config: Config) -> Config:
-    """Replace the placeholder secret by this installation's own (see services/secret_file.py)."""
+    """Replace the placeholder secret by this installation's own (see services/auth/secret_file.py)."""
     if not config.uses_placeholder_secret or config.redis.url is not None:
         return config
     secret = load_or_create_secret(config.server.data_dir)
@@ -354,7 +354,7 @@ async def prepare_store(config: Config) -> None:
 def run_workers(config: Config, sockets: list[socket.socket]) -> int:
     """N processes on one listening socket, sharing nothing but the store and Redis.
 
-    The parent prepares the store once, then supervises the workers (workers.py):
+    The parent prepares the store once, then supervises the workers (services/workers.py):
     a worker that dies is replaced under its number, SIGINT/SIGTERM stops them all.
     """
     asyncio.run(prepare_store(config))

@@ -4,9 +4,9 @@
     python -m bench.soak ...            (the same)
 
 What runs, on free ports in one temp dir, all stopped and removed at the end (Ctrl-C included):
-a 3 master + 3 replica Redis Cluster (tests/redis_cluster.py), one `python server.py --workers 3
+a 3 master + 3 replica Redis Cluster (tests/harness/redis_cluster.py), one `python server.py --workers 3
 --redis-cluster` (server.xheaders on), and nginx from deploy/nginx.conf in front of it over TLS
-(tests/nginx_support.py). Not pinned to cores, unlike the throughput benchmarks: this one is
+(tests/harness/nginx.py). Not pinned to cores, unlike the throughput benchmarks: this one is
 about correctness under faults, on whatever the machine has.
 
 - Pages: --sockets WebSockets through nginx with the page's Origin and a bearer subprotocol
@@ -82,10 +82,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import RESULTS, CpuMeter, machine, percentile, raise_open_files, table  # noqa: E402
 from bench.httpload import HttpConnection  # noqa: E402
 from bench.wsload import WsClient  # noqa: E402
-from tests.nginx_support import Nginx  # noqa: E402
-from tests.redis_cluster import ClusterServers  # noqa: E402
-from tests.scaled_support import child_pids, rss_kib, socket_owner, stop_process  # noqa: E402
-from tests.support import Response, ServerProcess, server_env, wait_for  # noqa: E402
+from tests.harness.nginx import Nginx  # noqa: E402
+from tests.harness.redis_cluster import ClusterServers  # noqa: E402
+from tests.harness.scaled import child_pids, rss_kib, socket_owner, stop_process  # noqa: E402
+from tests.harness.server import Response, ServerProcess, server_env, wait_for  # noqa: E402
 
 WORKERS = 3
 PASSWORD = "correct horse battery"

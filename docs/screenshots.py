@@ -2,7 +2,7 @@
 
 Starts the real app in this process (a free port, a temporary data directory, the demo
 data), signs up an admin and a few users, casts votes and opens sockets that watch some
-subjects, then photographs the pages in headless Chromium (tests/pages_support.py): each
+subjects, then photographs the pages in headless Chromium (tests/harness/pages.py): each
 shot is taken once the page is live and shows the counts the server holds.
 """
 
@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
 
-from tests.pages_support import conn, launch_chromium, logged_in_context, teacher  # noqa: E402
-from tests.support import LiveServer, UserClient, make_config, sign_up, sign_up_admin  # noqa: E402
-from tests.ws_client import LiveClient  # noqa: E402
+from tests.harness.pages import conn, launch_chromium, logged_in_context, teacher  # noqa: E402
+from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin  # noqa: E402
+from tests.harness.ws_client import LiveClient  # noqa: E402
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}

@@ -13,8 +13,8 @@ from typing import Any
 from handlers.base import ApiHandler
 from services.errors import Forbidden, Unauthorized
 from services.schemas import RefreshRequest, parse
-from services.sessions import TokenPair
-from services.tokens import VIEWER
+from services.auth.sessions import TokenPair
+from services.auth.tokens import VIEWER
 
 REFRESH_COOKIE = "livevote_refresh"
 COOKIE_PATH = "/api/auth"

@@ -37,7 +37,7 @@ from services.errors import (
 from services.json_input import loads_strict
 from services.models import Page
 from services.schemas import canonical_int
-from services.tokens import AccessClaims
+from services.auth.tokens import AccessClaims
 
 log = logging.getLogger("livevote.http")
 

@@ -42,9 +42,9 @@ from handlers.protocol import (
 )
 from services.container import Services
 from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
-from services.hub import BadChannel, Peer
+from services.live.hub import BadChannel, Peer
 from services.json_input import loads_strict
-from services.tokens import AccessClaims, ViewerClaims
+from services.auth.tokens import AccessClaims, ViewerClaims
 
 log = logging.getLogger("livevote.live")
 

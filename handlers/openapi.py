@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of /api, built from the same pydantic models that
 validate requests, so the published schema cannot drift from what is enforced.
 
-tests/test_openapi.py checks that every route of the app is described here and
+tests/api/test_openapi.py checks that every route of the app is described here and
 that nothing here is missing from the app, that openapi-spec-validator accepts the
 served document, that every operation has one of TAGS and a unique operationId, and
 that no pydantic-only keyword (ge, le, ...) reaches it.

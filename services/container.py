@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.accounts import AccountService
+from services.auth.accounts import AccountService
 from services.backends.broker import Broker
 from services.backends.counters import Counters
 from services.backends.presence import Presence
@@ -14,15 +14,15 @@ from services.backends.store import Store
 from services.catalog import CatalogService
 from services.config import Config
 from services.events import EventBus
-from services.heartbeat import Heartbeat
-from services.hub import Hub
+from services.live.heartbeat import Heartbeat
+from services.live.hub import Hub
 from services.metrics import Metrics
-from services.sessions import SessionService
+from services.auth.sessions import SessionService
 from services.stats import StatsService
-from services.token_clock import TokenClock
-from services.tokens import TokenService
+from services.live.token_clock import TokenClock
+from services.auth.tokens import TokenService
 from services.votes import VoteService
-from services.watching import WatchingService
+from services.live.presence import WatchingService
 
 
 @dataclass

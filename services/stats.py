@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.backends.store import Store
-from services.watching import WatchingService
+from services.live.presence import WatchingService
 
 
 class StatsService:

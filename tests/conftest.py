@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 
-from tests.redis_server import RedisServer, RedisTarget
-from tests.support import LiveServer, UserClient, make_config, sign_up, sign_up_admin
+from tests.harness.redis_server import RedisServer, RedisTarget
+from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin
 
 ServerFactory = Callable[..., Awaitable[LiveServer]]
 
@@ -69,12 +69,12 @@ def redis_or_none(request: pytest.FixtureRequest) -> RedisServer | None:
     return request.getfixturevalue("redis_server") if request.param == "redis" else None
 
 
-from tests.redis_cluster import ClusterServers  # noqa: E402  (appended with the fixture below)
+from tests.harness.redis_cluster import ClusterServers  # noqa: E402  (appended with the fixture below)
 
 
 @pytest.fixture
 async def redis_cluster(tmp_path: Path) -> AsyncIterator[ClusterServers]:
-    """A fresh Redis Cluster of our own, 3 masters and 3 replicas on free ports (tests/redis_cluster.py),
+    """A fresh Redis Cluster of our own, 3 masters and 3 replicas on free ports (tests/harness/redis_cluster.py),
     healthy when the test starts, every node stopped by its pid afterwards."""
     cluster = await ClusterServers(tmp_path / "redis-cluster").start()
     yield cluster

@@ -1,7 +1,7 @@
 """The SessionStore port: refresh-token sessions, with rotation and reuse detection.
 
 Implementations (SQLite for embedded mode, Redis for scaled mode) must pass
-tests/test_session_store_contract.py. Tokens are never stored: only their
+tests/backends/test_session_store_contract.py. Tokens are never stored: only their
 SHA-256 hex digests. `rotate` must be atomic: of two concurrent calls with the
 same token, exactly one sees ROTATED.
 """

@@ -1,6 +1,6 @@
 """The Store port: where subjects, teachers (and later accounts and votes) live.
 
-Every implementation passes tests/test_store_contract.py. Methods raise the
+Every implementation passes tests/backends/test_store_contract.py. Methods raise the
 domain errors of services.errors (NotFound, Conflict, Invalid); anything else
 is a fault of the backend.
 """

@@ -11,8 +11,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 
 from tests.conftest import ServerFactory
-from tests.pages_support import launch_chromium
-from tests.support import LiveServer, make_config
+from tests.harness.pages import launch_chromium
+from tests.harness.server import LiveServer, make_config
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.pages_support import PageLog, conn, logged_in_context, teacher
-from tests.support import LiveServer, UserClient, sign_up, sign_up_admin
+from tests.harness.pages import PageLog, conn, logged_in_context, teacher
+from tests.harness.server import LiveServer, UserClient, sign_up, sign_up_admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

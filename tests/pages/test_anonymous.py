@@ -9,8 +9,8 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.conftest import ServerFactory
-from tests.pages_support import PageLog, conn, logged_in_context, teacher
-from tests.support import sign_up
+from tests.harness.pages import PageLog, conn, logged_in_context, teacher
+from tests.harness.server import sign_up
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

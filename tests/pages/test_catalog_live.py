@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.pages_support import PageLog, conn, teacher
-from tests.support import LiveServer, sign_up_admin
+from tests.harness.pages import PageLog, conn, teacher
+from tests.harness.server import LiveServer, sign_up_admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

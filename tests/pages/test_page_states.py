@@ -25,8 +25,8 @@ from playwright.async_api import (
 )
 
 from handlers.pages import CONTENT_SECURITY_POLICY
-from tests.pages_support import PageLog, conn, logged_in_context, screenshot, teacher
-from tests.support import LiveServer, sign_up
+from tests.harness.pages import PageLog, conn, logged_in_context, screenshot, teacher
+from tests.harness.server import LiveServer, sign_up
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -21,8 +21,8 @@ from handlers.pages import CONTENT_SECURITY_POLICY
 from server import ROOT, build_services, close_services
 from services.errors import FIELD_CODES
 from tests.conftest import ServerFactory
-from tests.pages_support import STORAGE_SPY, PageLog, conn, logged_in_context, screenshot, teacher
-from tests.support import LiveServer, log_in, sign_up, sign_up_admin
+from tests.harness.pages import STORAGE_SPY, PageLog, conn, logged_in_context, screenshot, teacher
+from tests.harness.server import LiveServer, log_in, sign_up, sign_up_admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -1,0 +1,257 @@
+"""Sessions: login, refresh-token rotation with reuse detection, and revocation.
+
+A session is one login on one device. Its refresh token rotates on every use;
+a replaced token presented again within `auth.reuse_grace` (two tabs refreshing
+at once) gets a new access token and no new refresh token; any other reuse
+means the token leaked, and the whole session is revoked. A revocation is
+published on the REVOKED channel so that every process closes the session's
+sockets and forgets the session at once.
+
+Access tokens are checked against the session store, through a small memory of
+what each process last learnt: an active session is re-checked after
+CHECK_AGAIN_AFTER (1 s, so a revocation whose event was lost still takes effect
+within a second), a revoked one is known at once from the event. Revocations announced while
+this process was cut off from the broker never arrive: after every gap, the
+sessions it knows as active are read again, and those revoked or expired are
+handed to its listeners as if announced, so the hub closes their sockets. (A
+session that is gone is left alone: a Redis restarted without persistence has
+lost them all, and that is no revocation.) While the
+session store is unreachable, a session this process last saw active stays
+usable: nothing can be revoked during the outage either, since logout and
+refresh need the store too. A session never seen is refused then (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from services.auth.accounts import AccountService
+from services.backends.sessions import Outcome, SessionStore
+from services.config import AuthConfig
+from services.errors import Unauthorized, Unavailable
+from services.events import PUBLISH_RETRY_DELAYS, REVOKED, EventBus
+from services.models import User
+from services.auth.throttle import LoginThrottle
+from services.auth.tokens import (
+    AccessClaims,
+    IssuedToken,
+    TokenService,
+    ViewerClaims,
+    hash_refresh_token,
+    new_refresh_token,
+)
+
+log = logging.getLogger("livevote.sessions")
+
+INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
+CHECK_AGAIN_AFTER = 1.0
+KNOWN_SESSIONS = 65536
+RECHECK_BATCH = 256
+"""Sessions read at once after a gap: many processes resyncing together must not flood the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access: IssuedToken
+    refresh_token: str | None
+    """None when a grace-period replay got only a new access token."""
+    refresh_expires_in: int | None
+    user: User
+    sid: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access.token,
+            "token_type": "Bearer",
+            "expires_in": self.access.expires_in,
+            "refresh_token": self.refresh_token,
+            "refresh_expires_in": self.refresh_expires_in,
+            "user": self.user.to_json(),
+        }
+
+
+class SessionService:
+    def __init__(
+        self,
+        sessions: SessionStore,
+        accounts: AccountService,
+        tokens: TokenService,
+        events: EventBus,
+        auth: AuthConfig,
+        throttle: LoginThrottle,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._throttle = throttle
+        self._accounts = accounts
+        self._tokens = tokens
+        self._events = events
+        self._auth = auth
+        self._clock = clock
+        self._known: dict[str, tuple[bool, float]] = {}
+        """sid -> (active, when this process learnt it), oldest first."""
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self._events.listen(REVOKED, self._on_revoked)
+        self._events.listen_resync(self._on_gap)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _on_gap(self) -> None:
+        self._track(self._recheck_active())
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        """Background work, kept referenced until it ends."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _recheck_active(self) -> None:
+        active = [sid for sid, (is_active, _) in self._known.items() if is_active]
+        ended: list[str] = []
+        for start in range(0, len(active), RECHECK_BATCH):
+            batch = active[start:start + RECHECK_BATCH]
+            try:
+                sessions = await asyncio.gather(*(self._sessions.get(sid) for sid in batch))
+            except Unavailable as exc:
+                log.warning("could not re-check sessions after a broker gap: %s", exc.detail)
+                break
+            now = self._clock()
+            ended += [sid for sid, session in zip(batch, sessions) if session is not None and not session.active(now)]
+        if ended:
+            log.info("%d session(s) ended during a broker gap; closing their sockets", len(ended))
+            self._events.on_message(REVOKED, orjson.dumps({"sids": ended}))
+
+    def _on_revoked(self, _channel: str, data: bytes) -> None:
+        self._remember(orjson.loads(data)["sids"], active=False)
+
+    def _remember(self, sids: list[str], active: bool) -> None:
+        now = self._clock()
+        for sid in sids:
+            self._known.pop(sid, None)
+            self._known[sid] = (active, now)
+        while len(self._known) > KNOWN_SESSIONS:
+            del self._known[next(iter(self._known))]
+
+    async def begin(self, user: User) -> TokenPair:
+        """A new session for a user who just proved who they are."""
+        now = self._clock()
+        refresh_token = new_refresh_token()
+        session = await self._sessions.create(
+            uuid.uuid4().hex, user.id, hash_refresh_token(refresh_token), now,
+            now + min(self._auth.refresh_ttl, self._auth.session_max_age), now + self._auth.session_max_age,
+        )
+        return self._pair(user, session.sid, refresh_token, session.expires_at - now)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        now = self._clock()
+        new_token = new_refresh_token()
+        rotation = await self._sessions.rotate(
+            hash_refresh_token(refresh_token), hash_refresh_token(new_token), now,
+            self._auth.refresh_ttl, self._auth.reuse_grace,
+        )
+        session = rotation.session
+        if rotation.outcome is Outcome.REUSED and session is not None:
+            log.warning("refresh token reuse: session %s of user %s revoked", session.sid, session.user_id)
+            await self._announce_revoked([session.sid])
+        if session is None or rotation.outcome in (Outcome.REUSED, Outcome.INVALID):
+            raise Unauthorized(INVALID_REFRESH)
+        user = await self._accounts.get(session.user_id)
+        if rotation.outcome is Outcome.GRACE:
+            return self._pair(user, session.sid, None, None)
+        return self._pair(user, session.sid, new_token, session.expires_at - now)
+
+    async def logout(self, refresh_token: str) -> None:
+        """End the session this token belongs to; unknown tokens are ignored."""
+        session = await self._sessions.find(hash_refresh_token(refresh_token))
+        if session is not None and await self._sessions.revoke(session.sid):
+            await self._announce_revoked([session.sid])
+
+    async def logout_all(self, user_id: int) -> None:
+        sids = await self._sessions.revoke_user(user_id)
+        if sids:
+            await self._announce_revoked(sids)
+
+    async def authenticate(self, access_token: str) -> AccessClaims:
+        """Claims of a valid access token whose session is still active."""
+        return await self._of_active_session(self._tokens.verify(access_token))
+
+    async def admit(self, access_token: str) -> AccessClaims | ViewerClaims:
+        """The live channel's handshake: a user's token of an active session, or a viewer token."""
+        claims = self._tokens.verify_any(access_token)
+        return claims if isinstance(claims, ViewerClaims) else await self._of_active_session(claims)
+
+    async def viewer(self, client_ip: str) -> IssuedToken:
+        """A viewer token for an anonymous page, within the address's budget."""
+        await self._throttle.viewer(client_ip)
+        return self._tokens.mint_viewer()
+
+    async def _of_active_session(self, claims: AccessClaims) -> AccessClaims:
+        if not await self.is_active(claims.sid):
+            raise Unauthorized("The session has ended.")
+        return claims
+
+    async def is_active(self, sid: str) -> bool:
+        now = self._clock()
+        known = self._known.get(sid)
+        if known is not None and (not known[0] or now - known[1] < CHECK_AGAIN_AFTER):
+            return known[0]
+        try:
+            session = await self._sessions.get(sid)
+        except Unavailable:
+            if known is not None and known[0]:
+                return True
+            raise
+        active = session is not None and session.active(now)
+        self._remember([sid], active)
+        return active
+
+    async def reissue(self, claims: AccessClaims | ViewerClaims) -> IssuedToken:
+        """A fresh access token for a session that is still active, or a viewer's next one
+        (pushed over the socket)."""
+        if isinstance(claims, ViewerClaims):
+            return self._tokens.mint_viewer()
+        await self._of_active_session(claims)
+        user = await self._accounts.get(claims.user_id)
+        return self._tokens.mint(user.id, user.role, claims.sid)
+
+    def _pair(self, user: User, sid: str, refresh_token: str | None, refresh_left: float | None) -> TokenPair:
+        access = self._tokens.mint(user.id, user.role, sid)
+        refresh_expires_in = None if refresh_left is None else int(refresh_left)
+        return TokenPair(access, refresh_token, refresh_expires_in, user, sid)
+
+    async def _announce_revoked(self, sids: list[str]) -> None:
+        """This process's own listeners (its memory, its hub's sockets) learn at once, whatever
+        the broker does; the others through the broker, tried again in the background until
+        it takes the news. (A process that misses it in a gap finds out by _recheck_active.)"""
+        data = orjson.dumps({"sids": sids})
+        self._events.on_message(REVOKED, data)
+        try:
+            await self._events.publish(REVOKED, data)
+        except Exception as exc:
+            log.warning("could not announce the revocation of %d session(s) (%s); retrying", len(sids), exc)
+            self._track(self._announce_until_taken(data))
+
+    async def _announce_until_taken(self, data: bytes) -> None:
+        for attempt in itertools.count():
+            await asyncio.sleep(PUBLISH_RETRY_DELAYS[min(attempt, len(PUBLISH_RETRY_DELAYS) - 1)])
+            try:
+                await self._events.publish(REVOKED, data)
+            except Exception as exc:
+                log.debug("announcing a revocation failed again: %s", exc)
+            else:
+                log.info("announced a revocation after %d retries", attempt + 1)
+                return

@@ -1,0 +1,54 @@
+"""Watching: how many people look at each subject right now, across every process.
+
+Every `interval` this process reports its census (open sockets, sockets per
+subject channel) through Presence and gets every process's back; the hub then
+tells each subject channel, and the dashboard, when their figure changed. In
+scaled mode the figures are at most an interval or two old on every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from services.backends.presence import Census, Presence
+from services.errors import Unavailable
+from services.live.hub import Hub
+
+log = logging.getLogger("livevote.watching")
+
+
+class WatchingService:
+    def __init__(self, presence: Presence, hub: Hub, interval: float) -> None:
+        self._presence = presence
+        self._hub = hub
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Reports once before returning: a process counts from its start, not an interval later."""
+        with contextlib.suppress(Unavailable):
+            await self.census()
+        self._task = asyncio.create_task(self._report_forever())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._presence.leave()
+
+    async def census(self) -> Census:
+        """Every process's census, this one's reported afresh; the hub shows it too."""
+        census = await self._presence.report(self._hub.census())
+        self._hub.show_watching(census.watching)
+        return census
+
+    async def _report_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.census()
+            except Unavailable as exc:
+                log.warning("could not report who is watching: %s", exc.detail)

@@ -1,0 +1,354 @@
+"""The Store contract: every implementation must pass these, unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from services.backends.store_mongo import MongoStore
+from services.backends.store_sqlite import SqliteStore
+from services.backends.store import Store
+from services.errors import Conflict, Invalid, NotFound
+from tests.harness.mongo_emulation import EmulatedServer
+from tests.harness.server import ROOT
+
+# A real MongoDB, when there is one: `mongodb://HOST[:PORT]/` (the tests pick their own database names).
+MONGODB_URL = os.environ.get("LIVEVOTE_TEST_MONGODB_URL")
+NO_MONGODB = "LIVEVOTE_TEST_MONGODB_URL is not set: no real MongoDB server to test against"
+# Not MongoDB: mongomock behind PyMongo's async method names (see tests/harness/mongo_emulation.py).
+EMULATED_MONGODB = EmulatedServer()
+OPENED_DATABASES: list[str] = []
+
+
+def open_sqlite(tmp_path: Path) -> Store:
+    return SqliteStore(tmp_path / "store.db")
+
+
+def database_name(path: Path) -> str:
+    """One database per test folder, so reopening the same folder finds the same data."""
+    name = "livevote_test_" + hashlib.sha256(str(path).encode()).hexdigest()[:20]
+    OPENED_DATABASES.append(name)
+    return name
+
+
+def mongodb_url(database: str) -> str:
+    assert MONGODB_URL is not None
+    parts = urlsplit(MONGODB_URL)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def open_emulated_mongodb(tmp_path: Path) -> Store:
+    database: Any = EMULATED_MONGODB.client()[database_name(tmp_path)]
+    return MongoStore(database, transactions=False)
+
+
+def open_mongodb(tmp_path: Path) -> Store:
+    return MongoStore.from_url(mongodb_url(database_name(tmp_path)))
+
+
+STORES: dict[str, Callable[[Path], Store]] = {"sqlite": open_sqlite, "mongodb-emulated": open_emulated_mongodb}
+if MONGODB_URL:
+    STORES["mongodb"] = open_mongodb
+STORE_PARAMS = ["sqlite", "mongodb-emulated",
+                pytest.param("mongodb", marks=pytest.mark.skipif(not MONGODB_URL, reason=NO_MONGODB))]
+
+
+@pytest.fixture(autouse=True)
+async def drop_test_databases() -> AsyncIterator[None]:
+    """Drop the MongoDB databases a test opened (real and emulated) once it is over."""
+    yield
+    names = list(dict.fromkeys(OPENED_DATABASES))
+    OPENED_DATABASES.clear()
+    emulated = EMULATED_MONGODB.client()
+    for name in names:
+        await emulated.drop_database(name)
+    if MONGODB_URL and names:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB_URL, serverSelectionTimeoutMS=2000)
+        try:
+            for name in names:
+                await client.drop_database(name)
+        finally:
+            await client.close()
+
+
+@pytest.fixture(params=STORE_PARAMS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    instance = STORES[request.param](tmp_path)
+    assert await instance.open() is True
+    yield instance
+    await instance.close()
+
+
+def teacher_fields(subject: int, name: str = "李雷", **extra: Any) -> dict[str, Any]:
+    fields = {"name": name, "sex": True, "birth": date(1980, 5, 17), "photo": "a.svg", "intro": "", "subject": subject}
+    fields.update(extra)
+    return fields
+
+
+async def test_subject_round_trip(store: Store) -> None:
+    created = await store.create_subject({"name": "数学", "intro": "numbers", "is_hot": True})
+    assert created.no >= 1
+    assert await store.get_subject(created.no) == created
+    assert (created.name, created.intro, created.is_hot) == ("数学", "numbers", True)
+
+
+async def test_update_changes_only_given_fields(store: Store) -> None:
+    subject = await store.create_subject({"name": "Art", "intro": "colours", "is_hot": False})
+    changed = await store.update_subject(subject.no, {"is_hot": True})
+    assert (changed.name, changed.intro, changed.is_hot) == ("Art", "colours", True)
+    assert await store.update_subject(subject.no, {}) == changed
+
+
+async def test_missing_records_raise_not_found(store: Store) -> None:
+    for call in (
+        store.get_subject(999), store.update_subject(999, {"name": "x"}), store.delete_subject(999),
+        store.get_teacher(999), store.update_teacher(999, {"name": "x"}), store.delete_teacher(999),
+    ):
+        with pytest.raises(NotFound):
+            await call
+
+
+async def test_teacher_round_trip_starts_with_zero_counts(store: Store) -> None:
+    subject = await store.create_subject({"name": "Physics", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    assert await store.get_teacher(teacher.no) == teacher
+    assert (teacher.good_count, teacher.bad_count, teacher.version) == (0, 0, 0)
+    assert teacher.birth == date(1980, 5, 17) and teacher.subject == subject.no
+
+
+async def test_teacher_needs_an_existing_subject(store: Store) -> None:
+    with pytest.raises(Invalid) as caught:
+        await store.create_teacher(teacher_fields(4242))
+    assert [error.field for error in caught.value.errors] == ["subject"]
+    subject = await store.create_subject({"name": "Bio", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    with pytest.raises(Invalid):
+        await store.update_teacher(teacher.no, {"subject": 4242})
+    assert (await store.get_teacher(teacher.no)).subject == subject.no
+
+
+async def test_subject_with_teachers_cannot_be_deleted(store: Store) -> None:
+    subject = await store.create_subject({"name": "Chem", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    with pytest.raises(Conflict):
+        await store.delete_subject(subject.no)
+    await store.delete_teacher(teacher.no)
+    await store.delete_subject(subject.no)
+    with pytest.raises(NotFound):
+        await store.get_subject(subject.no)
+
+
+async def test_lists_are_ordered_and_paged(store: Store) -> None:
+    subjects = [await store.create_subject({"name": f"S{i}", "intro": "", "is_hot": False}) for i in range(5)]
+    whole = await store.list_subjects()
+    assert [s.no for s in whole.items] == [s.no for s in subjects] and whole.total == 5
+    middle = await store.list_subjects(offset=2, limit=2)
+    assert [s.name for s in middle.items] == ["S2", "S3"] and middle.total == 5
+    assert (await store.list_subjects(offset=10, limit=2)).items == []
+
+
+async def test_teachers_filter_by_subject(store: Store) -> None:
+    first = await store.create_subject({"name": "A", "intro": "", "is_hot": False})
+    second = await store.create_subject({"name": "B", "intro": "", "is_hot": False})
+    for index in range(3):
+        await store.create_teacher(teacher_fields(first.no, f"a{index}"))
+    await store.create_teacher(teacher_fields(second.no, "b0"))
+    page = await store.list_teachers(first.no, offset=1, limit=5)
+    assert [t.name for t in page.items] == ["a1", "a2"] and page.total == 3
+    assert (await store.list_teachers()).total == 4
+
+
+async def test_ids_are_not_reused_after_delete(store: Store) -> None:
+    first = await store.create_subject({"name": "A", "intro": "", "is_hot": False})
+    await store.delete_subject(first.no)
+    second = await store.create_subject({"name": "B", "intro": "", "is_hot": False})
+    assert second.no > first.no
+
+
+async def test_concurrent_writes_all_land(store: Store) -> None:
+    await asyncio.gather(*(store.create_subject({"name": f"S{i}", "intro": "", "is_hot": False}) for i in range(50)))
+    assert (await store.list_subjects()).total == 50
+
+
+async def test_reopen_keeps_data_and_is_not_new(tmp_path: Path) -> None:
+    for name, open_store in STORES.items():
+        first = open_store(tmp_path / name)
+        assert await first.open() is True
+        subject = await first.create_subject({"name": "Kept", "intro": "", "is_hot": False})
+        await first.close()
+        again = open_store(tmp_path / name)
+        assert await again.open() is False
+        assert (await again.get_subject(subject.no)).name == "Kept"
+        await again.close()
+
+
+async def test_ping_answers_while_open(store: Store) -> None:
+    await store.ping()
+
+
+async def test_usernames_are_unique_ignoring_case(store: Store) -> None:
+    user = await store.create_user("Alice", "hash-a", "user")
+    assert (user.username, user.role) == ("Alice", "user")
+    with pytest.raises(Conflict):
+        await store.create_user("aLICE", "hash-b", "admin")
+    found = await store.find_credentials("ALICE")
+    assert found is not None and found.user == user and found.password_hash == "hash-a"
+    assert await store.find_credentials("bob") is None
+    assert await store.get_user(user.id) == user
+    with pytest.raises(NotFound):
+        await store.get_user(user.id + 100)
+
+
+async def test_votes_move_counts_in_one_step(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    user = await store.create_user("voter", "h", "user")
+    steps = [("good", (1, 0, 1), True), ("good", (1, 0, 1), False), ("bad", (0, 1, 2), True),
+             (None, (0, 0, 3), True), (None, (0, 0, 3), False)]
+    for value, (good, bad, version), changed in steps:
+        result = await store.set_vote(user.id, teacher.no, value)
+        assert (result.value, result.changed) == (value, changed)
+        assert (result.counts.good_count, result.counts.bad_count, result.counts.version) == (good, bad, version)
+        assert result.counts.subject == subject.no
+        assert (await store.get_vote(user.id, teacher.no)).value == value
+        assert await store.tally_votes(teacher.no) == (good, bad)
+    with pytest.raises(NotFound):
+        await store.set_vote(user.id, 4242, "good")
+    with pytest.raises(NotFound):
+        await store.get_vote(user.id, 4242)
+
+
+async def test_concurrent_votes_keep_counts_equal_to_votes(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    users = [await store.create_user(f"user{i}", "h", "user") for i in range(20)]
+    await asyncio.gather(*(
+        store.set_vote(user.id, teacher.no, value) for user in users for value in ("good", "bad", "good")
+    ))
+    counts = (await store.counts(subject.no))[0]
+    assert (counts.good_count, counts.bad_count) == await store.tally_votes(teacher.no) == (20, 0)
+    assert counts.version == 60
+
+
+async def test_counts_and_subject_totals(store: Store) -> None:
+    first = await store.create_subject({"name": "A", "intro": "", "is_hot": False})
+    empty = await store.create_subject({"name": "B", "intro": "", "is_hot": False})
+    teachers = [await store.create_teacher(teacher_fields(first.no, f"t{i}")) for i in range(2)]
+    user = await store.create_user("voter", "h", "user")
+    await store.set_vote(user.id, teachers[0].no, "good")
+    await store.set_vote(user.id, teachers[1].no, "bad")
+    assert [(c.no, c.good_count, c.bad_count, c.version) for c in await store.counts(first.no)] == [
+        (teachers[0].no, 1, 0, 1), (teachers[1].no, 0, 1, 1)]
+    assert await store.counts(empty.no) == [] and len(await store.counts()) == 2
+    totals = await store.subject_totals()
+    assert [(t.no, t.name, t.good_count, t.bad_count) for t in totals] == [(first.no, "A", 1, 1), (empty.no, "B", 0, 0)]
+
+
+async def test_deleting_a_teacher_deletes_its_votes(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    user = await store.create_user("voter", "h", "user")
+    await store.set_vote(user.id, teacher.no, "good")
+    await store.delete_teacher(teacher.no)
+    assert await store.tally_votes(teacher.no) == (0, 0)
+
+
+# -- reconcile: recount from the vote records ----------------------------------
+
+
+async def break_counts(store: Store, teacher: int, good: int, bad: int) -> None:
+    """Overwrite a teacher's counters behind the store's back (what a bug or a crash could leave)."""
+    if isinstance(store, SqliteStore):
+        await store.database.write(
+            lambda conn: conn.execute("UPDATE teachers SET good_count = ?, bad_count = ? WHERE no = ?",
+                                      (good, bad, teacher)))
+    else:
+        assert isinstance(store, MongoStore)
+        await store.database["teachers"].update_one({"_id": teacher}, {"$set": {"good_count": good, "bad_count": bad}})
+
+
+async def write_vote_only(store: Store, user: int, teacher: int, value: str) -> None:
+    """A vote record without its count change: a crash between the two writes on a standalone server."""
+    if isinstance(store, SqliteStore):
+        await store.database.write(
+            lambda conn: conn.execute("INSERT INTO votes (user_id, teacher, value) VALUES (?, ?, ?)",
+                                      (user, teacher, value)))
+    else:
+        assert isinstance(store, MongoStore)
+        await store.database["votes"].insert_one({"user": user, "teacher": teacher, "value": value})
+
+
+async def test_reconcile_changes_nothing_when_counts_agree(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teachers = [await store.create_teacher(teacher_fields(subject.no, f"t{i}")) for i in range(3)]
+    users = [await store.create_user(f"user{i}", "h", "user") for i in range(3)]
+    for user in users:
+        await store.set_vote(user.id, teachers[0].no, "good")
+        await store.set_vote(user.id, teachers[1].no, "bad")
+    before = await store.counts()
+    assert await store.reconcile() == 0
+    assert await store.counts() == before
+
+
+async def test_reconcile_recounts_from_the_votes_and_bumps_versions(store: Store) -> None:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teachers = [await store.create_teacher(teacher_fields(subject.no, f"t{i}")) for i in range(3)]
+    users = [await store.create_user(f"user{i}", "h", "user") for i in range(3)]
+    for user in users:
+        await store.set_vote(user.id, teachers[0].no, "good")
+    await store.set_vote(users[0].id, teachers[1].no, "bad")
+    await break_counts(store, teachers[0].no, 7, 2)
+    await write_vote_only(store, users[1].id, teachers[1].no, "good")
+    before = {c.no: c for c in await store.counts()}
+
+    assert await store.reconcile() == 2
+
+    after = {c.no: c for c in await store.counts()}
+    assert (after[teachers[0].no].good_count, after[teachers[0].no].bad_count) == (3, 0)
+    assert (after[teachers[1].no].good_count, after[teachers[1].no].bad_count) == (1, 1)
+    for no, counts in after.items():
+        assert (counts.good_count, counts.bad_count) == await store.tally_votes(no)
+    assert [after[t.no].version - before[t.no].version for t in teachers] == [1, 1, 0]
+    assert await store.reconcile() == 0
+    result = await store.set_vote(users[1].id, teachers[1].no, "bad")
+    assert (result.counts.good_count, result.counts.bad_count) == (0, 2), "votes go on from the recounted state"
+
+
+async def test_reconcile_command_prints_what_it_fixed(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "data" / "livevote.db")
+    await store.open()
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    user = await store.create_user("voter", "h", "user")
+    await store.set_vote(user.id, teacher.no, "good")
+    await break_counts(store, teacher.no, 0, 5)
+    await store.close()
+
+    outputs = []
+    for _ in range(2):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "server.py"), "reconcile", "--data-dir", str(tmp_path / "data"),
+            cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, err.decode()
+        outputs.append(out.decode())
+    assert "1 teacher" in outputs[0] and "corrected" in outputs[0]
+    assert "nothing to fix" in outputs[1]
+
+    again = SqliteStore(tmp_path / "data" / "livevote.db")
+    await again.open()
+    counts = (await again.counts())[0]
+    assert (counts.good_count, counts.bad_count, counts.version) == (1, 0, 2)
+    await again.close()

@@ -1,0 +1,102 @@
+"""Helpers for the browser tests: the system Chromium through Playwright, a
+server that can be restarted on the same port, and pages that report what
+went wrong in them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright
+
+from tests.harness.server import LiveServer
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CSP_VIOLATION = re.compile(r"Content Security Policy|Refused to (execute|load|apply|connect|evaluate)", re.I)
+
+
+async def launch_chromium(playwright: Playwright) -> Browser:
+    """The system Chromium; `playwright install` is never needed (nor possible offline)."""
+    return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def conn(page: Page) -> Any:
+    """The page's connection state pill."""
+    return page.locator("#conn")
+
+
+def teacher(page: Page, no: int) -> Any:
+    return page.locator(f'article.teacher[data-no="{no}"]')
+
+
+@dataclass
+class PageLog:
+    """What a page said: uncaught errors, CSP violations, dialogs (alert/confirm)."""
+
+    errors: list[str] = field(default_factory=list)
+    csp: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> Page:
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("console", self._console)
+        page.on("dialog", self._dialog)
+        return page
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if CSP_VIOLATION.search(message.text):
+            self.csp.append(message.text)
+
+    async def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+    def assert_clean(self) -> None:
+        assert not self.errors, self.errors
+        assert not self.csp, self.csp
+        assert not self.dialogs, self.dialogs
+
+
+STORAGE_SPY = """
+(() => {
+  const writes = [];
+  Object.defineProperty(window, "__storageWrites", { value: writes });
+  const setItem = Storage.prototype.setItem;
+  Storage.prototype.setItem = function (key, value) {
+    writes.push([this === window.localStorage ? "local" : "session", String(key)]);
+    return setItem.call(this, key, value);
+  };
+})();
+"""
+"""Records every localStorage / sessionStorage write a page makes (an init script)."""
+
+
+async def logged_in_context(browser: Browser, server: LiveServer, username: str, password: str,
+                            **options: Any) -> BrowserContext:
+    """A browser context holding a session cookie, as after the login form (which one test uses for real)."""
+    context = await browser.new_context(base_url=server.base_url, **options)
+    response = await context.request.post(
+        "/api/auth/login", data={"username": username, "password": password}
+    )
+    assert response.status == 200, await response.text()
+    await response.dispose()
+    return context
+
+
+async def screenshot(page: Page, folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True, animations="disabled")
+    return path

@@ -1,0 +1,313 @@
+"""`python server.py` as an operator meets it: its sub-commands and their flags, and the one-line
+messages that stop a start (a port in use, an unreachable Redis, a bad config value and where it
+was set, no terminal for a password, no database to reconcile), the start-up log, and /readyz
+naming what failed. Real processes, a real redis-server, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+
+from services.config import load_config
+from tests.conftest import ServerFactory
+from tests.harness.redis_server import RedisServer, free_port
+from tests.harness.server import ROOT, ServerProcess, assert_problem, server_env
+
+SERVE_FLAGS = {"--config", "--host", "--port", "--workers", "--dev", "--no-seed", "--data-dir", "--store",
+               "--redis-url", "--redis-cluster"}
+CREATE_USER_FLAGS = {"--config", "--data-dir", "--store", "--redis-url", "--redis-cluster", "--no-seed",
+                     "--admin", "--password-stdin"}
+RECONCILE_FLAGS = {"--config", "--data-dir", "--store"}
+
+
+@dataclass
+class Finished:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+
+async def run_server_py(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> Finished:
+    """`python server.py ARGS` to its end, in a session of its own: no controlling terminal, as
+    under a supervisor or in CI (and no prompt on the terminal of whoever runs the tests)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "server.py"), *args, cwd=ROOT, env=server_env() if env is None else env,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+    assert process.returncode is not None
+    return Finished(process.returncode, out.decode(), err.decode())
+
+
+def one_line(finished: Finished) -> str:
+    """The single stderr line of a refused start (no traceback, no log around it)."""
+    assert len(finished.lines) == 1, finished.stderr
+    return finished.lines[0]
+
+
+@pytest.fixture
+def occupied_port() -> Iterator[int]:
+    """A port some other program is listening on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+# -- sub-commands and their flags ------------------------------------------------------------
+
+
+async def test_help_lists_the_sub_commands() -> None:
+    finished = await run_server_py("--help")
+    assert finished.code == 0, finished.stderr
+    for command in ("serve", "create-user", "reconcile"):
+        assert re.search(rf"^\s+{command}\s", finished.stdout, re.MULTILINE), finished.stdout
+
+
+@pytest.mark.parametrize("command, flags", [
+    ("serve", SERVE_FLAGS), ("create-user", CREATE_USER_FLAGS), ("reconcile", RECONCILE_FLAGS),
+])
+async def test_each_sub_command_shows_only_its_own_flags(command: str, flags: set[str]) -> None:
+    finished = await run_server_py(command, "--help")
+    assert finished.code == 0, finished.stderr
+    listed = re.findall(r"^ +(?:-h, )?(--[a-z][a-z-]*)", finished.stdout, re.MULTILINE)
+    assert set(listed) == flags | {"--help"}, finished.stdout
+
+
+async def test_reconcile_refuses_the_flags_of_serve(tmp_path: Path) -> None:
+    finished = await run_server_py("reconcile", "--data-dir", str(tmp_path), "--workers", "2")
+    assert finished.code == 2 and "unrecognized arguments: --workers 2" in finished.stderr
+
+
+async def test_no_sub_command_serves(tmp_path: Path) -> None:
+    """Plain `python server.py` serves (here on the port and data dir its environment names)."""
+    env = server_env(**{"server.port": 0, "server.data_dir": tmp_path})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "server.py"), cwd=ROOT, env=env, start_new_session=True,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    seen = []
+    while not any("livevote listening on http://127.0.0.1:" in line for line in seen):
+        line = await asyncio.wait_for(process.stderr.readline(), 30)
+        assert line, f"exited without listening: {seen}"
+        seen.append(line.decode())
+    process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    assert (tmp_path / "livevote.db").is_file()
+
+
+async def test_flags_without_a_sub_command_are_serve_flags(tmp_path: Path) -> None:
+    server = await ServerProcess("--data-dir", str(tmp_path), "--no-seed", env=server_env()).start()
+    try:
+        assert (await server.get("/api/subjects/")).json() == []
+    finally:
+        await server.stop()
+
+
+# -- a port in use ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["flag", "environment", "flag, --workers 2"])
+async def test_a_port_in_use_is_one_line_before_anything_is_created(
+    occupied_port: int, tmp_path: Path, how: str
+) -> None:
+    data = tmp_path / "fresh"
+    env = server_env()
+    args = ["--data-dir", str(data)]
+    if how == "environment":
+        env["LIVEVOTE_SERVER__PORT"] = str(occupied_port)
+        source = "LIVEVOTE_SERVER__PORT"
+    else:
+        args += ["--port", str(occupied_port)]
+        source = "--port"
+    if "--workers" in how:  # the parent binds before it prepares the store (Redis is never asked)
+        args += ["--workers", "2", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"]
+    finished = await run_server_py(*args, env=env)
+    assert finished.code == 2
+    assert one_line(finished) == f"livevote: server.port (from {source}): 127.0.0.1:{occupied_port} is already in use"
+    assert not data.exists()
+
+
+# -- an unreachable Redis ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["--redis-url", "LIVEVOTE_REDIS__URL", "config file", "--redis-cluster"])
+async def test_an_unreachable_redis_names_its_address_and_where_the_url_came_from(
+    tmp_path: Path, source: str
+) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    env = server_env()
+    args = ["--data-dir", str(tmp_path / "data"), "--port", "0"]
+    if source == "LIVEVOTE_REDIS__URL":
+        env[source] = url
+    elif source == "config file":
+        config = tmp_path / "livevote.yaml"
+        config.write_text(f"redis:\n  url: {url}\n", encoding="utf-8")
+        args += ["--config", str(config)]
+        source = str(config)
+    else:
+        args += ["--redis-url", url]
+    redis_kind = "Redis"
+    if source == "--redis-cluster":
+        args.append("--redis-cluster")
+        source, redis_kind = "--redis-url", "the Redis Cluster"
+    finished = await run_server_py(*args, env=env)
+    assert finished.code == 1
+    assert one_line(finished) == (
+        f"livevote: redis.url (from {source}): {redis_kind} at 127.0.0.1:{port} is unreachable: Connection refused"
+    )
+
+
+# -- configuration errors name the key and its source ----------------------------------------
+
+
+PORT_TOO_HIGH = "Input should be less than or equal to 65535"
+
+
+@pytest.mark.parametrize("env, args, file, expected", [
+    ({"LIVEVOTE_SERVER__PORT": "70000"}, [], None, f"server.port (from LIVEVOTE_SERVER__PORT): {PORT_TOO_HIGH}"),
+    ({}, ["--port", "70000"], None, f"server.port (from --port): {PORT_TOO_HIGH}"),
+    ({}, [], "server:\n  port: 70000\n", f"server.port (from {{file}}): {PORT_TOO_HIGH}"),
+    ({}, ["--workers", "2"], None,
+     "server.workers (from --workers): more than 1 needs redis.url: processes share state only through Redis"),
+    ({"LIVEVOTE_SERVER__COLOUR": "red"}, [], None, "server.colour (from LIVEVOTE_SERVER__COLOUR): no such key"),
+    ({"LIVEVOTE_AUTH__SECRET": "thirty-one-bytes-is-one-too-few"}, [], None,
+     "auth.secret (from LIVEVOTE_AUTH__SECRET): must be at least 32 bytes"),
+])
+async def test_a_bad_value_is_one_line_naming_its_key_and_source(
+    tmp_path: Path, env: dict[str, str], args: list[str], file: str | None, expected: str
+) -> None:
+    config = tmp_path / "livevote.yaml"
+    if file is not None:
+        config.write_text(file, encoding="utf-8")
+        args = [*args, "--config", str(config)]
+    finished = await run_server_py("--data-dir", str(tmp_path / "data"), *args, env={**server_env(), **env})
+    assert finished.code == 2
+    assert one_line(finished) == "livevote: " + expected.format(file=config)
+    assert not (tmp_path / "data").exists()
+
+
+# -- create-user and reconcile ---------------------------------------------------------------
+
+
+async def test_create_user_without_a_terminal_asks_for_password_stdin(tmp_path: Path) -> None:
+    finished = await run_server_py("create-user", "boss", "--admin", "--data-dir", str(tmp_path / "data"))
+    assert finished.code == 2
+    assert one_line(finished) == "livevote: no terminal to ask the password on; use --password-stdin"
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+async def test_reconcile_refuses_a_data_dir_without_a_database(tmp_path: Path, state: str) -> None:
+    data = tmp_path / "data"
+    if state == "empty":
+        data.mkdir()
+    finished = await run_server_py("reconcile", "--data-dir", str(data))
+    assert finished.code == 2
+    assert one_line(finished) == (
+        f"livevote: server.data_dir (from --data-dir): no database at {data / 'livevote.db'}; nothing to reconcile"
+    )
+    assert (list(data.iterdir()) == []) if state == "empty" else not data.exists()
+
+
+async def test_reconcile_recounts_an_existing_database(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    created = await run_server_py("create-user", "boss", "--password-stdin", "--data-dir", data,
+                                  stdin=b"a long admin password\n")
+    assert created.code == 0, created.stderr
+    finished = await run_server_py("reconcile", "--data-dir", data)
+    assert finished.code == 0, finished.stderr
+    assert "nothing to fix" in finished.stdout
+
+
+# -- the start-up log ------------------------------------------------------------------------
+
+
+async def test_start_up_log_names_the_data_dir_and_backends_without_credentials(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    await client.config_set("requirepass", "s3cret-redis-password")
+    await client.aclose()
+    data = tmp_path / "data"
+    url = f"redis://:s3cret-redis-password@127.0.0.1:{redis_server.port}/0"
+    server = await ServerProcess("--data-dir", str(data), "--redis-url", url, env=server_env()).start()
+    try:
+        line = await server.wait_for_line("data directory")
+        assert f"data directory {data.resolve()}; " in line
+        assert f"store: SQLite at {data.resolve() / 'livevote.db'}; " in line
+        assert line.endswith(f"Redis at 127.0.0.1:{redis_server.port}")
+        assert not [logged for logged in server.lines if "s3cret" in logged]
+    finally:
+        await server.stop()
+
+
+def test_a_mongodb_store_is_named_without_user_password_or_options() -> None:
+    url = "mongodb://admin:s3cret@db1:27017,db2/livevote?authSource=admin&tlsCertificateKeyFilePassword=s3cret"
+    config = load_config(None, environ={}, overrides={"store.url": url})
+    assert config.store_description == "MongoDB at db1:27017,db2/livevote"
+
+
+WORKER_LISTENING = re.compile(r"worker (\d)/3 \(pid (\d+)\) listening on http://127\.0\.0\.1:\d+$")
+
+
+async def test_each_worker_logs_its_number_also_after_a_restart(tmp_path: Path, redis_server: RedisServer) -> None:
+    server = await ServerProcess(
+        "--workers", "3", "--data-dir", str(tmp_path), "--redis-url", redis_server.url, env=server_env()
+    ).start()
+    try:
+        for number in (1, 2, 3):
+            await server.wait_for_line(f"worker {number}/3 (pid ", timeout=30)
+        pids = {int(m[1]): int(m[2]) for line in server.lines if (m := WORKER_LISTENING.search(line))}
+        assert sorted(pids) == [1, 2, 3], server.lines
+        assert sum("data directory" in line for line in server.lines) == 1, "the parent says it once"
+
+        os.kill(pids[2], signal.SIGKILL)
+        line = await server.wait_for_line(f"started in place of {pids[2]}, as worker 2/3", timeout=10)
+        new = int(line.split("worker ")[1].split()[0])
+        await server.wait_for_line(f"worker 2/3 (pid {new}) listening on http://", timeout=30)
+    finally:
+        server.signal(signal.SIGTERM)
+        assert await server.wait_exit(30) == 0
+
+
+# -- /readyz ---------------------------------------------------------------------------------
+
+
+async def test_readyz_names_redis_when_it_is_gone(tmp_path: Path, redis_server: RedisServer) -> None:
+    server = await ServerProcess(
+        "--data-dir", str(tmp_path), "--redis-url", redis_server.url, env=server_env()
+    ).start()
+    try:
+        assert (await server.get("/readyz")).status == 200
+        await redis_server.kill()
+        problem = assert_problem(await server.get("/readyz"), 503)
+        assert problem["detail"] == f"The session store (Redis at 127.0.0.1:{redis_server.port}) is unreachable."
+    finally:
+        await server.stop()
+
+
+async def test_readyz_names_the_store_when_it_is_gone(start_server: ServerFactory, tmp_path: Path) -> None:
+    server = await start_server(tmp_path / "data")
+    assert server.services is not None
+    await server.services.backends.store.close()
+    problem = assert_problem(await server.get("/readyz"), 503)
+    assert problem["detail"] == f"The store (SQLite at {(tmp_path / 'data' / 'livevote.db').resolve()}) is unreachable."
