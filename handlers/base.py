@@ -5,8 +5,8 @@ decides who may write, and turns every error, domain or HTTP, into an RFC 9457
 problem+json response. Domain errors are translated here and nowhere else.
 
 Only ApiHandler reads request bodies, streamed and capped at
-server.max_body_size; LivevoteApplication answers a body sent to any other route
-with 413 at its headers, before any of it is read.
+server.max_body_size; the application (handlers/app.py) answers a body sent to
+any other route with 413 at its headers, before any of it is read.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import asyncio
 import logging
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import orjson
 from tornado.http1connection import HTTP1Connection
-from tornado.httputil import HTTPHeaders, HTTPServerRequest
-from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
+from tornado.web import HTTPError, RequestHandler
 
+from handlers.headers import JSON, PROBLEM_JSON, accepts_json, declared_length, is_json_media_type, origin_allowed
 from services.container import Services
 from services.errors import (
     Conflict,
@@ -41,17 +41,12 @@ from services.auth.tokens import AccessClaims
 
 log = logging.getLogger("livevote.http")
 
-JSON = "application/json"
-PROBLEM_JSON = "application/problem+json"
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000
 CHUNKED_DRAIN = 1024 * 1024
 """A chunked body to /api that outgrows the cap is still read, and dropped, for this many more
 bytes, so that a client still sending gets its 413 (closing at once can reset the connection
 before the client reads the answer); past that the connection is closed."""
-LENGTH_DIGITS = 18
-"""A Content-Length with more digits is past any cap; int() never parses a header-long number."""
-
 DOMAIN_STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
@@ -79,56 +74,12 @@ class Problem(HTTPError):
         self.errors = errors or []
 
 
-def accepts_json(accept: str) -> bool:
-    """True when an Accept header admits a JSON response (absent means anything)."""
-    if not accept.strip():
-        return True
-    for media_range in accept.split(","):
-        media_type, *params = (part.strip().lower() for part in media_range.split(";"))
-        if any(param.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for param in params):
-            continue
-        if media_type in ("*/*", "application/*", JSON, PROBLEM_JSON):
-            return True
-    return False
-
-
 def problem_json(status: int, detail: str, errors: list[FieldError] | None = None) -> bytes:
     """An RFC 9457 problem document."""
     problem: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
     if errors:
         problem["errors"] = [{"field": error.field, "code": error.code, "message": error.message} for error in errors]
     return orjson.dumps(problem)
-
-
-def declared_length(headers: HTTPHeaders) -> int | None:
-    """The Content-Length a request announces: None when it has none or it is not plain ASCII
-    digits (Tornado refuses those itself, before reading)."""
-    raw = headers.get("Content-Length")
-    if raw is None or not raw.isascii() or not raw.isdigit():
-        return None
-    return int(raw) if len(raw) <= LENGTH_DIGITS else 10**LENGTH_DIGITS
-
-
-def declares_body(headers: HTTPHeaders) -> bool:
-    """True when a request says a body follows: any Transfer-Encoding, or a Content-Length but 0."""
-    return "Transfer-Encoding" in headers or ("Content-Length" in headers and declared_length(headers) != 0)
-
-
-def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> bool:
-    """Same host as the request, or listed in server.allowed_origins; an Origin that is no URL
-    (`http://[`) is neither."""
-    if not origin:
-        return False
-    try:
-        netloc = urlsplit(origin).netloc
-    except ValueError:
-        return False
-    return origin in allowed or netloc.lower() == host.lower()
-
-
-def is_json_media_type(content_type: str) -> bool:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == JSON or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 def allowed_methods(handler: type[RequestHandler]) -> list[str]:
@@ -148,15 +99,40 @@ class AllowOn405(RequestHandler):
         super().write_error(status_code, **kwargs)
 
 
+class InFlight:
+    """API requests under way, so that a graceful stop can let them finish. Sockets and
+    static files are not counted: a socket is closed, not waited for."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def started(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def finished(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
 class ApiHandler(RequestHandler):
     """Base of every /api handler. A request that declares a body is served by the handler's
-    streaming twin (`streaming`), so that an oversized body is refused with 413 before it is
-    read; one that declares none skips the event-loop turn a streaming handler waits for it."""
+    streaming twin (handlers/app.py), so that an oversized body is refused with 413 before it
+    is read; one that declares none skips the event-loop turn a streaming handler waits for it."""
 
-    application: LivevoteApplication
-
-    def initialize(self, services: Services) -> None:
+    def initialize(self, services: Services, in_flight: InFlight) -> None:
         self.services = services
+        self.in_flight = in_flight
         self._body = bytearray()
         self._body_too_large = False
         self._tracked = False
@@ -170,7 +146,7 @@ class ApiHandler(RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> None:
-        self.application.request_started()
+        self.in_flight.started()
         self._tracked = True
         if not accepts_json(self.request.headers.get("Accept", "")):
             raise Problem(406, "This resource is only available as application/json.")
@@ -192,7 +168,7 @@ class ApiHandler(RequestHandler):
     def _untrack(self) -> None:
         if self._tracked:
             self._tracked = False
-            self.application.request_finished()
+            self.in_flight.finished()
 
     def data_received(self, chunk: bytes) -> None:
         if len(self._body) + len(chunk) > self.body_limit:
@@ -327,89 +303,3 @@ class ApiHandler(RequestHandler):
             detail = f"{self.request.method} is not allowed here."
         self.set_header("Content-Type", PROBLEM_JSON)
         self.finish(problem_json(status_code, detail, errors))
-
-
-
-class NotFoundHandler(ApiHandler):
-    """Every path no route claims: a problem+json 404; a browser asking for a page outside /api
-    gets the 404 page instead, under the pages' headers (handlers/pages.py)."""
-
-    def prepare(self) -> None:
-        # imported here, not at the top: handlers/pages.py imports this module
-        from handlers.pages import send_not_found_page, wants_page
-
-        if wants_page(self.request):
-            send_not_found_page(self)
-            return
-        raise NotFound(f"There is nothing at {self.request.path}.")
-
-
-@stream_request_body
-class BodyRefused(RequestHandler):
-    """Stands in for a handler that takes no body when a request brings one. As a streaming
-    handler it runs at the headers: the 413 goes out and the connection closes unread."""
-
-    def prepare(self) -> None:
-        raise HTTPError(413)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        detail = HTTPStatus(status_code).description
-        if status_code == 413:
-            detail = f"{self.request.path} takes no request body."
-        self.set_header("Connection", "close")
-        self.set_header("Content-Type", PROBLEM_JSON)
-        self.finish(problem_json(status_code, detail))
-
-
-_STREAMING: dict[type[ApiHandler], type[ApiHandler]] = {}
-
-
-def streaming(handler: type[ApiHandler]) -> type[ApiHandler]:
-    """The handler, reading its body as it arrives (ApiHandler.data_received); one twin per class."""
-    twin = _STREAMING.get(handler)
-    if twin is None:
-        twin = _STREAMING[handler] = stream_request_body(type(handler.__name__, (handler,), {"__doc__": handler.__doc__}))
-    return twin
-
-
-class LivevoteApplication(Application):
-    """Refuses bodies where none is expected, and counts requests in flight so that a graceful
-    stop can let them finish."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def request_started(self) -> None:
-        self.in_flight += 1
-        self._idle.clear()
-
-    def request_finished(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            self._idle.set()
-
-    def get_handler_delegate(
-        self,
-        request: HTTPServerRequest,
-        target_class: type[RequestHandler],
-        target_kwargs: dict[str, Any] | None = None,
-        path_args: list[bytes] | None = None,
-        path_kwargs: dict[str, bytes] | None = None,
-    ) -> Any:
-        """Pages, /ws and /metrics would buffer a body whole before they run: refuse it instead."""
-        if declares_body(request.headers):
-            if issubclass(target_class, ApiHandler):
-                target_class = streaming(target_class)
-            else:
-                target_class, target_kwargs = BodyRefused, None
-        return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
-
-    async def wait_idle(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True

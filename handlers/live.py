@@ -23,11 +23,10 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
-from handlers.base import origin_allowed, problem_json
+from handlers.base import problem_json
+from handlers.headers import origin_allowed
 from handlers.protocol import (
     BEARER_PREFIX,
-    CLOSE_RATE_LIMITED,
-    CLOSE_TOKEN_EXPIRED,
     OP_NAMES,
     OPS,
     SUBPROTOCOL,
@@ -38,11 +37,11 @@ from handlers.protocol import (
     Unsubscribe,
     Vote,
     error,
-    message,
 )
 from services.container import Services
 from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
-from services.live.hub import BadChannel, Peer
+from services.live.messages import CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED, BadChannel, frame
+from services.live.peer import Peer
 from services.json_input import loads_strict
 from services.auth.tokens import AccessClaims, ViewerClaims
 
@@ -157,8 +156,7 @@ class LiveSocket(WebSocketHandler):
         self.set_nodelay(True)
         self._forget_the_handshake()
         claims = self.claims
-        self.peer = Peer(self, claims.sid if isinstance(claims, AccessClaims) else NO_SESSION, self.services.hub)
-        self.services.hub.add(self.peer)
+        self.peer = self.services.hub.join(self, claims.sid if isinstance(claims, AccessClaims) else NO_SESSION)
         self.services.token_clock.track(self)
         self.services.heartbeat.add(self)
         if isinstance(claims, ViewerClaims):
@@ -166,7 +164,7 @@ class LiveSocket(WebSocketHandler):
         else:
             user = await self.services.accounts.get(claims.user_id)
             who = {"user": user.to_json(), "session": claims.sid, "role": user.role}
-        self.send(message("welcome", **who, expires_at=claims.expires_at, server_time=time.time()))
+        self.send(frame("welcome", **who, expires_at=claims.expires_at, server_time=time.time()))
 
     def _forget_the_handshake(self) -> None:
         """Nothing reads the handshake's request and response headers again, nor the finished
@@ -264,7 +262,7 @@ class LiveSocket(WebSocketHandler):
         else:
             await self._adopt(claims)
         self.services.metrics.token_pushes.inc()
-        self.send(message("token", access_token=issued.token, expires_in=issued.expires_in, expires_at=issued.expires_at))
+        self.send(frame("token", access_token=issued.token, expires_in=issued.expires_in, expires_at=issued.expires_at))
 
     def token_expired(self) -> None:
         if not self.closed and self.expires_at <= time.time():
@@ -323,24 +321,24 @@ class LiveSocket(WebSocketHandler):
             raise Forbidden("A viewer token may only watch: log in to vote.")
         if isinstance(op, Subscribe):
             snapshot = await services.hub.subscribe(self.peer, op.channel, services.config.ws.max_subscriptions)
-            self.send(message("ack", id=op.id, channel=op.channel))
+            self.send(frame("ack", id=op.id, channel=op.channel))
             self.send(snapshot)
         elif isinstance(op, Unsubscribe):
             await services.hub.unsubscribe(self.peer, op.channel)
-            self.send(message("ack", id=op.id, channel=op.channel))
+            self.send(frame("ack", id=op.id, channel=op.channel))
         elif isinstance(op, Vote):
             assert isinstance(claims, AccessClaims)
             result = await services.votes.set(claims.user_id, op.teacher, op.value)
-            self.send(message("ack", id=op.id, **result.to_json()))
+            self.send(frame("ack", id=op.id, **result.to_json()))
         elif isinstance(op, Refresh):
             pair = await services.sessions.refresh(op.refresh_token)
             await self._adopt(services.tokens.verify(pair.access.token))
-            self.send(message("tokens", id=op.id, **pair.to_json()))
+            self.send(frame("tokens", id=op.id, **pair.to_json()))
         elif isinstance(op, Auth):
             await self._adopt(await services.sessions.authenticate(op.access_token))
-            self.send(message("ack", id=op.id, expires_at=self.expires_at))
+            self.send(frame("ack", id=op.id, expires_at=self.expires_at))
         elif isinstance(op, Ping):
-            self.send(message("pong", id=op.id))
+            self.send(frame("pong", id=op.id))
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -12,7 +12,9 @@ from typing import Any
 from tornado.httputil import HTTPServerRequest
 from tornado.web import RequestHandler, StaticFileHandler
 
-from handlers.base import AllowOn405
+from handlers.base import AllowOn405, ApiHandler
+from handlers.headers import accepts_html
+from services.errors import NotFound
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -31,28 +33,11 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 NOT_FOUND_PAGE = Path(__file__).resolve().parent.parent / "static" / "404.html"
-HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 def set_page_headers(handler: RequestHandler) -> None:
     for name, value in PAGE_HEADERS.items():
         handler.set_header(name, value)
-
-
-def accepts_html(accept: str) -> bool:
-    """True when an Accept header names an HTML type with a q above 0, as a browser's navigation
-    does; `*/*` alone (fetch, curl) is not a request for a page."""
-    for media_range in accept.split(","):
-        media_type, *params = (part.strip().lower() for part in media_range.split(";"))
-        if media_type not in HTML_TYPES:
-            continue
-        quality = next((param.replace(" ", "")[2:] for param in params if param.replace(" ", "").startswith("q=")), "1")
-        try:
-            if float(quality) > 0:
-                return True
-        except ValueError:
-            continue
-    return False
 
 
 def wants_page(request: HTTPServerRequest) -> bool:
@@ -88,3 +73,14 @@ class PageHandler(AllowOn405, StaticFileHandler):
             send_not_found_page(self)
             return
         super().write_error(status_code, **kwargs)
+
+
+class NotFoundHandler(ApiHandler):
+    """Every path no route claims: a problem+json 404; a browser asking for a page outside /api
+    gets the 404 page instead, under the pages' headers."""
+
+    def prepare(self) -> None:
+        if wants_page(self.request):
+            send_not_found_page(self)
+            return
+        raise NotFound(f"There is nothing at {self.request.path}.")

@@ -1,20 +1,20 @@
-"""WebSocket protocol v1 (docs/protocol.md): client ops, server messages, frames, codes."""
+"""WebSocket protocol v1 (docs/protocol.md): the client ops a socket may send, and its replies.
+
+Server messages, their frames and the close codes are services/live/messages.py's: the hub
+broadcasts them, and a reply is framed the same way.
+"""
 
 from __future__ import annotations
 
-import struct
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, TypeAdapter
 
+from services.live.messages import frame
 from services.schemas import MAX_ID
 
 SUBPROTOCOL = "livevote.v1"
 BEARER_PREFIX = "bearer."
-
-CLOSE_TOKEN_EXPIRED = 4001
-CLOSE_RATE_LIMITED = 4029
 
 Token = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=4096)]
 MessageId = StrictStr | StrictInt | None
@@ -61,21 +61,5 @@ OPS = TypeAdapter(Op)
 OP_NAMES = frozenset({"subscribe", "unsubscribe", "vote", "refresh", "auth", "ping"})
 
 
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, uncompressed, final text frame: the same bytes suit every socket."""
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x81, length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, length)
-    return header + payload
-
-
-def message(kind: str, **fields: Any) -> bytes:
-    return text_frame(orjson.dumps({"type": kind, **fields}))
-
-
 def error(code: str, text: str, op_id: MessageId = None) -> bytes:
-    return message("error", id=op_id, code=code, message=text)
+    return frame("error", id=op_id, code=code, message=text)

@@ -22,7 +22,7 @@ from services.stats import StatsService
 from services.live.token_clock import TokenClock
 from services.auth.tokens import TokenService
 from services.votes import VoteService
-from services.live.presence import WatchingService
+from services.live.presence import PresenceService
 
 
 @dataclass
@@ -59,5 +59,5 @@ class Services:
     token_clock: TokenClock
     heartbeat: Heartbeat
     stats: StatsService
-    watching: WatchingService
+    presence: PresenceService
     metrics: Metrics

@@ -1,7 +1,7 @@
 """The Presence port: how many sockets are open, and how many watch each subject, across every process.
 
 LocalPresence (embedded mode) has only this process to count. RedisPresence
-keeps an entry per process with its census and a short deadline, refreshed on
+keeps an entry per process with its count and a short deadline, refreshed on
 every report, so a process that dies stops being counted within seconds.
 """
 
@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class Census:
+class PresenceCount:
     """Open sockets, and per subject the sockets subscribed to its channel (subject:N)."""
 
     sockets: int = 0
-    watching: Mapping[int, int] = field(default_factory=dict)
+    by_subject: Mapping[int, int] = field(default_factory=dict)
 
 
 class Presence(ABC):
     @abstractmethod
-    async def report(self, local: Census) -> Census:
-        """Record this process's census; every process's, summed."""
+    async def report(self, local: PresenceCount) -> PresenceCount:
+        """Record this process's count; every process's, summed."""
 
     @abstractmethod
     async def leave(self) -> None:
@@ -31,7 +31,7 @@ class Presence(ABC):
 
 
 class LocalPresence(Presence):
-    async def report(self, local: Census) -> Census:
+    async def report(self, local: PresenceCount) -> PresenceCount:
         return local
 
     async def leave(self) -> None:

@@ -1,4 +1,4 @@
-"""RedisPresence: every process's census in one hash, each entry with its own deadline.
+"""RedisPresence: every process's count in one hash, each entry with its own deadline.
 
 One key (`presence`), so that it works the same on a Redis Cluster; a field per
 process holds "deadline|sockets|subject:count,...", the deadline by Redis's own
@@ -15,7 +15,7 @@ import uuid
 from redis.exceptions import RedisError
 
 from services.backends.redis_outages import redis_outage
-from services.backends.presence import Census, Presence
+from services.backends.presence import Presence, PresenceCount
 from services.backends.redis_client import OneKeyScript, RedisClient
 
 REPORT = """
@@ -57,11 +57,11 @@ class RedisPresence(Presence):
         self._report = OneKeyScript(client, REPORT)
 
     @redis_outage
-    async def report(self, local: Census) -> Census:
-        subjects = ",".join(f"{subject}:{count}" for subject, count in local.watching.items() if count)
+    async def report(self, local: PresenceCount) -> PresenceCount:
+        subjects = ",".join(f"{subject}:{count}" for subject, count in local.by_subject.items() if count)
         reply = await self._report(self._key, self._field, f"{local.sockets}|{subjects}", self._lifetime_ms)
         sockets, *flat = (int(value) for value in reply)
-        return Census(sockets, dict(zip(flat[::2], flat[1::2])))
+        return PresenceCount(sockets, dict(zip(flat[::2], flat[1::2])))
 
     async def leave(self) -> None:
         with contextlib.suppress(RedisError, OSError):

@@ -1,9 +1,10 @@
-"""Watching: how many people look at each subject right now, across every process.
+"""Presence: how many sockets are open, and how many watch each subject, across every process.
 
-Every `interval` this process reports its census (open sockets, sockets per
-subject channel) through Presence and gets every process's back; the hub then
-tells each subject channel, and the dashboard, when their figure changed. In
-scaled mode the figures are at most an interval or two old on every process.
+Every `interval` this process reports its own count (open sockets, sockets per
+subject channel) through the Presence port and gets every process's back; the
+hub then tells each subject channel, and the dashboard, when their figure
+changed (the protocol's `watching` message). In scaled mode the figures are at
+most an interval or two old on every process.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 
-from services.backends.presence import Census, Presence
+from services.backends.presence import Presence, PresenceCount
 from services.errors import Unavailable
 from services.live.hub import Hub
 
-log = logging.getLogger("livevote.watching")
+log = logging.getLogger("livevote.presence")
 
 
-class WatchingService:
+class PresenceService:
     def __init__(self, presence: Presence, hub: Hub, interval: float) -> None:
         self._presence = presence
         self._hub = hub
@@ -29,7 +30,7 @@ class WatchingService:
     async def start(self) -> None:
         """Reports once before returning: a process counts from its start, not an interval later."""
         with contextlib.suppress(Unavailable):
-            await self.census()
+            await self.count()
         self._task = asyncio.create_task(self._report_forever())
 
     async def close(self) -> None:
@@ -39,16 +40,16 @@ class WatchingService:
                 await self._task
         await self._presence.leave()
 
-    async def census(self) -> Census:
-        """Every process's census, this one's reported afresh; the hub shows it too."""
-        census = await self._presence.report(self._hub.census())
-        self._hub.show_watching(census.watching)
-        return census
+    async def count(self) -> PresenceCount:
+        """Every process's count, this one's reported afresh; the hub shows it too."""
+        count = await self._presence.report(self._hub.presence_count())
+        self._hub.show_presence(count.by_subject)
+        return count
 
     async def _report_forever(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                await self.census()
+                await self.count()
             except Unavailable as exc:
                 log.warning("could not report who is watching: %s", exc.detail)

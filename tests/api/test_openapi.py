@@ -13,7 +13,7 @@ from typing import Any
 from openapi_spec_validator import validate
 from tornado.routing import PathMatches
 
-from server import make_app
+from handlers.app import make_app
 from tests.harness.server import ROOT, LiveServer, UserClient
 
 UNDOCUMENTED = {r"/static/(.*)$", r"/()$", r"/([a-z-]+\.html)$"}

@@ -20,7 +20,7 @@ from services.backends.redis_outages import redis_outage
 from services.backends.broker_redis import RedisBroker
 from services.backends.redis_client import connect_redis
 from services.backends.counters_redis import RedisCounters
-from services.backends.presence import Census
+from services.backends.presence import PresenceCount
 from services.backends.presence_redis import RedisPresence
 from services.backends.broker_redis_subscriber import NodeSubscriber
 from services.errors import Unavailable
@@ -110,11 +110,11 @@ async def test_presence_sums_every_process_and_forgets_one_that_left(redis_targe
     client = await connect_redis(redis_target.url, redis_target.cluster)
     first, second = RedisPresence(client, lifetime=60), RedisPresence(client, lifetime=60)
     try:
-        await second.report(Census(4, {1: 2, 7: 1}))
-        assert await first.report(Census(3, {1: 1, 2: 2})) == Census(7, {1: 3, 2: 2, 7: 1})
-        assert await first.report(Census(3, {1: 1, 2: 0})) == Census(7, {1: 3, 7: 1}), "a zero is no entry"
+        await second.report(PresenceCount(4, {1: 2, 7: 1}))
+        assert await first.report(PresenceCount(3, {1: 1, 2: 2})) == PresenceCount(7, {1: 3, 2: 2, 7: 1})
+        assert await first.report(PresenceCount(3, {1: 1, 2: 0})) == PresenceCount(7, {1: 3, 7: 1}), "a zero is no entry"
         await second.leave()
-        assert await first.report(Census(3, {1: 1})) == Census(3, {1: 1})
+        assert await first.report(PresenceCount(3, {1: 1})) == PresenceCount(3, {1: 1})
     finally:
         await first.leave()
         await client.aclose()
@@ -129,13 +129,13 @@ async def test_presence_drops_a_process_killed_without_leaving(redis_target: Red
         sys.executable, "-c", PRESENCE_PROCESS, redis_target.url, str(redis_target.cluster), cwd=ROOT,
     )
     try:
-        async def total_is(expected: Census) -> bool:
-            return await alive.report(Census(1, {2: 1})) == expected
+        async def total_is(expected: PresenceCount) -> bool:
+            return await alive.report(PresenceCount(1, {2: 1})) == expected
 
-        await wait_for(lambda: total_is(Census(6, {2: 4})), WAIT, what="the other process to report")
+        await wait_for(lambda: total_is(PresenceCount(6, {2: 4})), WAIT, what="the other process to report")
         other.kill()
         await other.wait()
-        await wait_for(lambda: total_is(Census(1, {2: 1})), WAIT, what="the killed process's entry to lapse")
+        await wait_for(lambda: total_is(PresenceCount(1, {2: 1})), WAIT, what="the killed process's entry to lapse")
     finally:
         if other.returncode is None:
             other.kill()
@@ -146,14 +146,14 @@ async def test_presence_drops_a_process_killed_without_leaving(redis_target: Red
 
 PRESENCE_PROCESS = """
 import asyncio, sys
-from services.backends.presence import Census
+from services.backends.presence import PresenceCount
 from services.backends.redis_client import connect_redis
 from services.backends.presence_redis import RedisPresence
 
 async def main():
     presence = RedisPresence(await connect_redis(sys.argv[1], sys.argv[2] == "True"), lifetime=0.3)
     while True:
-        await presence.report(Census(5, {2: 3}))
+        await presence.report(PresenceCount(5, {2: 3}))
         await asyncio.sleep(0.1)
 
 asyncio.run(main())

@@ -16,8 +16,10 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.testing import bind_unused_port
 
-from handlers.base import LivevoteApplication
-from server import build_services, http_server, make_app, shut_down
+from handlers.app import LivevoteApplication
+from handlers.app import http_server, make_app
+from server import shut_down
+from services.wiring import build_services
 from services.config import Config, load_config
 from services.container import Services
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from types import SimpleNamespace
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from tornado.iostream import IOStream
 
-from services.live.hub import Peer
+from services.live.peer import Backpressure, Peer
 
 SMALL_BUFFER = 4096
 
@@ -59,8 +58,8 @@ class PeerOrderingMachine(RuleBasedStateMachine):
         asyncio.set_event_loop(self.loop)
         writer, self.reader = connected_pair()
         self.transport = self.loop.run_until_complete(self._stream(writer))
-        hub = SimpleNamespace(max_pending=1 << 30, stall_timeout=60, catch_up=lambda peer, missed: None)
-        self.peer = self.loop.run_until_complete(self._peer(hub))
+        rule = Backpressure(max_pending=1 << 30, stall_timeout=60, catch_up=lambda peer, missed: None)
+        self.peer = self.loop.run_until_complete(self._peer(rule))
         self.sent = bytearray()
         self.received = bytearray()
         self.number = 0
@@ -68,8 +67,8 @@ class PeerOrderingMachine(RuleBasedStateMachine):
     async def _stream(self, writer: socket.socket) -> StreamTransport:
         return StreamTransport(IOStream(writer))
 
-    async def _peer(self, hub: object) -> Peer:
-        return Peer(self.transport, "sid", hub)  # type: ignore[arg-type]  # the hub's three knobs
+    async def _peer(self, rule: Backpressure) -> Peer:
+        return Peer(self.transport, "sid", rule)
 
     def _frame(self, size: int) -> bytes:
         """Distinct bytes per frame: a frame cut into by another shows in the stream."""

@@ -18,7 +18,8 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from handlers.pages import CONTENT_SECURITY_POLICY
-from server import ROOT, build_services, close_services
+from services.wiring import build_services, close_services
+from tests.harness.server import ROOT
 from services.errors import FIELD_CODES
 from tests.conftest import ServerFactory
 from tests.harness.pages import STORAGE_SPY, PageLog, conn, logged_in_context, screenshot, teacher

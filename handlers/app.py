@@ -1,0 +1,155 @@
+"""The Tornado application: make_app() and its route table.
+
+`make_app(services)` builds the application from running services; server.py
+serves it, and the tests serve it exactly so. The application refuses a body
+sent where none is expected (pages, /ws, /metrics would buffer it whole before
+they run) with 413 at its headers, before any of it is read.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPServerRequest
+from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
+
+from handlers.auth import (
+    LoginHandler,
+    LogoutAllHandler,
+    LogoutHandler,
+    MeHandler,
+    RefreshHandler,
+    RegisterHandler,
+    SessionCookieHandler,
+    ViewerHandler,
+)
+from handlers.base import ApiHandler, InFlight, problem_json
+from handlers.catalog import (
+    SubjectHandler,
+    SubjectListHandler,
+    SubjectTeachersHandler,
+    TeacherHandler,
+    TeacherListHandler,
+)
+from handlers.headers import PROBLEM_JSON, declares_body
+from handlers.live import LiveSocket
+from handlers.ops import HealthHandler, MetricsHandler, OpenApiHandler, ReadyHandler, StatsHandler
+from handlers.pages import NotFoundHandler, PageHandler
+from handlers.votes import VoteHandler
+from services.config import Config
+from services.container import Services
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+Route = tuple[str, type[RequestHandler], dict[str, Any]]
+
+
+def routes(services: Services, in_flight: InFlight) -> list[Route]:
+    """tornado tries the rules in order: the most requested come first (probes, votes, sockets)."""
+    api = {"services": services, "in_flight": in_flight}
+    plain = {"services": services}
+    return [
+        (r"/healthz", HealthHandler, api),
+        (r"/api/teachers/([0-9]+)/vote/?", VoteHandler, api),
+        (r"/ws", LiveSocket, plain),
+        (r"/api/subjects/?", SubjectListHandler, api),
+        (r"/api/subjects/([0-9]+)/?", SubjectHandler, api),
+        (r"/api/subjects/([0-9]+)/teachers/?", SubjectTeachersHandler, api),
+        (r"/api/teachers/?", TeacherListHandler, api),
+        (r"/api/teachers/([0-9]+)/?", TeacherHandler, api),
+        (r"/api/auth/register/?", RegisterHandler, api),
+        (r"/api/auth/login/?", LoginHandler, api),
+        (r"/api/auth/refresh/?", RefreshHandler, api),
+        (r"/api/auth/logout/?", LogoutHandler, api),
+        (r"/api/auth/logout-all/?", LogoutAllHandler, api),
+        (r"/api/auth/viewer/?", ViewerHandler, api),
+        (r"/api/auth/session/?", SessionCookieHandler, api),
+        (r"/api/auth/me/?", MeHandler, api),
+        (r"/api/stats/?", StatsHandler, api),
+        (r"/metrics", MetricsHandler, plain),
+        (r"/api/openapi\.json", OpenApiHandler, api),
+        (r"/readyz", ReadyHandler, api),
+        (r"/api/docs/?()", PageHandler, {"path": str(STATIC_DIR / "docs.html")}),
+        (r"/()", PageHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+        (r"/([a-z-]+\.html)", PageHandler, {"path": str(STATIC_DIR)}),
+        (r"/static/(.*)", PageHandler, {"path": str(STATIC_DIR)}),
+    ]
+
+
+def make_app(services: Services) -> LivevoteApplication:
+    in_flight = InFlight()
+    # pings: services/live/heartbeat.py, not tornado's task per socket
+    return LivevoteApplication(
+        routes(services, in_flight),
+        in_flight,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"services": services, "in_flight": in_flight},
+        websocket_max_message_size=services.config.ws.max_message_size,
+        **({} if services.config.server.access_log else {"log_function": _no_access_log}),
+    )
+
+
+def _no_access_log(_handler: RequestHandler) -> None:
+    """server.access_log: false. Errors are still logged where they happen."""
+
+
+def http_server(app: LivevoteApplication, config: Config) -> HTTPServer:
+    """Behind a proxy (server.xheaders), X-Forwarded-For/-Proto name the client and its scheme.
+    No connection reads a body past server.max_body_size (handlers/base.py refuses most sooner)."""
+    return HTTPServer(app, xheaders=config.server.xheaders, max_body_size=config.server.max_body_size)
+
+
+class LivevoteApplication(Application):
+    """Refuses bodies where none is expected; `in_flight` counts the API requests under way."""
+
+    def __init__(self, handlers: list[Route], in_flight: InFlight, **settings: Any) -> None:
+        super().__init__(handlers, **settings)
+        self.in_flight = in_flight
+
+    def get_handler_delegate(
+        self,
+        request: HTTPServerRequest,
+        target_class: type[RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> Any:
+        """A request that declares a body reaches an API handler's streaming twin, and any
+        other handler's 413."""
+        if declares_body(request.headers):
+            if issubclass(target_class, ApiHandler):
+                target_class = streaming(target_class)
+            else:
+                target_class, target_kwargs = BodyRefused, None
+        return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
+
+
+@stream_request_body
+class BodyRefused(RequestHandler):
+    """Stands in for a handler that takes no body when a request brings one. As a streaming
+    handler it runs at the headers: the 413 goes out and the connection closes unread."""
+
+    def prepare(self) -> None:
+        raise HTTPError(413)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        detail = HTTPStatus(status_code).description
+        if status_code == 413:
+            detail = f"{self.request.path} takes no request body."
+        self.set_header("Connection", "close")
+        self.set_header("Content-Type", PROBLEM_JSON)
+        self.finish(problem_json(status_code, detail))
+
+
+_STREAMING: dict[type[ApiHandler], type[ApiHandler]] = {}
+
+
+def streaming(handler: type[ApiHandler]) -> type[ApiHandler]:
+    """The handler, reading its body as it arrives (ApiHandler.data_received); one twin per class."""
+    twin = _STREAMING.get(handler)
+    if twin is None:
+        twin = _STREAMING[handler] = stream_request_body(type(handler.__name__, (handler,), {"__doc__": handler.__doc__}))
+    return twin
