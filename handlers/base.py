@@ -34,7 +34,7 @@ from services.errors import (
     Unauthorized,
     Unavailable,
 )
-from services.json_input import loads_strict
+from handlers.json_input import loads_strict
 from services.models import Page
 from services.schemas import canonical_int
 from services.auth.tokens import AccessClaims

@@ -42,7 +42,7 @@ from services.container import Services
 from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from services.live.messages import CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED, BadChannel, frame
 from services.live.peer import Peer
-from services.json_input import loads_strict
+from handlers.json_input import loads_strict
 from services.auth.tokens import AccessClaims, ViewerClaims
 
 log = logging.getLogger("livevote.live")

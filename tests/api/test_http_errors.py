@@ -6,7 +6,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from services.json_input import loads_strict
+from handlers.json_input import loads_strict
 from tests.harness.server import LiveServer, UserClient, assert_problem
 
 
