@@ -103,7 +103,10 @@ async def shut_down(server: HTTPServer, app: LivevoteApplication, services: Serv
     log.info("stopping: no new connections, letting %d request(s) finish", app.in_flight.count)
     server.stop()
     services.hub.close_all()
-    if not await app.in_flight.wait_idle(DRAIN_SECONDS):
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            await app.in_flight.idle()
+    except TimeoutError:
         log.warning("%d request(s) still running after %.0f s; closing anyway", app.in_flight.count, DRAIN_SECONDS)
     await server.close_all_connections()
     await close_services(services)

@@ -151,5 +151,6 @@ def streaming(handler: type[ApiHandler]) -> type[ApiHandler]:
     """The handler, reading its body as it arrives (ApiHandler.data_received); one twin per class."""
     twin = _STREAMING.get(handler)
     if twin is None:
-        twin = _STREAMING[handler] = stream_request_body(type(handler.__name__, (handler,), {"__doc__": handler.__doc__}))
+        subclass = type(handler.__name__, (handler,), {"__doc__": handler.__doc__})
+        twin = _STREAMING[handler] = stream_request_body(subclass)
     return twin

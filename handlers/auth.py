@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.base import ApiHandler
-from services.errors import Forbidden, Unauthorized
-from services.schemas import RefreshRequest, parse
 from services.auth.sessions import TokenPair
 from services.auth.tokens import VIEWER
+from services.errors import Forbidden, Unauthorized
+from services.schemas import RefreshRequest, parse
 
 REFRESH_COOKIE = "livevote_refresh"
 COOKIE_PATH = "/api/auth"

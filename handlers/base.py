@@ -22,6 +22,8 @@ from tornado.http1connection import HTTP1Connection
 from tornado.web import HTTPError, RequestHandler
 
 from handlers.headers import JSON, PROBLEM_JSON, accepts_json, declared_length, is_json_media_type, origin_allowed
+from handlers.json_input import loads_strict
+from services.auth.tokens import AccessClaims
 from services.container import Services
 from services.errors import (
     Conflict,
@@ -34,10 +36,8 @@ from services.errors import (
     Unauthorized,
     Unavailable,
 )
-from handlers.json_input import loads_strict
 from services.models import Page
 from services.schemas import canonical_int
-from services.auth.tokens import AccessClaims
 
 log = logging.getLogger("livevote.http")
 
@@ -76,10 +76,21 @@ class Problem(HTTPError):
 
 def problem_json(status: int, detail: str, errors: list[FieldError] | None = None) -> bytes:
     """An RFC 9457 problem document."""
-    problem: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    problem: dict[str, Any] = {
+        "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
+    }
     if errors:
         problem["errors"] = [{"field": error.field, "code": error.code, "message": error.message} for error in errors]
     return orjson.dumps(problem)
+
+
+def record_no(raw: str, noun: str) -> int:
+    """A record number from a client: canonical ASCII digits, else (like ids past what the store
+    can hold) it names nothing, 404."""
+    no = canonical_int(raw)
+    if no is None:
+        raise NotFound(f"There is no {noun} {raw}.")
+    return no
 
 
 def allowed_methods(handler: type[RequestHandler]) -> list[str]:
@@ -117,12 +128,9 @@ class InFlight:
         if self.count == 0:
             self._idle.set()
 
-    async def wait_idle(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+    async def idle(self) -> None:
+        """Returns once no API request is under way."""
+        await self._idle.wait()
 
 
 class ApiHandler(RequestHandler):

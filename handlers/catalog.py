@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.base import ApiHandler
+from handlers.base import ApiHandler, record_no
 from services.errors import NotFound
 from services.schemas import canonical_int
-
-
-def record_no(raw: str, noun: str) -> int:
-    """A record number from a client: canonical ASCII digits, else (like ids past what the store
-    can hold) it names nothing, 404."""
-    no = canonical_int(raw)
-    if no is None:
-        raise NotFound(f"There is no {noun} {raw}.")
-    return no
 
 
 class SubjectListHandler(ApiHandler):

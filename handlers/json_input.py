@@ -71,4 +71,3 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> None:
 
 def _drop(_text: str) -> None:
     """Numbers and constants are not needed to find keys (and int() refuses 4,300+ digits)."""
-    return None

@@ -25,6 +25,7 @@ from tornado.websocket import WebSocketHandler
 
 from handlers.base import problem_json
 from handlers.headers import origin_allowed
+from handlers.json_input import loads_strict
 from handlers.protocol import (
     BEARER_PREFIX,
     OP_NAMES,
@@ -38,12 +39,11 @@ from handlers.protocol import (
     Vote,
     error,
 )
+from services.auth.tokens import AccessClaims, ViewerClaims
 from services.container import Services
 from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from services.live.messages import CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED, BadChannel, frame
 from services.live.peer import Peer
-from handlers.json_input import loads_strict
-from services.auth.tokens import AccessClaims, ViewerClaims
 
 log = logging.getLogger("livevote.live")
 
@@ -146,7 +146,6 @@ class LiveSocket(WebSocketHandler):
 
     def get_compression_options(self) -> None:
         """No compression: the frame of a broadcast is built once for every socket."""
-        return None
 
     # -- lifecycle ------------------------------------------------------------
 

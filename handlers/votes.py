@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.base import ApiHandler
-from handlers.catalog import record_no
+from handlers.base import ApiHandler, record_no
 
 
 class VoteHandler(ApiHandler):

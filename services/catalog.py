@@ -27,7 +27,6 @@ from services.schemas import (
     parse,
 )
 
-
 log = logging.getLogger("livevote.catalog")
 
 RecordT = TypeVar("RecordT", Subject, Teacher)

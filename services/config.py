@@ -152,7 +152,8 @@ class Config(_Section):
                     "auth.secret", "is the shipped placeholder; processes sharing Redis need one common secret:"
                     " set LIVEVOTE_AUTH__SECRET (or run with --dev)"
                 )
-            if not self.server.dev and auth.secret != PLACEHOLDER_SECRET and len(auth.secret.encode()) < MIN_HMAC_SECRET_BYTES:
+            short = len(auth.secret.encode()) < MIN_HMAC_SECRET_BYTES
+            if not self.server.dev and auth.secret != PLACEHOLDER_SECRET and short:
                 raise KeyProblem("auth.secret", f"must be at least {MIN_HMAC_SECRET_BYTES} bytes")
         elif auth.private_key_file is None or auth.public_key_file is None:
             raise KeyProblem("auth.algorithm", f"{auth.algorithm} needs auth.private_key_file and auth.public_key_file")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.auth.accounts import AccountService
+from services.auth.sessions import SessionService
+from services.auth.tokens import TokenService
 from services.backends.broker import Broker
 from services.backends.counters import Counters
 from services.backends.presence import Presence
@@ -16,13 +18,11 @@ from services.config import Config
 from services.events import EventBus
 from services.live.heartbeat import Heartbeat
 from services.live.hub import Hub
-from services.metrics import Metrics
-from services.auth.sessions import SessionService
-from services.stats import StatsService
-from services.live.token_clock import TokenClock
-from services.auth.tokens import TokenService
-from services.votes import VoteService
 from services.live.presence import PresenceService
+from services.live.token_clock import TokenClock
+from services.metrics import Metrics
+from services.stats import StatsService
+from services.votes import VoteService
 
 
 @dataclass

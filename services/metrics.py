@@ -27,12 +27,16 @@ class Metrics:
         self.catch_ups = Counter(
             "livevote_slow_socket_catch_ups", "Snapshots sent to sockets that had fallen behind", registry=self.registry
         )
-        self.token_pushes = Counter("livevote_token_pushes", "Access tokens pushed over sockets", registry=self.registry)
+        self.token_pushes = Counter(
+            "livevote_token_pushes", "Access tokens pushed over sockets", registry=self.registry
+        )
         self.feed_messages = Counter(
             "livevote_vote_feed_messages", "Count changes received from the broker's vote feeds",
             registry=self.registry,
         )
-        self.resyncs = Counter("livevote_broker_resyncs", "Snapshots re-sent after a broker gap", registry=self.registry)
+        self.resyncs = Counter(
+            "livevote_broker_resyncs", "Snapshots re-sent after a broker gap", registry=self.registry
+        )
         self.loop_lag = Histogram(
             "livevote_event_loop_lag_seconds", "How late a 100 ms timer fires", buckets=LAG_BUCKETS,
             registry=self.registry,

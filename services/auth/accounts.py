@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from services.auth.passwords import Passwords
+from services.auth.throttle import LoginThrottle
 from services.backends.store import Store
 from services.errors import Unauthorized
 from services.models import User
-from services.auth.passwords import Passwords
 from services.schemas import Login, Registration, parse, username_key
-from services.auth.throttle import LoginThrottle
 
 BAD_LOGIN = "Unknown username or wrong password."
 KNOWN_USERS = 65536

@@ -73,15 +73,13 @@ class Passwords:
         Scoring is pure Python that can take a good part of a second, so it runs on
         its own thread; the event loop only shares the GIL with it meanwhile."""
         if fold(username) in fold(password):
-            raise Invalid(
-                "The password is too weak.", [FieldError("password", "password_has_username", "must not contain the username")]
-            )
+            error = FieldError("password", "password_has_username", "must not contain the username")
+            raise Invalid("The password is too weak.", [error])
         result = await asyncio.get_running_loop().run_in_executor(_scoring, _score, password, username)
         if result["score"] < MIN_SCORE:
             hint = result["feedback"]["warning"] or "add more words or characters that are hard to guess"
-            raise Invalid(
-                "The password is too weak.", [FieldError("password", "password_too_weak", f"is too easy to guess: {hint}")]
-            )
+            error = FieldError("password", "password_too_weak", f"is too easy to guess: {hint}")
+            raise Invalid("The password is too weak.", [error])
 
     async def hash(self, password: str) -> str:
         """For a new account: a registration slot, then a hashing slot, on a low-priority thread."""
@@ -103,4 +101,5 @@ class Passwords:
 
 
 def _score(password: str, username: str) -> dict[str, Any]:
-    return zxcvbn(password[:SCORED_CHARS], user_inputs=[username], max_length=SCORED_CHARS)
+    score: dict[str, Any] = zxcvbn(password[:SCORED_CHARS], user_inputs=[username], max_length=SCORED_CHARS)
+    return score

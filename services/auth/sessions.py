@@ -35,11 +35,6 @@ from typing import Any
 import orjson
 
 from services.auth.accounts import AccountService
-from services.backends.sessions import Outcome, SessionStore
-from services.config import AuthConfig
-from services.errors import Unauthorized, Unavailable
-from services.events import PUBLISH_RETRY_DELAYS, REVOKED, EventBus
-from services.models import User
 from services.auth.throttle import LoginThrottle
 from services.auth.tokens import (
     AccessClaims,
@@ -49,6 +44,11 @@ from services.auth.tokens import (
     hash_refresh_token,
     new_refresh_token,
 )
+from services.backends.sessions import Outcome, SessionStore
+from services.config import AuthConfig
+from services.errors import Unauthorized, Unavailable
+from services.events import PUBLISH_RETRY_DELAYS, REVOKED, EventBus
+from services.models import User
 
 log = logging.getLogger("livevote.sessions")
 
@@ -130,7 +130,10 @@ class SessionService:
                 log.warning("could not re-check sessions after a broker gap: %s", exc.detail)
                 break
             now = self._clock()
-            ended += [sid for sid, session in zip(batch, sessions) if session is not None and not session.active(now)]
+            ended += [
+                sid for sid, session in zip(batch, sessions, strict=True)
+                if session is not None and not session.active(now)
+            ]
         if ended:
             log.info("%d session(s) ended during a broker gap; closing their sockets", len(ended))
             self._events.on_message(REVOKED, orjson.dumps({"sids": ended}))

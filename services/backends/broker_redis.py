@@ -34,7 +34,9 @@ class RedisBroker(Broker):
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._prefix = prefix
-        self._subscriber = NodeSubscriber(url, prefix, timeout=timeout, health_interval=health_interval, backoff=backoff)
+        self._subscriber = NodeSubscriber(
+            url, prefix, timeout=timeout, health_interval=health_interval, backoff=backoff
+        )
 
     async def start(self, handler: BrokerHandler) -> None:
         """Returns after the first connection attempt, successful or not: if Redis

@@ -130,7 +130,7 @@ class NodeSubscriber:
     async def _read_forever(self, handler: BrokerHandler) -> None:
         failures = 0
         while True:
-            connection = self._pool.make_connection()
+            connection = self._pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             try:
                 await self._connect(connection)
                 self._settled.set()
@@ -151,7 +151,7 @@ class NodeSubscriber:
             await asyncio.sleep(self._delay(failures))
 
     async def _connect(self, connection: AbstractConnection) -> None:
-        await connection.connect()
+        await connection.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         self._connection = connection
         if self.channels:
             await self._send(connection, self._subscribe, *self.channels)

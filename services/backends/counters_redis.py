@@ -18,8 +18,8 @@ import asyncio
 from collections.abc import Sequence
 
 from services.backends.counters import Counters
-from services.backends.redis_outages import redis_outage
 from services.backends.redis_client import OneKeyScript, RedisClient
+from services.backends.redis_outages import redis_outage
 
 RESERVE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[2]) then

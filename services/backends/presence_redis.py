@@ -14,9 +14,9 @@ import uuid
 
 from redis.exceptions import RedisError
 
-from services.backends.redis_outages import redis_outage
 from services.backends.presence import Presence, PresenceCount
 from services.backends.redis_client import OneKeyScript, RedisClient
+from services.backends.redis_outages import redis_outage
 
 REPORT = """
 local time = redis.call('TIME')
@@ -61,7 +61,7 @@ class RedisPresence(Presence):
         subjects = ",".join(f"{subject}:{count}" for subject, count in local.by_subject.items() if count)
         reply = await self._report(self._key, self._field, f"{local.sockets}|{subjects}", self._lifetime_ms)
         sockets, *flat = (int(value) for value in reply)
-        return PresenceCount(sockets, dict(zip(flat[::2], flat[1::2])))
+        return PresenceCount(sockets, dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def leave(self) -> None:
         with contextlib.suppress(RedisError, OSError):

@@ -32,8 +32,8 @@ from collections.abc import Mapping
 
 from redis.typing import EncodableT, FieldT
 
-from services.backends.redis_outages import redis_outage
 from services.backends.redis_client import OneKeyScript, RedisClient
+from services.backends.redis_outages import redis_outage
 from services.backends.sessions import Outcome, Rotation, SessionRecord, SessionStore
 
 CREATE = """
@@ -134,7 +134,7 @@ class RedisSessionStore(SessionStore):
             await self._client.pexpireat(new_key, expire_ms)
         else:
             await self._client.delete(new_key)
-        return Rotation(outcome, _record(sid, dict(zip(flat[::2], flat[1::2]))))
+        return Rotation(outcome, _record(sid, dict(zip(flat[::2], flat[1::2], strict=True))))
 
     @redis_outage
     async def find(self, token_hash: str) -> SessionRecord | None:
@@ -155,7 +155,7 @@ class RedisSessionStore(SessionStore):
         """Each session is revoked atomically on its own; they may live on different nodes."""
         sids = [_text(sid) for sid in await self._client.smembers(self._user_key(user_id))]
         revoked = await asyncio.gather(*(self._revoke(self._session_key(sid)) for sid in sids))
-        return [sid for sid, done in zip(sids, revoked) if done]
+        return [sid for sid, done in zip(sids, revoked, strict=True) if done]
 
     def _session_key(self, sid: str) -> str:
         return f"{self._prefix}session:{sid}"

@@ -145,7 +145,8 @@ class SqliteDatabase:
         self._waiting.append(write)
         if self._committer is None:
             self._committer = asyncio.ensure_future(self._commit_waiting())
-        return await write.answer
+        result: T = await write.answer
+        return result
 
     async def _commit_waiting(self) -> None:
         try:
@@ -213,7 +214,7 @@ def _run_group(conn: sqlite3.Connection, group: list[_Write]) -> None:
 
 
 def _migrate(conn: sqlite3.Connection) -> bool:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     for script in MIGRATIONS[version:]:
         for statement in filter(str.strip, script.split(";")):
             conn.execute(statement)

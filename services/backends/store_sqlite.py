@@ -95,7 +95,8 @@ class SqliteStore(Store):
         key = username_key(username)
         if key is None:
             return None
-        row = await self._read(_fetch_one, f"SELECT {USER_ROW}, password_hash FROM users WHERE username_key = ?", (key,))
+        query = f"SELECT {USER_ROW}, password_hash FROM users WHERE username_key = ?"
+        row = await self._read(_fetch_one, query, (key,))
         return None if row is None else Credentials(User(*row[:3]), row[3])
 
     async def get_user(self, user_id: int) -> User:
@@ -224,9 +225,8 @@ def _check_subject_exists(conn: sqlite3.Connection, values: dict[str, Any]) -> N
     if subject is not None and not conn.execute(
         "SELECT 1 FROM subjects WHERE no = ?", (subject,)
     ).fetchone():
-        raise Invalid(
-            "The request body is not valid.", [FieldError("subject", "no_such_subject", f"there is no subject {subject}")]
-        )
+        error = FieldError("subject", "no_such_subject", f"there is no subject {subject}")
+        raise Invalid("The request body is not valid.", [error])
 
 
 def _insert_teacher(conn: sqlite3.Connection, fields: dict[str, Any]) -> Teacher:
