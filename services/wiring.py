@@ -25,13 +25,14 @@ from services.backends.broker_redis import RedisBroker
 from services.backends.broker_redis_cluster import ClusterBroker
 from services.backends.counters import LocalCounters
 from services.backends.counters_redis import RedisCounters
+from services.backends.mongo_db import is_mongo_url
 from services.backends.presence import LocalPresence
 from services.backends.presence_redis import RedisPresence
 from services.backends.redis_client import RedisClient, connect_redis
 from services.backends.sessions_redis import RedisSessionStore
 from services.backends.sessions_sqlite import SqliteSessionStore
 from services.backends.store import Store
-from services.backends.store_mongo import MongoStore, is_mongo_url
+from services.backends.store_mongo import MongoStore
 from services.backends.store_sqlite import SqliteStore, sqlite_path
 from services.catalog import CatalogService
 from services.config import Config, ConfigError

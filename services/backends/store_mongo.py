@@ -13,68 +13,45 @@ Guarantees of a vote and its counts:
   sees exactly the value it replaced; a crash between the two writes leaves one
   teacher's counts off by that vote, which `reconcile()` repairs.
 
-A lost connection raises Unavailable (503); the driver reconnects by itself.
+A lost connection raises Unavailable (503); the driver reconnects by itself. The
+plumbing (the client, transactions, ids) is services/backends/mongo_db.py's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import random
 import time
-import warnings
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, ParamSpec, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, TypeVar
 
-from pymongo import AsyncMongoClient, ReturnDocument
-from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConfigurationError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
+from services.backends.mongo_db import (
+    Doc,
+    Session,
+    atomically,
+    database_of_url,
+    failure_reason,
+    has_transactions,
+    next_id,
+    reachable,
+)
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound, Unavailable
 from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult
 from services.schemas import account_key, username_key
 
-P = ParamSpec("P")
 T = TypeVar("T")
-Session = AsyncClientSession | None
-Doc = dict[str, Any]
 
 SUBJECT_FIELDS = {"name": None, "intro": "", "is_hot": False}
 TEACHER_FIELDS = {"name": None, "sex": None, "birth": None, "photo": "", "intro": "", "subject": None}
 COUNT_FIELDS = {"subject": 1, "good_count": 1, "bad_count": 1, "version": 1}
 COUNT_DELTAS = {"good": (1, 0), "bad": (0, 1), None: (0, 0)}
-# Short server selection, so a request during an outage fails fast (503) instead of hanging.
-CLIENT_DEFAULTS = {"serverSelectionTimeoutMS": 2000, "connectTimeoutMS": 2000, "socketTimeoutMS": 10000}
-TRANSACTION_DEADLINE = 10.0
 AFTER = ReturnDocument.AFTER
 BEFORE = ReturnDocument.BEFORE
-
-
-def is_mongo_url(url: str) -> bool:
-    return url.startswith(("mongodb://", "mongodb+srv://"))
-
-
-def _reachable(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Turn a lost connection into Unavailable; the next call tries the server again."""
-
-    @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except ConnectionFailure as exc:
-            raise Unavailable("The store (MongoDB) is not reachable right now; try again shortly.") from exc
-
-    return guarded
-
-
-def _reason(exc: PyMongoError) -> str:
-    """The first, useful part of a driver message (no topology dump)."""
-    text = str(exc).split(", Timeout:")[0].split(" (configured timeouts")[0]
-    return text.strip() or type(exc).__name__
 
 
 class MongoStore(Store):
@@ -97,35 +74,20 @@ class MongoStore(Store):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MongoStore:
         """A store for `mongodb://HOST[:PORT][,...]/DATABASE[?options]`; ValueError for an unusable URL.
-
-        Nothing is contacted until open(). Options in the URL win over the short defaults here.
-        """
-        given = {key.lower() for key, _ in parse_qsl(urlsplit(url).query)}
-        defaults = {key: value for key, value in CLIENT_DEFAULTS.items() if key.lower() not in given}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", UserWarning)  # the driver only warns about a bad option, and drops it
-                client: AsyncMongoClient[Doc] = AsyncMongoClient(url, **{**defaults, **options})
-        except (ConfigurationError, ValueError, TypeError, UserWarning) as exc:
-            raise ValueError(f"not a usable MongoDB URL: {exc}") from None
-        try:
-            database = client.get_default_database()
-        except ConfigurationError:
-            raise ValueError("the MongoDB URL names no database (mongodb://HOST/DATABASE)") from None
-        return cls(database)
+        Nothing is contacted until open()."""
+        return cls(database_of_url(url, **options))
 
     async def open(self) -> bool:
         try:
             await self.database.command("ping")
             if self.transactions is None:
-                hello = await self.database.command("hello")
-                self.transactions = "setName" in hello or hello.get("msg") == "isdbgrid"
+                self.transactions = await has_transactions(self.database)
             await self._create_indexes()
             return await self._mark_created()
         except PyMongoError as exc:
             await self.close()
             problem = "is not reachable" if isinstance(exc, ConnectionFailure) else "refused to open the store"
-            raise Unavailable(f"MongoDB {problem}: {_reason(exc)}") from exc
+            raise Unavailable(f"MongoDB {problem}: {failure_reason(exc)}") from exc
 
     async def _create_indexes(self) -> None:
         await self._votes.create_index([("user", 1), ("teacher", 1)], unique=True, name="one_vote_per_user_and_teacher")
@@ -146,31 +108,31 @@ class MongoStore(Store):
     async def close(self) -> None:
         await self.database.client.close()
 
-    @_reachable
+    @reachable
     async def ping(self) -> None:
         await self.database.command("ping")
 
     # -- subjects ----------------------------------------------------------
 
-    @_reachable
+    @reachable
     async def list_subjects(self, offset: int = 0, limit: int | None = None) -> Page:
         return Page([_subject(doc) for doc in await self._page(self._subjects, {}, offset, limit)],
                     await self._subjects.count_documents({}))
 
-    @_reachable
+    @reachable
     async def get_subject(self, no: int) -> Subject:
         doc = await self._subjects.find_one({"_id": no})
         if doc is None:
             raise NotFound(f"There is no subject {no}.")
         return _subject(doc)
 
-    @_reachable
+    @reachable
     async def create_subject(self, fields: dict[str, Any]) -> Subject:
-        doc = {"_id": await self._next_id("subjects"), **_with_defaults(fields, SUBJECT_FIELDS)}
+        doc = {"_id": await next_id(self._counters, "subjects"), **_with_defaults(fields, SUBJECT_FIELDS)}
         await self._subjects.insert_one(doc)
         return _subject(doc)
 
-    @_reachable
+    @reachable
     async def update_subject(self, no: int, fields: dict[str, Any]) -> Subject:
         values = _fields(fields, SUBJECT_FIELDS)
         if not values:
@@ -180,7 +142,7 @@ class MongoStore(Store):
             raise NotFound(f"There is no subject {no}.")
         return _subject(doc)
 
-    @_reachable
+    @reachable
     async def delete_subject(self, no: int) -> None:
         await self.get_subject(no)
         if await self._teachers.find_one({"subject": no}, {"_id": 1}) is not None:
@@ -189,7 +151,7 @@ class MongoStore(Store):
 
     # -- teachers ----------------------------------------------------------
 
-    @_reachable
+    @reachable
     async def list_teachers(
         self, subject: int | None = None, offset: int = 0, limit: int | None = None
     ) -> Page:
@@ -197,22 +159,23 @@ class MongoStore(Store):
         return Page([_teacher(doc) for doc in await self._page(self._teachers, query, offset, limit)],
                     await self._teachers.count_documents(query))
 
-    @_reachable
+    @reachable
     async def get_teacher(self, no: int) -> Teacher:
         doc = await self._teachers.find_one({"_id": no})
         if doc is None:
             raise NotFound(f"There is no teacher {no}.")
         return _teacher(doc)
 
-    @_reachable
+    @reachable
     async def create_teacher(self, fields: dict[str, Any]) -> Teacher:
         values = _with_defaults(fields, TEACHER_FIELDS)
         await self._check_subject_exists(values.get("subject"))
-        doc = {"_id": await self._next_id("teachers"), **values, "good_count": 0, "bad_count": 0, "version": 0}
+        no = await next_id(self._counters, "teachers")
+        doc = {"_id": no, **values, "good_count": 0, "bad_count": 0, "version": 0}
         await self._teachers.insert_one(doc)
         return _teacher(doc)
 
-    @_reachable
+    @reachable
     async def update_teacher(self, no: int, fields: dict[str, Any]) -> Teacher:
         values = _fields(fields, TEACHER_FIELDS)
         if not values or "subject" in values:
@@ -225,7 +188,7 @@ class MongoStore(Store):
             raise NotFound(f"There is no teacher {no}.")
         return _teacher(doc)
 
-    @_reachable
+    @reachable
     async def delete_teacher(self, no: int) -> None:
         async def delete(session: Session) -> None:
             if (await self._teachers.delete_one({"_id": no}, session=session)).deleted_count == 0:
@@ -236,10 +199,10 @@ class MongoStore(Store):
 
     # -- accounts ----------------------------------------------------------
 
-    @_reachable
+    @reachable
     async def create_user(self, username: str, password_hash: str, role: str) -> User:
         key = account_key(username)
-        user = User(await self._next_id("users"), username, role)
+        user = User(await next_id(self._counters, "users"), username, role)
         try:
             await self._users.insert_one({
                 "_id": user.id, "username": username, "username_key": key,
@@ -249,7 +212,7 @@ class MongoStore(Store):
             raise Conflict(f"The username {username!r} is taken.") from None
         return user
 
-    @_reachable
+    @reachable
     async def find_credentials(self, username: str) -> Credentials | None:
         """By username_key(), which is what older documents hold too (the casefold of an ASCII name)."""
         key = username_key(username)
@@ -258,7 +221,7 @@ class MongoStore(Store):
         doc = await self._users.find_one({"username_key": key})
         return None if doc is None else Credentials(_user(doc), doc["password_hash"])
 
-    @_reachable
+    @reachable
     async def get_user(self, user_id: int) -> User:
         doc = await self._users.find_one({"_id": user_id})
         if doc is None:
@@ -267,7 +230,7 @@ class MongoStore(Store):
 
     # -- votes -------------------------------------------------------------
 
-    @_reachable
+    @reachable
     async def set_vote(self, user_id: int, teacher: int, value: str | None) -> VoteResult:
         if value not in COUNT_DELTAS:
             raise ValueError(f"not a vote value: {value!r}")
@@ -306,18 +269,18 @@ class MongoStore(Store):
                     raise
         raise AssertionError("unreachable")
 
-    @_reachable
+    @reachable
     async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
         counts = await self._counts_of(teacher, None)
         doc = await self._votes.find_one({"user": user_id, "teacher": teacher})
         return VoteResult(None if doc is None else doc["value"], counts, changed=False)
 
-    @_reachable
+    @reachable
     async def counts(self, subject: int | None = None) -> list[Counts]:
         query = {} if subject is None else {"subject": subject}
         return [_counts(doc) for doc in await self._teachers.find(query, COUNT_FIELDS).sort("_id", 1).to_list()]
 
-    @_reachable
+    @reachable
     async def subject_totals(self) -> list[SubjectTotals]:
         subjects = await self._subjects.find({}, {"name": 1}).sort("_id", 1).to_list()
         cursor = await self._teachers.aggregate([
@@ -326,11 +289,11 @@ class MongoStore(Store):
         sums = {doc["_id"]: (doc["good"], doc["bad"]) for doc in await cursor.to_list()}
         return [SubjectTotals(doc["_id"], doc["name"], *sums.get(doc["_id"], (0, 0))) for doc in subjects]
 
-    @_reachable
+    @reachable
     async def tally_votes(self, teacher: int) -> tuple[int, int]:
         return await self._tally(teacher, None)
 
-    @_reachable
+    @reachable
     async def reconcile(self) -> int:
         """Recount every teacher from the votes; drop votes left by deleted teachers.
 
@@ -375,40 +338,7 @@ class MongoStore(Store):
     # -- helpers -----------------------------------------------------------
 
     async def _atomic(self, work: Callable[[Session], Awaitable[T]]) -> T:
-        """Run `work` in a transaction where the server has them (retrying conflicts), else as is."""
-        if not self.transactions:
-            return await work(None)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TRANSACTION_DEADLINE
-        pause = 0.005
-        async with self.database.client.start_session() as session:
-            while True:
-                try:
-                    async with await session.start_transaction():
-                        return await work(session)
-                except ConnectionFailure:
-                    raise
-                except PyMongoError as exc:
-                    retry = exc.has_error_label("TransientTransactionError") or isinstance(exc, DuplicateKeyError)
-                    if not retry:
-                        raise
-                    if loop.time() >= deadline:
-                        raise Unavailable("The store is too busy right now; try again.") from exc
-                await asyncio.sleep(random.uniform(0, pause))
-                pause = min(pause * 2, 0.2)
-
-    async def _next_id(self, name: str) -> int:
-        for attempt in range(2):
-            try:
-                doc = await self._counters.find_one_and_update(
-                    {"_id": name}, {"$inc": {"seq": 1}}, upsert=True, return_document=AFTER,
-                )
-                assert doc is not None, "an upsert returns the document"
-                return int(doc["seq"])
-            except DuplicateKeyError:  # two first ids at once: the counter exists now
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+        return await atomically(self.database, bool(self.transactions), work)
 
     async def _page(self, collection: Any, query: Doc, offset: int, limit: int | None) -> list[Doc]:
         cursor = collection.find(query).sort("_id", 1).skip(offset)
