@@ -168,7 +168,7 @@ class LiveSocket(WebSocketHandler):
     def _forget_the_handshake(self) -> None:
         """Nothing reads the handshake's request and response headers again, nor the finished
         HTTP/1.1 connection (its task and context), nor the template namespace: dropped, they
-        are about 3.5 KiB of an idle socket's ~17 (README, Performance)."""
+        are about 3.5 KiB of an idle socket's ~17 (docs/performance.md)."""
         self.request.headers = self._headers = NO_HEADERS
         self.request.connection = self.request.server_connection = None
         self.ui = None  # type: ignore[assignment]  # as tornado's _break_cycles does at the close

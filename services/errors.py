@@ -28,7 +28,7 @@ FIELD_CODES = {
     "password_too_weak": "the password is too easy to guess",
     "no_such_subject": "the subject named does not exist",
 }
-"""The codes livevote itself gives, besides pydantic's (README lists both)."""
+"""The codes livevote itself gives, besides pydantic's (docs/api.md lists both)."""
 
 
 class DomainError(Exception):
