@@ -31,3 +31,7 @@ const FIELD_TEXT = {
 export function fieldText(code) {
   return FIELD_TEXT[code] || "这一项不正确 Not valid";
 }
+
+/** A list that did not load (the subjects page and admin, the teachers page and admin). */
+export const SUBJECTS_DID_NOT_LOAD = "无法加载科目，请稍后再试。 Could not load the subjects; try again shortly.";
+export const TEACHERS_DID_NOT_LOAD = "无法加载老师，请稍后再试。 Could not load the teachers; try again shortly.";
