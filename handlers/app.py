@@ -9,7 +9,6 @@ they run) with 413 at its headers, before any of it is read.
 from __future__ import annotations
 
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from tornado.httpserver import HTTPServer
@@ -37,12 +36,10 @@ from handlers.catalog import (
 from handlers.headers import PROBLEM_JSON, declares_body
 from handlers.live import LiveSocket
 from handlers.ops import HealthHandler, MetricsHandler, OpenApiHandler, ReadyHandler, StatsHandler
-from handlers.pages import NotFoundHandler, PageHandler
+from handlers.pages import STATIC_DIR, TEMPLATES_DIR, NotFoundHandler, PageHandler, StaticAssetHandler
 from handlers.votes import VoteHandler
 from services.config import Config
 from services.container import Services
-
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 Route = tuple[str, type[RequestHandler], dict[str, Any]]
 
@@ -72,10 +69,10 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/metrics", MetricsHandler, plain),
         (r"/api/openapi\.json", OpenApiHandler, api),
         (r"/readyz", ReadyHandler, api),
-        (r"/api/docs/?()", PageHandler, {"path": str(STATIC_DIR / "docs.html")}),
-        (r"/()", PageHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
-        (r"/([a-z-]+\.html)", PageHandler, {"path": str(STATIC_DIR)}),
-        (r"/static/(.*)", PageHandler, {"path": str(STATIC_DIR)}),
+        (r"/api/docs/?()", PageHandler, {"page": "docs"}),
+        (r"/()", PageHandler, {}),
+        (r"/([a-z-]+\.html)", PageHandler, {}),
+        (r"/static/(.*)", StaticAssetHandler, {"path": str(STATIC_DIR)}),
     ]
 
 
@@ -88,6 +85,8 @@ def make_app(services: Services) -> LivevoteApplication:
         default_handler_class=NotFoundHandler,
         default_handler_args={"services": services, "in_flight": in_flight},
         websocket_max_message_size=services.config.ws.max_message_size,
+        template_path=str(TEMPLATES_DIR),
+        static_handler_class=StaticAssetHandler,
         **({} if services.config.server.access_log else {"log_function": _no_access_log}),
     )
 
@@ -107,6 +106,9 @@ class LivevoteApplication(Application):
 
     def __init__(self, handlers: list[Route], in_flight: InFlight, **settings: Any) -> None:
         super().__init__(handlers, **settings)
+        # static_url() needs static_path; given to tornado's __init__, it would also route /static/,
+        # /favicon.ico and /robots.txt itself, ahead of this route table.
+        self.settings["static_path"] = str(STATIC_DIR)
         self.in_flight = in_flight
 
     def get_handler_delegate(

@@ -1,16 +1,29 @@
-"""The pages in static/, served with headers that keep injected script from running.
+"""The pages, rendered from static/templates, and the files under /static/, served with headers
+that keep injected script from running.
 
-An address nothing serves gets the 404 page (static/404.html) when a browser asks for a
-page outside /api; under /api, and for programs, the 404 stays problem+json."""
+Every page extends static/templates/layout.html (head, header, footer); tornado compiles each
+template once and keeps it (no debug mode here). The templates are not files to serve: /static/
+answers 404 for static/templates/, as for anything that is not there.
+
+Cache-busting: a page links its stylesheets, images and entry script through static_url(), so
+their addresses carry ?v=<hash of the file> and are cached for good. The ES modules an entry
+imports by relative path have no ?v=: an import cannot carry one without an import map, which
+the CSP (no inline script) rules out, and `import('/static/js/livevote.js')` must reach the very
+module instances the page runs. So a file asked for without ?v= is served `Cache-Control:
+no-cache` (the browser revalidates it on every load: its ETag makes that a 304), and so is every
+page. A page is therefore always current, its entry is the file its ?v= names, and the modules
+that entry imports are the current ones: old and new modules never mix.
+
+An address nothing serves gets the 404 page when a browser asks for a page outside /api; under
+/api, and for programs, the 404 stays problem+json."""
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from tornado.httputil import HTTPServerRequest
-from tornado.web import RequestHandler, StaticFileHandler
+from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from handlers.base import AllowOn405, ApiHandler
 from handlers.headers import accepts_html
@@ -32,7 +45,12 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-NOT_FOUND_PAGE = Path(__file__).resolve().parent.parent / "static" / "404.html"
+REVALIDATE = "no-cache"
+"""Cache-Control of a page and of a file asked for without ?v=: stored, but checked before each use."""
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+TEMPLATES_DIR = STATIC_DIR / "templates"
+PAGES = frozenset({"index", "teachers", "login", "dashboard", "admin", "docs"})
+"""The templates a browser may ask for by name (/login.html); layout.html and 404.html are not pages."""
 
 
 def set_page_headers(handler: RequestHandler) -> None:
@@ -48,9 +66,9 @@ def wants_page(request: HTTPServerRequest) -> bool:
     return accepts_html(request.headers.get("Accept", ""))
 
 
-@cache
-def not_found_html() -> bytes:
-    return NOT_FOUND_PAGE.read_bytes()
+def render_page(handler: RequestHandler, page: str) -> bytes:
+    """static/templates/<page>.html; `page` also marks the header's link to it."""
+    return handler.render_string(f"{page}.html", page=page)
 
 
 def send_not_found_page(handler: RequestHandler) -> None:
@@ -58,21 +76,50 @@ def send_not_found_page(handler: RequestHandler) -> None:
     set_page_headers(handler)
     handler.set_status(404)
     handler.set_header("Content-Type", "text/html; charset=UTF-8")
-    handler.finish(not_found_html())
+    handler.finish(render_page(handler, "404"))
 
 
-class PageHandler(AllowOn405, StaticFileHandler):
-    """Static files with a strict Content-Security-Policy: no inline script, nothing from elsewhere."""
+class PageErrors(AllowOn405):
+    """A page or file that is not there: the 404 page, for a browser asking for a page."""
 
     def set_default_headers(self) -> None:
         set_page_headers(self)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """A page or file that is not there: the 404 page, for a browser asking for a page."""
         if status_code == 404 and wants_page(self.request):
             send_not_found_page(self)
             return
         super().write_error(status_code, **kwargs)
+
+
+class PageHandler(PageErrors):
+    """A page, rendered from its template; the route names it (`page`) or the address does (/login.html)."""
+
+    def initialize(self, page: str | None = None) -> None:
+        self.page = page
+
+    def get(self, address: str) -> None:
+        page = self.page or address.removesuffix(".html") or "index"
+        if page not in PAGES:
+            raise HTTPError(404)
+        self.set_header("Cache-Control", REVALIDATE)
+        self.finish(render_page(self, page))
+
+    def head(self, address: str) -> None:
+        self.get(address)  # tornado sends the headers only
+
+
+class StaticAssetHandler(PageErrors, StaticFileHandler):
+    """The files under /static/ (stylesheets, scripts, images), not the templates."""
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        if Path(absolute_path).is_relative_to(TEMPLATES_DIR):
+            raise HTTPError(404)
+        return super().validate_absolute_path(root, absolute_path)
+
+    def set_extra_headers(self, path: str) -> None:
+        if "v" not in self.request.arguments:
+            self.set_header("Cache-Control", REVALIDATE)
 
 
 class NotFoundHandler(ApiHandler):

@@ -3,14 +3,21 @@
 // from a <template>); anyone else logged in is told so, and a visitor goes to log in. The API
 // refuses everyone but admins anyway (401 / 403).
 //
-// Field errors of a 422 are shown next to their fields, in the page's words (fieldText(code)),
-// and the form keeps what was typed. Every delete is confirmed in a <dialog>. Every write is
-// followed by a fresh read of the lists.
-import { HttpError, api, el, fieldText, goLogin, notify, showAccount, tryLogin } from "./livevote.js";
-
-const DENIED = "只有管理员可以编辑目录。 Only administrators can edit the catalog.";
-const HAS_TEACHERS = "这个科目还有老师，先删除或移走他们。 This subject still has teachers: delete or move them first.";
-const FIX_FIELDS = "请修改标出的内容。 Please correct the marked fields.";
+// How a form writes, and says what went wrong, is admin-forms.js. Every write is followed by a
+// fresh read of the lists.
+import { DENIED, clearFieldErrors, confirmDelete, warn, write, writeFailure } from "./admin-forms.js";
+import {
+  HttpError,
+  SUBJECTS_DID_NOT_LOAD,
+  TEACHERS_DID_NOT_LOAD,
+  api,
+  el,
+  goLogin,
+  notify,
+  showAccount,
+  tryLogin,
+} from "./livevote.js";
+import { votingPageUrl } from "./widgets.js";
 
 /** The subjects as last listed, in order. */
 let subjects = [];
@@ -26,88 +33,11 @@ let teacherReads = 0;
 
 const $ = (id) => document.getElementById(id);
 
-// -- what went wrong, in both languages ------------------------------------------------------
-
-/** Why a write failed: never the server's own (English) text. */
-function writeFailure(error, what) {
-  if (!(error instanceof HttpError)) {
-    return "没有保存：连不上服务器，请稍后再试。 Not saved: the server cannot be reached; try again shortly.";
-  }
-  switch (error.status) {
-    case 401:
-      return "会话已结束，请重新登录。 Your session has ended; please log in again.";
-    case 403:
-      return DENIED;
-    case 404:
-      return "这条记录已经不存在了（可能刚被删除）。 This record no longer exists (it may just have been deleted).";
-    case 409:
-      return what === "subject" ? HAS_TEACHERS : `冲突（HTTP 409），请刷新后再试。 Conflict (HTTP 409); reload and try again.`;
-    case 413:
-      return "内容太长了。 The text is too long.";
-    case 422:
-      return FIX_FIELDS;
-    case 429:
-    case 503:
-      return "服务暂时不可用，请稍后再试。 The service is unavailable; try again shortly.";
-    default:
-      return `出错了（HTTP ${error.status}），请稍后再试。 Something went wrong (HTTP ${error.status}); try again later.`;
-  }
-}
-
 function listFailure(error, what) {
   if (error instanceof HttpError && error.status === 404 && what === "teachers") {
     return "这个科目已经不存在了。 This subject no longer exists.";
   }
-  return what === "subjects"
-    ? "无法加载科目，请稍后再试。 Could not load the subjects; try again shortly."
-    : "无法加载老师，请稍后再试。 Could not load the teachers; try again shortly.";
-}
-
-/** A failure the fields do not show: in the notice, brought into view (the lists can be long). */
-function warn(text) {
-  notify(text);
-  $("notice").scrollIntoView({ block: "nearest" });
-}
-
-// -- field errors ------------------------------------------------------------------------------
-
-function clearFieldErrors(form) {
-  for (const node of form.querySelectorAll(".field-error")) {
-    node.textContent = "";
-    node.hidden = true;
-  }
-  for (const control of form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
-}
-
-/** Each `{field, code}` next to its field; true when every one found its place. */
-function showFieldErrors(form, errors) {
-  let placed = true;
-  for (const item of errors || []) {
-    const field = String(item.field || "");
-    const node = form.querySelector(`.field-error[data-for="${CSS.escape(field)}"]`);
-    if (!node) {
-      placed = false;
-      continue;
-    }
-    node.textContent = node.textContent ? `${node.textContent}；${fieldText(item.code)}` : fieldText(item.code);
-    node.hidden = false;
-    form.querySelector(`[name="${CSS.escape(field)}"]`)?.setAttribute("aria-invalid", "true");
-  }
-  return placed;
-}
-
-// -- the confirmation dialog -------------------------------------------------------------------
-
-/** Ask before deleting; resolves true only on 删除 Delete (Esc and 取消 Cancel are no). */
-function confirmDelete(text) {
-  const dialog = $("confirm");
-  $("confirm-text").textContent = text;
-  dialog.returnValue = "";
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "delete"), { once: true });
-    dialog.showModal();
-    $("confirm-no").focus(); // the safe choice is the default one
-  });
+  return what === "subjects" ? SUBJECTS_DID_NOT_LOAD : TEACHERS_DID_NOT_LOAD;
 }
 
 // -- subjects ----------------------------------------------------------------------------------
@@ -208,7 +138,7 @@ async function saveSubject(event) {
   const no = editingSubject;
   const saved = await write(form, "subject", () => no === null
     ? api("/api/subjects/", { method: "POST", body, auth: true })
-    : api(`/api/subjects/${encodeURIComponent(no)}/`, { method: "PUT", body, auth: true }));
+    : api(`/api/subjects/${encodeURIComponent(no)}/`, { method: "PUT", body, auth: true }), refresh);
   if (!saved) return;
   resetSubjectForm();
   notify(no === null ? `已新建科目「${saved.name}」。 Subject created.` : `已保存科目「${saved.name}」。 Subject saved.`, "info");
@@ -277,7 +207,7 @@ function showChosen() {
     const name = subject ? subject.name : `#${no}`;
     view.replaceChildren(
       `「${name}」的老师 · Teachers of "${name}" `,
-      el("a", { href: `/teachers.html?sno=${encodeURIComponent(no)}`, id: "voting-page" }, "投票页 Voting page →"),
+      el("a", { href: votingPageUrl(no), id: "voting-page" }, "投票页 Voting page →"),
     );
   }
   for (const row of $("subject-rows").querySelectorAll("tr[data-no]")) {
@@ -390,7 +320,7 @@ async function saveTeacher(event) {
   const no = editingTeacher;
   const saved = await write(form, "teacher", () => no === null
     ? api("/api/teachers/", { method: "POST", body, auth: true })
-    : api(`/api/teachers/${encodeURIComponent(no)}/`, { method: "PUT", body, auth: true }));
+    : api(`/api/teachers/${encodeURIComponent(no)}/`, { method: "PUT", body, auth: true }), refresh);
   if (!saved) return;
   resetTeacherForm();
   notify(no === null ? `已新建老师「${saved.name}」。 Teacher created.` : `已保存老师「${saved.name}」。 Teacher saved.`, "info");
@@ -408,31 +338,6 @@ async function deleteTeacher(teacher) {
     warn(writeFailure(error, "teacher"));
   }
   await refresh();
-}
-
-// -- writing -----------------------------------------------------------------------------------
-
-/** Send a form's write; the saved record, or null after the failure is shown (the form keeps its text). */
-async function write(form, what, send) {
-  clearFieldErrors(form);
-  notify("");
-  const submit = form.querySelector('button[type="submit"]');
-  submit.disabled = true;
-  try {
-    return await send();
-  } catch (error) {
-    let text = writeFailure(error, what);
-    if (error instanceof HttpError && error.status === 422 && !showFieldErrors(form, error.problem.errors)) {
-      const other = (error.problem.errors || []).map((item) => fieldText(item.code));
-      text = `${text} ${other.join("；")}`;
-    }
-    if (error instanceof HttpError && error.status === 422) notify(text);
-    else warn(text);
-    if (error instanceof HttpError && error.status === 404) await refresh();
-    return null;
-  } finally {
-    submit.disabled = false;
-  }
 }
 
 /** Read both lists again (after every write). */

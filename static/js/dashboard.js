@@ -4,6 +4,7 @@
 // "Votes per second" counts changes of the per-subject counts: a cast or a
 // withdrawal is 1, a switch good <-> bad is 2 (one count down, one up).
 import { LiveClient, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
+import { ratioBar, votingPageUrl } from "./widgets.js";
 
 const WINDOW_SECONDS = 180;
 const RATE_SECONDS = 10;
@@ -36,19 +37,18 @@ function row(subject) {
   const good = el("td", { class: "num good" });
   const bad = el("td", { class: "num bad" });
   const viewers = el("td", { class: "num watching" });
-  const ratioGood = el("span", { class: "ratio-good" });
-  const ratioBad = el("span", { class: "ratio-bad" });
-  const name = el("a", { class: "subject-name", href: `/teachers.html?sno=${encodeURIComponent(subject.no)}` });
+  const ratio = ratioBar("bar");
+  const name = el("a", { class: "subject-name", href: votingPageUrl(subject.no) });
   const tr = el(
     "tr",
     { dataset: { no: subject.no } },
     el("td", {}, name),
-    el("td", { class: "bar-cell" }, el("div", { class: "bar", "aria-hidden": "true" }, ratioGood, ratioBad)),
+    el("td", { class: "bar-cell" }, ratio.node),
     good,
     bad,
     viewers,
   );
-  parts = { tr, name, good, bad, viewers, ratioGood, ratioBad };
+  parts = { tr, name, good, bad, viewers, ratio };
   rows.set(subject.no, parts);
   const body = document.getElementById("totals");
   const after = [...rows.keys()].filter((no) => no > subject.no).sort((a, b) => a - b)[0];
@@ -62,10 +62,7 @@ function renderSubject(subject) {
   parts.good.textContent = numberFormat.format(subject.good_count);
   parts.bad.textContent = numberFormat.format(subject.bad_count);
   parts.viewers.textContent = numberFormat.format(watching[subject.no] || 0);
-  const total = subject.good_count + subject.bad_count;
-  parts.ratioGood.style.flexGrow = String(subject.good_count);
-  parts.ratioBad.style.flexGrow = String(subject.bad_count);
-  parts.ratioGood.hidden = parts.ratioBad.hidden = total === 0;
+  parts.ratio.show(subject.good_count, subject.bad_count);
 }
 
 function renderTotal() {

@@ -1,6 +1,7 @@
 // The subjects page: public. Each card shows its subject's live vote totals and how many
 // people watch it, from the dashboard channel (on a viewer token when nobody is logged in).
-import { LiveClient, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
+import { LiveClient, SUBJECTS_DID_NOT_LOAD, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
+import { votingPageUrl } from "./widgets.js";
 
 /** subject no -> the card's live line */
 const totals = new Map();
@@ -10,7 +11,7 @@ function subjectCard(subject) {
   totals.set(subject.no, line);
   return el(
     "a",
-    { class: "card subject", href: `/teachers.html?sno=${encodeURIComponent(subject.no)}`, dataset: { no: subject.no } },
+    { class: "card subject", href: votingPageUrl(subject.no), dataset: { no: subject.no } },
     subject.is_hot ? el("span", { class: "hot" }, "热门 Hot") : null,
     el("h2", {}, subject.name),
     el("p", {}, subject.intro || ""),
@@ -47,7 +48,7 @@ async function main() {
     if (!subjects.length) list.append(el("div", { class: "card empty" }, "还没有科目。"));
     for (const [no, state] of shown) show(no, state);
   } catch {
-    notify("无法加载科目，请稍后再试。 Could not load the subjects; try again shortly.");
+    notify(SUBJECTS_DID_NOT_LOAD);
   } finally {
     list.removeAttribute("aria-busy");
   }

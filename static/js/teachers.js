@@ -2,6 +2,7 @@
 import {
   HttpError,
   LiveClient,
+  TEACHERS_DID_NOT_LOAD,
   VersionedCounts,
   api,
   el,
@@ -12,6 +13,7 @@ import {
   showAccount,
   showState,
 } from "./livevote.js";
+import { ratioBar } from "./widgets.js";
 
 const counts = new VersionedCounts();
 /** teacher no -> "good" | "bad" | null: this user's own vote. */
@@ -49,8 +51,7 @@ function teacherCard(teacher) {
   }, { once: true });
   const good = voteButton(teacher.no, "good");
   const bad = voteButton(teacher.no, "bad");
-  const ratioGood = el("span", { class: "ratio-good" });
-  const ratioBad = el("span", { class: "ratio-bad" });
+  const ratio = ratioBar("ratio");
   const mineLine = el("p", { class: "mine" });
   const card = el(
     "article",
@@ -72,11 +73,11 @@ function teacherCard(teacher) {
       ),
     ),
     el("p", { class: "intro" }, teacher.intro || ""),
-    el("div", { class: "ratio", "aria-hidden": "true" }, ratioGood, ratioBad),
+    ratio.node,
     el("div", { class: "votes" }, good.button, bad.button),
     mineLine,
   );
-  cards.set(teacher.no, { card, good, bad, ratioGood, ratioBad, mineLine });
+  cards.set(teacher.no, { card, good, bad, ratio, mineLine });
   return card;
 }
 
@@ -96,11 +97,7 @@ function render(no) {
   setCount(parts.good.count, state.good_count);
   setCount(parts.bad.count, state.bad_count);
   parts.card.dataset.version = String(state.version);
-  const total = state.good_count + state.bad_count;
-  parts.ratioGood.style.flexGrow = String(total ? state.good_count : 1);
-  parts.ratioBad.style.flexGrow = String(total ? state.bad_count : 1);
-  parts.ratioGood.hidden = parts.ratioBad.hidden = false;
-  if (!total) parts.ratioGood.hidden = parts.ratioBad.hidden = true;
+  parts.ratio.show(state.good_count, state.bad_count);
   const value = mine.get(no) ?? null;
   parts.good.button.setAttribute("aria-pressed", String(value === "good"));
   parts.bad.button.setAttribute("aria-pressed", String(value === "bad"));
@@ -250,7 +247,7 @@ async function main() {
   } catch (error) {
     notify(error instanceof HttpError && error.status === 404
       ? "没有这个科目。 No such subject."
-      : "无法加载老师，请稍后再试。 Could not load the teachers; try again shortly.");
+      : TEACHERS_DID_NOT_LOAD);
   } finally {
     list.removeAttribute("aria-busy");
   }

@@ -172,9 +172,9 @@ async def test_register_shows_translated_errors_next_to_their_fields(browser: Br
 
 
 async def test_every_field_code_of_the_server_has_words_in_the_pages() -> None:
-    table = (ROOT / "static" / "js" / "livevote.js").read_text()
+    table = (ROOT / "static" / "js" / "texts.js").read_text()
     missing = [code for code in FIELD_CODES if not re.search(rf"^\s+{code}: \"", table, re.MULTILINE)]
-    assert not missing, f"static/js/livevote.js FIELD_TEXT lacks {missing}"
+    assert not missing, f"static/js/texts.js FIELD_TEXT lacks {missing}"
 
 
 # -- live votes between two people --------------------------------------------------------------
