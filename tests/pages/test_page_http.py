@@ -1,0 +1,55 @@
+"""The pages as HTTP sees them: rendered from templates that are never served raw, every asset
+linked with its content hash, and a cache policy under which old and new files never mix."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from handlers.pages import CONTENT_SECURITY_POLICY
+from tests.harness.server import LiveServer
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+PAGES = ["/", "/teachers.html?sno=1", "/login.html", "/dashboard.html", "/admin.html", "/api/docs"]
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+LINKED = re.compile(r'(?:src|href)="(/static/[^"]+)"')
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_a_page_links_every_file_by_its_hash_and_is_revalidated(server: LiveServer, path: str) -> None:
+    page = await server.get(path, headers=BROWSER)
+    assert page.status == 200 and page.content_type == "text/html; charset=UTF-8"
+    assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert page.headers["Cache-Control"] == "no-cache"
+    linked = LINKED.findall(page.body.decode())
+    assert linked, "a page links its stylesheet and script"
+    unversioned = [url for url in linked if not re.search(r"\?v=[0-9a-f]{8,}$", url)]
+    assert not unversioned, unversioned
+    for url in linked:
+        asset = await server.get(url)
+        assert asset.status == 200, url
+        assert "no-cache" not in asset.headers.get("Cache-Control", ""), f"{url} is versioned: cached for good"
+
+
+async def test_an_unversioned_file_is_revalidated_and_answers_304_when_unchanged(server: LiveServer) -> None:
+    """Modules imported by relative path carry no ?v=: the browser checks them on every load."""
+    module = await server.get("/static/js/live-client.js")
+    assert module.status == 200 and module.headers["Cache-Control"] == "no-cache"
+    again = await server.get("/static/js/live-client.js", headers={"If-None-Match": module.headers["Etag"]})
+    assert again.status == 304
+
+
+@pytest.mark.parametrize("path", ["/static/templates/layout.html", "/static/templates/index.html",
+                                  "/static/templates/../templates/404.html", "/static/index.html"])
+async def test_templates_are_not_served_raw(server: LiveServer, path: str) -> None:
+    raw = await server.get(path, headers=BROWSER)
+    assert raw.status == 404
+    assert b"{%" not in raw.body and b"{{" not in raw.body, "template source leaked"
+
+
+@pytest.mark.parametrize("path", ["/layout.html", "/404.html"])
+async def test_only_pages_are_rendered_by_name(server: LiveServer, path: str) -> None:
+    """layout.html and 404.html are templates, not pages: asked for by name, they are not there."""
+    assert (await server.get(path, headers=BROWSER)).status == 404
