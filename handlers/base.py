@@ -36,7 +36,7 @@ from services.errors import (
     Unauthorized,
     Unavailable,
 )
-from services.models import Page
+from services.models import Page, PageJson
 from services.schemas import canonical_int
 
 log = logging.getLogger("livevote.http")
@@ -259,12 +259,13 @@ class ApiHandler(RequestHandler):
             raise NotFound("Invalid page: there are not that many items.")
         size = limit
         number = offset // size + 1
-        self.write_json({
+        body: PageJson[dict[str, Any]] = {
             "count": page.total,
             "next": self._page_url(number + 1, size) if offset + size < page.total else None,
             "previous": self._page_url(number - 1, size) if number > 1 else None,
             "results": results,
-        })
+        }
+        self.write_json(body)
 
     def _page_url(self, number: int, size: int) -> str:
         query = {key: self.get_query_argument(key) for key in self.request.arguments}

@@ -1,10 +1,22 @@
-"""Domain records as the services hand them out. A leaf module."""
+"""Domain records as the services hand them out, and the JSON bodies built from them. A leaf module.
+
+A body type is a TypedDict named for its schema in /api/openapi.json plus `Json` (VoteResultJson is
+the schema VoteResult), so that mypy checks the code that builds it and the document shows the same
+type (handlers/openapi.py). A record inside a body stays a dataclass: orjson writes its fields, and
+its schema is the dataclass's own. TypedDict comes from typing_extensions because pydantic reads no
+other on Python 3.11.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
+
+from typing_extensions import TypedDict
+
+Item = TypeVar("Item")
+VoteValue = Literal["good", "bad"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +55,15 @@ class Page:
 
     items: list[Any]
     total: int
+
+
+class PageJson(TypedDict, Generic[Item]):
+    """A list asked for by ?page= / ?page_size=, DRF style; `next` and `previous` are URLs."""
+
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[Item]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +109,11 @@ class SubjectTotals:
 class VoteResult:
     """One user's vote on one teacher after a cast or a withdrawal."""
 
-    value: str | None
+    value: VoteValue | None
     counts: Counts
     changed: bool
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> VoteResultJson:
         return {
             "teacher": self.counts.no,
             "value": self.value,
@@ -100,3 +121,13 @@ class VoteResult:
             "bad_count": self.counts.bad_count,
             "version": self.counts.version,
         }
+
+
+class VoteResultJson(TypedDict):
+    """Your vote on a teacher (null: none) and the teacher's counts."""
+
+    teacher: int
+    value: VoteValue | None
+    good_count: int
+    bad_count: int
+    version: int

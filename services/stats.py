@@ -3,11 +3,15 @@ cluster-wide."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from services.backends.store import Store
-from services.live.messages import totals
+from services.live.messages import TotalsJson, totals
 from services.live.presence import PresenceService
+
+
+class StatsJson(TotalsJson):
+    """The dashboard's totals, and the sockets open across the cluster."""
+
+    sockets: int
 
 
 class StatsService:
@@ -15,6 +19,6 @@ class StatsService:
         self._store = store
         self._presence = presence
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> StatsJson:
         subjects = await self._store.subject_totals()
         return {**totals(subjects), "sockets": (await self._presence.count()).sockets}

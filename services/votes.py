@@ -25,7 +25,7 @@ import orjson
 from services.backends.store import Store
 from services.events import ALL_VOTES, PUBLISH_RETRY_DELAYS, EventBus, subject_votes
 from services.metrics import Metrics
-from services.models import Counts, VoteResult
+from services.models import Counts, VoteResult, VoteValue
 from services.schemas import VoteRequest, parse
 
 log = logging.getLogger("livevote.votes")
@@ -48,7 +48,7 @@ class VoteService:
     async def cast(self, user_id: int, teacher: int, body: object) -> VoteResult:
         return await self.set(user_id, teacher, parse(VoteRequest, body).value)
 
-    async def set(self, user_id: int, teacher: int, value: str | None) -> VoteResult:
+    async def set(self, user_id: int, teacher: int, value: VoteValue | None) -> VoteResult:
         """Cast "good"/"bad", or withdraw with None; NotFound for an unknown teacher."""
         result = await self._store.set_vote(user_id, teacher, value)
         if result.changed:

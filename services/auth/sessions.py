@@ -30,9 +30,10 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from typing_extensions import TypedDict
 
 from services.auth.accounts import AccountService
 from services.auth.throttle import LoginThrottle
@@ -68,15 +69,26 @@ class TokenPair:
     user: User
     sid: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TokenPairJson:
         return {
             "access_token": self.access.token,
             "token_type": "Bearer",
             "expires_in": self.access.expires_in,
             "refresh_token": self.refresh_token,
             "refresh_expires_in": self.refresh_expires_in,
-            "user": self.user.to_json(),
+            "user": self.user,
         }
+
+
+class TokenPairJson(TypedDict):
+    """The tokens of a login or a refresh; a grace replay gets no new refresh token (null)."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    refresh_token: str | None
+    refresh_expires_in: int | None
+    user: User
 
 
 class SessionService:

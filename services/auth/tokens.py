@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import jwt
 
@@ -33,7 +33,7 @@ from services.config import AuthConfig
 from services.errors import Unauthorized
 
 ACCESS_TOKEN_TYPE = "at+jwt"
-VIEWER = "viewer"
+VIEWER: Final = "viewer"
 COMMON_CLAIMS = ["iss", "aud", "role", "jti", "iat", "exp"]
 USER_CLAIMS = ["sub", "sid"]
 REMEMBERED_TOKENS = 16384

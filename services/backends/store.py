@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult
+from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
 
 
 class Store(ABC):
@@ -76,7 +76,7 @@ class Store(ABC):
     # -- votes ---------------------------------------------------------------
 
     @abstractmethod
-    async def set_vote(self, user_id: int, teacher: int, value: str | None) -> VoteResult:
+    async def set_vote(self, user_id: int, teacher: int, value: VoteValue | None) -> VoteResult:
         """Cast ("good"/"bad") or withdraw (None) in one atomic step with the counts.
 
         The same value again changes nothing and bumps nothing; any change bumps

@@ -41,7 +41,7 @@ from services.backends.mongo_db import (
 )
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound, Unavailable
-from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult
+from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
 from services.schemas import account_key, username_key
 
 T = TypeVar("T")
@@ -231,12 +231,12 @@ class MongoStore(Store):
     # -- votes -------------------------------------------------------------
 
     @reachable
-    async def set_vote(self, user_id: int, teacher: int, value: str | None) -> VoteResult:
+    async def set_vote(self, user_id: int, teacher: int, value: VoteValue | None) -> VoteResult:
         if value not in COUNT_DELTAS:
             raise ValueError(f"not a vote value: {value!r}")
         return await self._atomic(lambda session: self._set_vote(user_id, teacher, value, session))
 
-    async def _set_vote(self, user_id: int, teacher: int, value: str | None, session: Session) -> VoteResult:
+    async def _set_vote(self, user_id: int, teacher: int, value: VoteValue | None, session: Session) -> VoteResult:
         before = await self._counts_of(teacher, session)
         key = {"user": user_id, "teacher": teacher}
         if value is None:

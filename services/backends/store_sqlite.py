@@ -12,7 +12,7 @@ from typing import Any
 from services.backends.sqlite_db import SqliteDatabase
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound
-from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult
+from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
 from services.schemas import account_key, username_key
 
 SUBJECT_COLUMNS = ("name", "intro", "is_hot")
@@ -107,7 +107,7 @@ class SqliteStore(Store):
 
     # -- votes -------------------------------------------------------------
 
-    async def set_vote(self, user_id: int, teacher: int, value: str | None) -> VoteResult:
+    async def set_vote(self, user_id: int, teacher: int, value: VoteValue | None) -> VoteResult:
         return await self._write(_set_vote, user_id, teacher, value)
 
     async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
@@ -282,7 +282,7 @@ def _get_vote(conn: sqlite3.Connection, user_id: int, teacher: int) -> VoteResul
     return VoteResult(None if row is None else row[0], counts, changed=False)
 
 
-def _set_vote(conn: sqlite3.Connection, user_id: int, teacher: int, value: str | None) -> VoteResult:
+def _set_vote(conn: sqlite3.Connection, user_id: int, teacher: int, value: VoteValue | None) -> VoteResult:
     current = _get_vote(conn, user_id, teacher)
     old = current.value
     if old == value:

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import orjson
+from typing_extensions import TypedDict
 
 from services.errors import Invalid
 from services.models import Counts, SubjectTotals
@@ -79,8 +80,24 @@ def sum_by_subject(latest: Iterable[Counts], names: Mapping[int, str]) -> list[S
     return [SubjectTotals(no, names.get(no, f"#{no}"), good, bad) for no, (good, bad) in sorted(sums.items())]
 
 
-def totals(subjects: Iterable[SubjectTotals], only: Collection[int] | None = None) -> dict[str, Any]:
-    """The dashboard's body: per subject (all, or `only` those) and the votes of all of them."""
+class SubjectTotalsJson(TypedDict):
+    # SubjectTotals as a dict: orjson writes a dict about three times as fast as a slots dataclass,
+    # and every flush of the dashboard's channel writes these
+    no: int
+    name: str
+    good_count: int
+    bad_count: int
+
+
+class TotalsJson(TypedDict):
+    """The dashboard's totals: votes per subject, and of all subjects."""
+
+    subjects: list[SubjectTotalsJson]
+    votes_total: int
+
+
+def totals(subjects: Iterable[SubjectTotals], only: Collection[int] | None = None) -> TotalsJson:
+    """Per subject (all, or `only` those) and the votes of all of them."""
     subjects = list(subjects)
     return {
         "subjects": [
