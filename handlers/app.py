@@ -36,7 +36,7 @@ from handlers.catalog import (
 from handlers.headers import PROBLEM_JSON, declares_body
 from handlers.live import LiveSocket
 from handlers.ops import HealthHandler, MetricsHandler, OpenApiHandler, ReadyHandler, StatsHandler
-from handlers.pages import STATIC_DIR, TEMPLATES_DIR, NotFoundHandler, PageHandler, StaticAssetHandler
+from handlers.pages import STATIC_DIR, TEMPLATES_DIR, ApiDocsHandler, NotFoundHandler, PageHandler, StaticAssetHandler
 from handlers.votes import VoteHandler
 from services.config import Config
 from services.container import Services
@@ -69,7 +69,7 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/metrics", MetricsHandler, plain),
         (r"/api/openapi\.json", OpenApiHandler, api),
         (r"/readyz", ReadyHandler, api),
-        (r"/api/docs/?()", PageHandler, {"page": "docs"}),
+        (r"/api/docs/?()", ApiDocsHandler, {"page": "docs"}),
         (r"/()", PageHandler, {}),
         (r"/([a-z-]+\.html)", PageHandler, {}),
         (r"/static/(.*)", StaticAssetHandler, {"path": str(STATIC_DIR)}),

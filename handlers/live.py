@@ -26,6 +26,7 @@ from tornado.websocket import WebSocketHandler
 from handlers.base import problem_json
 from handlers.headers import origin_allowed
 from handlers.json_input import loads_strict
+from handlers.openapi import Operation
 from handlers.protocol import (
     BEARER_PREFIX,
     OP_NAMES,
@@ -56,6 +57,24 @@ PING_FRAME = b"\x89\x00"
 NO_HEADERS = HTTPHeaders()
 """Every open socket's headers, once the handshake is done: empty, shared, never written."""
 
+LIVE_CHANNEL = (
+    "A WebSocket upgrade (`Upgrade: websocket`) that offers the subprotocol `livevote.v1`. The access"
+    " token comes as `Authorization: Bearer <jwt>`, or from a browser as a second subprotocol"
+    " `bearer.<jwt>` (never echoed); it is checked before the upgrade. An `Origin`, when sent, must"
+    " be this host or one of server.allowed_origins. Then every frame is one JSON object: client ops"
+    " (subscribe, unsubscribe, vote, refresh, auth, ping) and server messages (welcome, snapshot,"
+    " votes, token, revoked, error). The whole protocol, with channels, error and close codes and"
+    " how to reconnect, is written out in docs/protocol.md in the repository."
+)
+"""GET /ws in /api/openapi.json, which cannot link a file and so names it."""
+LIVE_CHANNEL_OPENED = "Switched to WebSocket; the server answers livevote.v1 when it was offered"
+HANDSHAKE_HEADERS = [
+    {"name": "Upgrade", "in": "header", "required": True, "description": "`websocket`, in any case",
+     "schema": {"type": "string", "examples": ["websocket"]}},
+    {"name": "Sec-WebSocket-Protocol", "in": "header", "required": False,
+     "description": "`livevote.v1`, and from a browser `bearer.<jwt>` as well",
+     "schema": {"type": "string", "examples": ["livevote.v1, bearer.<jwt>"]}},
+]
 ERROR_CODES: list[tuple[type[DomainError], str]] = [
     (BadChannel, "bad_channel"),
     (Forbidden, "forbidden"),
@@ -104,6 +123,24 @@ class LiveSocket(WebSocketHandler):
         return self.claims.expires_at
 
     # -- handshake ----------------------------------------------------------
+
+    @Operation(
+        "openLiveChannel", "live", "The live channel: WebSocket protocol v1", ok=LIVE_CHANNEL_OPENED, status=101,
+        description=LIVE_CHANNEL, parameters=HANDSHAKE_HEADERS, secured=True, errors=(401, 403, 413, 503),
+        notes={
+            401: "Missing, invalid or expired access token, or its session has ended",
+            403: "The Origin is neither this host nor one of server.allowed_origins",
+            413: "The request brings a body",
+            503: "Sessions cannot be checked right now",
+        },
+        plain={
+            400: "Not a WebSocket upgrade (Upgrade or Connection header missing)",
+            426: "Unsupported Sec-WebSocket-Version (13 is spoken)",
+        },
+    )
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """The upgrade is tornado's; this only declares the operation."""
+        await super().get(*args, **kwargs)
 
     async def prepare(self) -> None:
         """The Origin is checked first, and by us: tornado's own check would fail with a 500 on

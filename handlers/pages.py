@@ -27,6 +27,7 @@ from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from handlers.base import AllowOn405, ApiHandler
 from handlers.headers import accepts_html
+from handlers.openapi import Operation
 from services.errors import NotFound
 
 CONTENT_SECURITY_POLICY = "; ".join([
@@ -120,6 +121,16 @@ class StaticAssetHandler(PageErrors, StaticFileHandler):
     def set_extra_headers(self, path: str) -> None:
         if "v" not in self.request.arguments:
             self.set_header("Cache-Control", REVALIDATE)
+
+
+class ApiDocsHandler(PageHandler):
+    """/api/docs: the page over /api/openapi.json, which describes this page too."""
+
+    @Operation("getApiDocs", "operations", "Browsable API documentation", ok="An HTML page over this document",
+               media_type="text/html")
+    def get(self, address: str) -> None:
+        """Rendering is PageHandler's; this only declares the operation."""
+        super().get(address)
 
 
 class NotFoundHandler(ApiHandler):

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler, record_no
+from handlers.openapi import BODY, Operation
+from services.models import VoteResultJson
+from services.schemas import VoteRequest
+
+NO_TEACHER = {404: "No such teacher"}
 
 
 class VoteHandler(ApiHandler):
+    @Operation("getVote", "votes", "Your vote on a teacher",
+               ok="Your vote (value null if none) and the teacher's counts", returns=VoteResultJson,
+               secured=True, errors=(401, 404, 503), notes=NO_TEACHER)
     async def get(self, no: str) -> None:
         claims = await self.authenticate()
         result = await self.services.votes.get(claims.user_id, record_no(no, "teacher"))
         self.write_json(result.to_json())
 
+    @Operation("castVote", "votes", "Vote good or bad (again: no change; the other value: a switch)",
+               ok="Your vote and the teacher's counts after it", returns=VoteResultJson, request=VoteRequest,
+               secured=True, errors=(401, 404, *BODY, 503), notes=NO_TEACHER)
     async def put(self, no: str) -> None:
         claims = await self.authenticate()
         result = await self.services.votes.cast(claims.user_id, record_no(no, "teacher"), self.json_body())
         self.write_json(result.to_json())
 
+    @Operation("withdrawVote", "votes", "Withdraw your vote",
+               ok="No vote (value null) and the teacher's counts after it", returns=VoteResultJson,
+               secured=True, errors=(401, 404, 503), notes=NO_TEACHER)
     async def delete(self, no: str) -> None:
         claims = await self.authenticate()
         result = await self.services.votes.set(claims.user_id, record_no(no, "teacher"), None)
