@@ -20,8 +20,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, livevote_process, percentile, prepare, table, wait_for_port, write_result  # noqa: E402
+from bench.common import livevote_process, percentile, prepare, table, write_result  # noqa: E402
 from bench.httpload import HttpConnection  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
 

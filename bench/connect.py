@@ -20,19 +20,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    Process,
-    free_port,
-    livevote_process,
-    percentile,
-    prepare,
-    rss_bytes,
-    table,
-    wait_for_port,
-    write_result,
-)
+from bench.common import Process, livevote_process, percentile, prepare, table, write_result  # noqa: E402
 from bench.fanout import livevote_token  # noqa: E402
 from bench.wsload import WsClient, connect  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from tests.harness.procfs import rss_kib  # noqa: E402
 
 COLUMNS = ["target", "sockets", "all subscribed s", "failures", "p50 ms", "p99 ms", "idle sockets", "RSS/socket KiB"]
 
@@ -77,14 +69,14 @@ async def storm(count: int, opener: Any) -> tuple[list[WsClient], dict[str, Any]
 
 
 async def measure(name: str, process: Process, opener: Any, storm_size: int, idle: int) -> dict[str, Any]:
-    before = rss_bytes(process.pid)
+    before = rss_kib(process.pid)
     clients, row = await storm(storm_size, opener)
     more, _ = await storm(max(idle - len(clients), 0), opener)
     clients += more
     await asyncio.sleep(2.0)
     row.update({
         "target": name, "sockets": storm_size, "idle sockets": len(clients),
-        "RSS/socket KiB": (rss_bytes(process.pid) - before) / max(len(clients), 1) / 1024,
+        "RSS/socket KiB": (rss_kib(process.pid) - before) / max(len(clients), 1),
     })
     for client in clients:
         client.close()

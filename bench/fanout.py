@@ -50,23 +50,12 @@ from tornado.httpclient import AsyncHTTPClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    SERVER_CORE,
-    CpuMeter,
-    Process,
-    cpu_seconds,
-    free_port,
-    livevote_process,
-    percentile,
-    prepare,
-    rss_bytes,
-    table,
-    wait_for_port,
-    write_result,
-)
-from bench.floor import core_seconds, measure_floor, softirq_seconds  # noqa: E402
+from bench.common import SERVER_CORE, CpuMeter, Process, livevote_process, percentile, prepare, table, write_result  # noqa: E402
+from bench.floor import measure_floor  # noqa: E402
 from bench.wsload import WsClient, connect  # noqa: E402
 from services.events import subject_votes  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from tests.harness.procfs import core_seconds, cpu_seconds, main_thread_seconds, rss_kib, softirq_seconds  # noqa: E402
 
 LIVEVOTE_FEED = "lv:" + subject_votes(1)
 """Where a livevote process hears of subject 1's count changes (the default prefix "lv:")."""
@@ -267,13 +256,6 @@ class CoreMeter:
         return {"server": server, "softirq": softirq, "other": other, "wall": wall}
 
 
-def run_seconds(pid: int) -> float:
-    """CPU seconds of a process's main thread to the nanosecond (/proc/<pid>/schedstat): a reach
-    window is tens of ms, and /proc/<pid>/stat counts 10 ms ticks. The servers and this client
-    do their work on that thread."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
-
-
 async def reach(target: Target, publisher: redis.Redis, sockets: int, repeats: int, version: int,
                 tally_ref: list[Tally]) -> tuple[dict[str, Any], int]:
     """ONE update to idle sockets, `repeats` times: from its publish until the first and the LAST
@@ -284,7 +266,7 @@ async def reach(target: Target, publisher: redis.Redis, sockets: int, repeats: i
     for _ in range(repeats):
         await asyncio.sleep(REACH_SPACING)
         tally = tally_ref[0] = Tally(expected=sockets)
-        client_at, server_at = run_seconds(os.getpid()), run_seconds(target.process.pid)
+        client_at, server_at = main_thread_seconds(os.getpid()), main_thread_seconds(target.process.pid)
         sent = time.perf_counter()
         await target.publish(publisher, version)
         version += 1
@@ -293,8 +275,8 @@ async def reach(target: Target, publisher: redis.Redis, sockets: int, repeats: i
         except TimeoutError:
             missed += sockets - tally.updates
             continue
-        client += run_seconds(os.getpid()) - client_at
-        server += run_seconds(target.process.pid) - server_at
+        client += main_thread_seconds(os.getpid()) - client_at
+        server += main_thread_seconds(target.process.pid) - server_at
         window += time.perf_counter() - sent
         first.append(1000 * (tally.first_at - sent))
         last.append(1000 * (tally.last_at - sent))
@@ -376,10 +358,10 @@ async def measure(target: Target, redis_url: str, sockets: int, rates: list[int]
     floor beside the saturation step (if `floor_work`, where its sender logs)."""
     publisher = redis.Redis.from_url(redis_url)
     tally_ref = [Tally()]
-    before = rss_bytes(target.process.pid)
+    before = rss_kib(target.process.pid)
     clients = await open_sockets(target, sockets, tally_ref)
     await asyncio.sleep(1.0)
-    rss_per_socket = (rss_bytes(target.process.pid) - before) / sockets
+    rss_per_socket = 1024 * (rss_kib(target.process.pid) - before) / sockets  # bytes, as the results have it
     measured: dict[str, Any] = {"rss_per_socket": rss_per_socket}
     version = 1_000_000 * (sockets + 1)
     if reach_repeats:

@@ -44,22 +44,13 @@ import redis.asyncio as redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import wsload  # noqa: E402
-from bench.common import (  # noqa: E402
-    ROOT,
-    CpuMeter,
-    Process,
-    free_port,
-    livevote_process,
-    prepare,
-    rss_bytes,
-    table,
-    wait_for_port,
-    write_result,
-)
+from bench.common import ROOT, CpuMeter, Process, livevote_process, prepare, table, write_result  # noqa: E402
 from bench.connect import open_livevote  # noqa: E402
 from bench.fanout import livevote_token, update  # noqa: E402
 from bench.httpload import HttpConnection  # noqa: E402
 from bench.wsload import WsClient, connect  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from tests.harness.procfs import rss_kib  # noqa: E402
 
 CONNECT_CONCURRENCY = 200
 CHEAP_ARGON2 = {"auth__argon2_memory_kib": 8192, "auth__argon2_time_cost": 1}
@@ -211,15 +202,15 @@ async def measure(target: Target, sockets: int, baseline_seconds: float, seconds
     await asyncio.sleep(2.0)
     rows = [await windows(target, "no sockets", 0, baseline_seconds, None, [], None, 1)]
     baseline = rows[0]["server cpu %"]
-    before = rss_bytes(target.process.pid)
+    before = rss_kib(target.process.pid)
     began = time.perf_counter()
     clients = await open_all(target, sockets)
     connected = time.perf_counter() - began
     await asyncio.sleep(3.0)
-    after = rss_bytes(target.process.pid)
+    after = rss_kib(target.process.pid)
     memory = {
-        "target": target.name, "sockets": len(clients), "RSS before MiB": before / 2**20,
-        "RSS after MiB": after / 2**20, "RSS/socket KiB": (after - before) / len(clients) / 1024, "connect s": connected,
+        "target": target.name, "sockets": len(clients), "RSS before MiB": before / 1024,
+        "RSS after MiB": after / 1024, "RSS/socket KiB": (after - before) / len(clients), "connect s": connected,
     }
     print(table([memory], MEMORY_COLUMNS), flush=True)
     idle = await windows(target, "idle", len(clients), seconds, None, clients, baseline, repeat)

@@ -43,14 +43,14 @@ from bench.common import (  # noqa: E402
     SERVER_CORE,
     CpuMeter,
     Process,
-    free_port,
     livevote_process,
     prepare,
     table,
-    wait_for_port,
     write_result,
 )
 from bench.httpload import HttpConnection  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from tests.harness.procfs import core_ticks, process_tree  # noqa: E402
 
 SCRIPT = ROOT / "bench" / "wrk" / "votes.lua"
 USERS = 64  # within livevote's default register_attempts (100 an hour per address)
@@ -158,29 +158,6 @@ async def sign_in(server: Server, index: int) -> str:
     return str(orjson.loads(reply)[server.token_field])
 
 
-def process_tree(pid: int) -> list[int]:
-    """The server and its descendants: gunicorn's worker is a child of its master."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError):
-            continue
-    tree = [pid]
-    for parent in tree:
-        tree += [child for child, its_parent in parents.items() if its_parent == parent]
-    return tree
-
-
-def core_jiffies(core: str) -> tuple[int, int]:
-    """(busy, all) clock ticks of one core since boot."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{core} "):
-            ticks = [int(tick) for tick in line.split()[1:9]]  # guest time is already in user time
-            return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # less idle and iowait
-    raise RuntimeError(f"no cpu{core} in /proc/stat")
-
-
 async def wrk(server: Server, path: str, connections: int, seconds: int,
               script_args: list[str] | None = None) -> tuple[str, dict[str, float]]:
     """wrk's output for one run, the server's CPU % meanwhile (its whole process tree), and the
@@ -196,11 +173,11 @@ async def wrk(server: Server, path: str, connections: int, seconds: int,
     meters = [CpuMeter(pid) for pid in process_tree(server.process.pid)]
     for meter in meters:
         meter.start()
-    busy, ticks = core_jiffies(SERVER_CORE)
+    busy, ticks = core_ticks(SERVER_CORE)
     client = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
                                                   stderr=asyncio.subprocess.STDOUT)
     output = (await client.communicate())[0].decode()
-    busy_after, ticks_after = core_jiffies(SERVER_CORE)
+    busy_after, ticks_after = core_ticks(SERVER_CORE)
     cpu = sum(meter.stop() for meter in meters)
     if client.returncode != 0 or "Requests/sec:" not in output:
         raise RuntimeError(f"wrk failed on {server.name} {path}:\n{output}")

@@ -381,10 +381,11 @@ async def signal_and_wait(pid: int, out: Path, number: int, timeout: float = 300
 
 
 async def main() -> None:
-    from bench.common import Process, free_port, livevote_process, raise_open_files, pin_client, rss_bytes, table, \
-        wait_for_port, write_result
+    from bench.common import Process, livevote_process, pin_client, raise_open_files, table, write_result
     from bench.fanout import livevote_token
     from bench.idle import CHEAP_ARGON2, code_version, open_all
+    from tests.harness.ports import free_port, wait_for_port
+    from tests.harness.procfs import rss_kib
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sockets", type=int, default=2000)
@@ -417,11 +418,11 @@ async def main() -> None:
 
         warm = await open_all(Opener, options.warmup)  # type: ignore[arg-type]
         await asyncio.sleep(1.0)
-        rss_before = rss_bytes(process.pid)
+        rss_before = rss_kib(process.pid)
         await signal_and_wait(process.pid, out, 1)
         clients = await open_all(Opener, options.sockets)  # type: ignore[arg-type]
         await asyncio.sleep(2.0)
-        rss_after = rss_bytes(process.pid)
+        rss_after = rss_kib(process.pid)
         await signal_and_wait(process.pid, out, 2)
         for client in warm + clients:
             client.close()
@@ -431,7 +432,7 @@ async def main() -> None:
     objects = json.loads((out / "objects-2.json").read_text())
     gc_before = json.loads((out / "objects-1.json").read_text())["gc"]
     gc_after = objects["gc"]
-    summary["RSS/socket KiB (with tracemalloc)"] = (rss_after - rss_before) / options.sockets / 1024
+    summary["RSS/socket KiB (with tracemalloc)"] = (rss_after - rss_before) / options.sockets
     summary["gc"] = {
         "tracked objects/socket": (gc_after["tracked objects"] - gc_before["tracked objects"]) / options.sockets,
         "tracked objects before, after": [gc_before["tracked objects"], gc_after["tracked objects"]],

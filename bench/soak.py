@@ -82,10 +82,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import RESULTS, CpuMeter, machine, percentile, raise_open_files, table  # noqa: E402
 from bench.httpload import HttpConnection  # noqa: E402
 from bench.wsload import WsClient  # noqa: E402
+from tests.harness.environment import server_env  # noqa: E402
 from tests.harness.nginx import Nginx  # noqa: E402
+from tests.harness.procfs import child_pids, rss_kib, socket_owner  # noqa: E402
 from tests.harness.redis_cluster import ClusterServers  # noqa: E402
-from tests.harness.scaled import child_pids, rss_kib, socket_owner, stop_process  # noqa: E402
-from tests.harness.server import Response, ServerProcess, server_env, wait_for  # noqa: E402
+from tests.harness.scaled import stop_process  # noqa: E402
+from tests.harness.server import Response, ServerProcess, wait_for  # noqa: E402
 
 WORKERS = 3
 PASSWORD = "correct horse battery"

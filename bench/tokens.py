@@ -25,18 +25,11 @@ import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    CpuMeter,
-    free_port,
-    livevote_process,
-    prepare,
-    table,
-    wait_for_port,
-    write_result,
-)
+from bench.common import CpuMeter, livevote_process, prepare, table, write_result  # noqa: E402
 from bench.connect import open_livevote, storm  # noqa: E402
 from bench.fanout import livevote_token  # noqa: E402
 from bench.httpload import HttpConnection  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 
 COLUMNS = ["mode", "sockets", "phase", "seconds", "pushes", "lag p99 ms", "lag max bucket ms", "server cpu %",
            "redis cmds/push"]

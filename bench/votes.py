@@ -25,18 +25,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    CpuMeter,
-    free_port,
-    livevote_process,
-    percentile,
-    prepare,
-    table,
-    wait_for_port,
-    write_result,
-)
+from bench.common import CpuMeter, livevote_process, percentile, prepare, table, write_result  # noqa: E402
 from bench.httpload import HttpConnection  # noqa: E402
 from bench.wsload import connect  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 
 VALUES = ("good", "bad", None)
 TEACHERS = range(1, 16)

@@ -20,8 +20,6 @@ from pymongo.errors import AutoReconnect
 import server
 from services.backends.store_mongo import MongoStore
 from services.errors import Unavailable
-from tests.harness.redis_server import RedisServer, free_port
-from tests.harness.server import ROOT, LiveServer, assert_problem, make_config, sign_up
 from tests.backends.test_store_contract import (
     EMULATED_MONGODB,
     MONGODB_URL,
@@ -30,6 +28,9 @@ from tests.backends.test_store_contract import (
     drop_test_databases,  # noqa: F401  (autouse: drops the databases these tests open)
     teacher_fields,
 )
+from tests.harness.ports import free_port
+from tests.harness.redis_server import RedisServer
+from tests.harness.server import ROOT, LiveServer, assert_problem, make_config, sign_up
 
 EMULATION_HAS_NO_TRANSACTIONS = "the emulation (mongomock) has no sessions or transactions"
 EMULATION_HAS_NO_HELLO = "the emulation (mongomock) does not implement the hello command"

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tornado.httpclient import HTTPClientError
 
-from tests.harness.redis_server import free_port
+from tests.harness.ports import free_port
 from tests.harness.server import ROOT, JsonClient, Response, wait_for
 
 SHIPPED_CONFIG = ROOT / "deploy" / "nginx.conf"

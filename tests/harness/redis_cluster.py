@@ -24,7 +24,7 @@ from pathlib import Path
 import redis.asyncio as redis
 from redis.crc import key_slot
 
-from tests.harness.redis_server import free_port
+from tests.harness.ports import free_port
 from tests.harness.server import wait_for
 
 SLOTS = 16384

@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.harness.server import ROOT, JsonClient, ServerProcess, server_env, wait_for
+from tests.harness.environment import server_env
+from tests.harness.server import ROOT, JsonClient, ServerProcess, wait_for
 from tests.harness.ws_client import LiveClient
 
 SUBJECT = 1
@@ -224,42 +225,7 @@ async def close_all(clients: Iterable[LiveClient]) -> None:
             await client.wait_closed()
 
 
-# -- /proc -----------------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, in KiB (VmRSS of /proc/<pid>/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def child_pids(pid: int) -> list[int]:
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            children.extend(int(child) for child in (task / "children").read_text().split())
-    return sorted(children)
-
-
-def socket_owner(pids: Iterable[int], server_port: int, client_port: int) -> int | None:
-    """Which of `pids` holds the server side of the TCP connection 127.0.0.1:client_port -> server_port."""
-    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == local and fields[2] == remote:
-            inode = fields[9]
-    if inode is None:
-        return None
-    wanted = f"socket:[{inode}]"
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                if os.readlink(fd) == wanted:
-                    return pid
-    return None
+# -- sockets ---------------------------------------------------------------------
 
 
 def client_port(client: LiveClient) -> int:
@@ -452,12 +418,3 @@ class RawSocket:
         finally:
             self.sock.close()
 
-
-def send_queue(server_port: int, client_port: int) -> int | None:
-    """Bytes the kernel holds unsent (or unacknowledged) on the server side of that connection."""
-    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == local and fields[2] == remote:
-            return int(fields[4].split(":")[0], 16)
-    return None

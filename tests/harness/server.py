@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,30 +15,15 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.testing import bind_unused_port
 
-from handlers.app import LivevoteApplication
-from handlers.app import http_server, make_app
+from handlers.app import LivevoteApplication, http_server, make_app
 from server import shut_down
-from services.wiring import build_services
 from services.config import Config, load_config
 from services.container import Services
+from services.wiring import build_services
+from tests.harness.environment import FAST_ARGON2, TEST_SECRET
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-TEST_SECRET = "test-secret-that-is-long-enough-for-hs256"
-FAST_ARGON2 = {"auth.argon2_time_cost": 1, "auth.argon2_memory_kib": 8192, "auth.argon2_parallelism": 1}
-"""Still argon2id, but cheap enough for suites that register hundreds of users."""
-
-
-def server_env(**config: object) -> dict[str, str]:
-    """The environment of a `python server.py` subprocess: this one without any LIVEVOTE_*
-    variable, plus the test secret, cheap argon2 and `section.key=value` config."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LIVEVOTE_")}
-    env["LIVEVOTE_AUTH__SECRET"] = TEST_SECRET
-    for key, value in {**FAST_ARGON2, **config}.items():
-        env["LIVEVOTE_" + key.upper().replace(".", "__")] = str(value)
-    return env
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:

@@ -44,7 +44,8 @@ from hypothesis import strategies as st
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
-from tests.harness.server import TEST_SECRET, LiveServer, UserClient, log_in, make_config
+from tests.harness.environment import TEST_SECRET
+from tests.harness.server import LiveServer, UserClient, log_in, make_config
 from tests.harness.ws_client import FrameReader
 
 T = TypeVar("T")

@@ -20,8 +20,10 @@ import redis.asyncio as redis
 
 from services.config import load_config
 from tests.conftest import ServerFactory
-from tests.harness.redis_server import RedisServer, free_port
-from tests.harness.server import ROOT, ServerProcess, assert_problem, server_env
+from tests.harness.environment import server_env
+from tests.harness.ports import free_port
+from tests.harness.redis_server import RedisServer
+from tests.harness.server import ROOT, ServerProcess, assert_problem
 
 SERVE_FLAGS = {"--config", "--host", "--port", "--workers", "--dev", "--no-seed", "--data-dir", "--store",
                "--redis-url", "--redis-cluster"}

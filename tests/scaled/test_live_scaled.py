@@ -18,20 +18,18 @@ from typing import Any
 
 import pytest
 
+from tests.harness.environment import server_env
+from tests.harness.procfs import child_pids, rss_kib, send_queue, socket_owner
 from tests.harness.redis_server import RedisServer
 from tests.harness.scaled import (
     SUBJECT,
     TEACHERS,
     Counts,
-    View,
     RawSocket,
-    child_pids,
+    View,
     client_port,
     close_all,
     processes,
-    rss_kib,
-    send_queue,
-    socket_owner,
     start_process,
     stop_process,
     store_counts,
@@ -40,7 +38,7 @@ from tests.harness.scaled import (
     teacher_view,
     wait_converged,
 )
-from tests.harness.server import JsonClient, server_env, ServerProcess, UserClient, log_in, sign_up, wait_for, wait_signalled
+from tests.harness.server import JsonClient, ServerProcess, UserClient, log_in, sign_up, wait_for, wait_signalled
 from tests.harness.ws_client import LiveClient
 
 CHANNEL = f"subject:{SUBJECT}"

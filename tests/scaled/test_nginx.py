@@ -23,7 +23,8 @@ from tornado.websocket import websocket_connect
 
 from tests.harness.nginx import Nginx, NginxFactory, start_nginx  # noqa: F401  (start_nginx: a fixture)
 from tests.harness.pages import PageLog, launch_chromium, logged_in_context
-from tests.harness.redis_server import RedisServer, free_port
+from tests.harness.ports import free_port
+from tests.harness.redis_server import RedisServer
 from tests.harness.scaled import TEACHERS, processes, store_counts
 from tests.harness.server import ServerProcess, sign_up
 
