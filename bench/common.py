@@ -168,3 +168,10 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **result}, indent=2))
     return path
+
+
+def report(name: str, rows: list[dict[str, Any]], columns: Sequence[str], **result: Any) -> None:
+    """The run's rows as a table, and its result file: `result` and the rows."""
+    print()
+    print(table(rows, columns))
+    print(f"\nwritten to {write_result(name, {**result, 'rows': rows})}")

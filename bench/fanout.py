@@ -46,13 +46,13 @@ from typing import Any
 
 import orjson
 import redis.asyncio as redis
-from tornado.httpclient import AsyncHTTPClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import SERVER_CORE, CpuMeter, Process, livevote_process, percentile, prepare, table, write_result  # noqa: E402
 from bench.floor import measure_floor  # noqa: E402
-from bench.wsload import WsClient, connect  # noqa: E402
+from bench.httpload import sign_in  # noqa: E402
+from bench.wsload import WsClient, connect, open_subscribed  # noqa: E402
 from services.events import subject_votes  # noqa: E402
 from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 from tests.harness.procfs import core_seconds, cpu_seconds, main_thread_seconds, rss_kib, softirq_seconds  # noqa: E402
@@ -112,18 +112,7 @@ class Tally:
 
 
 async def livevote_socket(target: Target, on_text: Callable[[bytes], None] | None) -> WsClient:
-    client = await connect(target.port, "/ws", {"Sec-WebSocket-Protocol": f"livevote.v1, bearer.{target.token}"})
-    ready = asyncio.get_running_loop().create_future()
-
-    def opening(payload: bytes) -> None:
-        if payload.startswith(b'{"type":"snapshot"') and not ready.done():
-            ready.set_result(None)
-
-    client.on_text = opening
-    client.send_text(b'{"op":"subscribe","channel":"subject:1"}')
-    await asyncio.wait_for(ready, 30)
-    client.on_text = on_text
-    return client
+    return await open_subscribed(target.port, target.token, on_text=on_text, timeout=30)
 
 
 async def socketio_socket(target: Target, on_text: Callable[[bytes], None] | None) -> WsClient:
@@ -186,16 +175,6 @@ def make_target(work: Path, redis_url: str, name: str) -> Target:
         return Target(name, process, port, lambda r, v: r.publish("bench:votes", update(v)),
                       lambda p: p.startswith(b'{"type":"votes"'), livevote_version, plain_socket)
     raise ValueError(f"unknown target {name}")
-
-
-async def livevote_token(port: int) -> str:
-    client = AsyncHTTPClient()
-    body = orjson.dumps({"username": "bench", "password": "load test passphrase"})
-    await client.fetch(f"http://127.0.0.1:{port}/api/auth/register", method="POST", body=body,
-                       headers={"Content-Type": "application/json"}, raise_error=False)
-    reply = await client.fetch(f"http://127.0.0.1:{port}/api/auth/login", method="POST", body=body,
-                               headers={"Content-Type": "application/json"})
-    return str(orjson.loads(reply.body)["access_token"])
 
 
 # -- one target, one socket count -----------------------------------------------------
@@ -433,7 +412,7 @@ async def main() -> None:
             target.process.start(work)
             await wait_for_port(target.port)
             if target.name.startswith("livevote"):
-                target.token = await livevote_token(target.port)
+                target.token = await sign_in(target.port)
             for sockets in map(int, options.sockets.split(",")):
                 print(f"\n{target.name}, {sockets} sockets", flush=True)
                 rates = list(map(int, options.rates.split(",")))

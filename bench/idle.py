@@ -45,10 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import wsload  # noqa: E402
 from bench.common import ROOT, CpuMeter, Process, livevote_process, prepare, table, write_result  # noqa: E402
-from bench.connect import open_livevote  # noqa: E402
-from bench.fanout import livevote_token, update  # noqa: E402
-from bench.httpload import HttpConnection  # noqa: E402
-from bench.wsload import WsClient, connect  # noqa: E402
+from bench.fanout import update  # noqa: E402
+from bench.httpload import HttpConnection, sign_in  # noqa: E402
+from bench.wsload import WsClient, connect, open_subscribed  # noqa: E402
 from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 from tests.harness.procfs import rss_kib  # noqa: E402
 
@@ -107,7 +106,7 @@ async def livevote_target(name: str, work: Path, redis_url: str | None, **config
     port = free_port()
     process = livevote_process(name, work, port, redis_url, **CHEAP_ARGON2, **config).start(work)
     await wait_for_port(port)
-    token = await livevote_token(port)
+    token = await sign_in(port)
     http = await HttpConnection.open(port)
     status, body = await http.request("GET", "/api/subjects/1/teachers")
     assert status == 200, body
@@ -121,7 +120,7 @@ async def livevote_target(name: str, work: Path, redis_url: str | None, **config
                                            orjson.dumps({"value": next(values)}), headers)
         assert status == 200, reply
 
-    return Target(name, process, port, lambda: open_livevote(port, token), publish, http.close)
+    return Target(name, process, port, lambda: open_subscribed(port, token), publish, http.close)
 
 
 def _first_teacher(page: Any) -> int:

@@ -382,7 +382,7 @@ async def signal_and_wait(pid: int, out: Path, number: int, timeout: float = 300
 
 async def main() -> None:
     from bench.common import Process, livevote_process, pin_client, raise_open_files, table, write_result
-    from bench.fanout import livevote_token
+    from bench.httpload import sign_in
     from bench.idle import CHEAP_ARGON2, code_version, open_all
     from tests.harness.ports import free_port, wait_for_port
     from tests.harness.procfs import rss_kib
@@ -405,16 +405,16 @@ async def main() -> None:
                                    "--serve", str(out), "--", *plain.args[2:]], plain.env).start(work)
     try:
         await wait_for_port(port, timeout=120)
-        token = await livevote_token(port)
+        token = await sign_in(port)
 
         class Opener:
             name = "livevote"
 
             @staticmethod
             async def open_socket() -> Any:
-                from bench.connect import open_livevote
+                from bench.wsload import open_subscribed
 
-                return await open_livevote(port, token)
+                return await open_subscribed(port, token)
 
         warm = await open_all(Opener, options.warmup)  # type: ignore[arg-type]
         await asyncio.sleep(1.0)

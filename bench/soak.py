@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import itertools
 import json
@@ -81,7 +80,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS, CpuMeter, machine, percentile, raise_open_files, table  # noqa: E402
 from bench.httpload import HttpConnection  # noqa: E402
-from bench.wsload import WsClient  # noqa: E402
+from bench.wsload import WsClient, connect  # noqa: E402
 from tests.harness.environment import server_env  # noqa: E402
 from tests.harness.nginx import Nginx  # noqa: E402
 from tests.harness.procfs import child_pids, rss_kib, socket_owner  # noqa: E402
@@ -176,24 +175,8 @@ class Account:
 async def open_socket(port: int, token: str, factory: Callable[[], WsClient]) -> WsClient:
     """/ws through nginx over TLS, as a page opens it: its Origin, the token in a subprotocol.
     `factory` makes the client with its callback set, since `welcome` may come in the 101's own read."""
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(20):
-        _, client = await loop.create_connection(factory, "127.0.0.1", port, ssl=TLS)
-    try:
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: https://127.0.0.1:{port}\r\n"
-            f"Sec-WebSocket-Protocol: livevote.v1, bearer.{token}\r\n\r\n"
-        )
-        assert client.transport is not None
-        client.transport.write(request.encode())
-        async with asyncio.timeout(20):
-            await client.opened
-    except BaseException:
-        client.close()
-        raise
-    return client
+    headers = {"Origin": f"https://127.0.0.1:{port}", "Sec-WebSocket-Protocol": f"livevote.v1, bearer.{token}"}
+    return await connect(port, "/ws", headers, factory=factory, ssl=TLS, timeout=20)
 
 
 class Page:
