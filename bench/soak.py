@@ -82,6 +82,7 @@ from bench.common import RESULTS, CpuMeter, machine, percentile, raise_open_file
 from bench.httpload import HttpConnection  # noqa: E402
 from bench.wsload import WsClient, connect  # noqa: E402
 from tests.harness.environment import server_env  # noqa: E402
+from tests.harness.metrics import FEED_MESSAGES, find_sample  # noqa: E402
 from tests.harness.nginx import Nginx  # noqa: E402
 from tests.harness.procfs import child_pids, rss_kib, socket_owner  # noqa: E402
 from tests.harness.redis_cluster import ClusterServers  # noqa: E402
@@ -413,7 +414,7 @@ class WorkerFeeds:
         for pid, connection in list(self.connections.items()):
             try:
                 status, body = await asyncio.wait_for(connection.request("GET", "/metrics"), 5)
-                value = _sample(body.decode(), "livevote_vote_feed_messages_total")
+                value = find_sample(body.decode(), FEED_MESSAGES)
             except Exception:  # noqa: BLE001 - the worker is gone (or hung): its last reading stands
                 del self.connections[pid]
                 await _close(connection)
@@ -437,13 +438,6 @@ class WorkerFeeds:
 async def _close(connection: HttpConnection) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(connection.close(), 2)
-
-
-def _sample(text: str, name: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 class SpublishCalls:

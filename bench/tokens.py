@@ -29,6 +29,7 @@ from bench.common import CpuMeter, livevote_process, prepare, report, table  # n
 from bench.connect import storm  # noqa: E402
 from bench.httpload import HttpConnection, sign_in  # noqa: E402
 from bench.wsload import open_subscribed  # noqa: E402
+from tests.harness.metrics import sample  # noqa: E402
 from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 
 COLUMNS = ["mode", "sockets", "phase", "seconds", "pushes", "lag p99 ms", "lag max bucket ms", "server cpu %",
@@ -45,7 +46,7 @@ async def scrape(port: int) -> tuple[dict[float, float], float]:
         float("inf") if bound == "+Inf" else float(bound): float(count)
         for bound, count in re.findall(r'livevote_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
     }
-    pushes = float(re.search(r"^livevote_token_pushes_total (\S+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    pushes = sample(text, "livevote_token_pushes_total")
     return buckets, pushes
 
 

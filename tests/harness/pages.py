@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    expect,
+)
 
 from tests.harness.server import LiveServer
 
@@ -38,6 +45,18 @@ def conn(page: Page) -> Any:
 
 def teacher(page: Page, no: int) -> Any:
     return page.locator(f'article.teacher[data-no="{no}"]')
+
+
+def count(page: Page, no: int, value: str) -> Any:
+    """The good or bad count a teacher's card shows."""
+    return teacher(page, no).locator(f".vote-{value} .count")
+
+
+async def open_live(page: Page, path: str = "/teachers.html?sno=1") -> Page:
+    """Go to a live page and wait until its socket is live (the pill says so)."""
+    await page.goto(path)
+    await expect(conn(page)).to_have_attribute("data-state", "live", timeout=10_000)
+    return page
 
 
 @dataclass

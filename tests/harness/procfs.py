@@ -149,5 +149,6 @@ def send_queue(server_port: int, client_port: int) -> int | None:
 
 
 def kernel_send_buffer_max() -> int:
-    """What the kernel may hold of one socket's unsent output (tcp_wmem's maximum) before a server's own buffer grows."""
+    """What the kernel may hold of one socket's unsent output (tcp_wmem's maximum) before a
+    server's own buffer grows."""
     return int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])

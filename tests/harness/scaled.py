@@ -14,13 +14,12 @@ import os
 import signal
 import socket
 import struct
-import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.harness.environment import server_env
-from tests.harness.server import ROOT, JsonClient, ServerProcess, wait_for
+from tests.harness.server import JsonClient, ServerProcess, wait_for
 from tests.harness.ws_client import LiveClient
 
 SUBJECT = 1
@@ -51,27 +50,6 @@ async def stop_process(server: ServerProcess, timeout: float = 20.0) -> int | No
         await server.stop()
         log = "\n".join(server.lines[-40:])
         raise AssertionError(f"pid {server.process.pid} did not stop within {timeout} s of SIGTERM; its log:\n{log}") from None
-
-
-async def create_admin(
-    data_dir: Path, redis_url: str, *args: str, username: str = "root", password: str = "admin password"
-) -> None:
-    """An admin account in the processes' store, made as an operator would: `python server.py
-    create-user NAME --admin --password-stdin` on the same data dir and Redis (`args`: say
-    "--redis-cluster"). Log in with tests.harness.server.log_in(server, username, password)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "server.py"), "create-user", username, "--admin", "--password-stdin",
-        "--data-dir", str(data_dir), "--redis-url", redis_url, *args,
-        cwd=ROOT, env=server_env(), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(password.encode() + b"\n"), 30)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, f"create-user exited {process.returncode}: {output.decode(errors='replace')}"
 
 
 @contextlib.asynccontextmanager

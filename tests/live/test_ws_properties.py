@@ -24,7 +24,6 @@ tests; about 20-25 s when the server keeps the contract (shrinking failures adds
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import json
 import logging
@@ -37,15 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jwt
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
-from tests.harness.environment import TEST_SECRET
 from tests.harness.server import LiveServer, UserClient, log_in, make_config
+from tests.harness.strategies import jwt_like
 from tests.harness.ws_client import FrameReader
 
 T = TypeVar("T")
@@ -641,33 +639,8 @@ channel_names = st.one_of(
 )
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-@st.composite
-def jwt_like(draw: st.DrawFn) -> str:
-    """header.payload.signature shapes: random JSON headers, and tokens signed with the real key
-    whose claims are random (what a leaked key or a server bug could put there)."""
-    if draw(st.booleans()):
-        claims = draw(st.dictionaries(st.sampled_from(["sub", "sid", "role", "exp", "iat", "iss", "aud", "jti"]),
-                                      json_values, max_size=8))
-        try:
-            return jwt.encode(claims, TEST_SECRET, algorithm="HS256", headers={"typ": "at+jwt"})
-        except (TypeError, ValueError, OverflowError, jwt.PyJWTError):
-            return "x.y.z"
-    header = draw(st.dictionaries(st.sampled_from(["typ", "alg", "kid", "crit", "b64", "x"]),
-                                  st.one_of(st.sampled_from(["at+jwt", "HS256", "none", "RS256", "EdDSA"]), json_values),
-                                  max_size=4))
-    payload = draw(json_values)
-    return ".".join([
-        b64url(json.dumps(header).encode()), b64url(json.dumps(payload).encode()),
-        draw(st.sampled_from(["", "x", "AAAA"])) or b64url(draw(st.binary(max_size=40))),
-    ])
-
-
 tokens = st.one_of(
-    st.text(max_size=40), jwt_like(), st.sampled_from(["", "x", "x.y.z", "..", "a" * TOKEN_MAX, "a" * (TOKEN_MAX + 1)]),
+    st.text(max_size=40), jwt_like(json_values), st.sampled_from(["", "x", "x.y.z", "..", "a" * TOKEN_MAX, "a" * (TOKEN_MAX + 1)]),
     json_values,
 )
 teacher_values = st.one_of(st.integers(-3, 20), st.sampled_from(BIG_INTS), json_values)

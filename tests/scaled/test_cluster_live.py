@@ -26,10 +26,11 @@ from typing import Any
 from redis.crc import key_slot
 
 from services.events import ALL_VOTES, REVOKED, subject_votes
+from tests.harness.cli import create_admin
+from tests.harness.metrics import FEED_MESSAGES, metric
 from tests.harness.redis_cluster import ClusterServers
 from tests.harness.scaled import (
     close_all,
-    create_admin,
     dashboard_view,
     start_process,
     stop_process,
@@ -37,9 +38,9 @@ from tests.harness.scaled import (
     subscribe,
     teacher_view,
 )
-from tests.harness.server import JsonClient, ServerProcess, UserClient, log_in, sign_up, wait_for, wait_signalled
-from tests.api.test_metrics import sample
-from tests.harness.ws_client import LiveClient, refused_status
+from tests.harness.server import JsonClient, ServerProcess, UserClient, log_in, sign_up, wait_for
+from tests.harness.voting import Voter, VoteStream, cast, vote_all
+from tests.harness.ws_client import LiveClient, refused_status, welcomed
 
 CONFIG = {"ws.rate_limit": 10000, "ws.rate_burst": 10000}
 """Socket voters vote back to back, far above the default 20 ops/s of a page."""
@@ -47,7 +48,6 @@ CONFIG = {"ws.rate_limit": 10000, "ws.rate_burst": 10000}
 PREFIX = "lv:"
 """The broker's key prefix: a subject's feed is the sharded channel lv:votes:{<sno>}."""
 
-Value = str | None
 State = dict[int, tuple[int, int, int, int]]
 """Per teacher: good_count, bad_count, version, subject."""
 
@@ -79,18 +79,6 @@ async def cluster_processes(
         await asyncio.gather(*(stop_process(server) for server in started))
 
 
-async def connect(server: JsonClient, token: str) -> LiveClient:
-    client = await LiveClient.connect(server.base_url, token)
-    await client.expect("welcome")
-    return client
-
-
-async def metric(server: JsonClient, name: str) -> float:
-    response = await server.get("/metrics")
-    assert response.status == 200, response.body
-    return sample(response.body.decode(), name)
-
-
 def logged_errors(servers: Sequence[ServerProcess]) -> list[str]:
     """Errors and tracebacks the processes logged, but for tornado's access log (a 503 is an
     answer, not a fault)."""
@@ -101,7 +89,7 @@ def logged_errors(servers: Sequence[ServerProcess]) -> list[str]:
 
 
 async def feed_messages(servers: Sequence[JsonClient]) -> list[float]:
-    return [await metric(server, "livevote_vote_feed_messages_total") for server in servers]
+    return [await metric(server, FEED_MESSAGES) for server in servers]
 
 
 async def wait_heard(
@@ -147,7 +135,7 @@ class Watchers:
         opened = []
         for index, channels in layout.items():
             for channel in channels:
-                opened.append((await connect(servers[index], token), channel, index))
+                opened.append((await welcomed(servers[index], token), channel, index))
         self.items.extend(opened)
         await asyncio.gather(*(subscribe(client, channel) for client, channel, _ in opened))
 
@@ -241,34 +229,6 @@ async def log_out_everywhere(session: UserClient, sockets: Sequence[LiveClient])
 # -- votes -------------------------------------------------------------------------------
 
 
-Voter = UserClient | LiveClient
-"""A REST voter (PUT / DELETE /api/teachers/N/vote) or a socket voter (the `vote` op)."""
-
-
-async def cast(voter: Voter, teacher: int, value: Value) -> tuple[bool, Any]:
-    """One vote; (acknowledged, the reply): a 2xx over REST, an `ack` over the socket."""
-    if isinstance(voter, LiveClient):
-        reply = await voter.request("vote", timeout=30, teacher=teacher, value=value)
-        return reply["type"] == "ack", reply
-    if value is None:
-        response = await voter.request("DELETE", f"/api/teachers/{teacher}/vote")
-    else:
-        response = await voter.request("PUT", f"/api/teachers/{teacher}/vote", json_body={"value": value})
-    return 200 <= response.status < 300, response
-
-
-async def vote_all(voters: Sequence[Voter], ops: Sequence[Sequence[tuple[int, Value]]]) -> int:
-    """Each voter runs its ops in order, all voters at once; every one must be acknowledged."""
-
-    async def run(voter: Voter, script: Sequence[tuple[int, Value]]) -> None:
-        for teacher, value in script:
-            acknowledged, reply = await cast(voter, teacher, value)
-            assert acknowledged, getattr(reply, "body", reply)
-
-    await asyncio.gather(*(run(voter, script) for voter, script in zip(voters, ops)))
-    return sum(len(script) for script in ops)
-
-
 def changes(before: State, after: State, subjects: Iterable[int] | None = None) -> int:
     """How many count changes (so feed messages) there were on these subjects' teachers: the
     growth of their versions (every cast, switch or withdrawal adds one; a repeat nothing)."""
@@ -315,7 +275,7 @@ async def test_votes_reach_every_watcher_on_every_process_and_each_process_hears
         p0, _, p2 = servers
         watcher = await sign_up(p0, "watcher")
         rest_voters = [await sign_up(servers[i], f"rest{i}") for i in range(3)]
-        socket_voters = [await connect(servers[i], (await sign_up(servers[i], f"sock{i}")).access_token) for i in range(3)]
+        socket_voters = [await welcomed(servers[i], (await sign_up(servers[i], f"sock{i}")).access_token) for i in range(3)]
         watchers = Watchers()
         idle: list[LiveClient] = []
         try:
@@ -434,7 +394,7 @@ async def test_logout_all_closes_the_users_sockets_on_every_process_within_a_sec
             # live on different masters; bob watches the same channels, on the same processes.
             for server in servers:
                 for session in (alice, alice_again):
-                    doomed.append(await connect(server, session.access_token))
+                    doomed.append(await welcomed(server, session.access_token))
             channels = ["subject:1", "subject:3", "subject:4", "dashboard", "teacher:2", "subject:2"]
             await asyncio.gather(*(subscribe(client, channel) for client, channel in zip(doomed, channels)))
             await survivors.open(servers, bob.access_token, {index: channels[2 * index: 2 * index + 2] for index in range(3)})
@@ -455,7 +415,7 @@ async def test_logout_all_closes_the_users_sockets_on_every_process_within_a_sec
                     assert await refused_status(server.base_url, session.access_token) == 401
             for client in survivors.clients:
                 assert (await client.request("ping"))["type"] == "pong"
-            bob_voter = await connect(servers[0], bob.access_token)
+            bob_voter = await welcomed(servers[0], bob.access_token)
             doomed.append(bob_voter)  # closed at the end with the others
             ack = await bob_voter.request("vote", teacher=2, value="good")
             assert ack["type"] == "ack", ack
@@ -482,7 +442,7 @@ async def test_a_logout_while_the_revocation_feeds_master_is_down_still_closes_e
                 break
         else:
             raise AssertionError("every user had a key on the master of the revocation feed")
-        sockets = [await connect(server, user.access_token) for server in servers]
+        sockets = [await welcomed(server, user.access_token) for server in servers]
         try:
             await redis_cluster.kill(doomed_master)
             assert (await user.request("POST", "/api/auth/logout-all")).status == 204
@@ -494,65 +454,6 @@ async def test_a_logout_while_the_revocation_feeds_master_is_down_still_closes_e
 
 
 # -- 4: a master fails over under the votes ----------------------------------------------------
-
-
-class VoteStream:
-    """Voters voting without pause, each on its own, every outcome filed under the phase it was
-    sent in; the ledger keeps, per (voter, teacher), the value of the last acknowledged vote."""
-
-    def __init__(self, voters: Sequence[Voter], teachers: Sequence[int]) -> None:
-        self.voters = voters
-        self.teachers = teachers
-        self.phase = "before"
-        self.outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-        self.acked: dict[tuple[int, int], Value] = {}
-        self.slowest: dict[str, float] = collections.defaultdict(float)
-        """Per phase, the longest an acknowledged vote took, in seconds (rounded to 1 ms)."""
-        self.unknown: list[tuple[int, int, Value, str]] = []
-        """Votes with no answer at all (the request failed in transit): neither acknowledged nor not."""
-        self._stop = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._tasks = [asyncio.create_task(self._run(index)) for index in range(len(voters))]
-
-    async def _run(self, index: int) -> None:
-        rng = random.Random(index)
-        voter = self.voters[index]
-        kind = "socket" if isinstance(voter, LiveClient) else "REST"
-        while not self._stop.is_set():
-            phase = self.phase
-            teacher, value = rng.choice(self.teachers), rng.choice(("good", "bad", None))
-            started = asyncio.get_running_loop().time()
-            try:
-                acknowledged, reply = await cast(voter, teacher, value)
-            except Exception as exc:  # no answer: the test fails on these (see ledger_counts)
-                self.unknown.append((index, teacher, value, repr(exc)))
-                self.outcomes[phase][f"{kind} {type(exc).__name__}"] += 1
-            else:
-                if acknowledged:
-                    self.acked[index, teacher] = value
-                    took = round(asyncio.get_running_loop().time() - started, 3)
-                    self.slowest[phase] = max(self.slowest[phase], took)
-                outcome = reply.get("code", reply["type"]) if isinstance(reply, dict) else reply.status
-                self.outcomes[phase][f"{kind} {outcome}"] += 1
-                self.outcomes[phase]["acknowledged" if acknowledged else "refused"] += 1
-            self._changed.set()
-            await asyncio.sleep(0.005)
-
-    async def wait_acknowledged(self, phase: str, count: int, timeout: float = 20.0) -> None:
-        await wait_signalled(self._changed, lambda: self.outcomes[phase]["acknowledged"] >= count, timeout)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-    def ledger_counts(self) -> dict[int, tuple[int, int]]:
-        """good_count, bad_count per teacher, as the acknowledged votes imply."""
-        assert not self.unknown, f"{len(self.unknown)} votes got no answer, first ones: {self.unknown[:3]}"
-        counts = {teacher: [0, 0] for teacher in self.teachers}
-        for (_, teacher), value in self.acked.items():
-            if value is not None:
-                counts[teacher][value == "bad"] += 1
-        return {teacher: (good, bad) for teacher, (good, bad) in counts.items()}
 
 
 def feeds_of(channels: Iterable[str], subject_of: dict[int, int]) -> set[str]:
@@ -578,7 +479,7 @@ async def test_killing_the_master_of_a_watched_feed_loses_no_acknowledged_vote_a
     async with cluster_processes(3, tmp_path / "host", redis_cluster, [doomed], **CONFIG) as servers:
         watcher = await sign_up(servers[0], "watcher")
         rest_voters = [await sign_up(servers[i], f"rest{i}") for i in range(3)]
-        socket_voters = [await connect(servers[i], (await sign_up(servers[i], f"sock{i}")).access_token) for i in range(3)]
+        socket_voters = [await welcomed(servers[i], (await sign_up(servers[i], f"sock{i}")).access_token) for i in range(3)]
         layout = {
             0: ["subject:1", "subject:1", "teacher:1", "subject:2", "subject:3"],
             1: ["subject:1", "subject:1", "teacher:7", "subject:3"],
@@ -598,11 +499,11 @@ async def test_killing_the_master_of_a_watched_feed_loses_no_acknowledged_vote_a
             assert {0, 1} <= set(on_doomed), "processes 0 and 1 listen to subject 1's feed on that master"
             # dave's sockets, one per process, are to be revoked after the failover.
             dave = await sign_up(servers[2], "dave")
-            dave_sockets.extend([await connect(server, dave.access_token) for server in servers])
+            dave_sockets.extend([await welcomed(server, dave.access_token) for server in servers])
             resynced = await resyncs(servers)
 
-            stream = VoteStream([*rest_voters, *socket_voters], teachers)
-            await stream.wait_acknowledged("before", 30)
+            stream = VoteStream([*rest_voters, *socket_voters], teachers, pause=0.005)
+            await stream.wait_votes("before", 30, acknowledged_only=True)
             loop = asyncio.get_running_loop()
             stream.phase = "failover"
             killed_at = loop.time()
@@ -610,7 +511,7 @@ async def test_killing_the_master_of_a_watched_feed_loses_no_acknowledged_vote_a
             promoted = await redis_cluster.wait_failover(doomed, key_slot(feed.encode()), timeout=20)
             failover_seconds = loop.time() - killed_at
             stream.phase = "after"
-            await stream.wait_acknowledged("after", 30)
+            await stream.wait_votes("after", 30, acknowledged_only=True)
             await stream.stop()
             votes_seconds = loop.time() - killed_at
 

@@ -38,12 +38,11 @@ from tests.harness.scaled import (
     teacher_view,
     wait_converged,
 )
-from tests.harness.server import JsonClient, ServerProcess, UserClient, log_in, sign_up, wait_for, wait_signalled
-from tests.harness.ws_client import LiveClient
+from tests.harness.server import ServerProcess, UserClient, log_in, sign_up, wait_for
+from tests.harness.voting import VALUES, Script, Value, VoteStream, cast, vote_all
+from tests.harness.ws_client import LiveClient, welcomed
 
 CHANNEL = f"subject:{SUBJECT}"
-Value = str | None
-Script = list[tuple[int, Value]]
 
 
 # -- votes -------------------------------------------------------------------------
@@ -52,7 +51,7 @@ Script = list[tuple[int, Value]]
 def vote_script(seed: int, length: int) -> Script:
     """A voter's ops in order: casts, switches, withdrawals and repeats, at random."""
     rng = random.Random(seed)
-    return [(rng.choice(TEACHERS), rng.choice(("good", "bad", None))) for _ in range(length)]
+    return [(rng.choice(TEACHERS), rng.choice(VALUES)) for _ in range(length)]
 
 
 def expected_counts(scripts: Sequence[Script]) -> tuple[dict[int, Counts], collections.Counter[str]]:
@@ -80,31 +79,6 @@ def expected_counts(scripts: Sequence[Script]) -> tuple[dict[int, Counts], colle
     return {no: (good[no], bad[no], version[no]) for no in TEACHERS}, kinds
 
 
-async def rest_vote(voter: UserClient, teacher: int, value: Value) -> Any:
-    if value is None:
-        return await voter.request("DELETE", f"/api/teachers/{teacher}/vote")
-    return await voter.request("PUT", f"/api/teachers/{teacher}/vote", json_body={"value": value})
-
-
-async def run_rest_script(voter: UserClient, script: Script) -> None:
-    for teacher, value in script:
-        response = await rest_vote(voter, teacher, value)
-        assert response.status == 200, response.body
-        assert response.json()["value"] == value
-
-
-async def run_socket_script(client: LiveClient, script: Script) -> None:
-    for teacher, value in script:
-        reply = await client.request("vote", teacher=teacher, value=value)
-        assert reply["type"] == "ack" and reply["value"] == value, reply
-
-
-async def connect(server: JsonClient, token: str) -> LiveClient:
-    client = await LiveClient.connect(server.base_url, token)
-    await client.expect("welcome")
-    return client
-
-
 def snapshot_count(client: LiveClient, channel: str = CHANNEL) -> int:
     return sum(1 for m in client.messages if m.get("type") == "snapshot" and m.get("channel") == channel)
 
@@ -129,20 +103,17 @@ async def test_fan_out_across_two_processes_converges(
         clients: list[LiveClient] = []
         try:
             for i in range(50):
-                clients.append(await connect((rest_side, socket_side)[i % 2], watcher.access_token))
+                clients.append(await welcomed((rest_side, socket_side)[i % 2], watcher.access_token))
             await asyncio.gather(*(subscribe(client, CHANNEL) for client in clients))
             await asyncio.gather(*(subscribe(client, "dashboard") for client in clients[::5]))
             subscribers = [(c, CHANNEL) for c in clients] + [(c, "dashboard") for c in clients[::5]]
-            voter_sockets = [await connect(socket_side, user.access_token) for user in socket_users]
+            voter_sockets = [await welcomed(socket_side, user.access_token) for user in socket_users]
             clients.extend(voter_sockets)
 
             scripts = [vote_script(seed, 25) for seed in range(len(rest_voters) + len(voter_sockets))]
             expected, kinds = expected_counts(scripts)
             assert kinds["cast"] and kinds["switch"] and kinds["withdrawal"] and kinds["repeat"], kinds
-            await asyncio.gather(
-                *(run_rest_script(v, s) for v, s in zip(rest_voters, scripts)),
-                *(run_socket_script(c, s) for c, s in zip(voter_sockets, scripts[len(rest_voters):])),
-            )
+            await vote_all([*rest_voters, *voter_sockets], scripts)
 
             store = await wait_converged(subscribers, rest_side, timeout=10)
             assert store == expected, "the store counts every vote once"
@@ -179,7 +150,7 @@ async def test_workers_share_one_port_fan_out_and_stop_on_sigterm(tmp_path: Path
         owner: dict[LiveClient, int] = {}
         while len(clients) < 10 or len(set(owner.values())) < 2:
             assert len(clients) < 40, f"40 sockets all landed on one process: {collections.Counter(owner.values())}"
-            client = await connect(server, alice.access_token)
+            client = await welcomed(server, alice.access_token)
             clients.append(client)
             pid = socket_owner_of(workers, server.port, client)
             owner[client] = pid
@@ -222,46 +193,6 @@ def socket_owner_of(pids: list[int], port: int, client: LiveClient) -> int:
 # -- Redis fault ------------------------------------------------------------------------------
 
 
-class VoteStream:
-    """REST voters casting without pause, each result filed under the phase it was sent in."""
-
-    def __init__(self, server: JsonClient, voters: list[UserClient], phase: str = "before") -> None:
-        self.server = server
-        self.voters = voters
-        self.phase = phase
-        self.results: dict[str, list[int | str]] = collections.defaultdict(list)
-        self._stop = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._tasks = [asyncio.create_task(self._run(index)) for index in range(len(voters))]
-
-    async def _run(self, index: int) -> None:
-        rng = random.Random(index)
-        while not self._stop.is_set():
-            phase = self.phase
-            voter = self.voters[index]
-            try:
-                response = await rest_vote(voter, rng.choice(TEACHERS), rng.choice(("good", "bad", None)))
-                outcome: int | str = response.status
-            except OSError as exc:
-                outcome = type(exc).__name__
-            self.results[phase].append(outcome)
-            if outcome == 401 and phase == "after":
-                # Redis came back empty (no persistence): its sessions are gone, so log in again.
-                self.voters[index] = await log_in(self.server, voter.username, voter.password)
-            self._changed.set()
-            await asyncio.sleep(0)
-
-    async def wait_results(self, phase: str, count: int, ok_only: bool = False, timeout: float = 15.0) -> None:
-        def enough() -> bool:
-            return sum(1 for r in self.results[phase] if not ok_only or r == 200) >= count
-
-        await wait_signalled(self._changed, enough, timeout)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-
 async def test_redis_fault_server_stays_up_and_sockets_converge_after_restart(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -271,16 +202,16 @@ async def test_redis_fault_server_stays_up_and_sockets_converge_after_restart(
     try:
         voters = [await sign_up(server, f"rest{i}") for i in range(3)]
         watcher = await sign_up(server, "watcher")
-        socket_voter = await connect(server, (await sign_up(server, "sockvoter")).access_token)
+        socket_voter = await welcomed(server, (await sign_up(server, "sockvoter")).access_token)
         clients.append(socket_voter)
-        watchers = [await connect(server, watcher.access_token) for _ in range(8)]
+        watchers = [await welcomed(server, watcher.access_token) for _ in range(8)]
         clients.extend(watchers)
         await asyncio.gather(*(subscribe(c, CHANNEL) for c in watchers))
         await asyncio.gather(*(subscribe(c, "dashboard") for c in watchers[::4]))
         subscribers = [(c, CHANNEL) for c in watchers] + [(c, "dashboard") for c in watchers[::4]]
 
-        stream = VoteStream(server, voters)
-        await stream.wait_results("before", 30, ok_only=True)
+        stream = VoteStream(voters, TEACHERS, tolerate=(OSError,))
+        await stream.wait_votes("before", 30, acknowledged_only=True, timeout=15)
 
         stream.phase = "outage"  # what was sent before and is answered after the kill stays "before"
         await redis_server.kill()
@@ -291,7 +222,7 @@ async def test_redis_fault_server_stays_up_and_sockets_converge_after_restart(
             value = ("good", "bad", None)[(i // 3) % 3]
             reply = await socket_voter.request("vote", teacher=TEACHERS[i % 3], value=value)
             outage_acks.append(reply["type"])
-        await stream.wait_results("outage", 30)
+        await stream.wait_votes("outage", 30, timeout=15)
         assert (await server.get("/healthz")).status == 200
         assert server.process is not None and server.process.returncode is None
         await stream.stop()
@@ -305,18 +236,17 @@ async def test_redis_fault_server_stays_up_and_sockets_converge_after_restart(
         assert all(snapshot_count(c) > n for c, n in zip(watchers, snapshots)), "a fresh snapshot after the gap"
 
         # The stream resumes on the restarted Redis (it came back empty: the voters log in again).
-        after = VoteStream(server, voters, phase="after")
-        await after.wait_results("after", 30, ok_only=True)
+        after = VoteStream(voters, TEACHERS, phase="after", tolerate=(OSError,), log_in_again=True)
+        await after.wait_votes("after", 30, acknowledged_only=True, timeout=15)
         await after.stop()
         store = await wait_converged(subscribers, server, timeout=10)
         assert not [c.close_code for c in watchers if c.closed], "the sockets stayed open through the outage"
-        summary = {phase: dict(collections.Counter(results))
-                   for phase, results in [*stream.results.items(), *after.results.items()]}
+        summary = {phase: dict(outcomes) for voting in (stream, after) for phase, outcomes in voting.outcomes.items()}
         print(f"\nFIGURES redis fault: REST outcomes per phase {summary}; socket votes during the outage"
               f" {dict(collections.Counter(outage_acks))}; state missed during the gap {missed}; final {store}")
         assert outage_acks == ["ack"] * 12, "socket votes go to the store while Redis is down"
-        outage = collections.Counter(stream.results["outage"])
-        assert set(outage) <= {200, 401, 503}, f"REST votes during the outage: {dict(outage)}"
+        outage = stream.replies("outage")
+        assert set(outage) <= {"REST 200", "REST 401", "REST 503"}, f"REST votes during the outage: {dict(outage)}"
     finally:
         if stream is not None:
             await stream.stop()
@@ -329,11 +259,11 @@ async def test_redis_fault_rest_votes_keep_succeeding(tmp_path: Path, redis_serv
     server = await start_process(tmp_path / "host", redis_server.url)
     try:
         voter = await sign_up(server, "alice")
-        assert (await rest_vote(voter, 1, "good")).status == 200
+        assert (await cast(voter, 1, "good"))[1].status == 200
         await redis_server.kill()
         statuses = []
         for teacher, value in ((1, "bad"), (2, "good"), (3, None), (3, "bad")):
-            response = await rest_vote(voter, teacher, value)
+            _, response = await cast(voter, teacher, value)
             statuses.append((response.status, response.json().get("title")))
         assert (await server.get("/healthz")).status == 200
         assert statuses == [(200, None)] * 4, f"REST votes while Redis is down answered {statuses}"
@@ -404,7 +334,7 @@ class Flood:
 async def voting_crowd(server: ServerProcess, clients: list[LiveClient], size: int = 20) -> tuple[list[UserClient], Flood]:
     """`size` users, each voting from a socket of its own (added to `clients`, to be closed)."""
     users = [await sign_up(server, f"voter{i}") for i in range(size)]
-    voters = [await connect(server, user.access_token) for user in users]
+    voters = [await welcomed(server, user.access_token) for user in users]
     clients.extend(voters)
     return users, Flood(voters)
 
@@ -430,7 +360,7 @@ async def test_slow_consumer_memory_stays_bounded_and_it_converges(tmp_path: Pat
         users, flood = await voting_crowd(server, clients)
         await flood(2000)  # warm-up: caches and allocator at their steady size
 
-        reader = await connect(server, users[0].access_token)
+        reader = await welcomed(server, users[0].access_token)
         clients.append(reader)
         await subscribe(reader, CHANNEL)
         for i in range(12):
@@ -532,7 +462,7 @@ async def test_slow_consumer_stuck_past_stall_timeout_is_closed_4008(tmp_path: P
         assert codes == [4008] * len(slow), codes
 
         # The client that was dropped reconnects and gets the current state.
-        again = await connect(server, users[0].access_token)
+        again = await welcomed(server, users[0].access_token)
         clients.append(again)
         await subscribe(again, CHANNEL)
         await wait_converged([(again, CHANNEL)], server, timeout=5)
@@ -551,9 +481,9 @@ async def test_logout_revokes_the_sessions_sockets_on_every_process(tmp_path: Pa
         other_session = await log_in(second, "alice", alice.password)
         clients: list[LiveClient] = []
         try:
-            doomed = [await connect(server, alice.access_token) for server in (first, second, first, second)]
+            doomed = [await welcomed(server, alice.access_token) for server in (first, second, first, second)]
             clients.extend(doomed)
-            survivors = [await connect(server, other_session.access_token) for server in (first, second)]
+            survivors = [await welcomed(server, other_session.access_token) for server in (first, second)]
             clients.extend(survivors)
             await asyncio.gather(*(subscribe(c, CHANNEL) for c in clients))
 
