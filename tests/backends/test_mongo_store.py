@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pymongo.errors import AutoReconnect
 
-import server
+from services import wiring
 from services.backends.store_mongo import MongoStore
 from services.errors import Unavailable
 from tests.harness.cli import run_server_py
@@ -213,7 +213,7 @@ async def test_requests_during_an_outage_get_503_and_recover(
 ) -> None:
     """The real app in scaled mode on the emulated store: 503 problem+json while MongoDB is away, then 200."""
     store = STORES["mongodb-emulated"](tmp_path)
-    monkeypatch.setattr(server, "open_store", lambda config, **_: store)
+    monkeypatch.setattr(wiring, "open_store", lambda config, **_: store)
     config = make_config(tmp_path / "data", store__url="mongodb://emulated/livevote", redis__url=redis_server.url)
     app = await LiveServer(config).start()
     try:
