@@ -86,8 +86,8 @@ from tests.harness.metrics import FEED_MESSAGES, find_sample  # noqa: E402
 from tests.harness.nginx import Nginx  # noqa: E402
 from tests.harness.procfs import child_pids, rss_kib, socket_owner  # noqa: E402
 from tests.harness.redis_cluster import ClusterServers  # noqa: E402
-from tests.harness.scaled import stop_process  # noqa: E402
-from tests.harness.server import Response, ServerProcess, wait_for  # noqa: E402
+from tests.harness.server import Response, wait_for  # noqa: E402
+from tests.harness.server_process import ServerProcess, stop_process  # noqa: E402
 
 WORKERS = 3
 PASSWORD = "correct horse battery"

@@ -16,7 +16,8 @@ import pytest
 
 from tests.harness.environment import server_env
 from tests.harness.procfs import peak_rss_kib, reset_peak_rss
-from tests.harness.server import LiveServer, ServerProcess, assert_problem
+from tests.harness.server import LiveServer, assert_problem
+from tests.harness.server_process import ServerProcess
 
 DECLARED = 50_000_000
 SENT_PER_CONNECTION = 4 * 1024 * 1024

@@ -26,21 +26,13 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote, quote_from_bytes
 
-from hypothesis import Phase, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from handlers.openapi import openapi_document
 from tests.harness.server import JsonClient, LiveServer, Response, UserClient, assert_problem
-from tests.harness.strategies import jwt_like
-
-
-def examples(factor: int) -> settings:
-    """This test's budget, a multiple of the profile's (ci 40, long 1000). No explain phase:
-    against a live server it costs seconds and adds nothing the shrunk request does not show."""
-    return settings(max_examples=settings.default.max_examples * factor,
-                    phases=[phase for phase in Phase if phase is not Phase.explain])
-
+from tests.harness.strategies import examples, jwt_like
 
 # -- values ---------------------------------------------------------------------------
 

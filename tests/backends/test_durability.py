@@ -10,7 +10,8 @@ from pathlib import Path
 from tornado.httpclient import HTTPClientError
 
 from tests.harness.environment import server_env
-from tests.harness.server import ServerProcess, UserClient, log_in, sign_up
+from tests.harness.server import UserClient, log_in, sign_up
+from tests.harness.server_process import ServerProcess
 
 TEACHERS = range(1, 16)
 

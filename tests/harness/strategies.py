@@ -1,4 +1,4 @@
-"""Hypothesis strategies the property suites share: tokens shaped like JWTs."""
+"""What the property suites share: their Hypothesis budget, and tokens shaped like JWTs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,18 @@ import json
 from typing import Any
 
 import jwt
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 
 from tests.harness.environment import TEST_SECRET
+
+
+def examples(factor: float, **options: Any) -> settings:
+    """A test's budget: a multiple of the loaded profile's max_examples (ci 40, long 1000), at
+    least one. No explain phase: against a live server it costs seconds and adds nothing the
+    shrunk input does not already show. `options`: more settings."""
+    return settings(max_examples=max(1, int(settings().max_examples * factor)),
+                    phases=[phase for phase in Phase if phase is not Phase.explain], **options)
 
 
 def b64url(data: bytes) -> str:

@@ -127,6 +127,12 @@ class LiveClient(FrameReader):
         return await asyncio.wait_for(reply(), timeout)
 
 
+def client_port(client: LiveClient) -> int:
+    """The local port of the client's connection (which /proc finds its server side by)."""
+    stream = client.connection.protocol.stream  # type: ignore[union-attr]
+    return int(stream.socket.getsockname()[1])
+
+
 async def welcomed(server: JsonClient, token: str) -> LiveClient:
     """A socket to `server` with this token, past its `welcome`."""
     client = await LiveClient.connect(server.base_url, token)

@@ -13,9 +13,9 @@ from pathlib import Path
 import redis.asyncio as redis
 
 from tests.conftest import ServerFactory
+from tests.harness.live_views import subscribe, wait_converged
 from tests.harness.metrics import FEED_MESSAGES, metric
 from tests.harness.redis_server import RedisServer
-from tests.harness.scaled import subscribe, wait_converged
 from tests.harness.server import UserClient, sign_up, wait_for
 from tests.harness.ws_client import LiveClient
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from tests.harness.environment import server_env
 from tests.harness.procfs import kernel_send_buffer_max, rss_kib
-from tests.harness.scaled import RawSocket
-from tests.harness.server import ServerProcess, sign_up
+from tests.harness.raw_socket import RawSocket
+from tests.harness.server import sign_up
+from tests.harness.server_process import ServerProcess
 
 SOCKETS = 12
 PING_ID = "x" * 15_000

@@ -23,7 +23,8 @@ from tests.harness.cli import Finished, run_server_py
 from tests.harness.environment import server_env
 from tests.harness.ports import free_port
 from tests.harness.redis_server import RedisServer
-from tests.harness.server import ROOT, ServerProcess, assert_problem
+from tests.harness.server import ROOT, assert_problem
+from tests.harness.server_process import ServerProcess
 
 SERVE_FLAGS = {"--config", "--host", "--port", "--workers", "--dev", "--no-seed", "--data-dir", "--store",
                "--redis-url", "--redis-cluster"}

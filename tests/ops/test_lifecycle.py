@@ -17,7 +17,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from services.config import PLACEHOLDER_SECRET
 from tests.conftest import ServerFactory
 from tests.harness.environment import server_env
-from tests.harness.server import ROOT, ServerProcess, log_in, sign_up_admin
+from tests.harness.server import ROOT, log_in, sign_up_admin
+from tests.harness.server_process import ServerProcess
 
 Spawn = Callable[..., Awaitable[ServerProcess]]
 

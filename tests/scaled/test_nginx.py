@@ -20,12 +20,13 @@ from playwright.async_api import Browser, BrowserContext, async_playwright, expe
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from tests.harness.live_views import TEACHERS, store_counts
 from tests.harness.nginx import Nginx, NginxFactory, start_nginx  # noqa: F401  (start_nginx: a fixture)
 from tests.harness.pages import PageLog, count, launch_chromium, logged_in_context, open_live, teacher
 from tests.harness.ports import free_port
 from tests.harness.redis_server import RedisServer
-from tests.harness.scaled import TEACHERS, processes, store_counts
-from tests.harness.server import ServerProcess, sign_up
+from tests.harness.server import sign_up
+from tests.harness.server_process import ServerProcess, processes
 
 PASSWORD = "correct horse battery"
 LOGIN_IP_ATTEMPTS = 3

@@ -15,8 +15,8 @@ from pathlib import Path
 from services.workers import MAX_RESTARTS, RESTART_WINDOW, RestartBudget
 from tests.harness.procfs import alive, child_pids, socket_owner
 from tests.harness.redis_server import RedisServer
-from tests.harness.scaled import start_process, stop_process
-from tests.harness.server import ServerProcess, wait_for
+from tests.harness.server import wait_for
+from tests.harness.server_process import ServerProcess, start_process, stop_process
 
 REPLACED_WITHIN = 2.0
 """Seconds from kill -9 of a worker until a new one answers requests."""
