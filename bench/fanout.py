@@ -2,10 +2,10 @@
 
     python bench/fanout.py [--sockets 200,1000] [--rates 100,200,...] [--step 3] [--reach [10]] [--floor]
 
-Targets, in one run, same machine, same Redis, same message size, same client:
-livevote (coalescing off, then on), python-socketio's AsyncServer with
-AsyncRedisManager, and a bare `websockets` server with websockets.broadcast().
-Updates go straight onto each server's Redis channel, each one numbered; the
+Targets, in one run, same machine, same Redis, same message size, same client
+(bench/fanout_targets.py): livevote (coalescing off, then on), python-socketio's
+AsyncServer with AsyncRedisManager, and a bare `websockets` server with
+websockets.broadcast(). Updates go straight onto each server's Redis channel, each one numbered; the
 client (this process, core 1) times every update on a sample of sockets from
 the moment it published it. Per step: updates delivered per second, latency
 percentiles, updates lost, server and client CPU; RSS per socket after
@@ -39,26 +39,22 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SERVER_CORE, CpuMeter, Process, livevote_process, percentile, prepare, table, write_result  # noqa: E402
+from bench.common import SERVER_CORE, CpuMeter, percentile, prepare, table, write_result  # noqa: E402
+from bench.fanout_targets import Target, make_target  # noqa: E402
 from bench.floor import measure_floor  # noqa: E402
 from bench.httpload import sign_in  # noqa: E402
-from bench.wsload import WsClient, connect, open_subscribed  # noqa: E402
-from services.events import subject_votes  # noqa: E402
-from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from bench.wsload import WsClient  # noqa: E402
+from tests.harness.ports import wait_for_port  # noqa: E402
 from tests.harness.procfs import core_seconds, cpu_seconds, main_thread_seconds, rss_kib, softirq_seconds  # noqa: E402
-
-LIVEVOTE_FEED = "lv:" + subject_votes(1)
-"""Where a livevote process hears of subject 1's count changes (the default prefix "lv:")."""
 
 SAMPLED = 50
 """Sockets whose every update is timed (all sockets are counted)."""
@@ -72,23 +68,6 @@ REACH_COLUMNS = ["target", "sockets", "updates", "first p50 ms", "last p50 ms", 
                  "client cpu %", "server cpu %"]
 FLOOR_COLUMNS = ["target", "sockets", "rate", "frames/s", "floor frames/s", "server µs/frame", "floor µs/frame",
                  "ratio", "server full µs/frame", "floor full µs/frame", "floor refused", "floor client cpu %"]
-
-
-def update(version: int) -> bytes:
-    return orjson.dumps({"no": 1, "subject": 1, "good_count": version, "bad_count": 0, "version": version})
-
-
-@dataclass
-class Target:
-    name: str
-    process: Process
-    port: int
-    publish: Callable[[redis.Redis, int], Awaitable[Any]]
-    is_update: Callable[[bytes], bool]
-    version_of: Callable[[bytes], int]
-    open_socket: Callable[[Target, Callable[[bytes], None] | None], Awaitable[WsClient]]
-    token: str = ""
-    coalescing: bool = False
 
 
 @dataclass
@@ -106,75 +85,6 @@ class Tally:
     final_version: int = -1
     final_seen: int = 0
     last_final_at: float = 0.0
-
-
-# -- the three targets ------------------------------------------------------------
-
-
-async def livevote_socket(target: Target, on_text: Callable[[bytes], None] | None) -> WsClient:
-    return await open_subscribed(target.port, target.token, on_text=on_text, timeout=30)
-
-
-async def socketio_socket(target: Target, on_text: Callable[[bytes], None] | None) -> WsClient:
-    client = await connect(target.port, "/socket.io/?EIO=4&transport=websocket")
-    ready = asyncio.get_running_loop().create_future()
-
-    def engine_io(payload: bytes) -> None:
-        if payload[:1] == b"0":
-            client.send_text(b"40")
-        elif payload == b"2":
-            client.send_text(b"3")
-        elif payload.startswith(b"40") and not ready.done():
-            ready.set_result(None)
-        elif on_text is not None:
-            on_text(payload)
-
-    client.on_text = engine_io
-    await asyncio.wait_for(ready, 30)
-    return client
-
-
-async def plain_socket(target: Target, on_text: Callable[[bytes], None] | None) -> WsClient:
-    client = await connect(target.port, "/")
-    client.on_text = on_text
-    return client
-
-
-def livevote_version(payload: bytes) -> int:
-    return int(orjson.loads(payload)["updates"][0]["version"])
-
-
-def socketio_version(payload: bytes) -> int:
-    return int(orjson.loads(payload[2:])[1]["updates"][0]["version"])
-
-
-def make_target(work: Path, redis_url: str, name: str) -> Target:
-    """Picked just before it starts: a port chosen earlier may meanwhile be an ephemeral port of the client."""
-    port = free_port()
-    if name.startswith("livevote"):
-        coalesce = 0 if name == "livevote" else 50
-        process = livevote_process(name, work, port, redis_url, ws__coalesce_ms=coalesce,
-                                   ws__rate_limit=1000, ws__max_pending=1 << 20)
-        return Target(name, process, port, lambda r, v: r.publish(LIVEVOTE_FEED, update(v)),
-                      lambda p: p.startswith(b'{"type":"votes"'), livevote_version, livevote_socket,
-                      coalescing=coalesce > 0)
-    if name == "socketio":
-        import socketio
-
-        manager = socketio.AsyncRedisManager(redis_url, write_only=True)
-        process = Process(name, [sys.executable, "bench/peers/socketio_server.py", "--port", str(port),
-                                 "--redis-url", redis_url])
-        return Target(
-            name, process, port,
-            lambda r, v: manager.emit("votes", {"type": "votes", "channel": "subject:1",
-                                                "updates": [orjson.loads(update(v))]}, room="subject:1"),
-            lambda p: p.startswith(b"42"), socketio_version, socketio_socket)
-    if name == "websockets":
-        process = Process(name, [sys.executable, "bench/peers/websockets_server.py", "--port", str(port),
-                                 "--redis-url", redis_url])
-        return Target(name, process, port, lambda r, v: r.publish("bench:votes", update(v)),
-                      lambda p: p.startswith(b'{"type":"votes"'), livevote_version, plain_socket)
-    raise ValueError(f"unknown target {name}")
 
 
 # -- one target, one socket count -----------------------------------------------------

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import wsload  # noqa: E402
 from bench.common import ROOT, CpuMeter, Process, livevote_process, prepare, table, write_result  # noqa: E402
-from bench.fanout import update  # noqa: E402
+from bench.fanout_targets import update  # noqa: E402
 from bench.httpload import HttpConnection, sign_in  # noqa: E402
 from bench.wsload import WsClient, connect, open_subscribed  # noqa: E402
 from tests.harness.ports import free_port, wait_for_port  # noqa: E402
