@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.harness.server import LiveServer, log_in
+from tests.harness.server import LiveServer, UserClient, log_in
 from tests.harness.ws_contract import ALL_CODES
 from tests.harness.ws_probe import PASSWORD, Env, ProbeSocket, new_user, ws_examples
 
@@ -37,14 +37,19 @@ async def revoked_within(sock: ProbeSocket, started: float, limit: float = 1.0) 
     assert code == 4003, f"closed with {code}, not 4003"
 
 
+async def socket_of_one_of_two_sessions(env: Env, prefix: str) -> tuple[UserClient, UserClient, ProbeSocket]:
+    """A new user logged in twice (sessions 1 and 2), and a socket on session 1."""
+    name = env.username(prefix)
+    first = await new_user(env.server, name)
+    second = await log_in(env.server, name, PASSWORD)
+    return first, second, await ProbeSocket.open(env.server.base_url, first.access_token)
+
+
 def test_auth_op_moves_the_socket_to_the_new_session(env: Env) -> None:
     """Socket on session 1, `auth` with session 2's token, log out session 2: revoked and 4003 within 1 s."""
 
     async def example() -> None:
-        name = env.username("switch")
-        first = await new_user(env.server, name)
-        second = await log_in(env.server, name, PASSWORD)
-        sock = await ProbeSocket.open(env.server.base_url, first.access_token)
+        _, second, sock = await socket_of_one_of_two_sessions(env, "switch")
         reply = await sock.request(op="auth", access_token=second.access_token)
         assert reply["type"] == "ack", reply
         started = time.monotonic()
@@ -59,10 +64,7 @@ def test_refresh_op_moves_the_socket_to_the_refreshed_session(env: Env) -> None:
     (with the rotated refresh token): revoked and 4003 within 1 s."""
 
     async def example() -> None:
-        name = env.username("rotate")
-        first = await new_user(env.server, name)
-        second = await log_in(env.server, name, PASSWORD)
-        sock = await ProbeSocket.open(env.server.base_url, first.access_token)
+        _, second, sock = await socket_of_one_of_two_sessions(env, "rotate")
         reply = await sock.request(op="refresh", refresh_token=second.refresh_token)
         assert reply["type"] == "tokens" and reply["refresh_token"], reply
         started = time.monotonic()
@@ -77,10 +79,7 @@ def test_after_auth_the_old_session_no_longer_owns_the_socket(env: Env) -> None:
     other sockets (the witness, waited for), and leaves this one answering."""
 
     async def example() -> None:
-        name = env.username("leave")
-        first = await new_user(env.server, name)
-        second = await log_in(env.server, name, PASSWORD)
-        sock = await ProbeSocket.open(env.server.base_url, first.access_token)
+        first, second, sock = await socket_of_one_of_two_sessions(env, "leave")
         witness = await ProbeSocket.open(env.server.base_url, first.access_token)
         assert (await sock.request(op="auth", access_token=second.access_token))["type"] == "ack"
         started = time.monotonic()
