@@ -1,5 +1,4 @@
-"""Account requests as any client sends them (the raw response, nothing asserted), one at a time
-or all at once on connections of their own."""
+"""Account requests as any client sends them, raw (nothing asserted), one at a time or all at once."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""livevote processes on one Redis Cluster for the cluster live tests: started each on another
-node's URL, and a logout-all that must close a user's sockets on all of them within a second."""
+"""livevote processes on one Redis Cluster, and a logout-all that must close sockets on all of them.
+
+Each process is started on another node's URL (any node will do: the client discovers the rest).
+"""
 
 from __future__ import annotations
 

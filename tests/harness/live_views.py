@@ -1,5 +1,8 @@
-"""What live subscribers show, against what the store holds: views built from a socket's
-messages, the store's counts, and waiting until they agree."""
+"""What live sockets show against what the store holds, and waiting until they agree.
+
+A socket's view is built from its messages: per teacher, the counts of the highest version seen
+in its channel's snapshots and votes; on the dashboard, the last totals.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Helpers for the browser tests: the system Chromium through Playwright, a
-server that can be restarted on the same port, and pages that report what
-went wrong in them."""
+"""Browser tests' helpers: the system Chromium through Playwright, page locators, and what a page said."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Test helpers: the real app on an unused port, and a small JSON client for it."""
+"""The real app in this process on an unused port, a JSON client for it, its users, and waiting."""
 
 from __future__ import annotations
 

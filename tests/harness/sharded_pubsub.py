@@ -1,5 +1,8 @@
-"""Sharded pub/sub on a real Redis Cluster as redis-py shows it: plain subscribers to one node,
-messages as (type, channel, data), and reading until what a test waits for has come."""
+"""Sharded pub/sub on a real Redis Cluster as redis-py shows it, for the cluster suites.
+
+Plain subscribers to one node, messages as (type, channel, data), and reading until what a test
+waits for has come.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The stores the contract suites open: SQLite, the MongoDB emulation, and a real MongoDB when
-LIVEVOTE_TEST_MONGODB_URL names one; the databases they opened, dropped after each test."""
+"""The stores the contract suites open, and the databases they opened, dropped after each test.
+
+SQLite, the MongoDB emulation, and a real MongoDB when LIVEVOTE_TEST_MONGODB_URL names one.
+"""
 
 from __future__ import annotations
 

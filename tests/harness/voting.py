@@ -1,5 +1,4 @@
-"""Votes as the scaled tests cast them: one over REST or a socket, scripts of them, and voters
-voting without pause while the test breaks something."""
+"""Votes as the scaled tests cast them: one vote, scripts of them, and voters voting without pause."""
 
 from __future__ import annotations
 

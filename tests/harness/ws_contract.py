@@ -1,5 +1,7 @@
-"""The /ws protocol v1 contract as an oracle (docs/protocol.md): which replies a frame may get,
-and check_frame, which sends one on the probe socket and asserts the reply it got is one of them."""
+"""The /ws protocol v1 contract as an oracle: which replies a frame may get (docs/protocol.md).
+
+check_frame sends a frame on the probe socket and asserts that the reply it got is one of them.
+"""
 
 from __future__ import annotations
 

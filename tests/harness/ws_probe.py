@@ -1,6 +1,10 @@
-"""The /ws property suites' rig: one event loop in a thread for Hypothesis's sync tests, a
-module-wide server (rate limits raised, ws.max_message_size set), and a raw probe socket that
-keeps every frame the server sends and delimits a frame's replies with a sentinel ping."""
+"""The /ws property suites' rig: a loop thread for Hypothesis, a module-wide server, a probe socket.
+
+Hypothesis drives plain (sync) tests; every example is a coroutine submitted to the one event
+loop in a thread of its own, where the server lives (rate limits raised, ws.max_message_size
+set). The probe socket keeps every frame the server sends and delimits a frame's replies with
+a sentinel ping.
+"""
 
 from __future__ import annotations
 
