@@ -20,10 +20,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, livevote_process, percentile, prepare, table, wait_for_port, write_result  # noqa: E402
-from bench.httpload import HttpConnection  # noqa: E402
-
-JSON = {"Content-Type": "application/json"}
+from bench.common import livevote_process, percentile, prepare, report  # noqa: E402
+from bench.httpload import JSON, PASSWORD, HttpConnection  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 
 
 async def timed(samples: list[float], call: Awaitable[tuple[int, bytes]]) -> tuple[int, bytes]:
@@ -43,7 +42,7 @@ async def main() -> None:
     try:
         await wait_for_port(port)
         connection = await HttpConnection.open(port)
-        credentials = orjson.dumps({"username": "bench", "password": "load test passphrase"})
+        credentials = orjson.dumps({"username": "bench", "password": PASSWORD})
         await connection.request("POST", "/api/auth/register", credentials, JSON)
         samples: dict[str, list[float]] = {"healthz": [], "login": [], "refresh": [], "vote": []}
         for round_ in range(options.rounds):
@@ -64,8 +63,7 @@ async def main() -> None:
          "p50 / healthz": percentile(values, 0.5) / baseline}
         for name, values in samples.items()
     ]
-    print(table(rows, ["call", "p50 ms", "p99 ms", "p50 / healthz"]))
-    print(f"\nwritten to {write_result('auth', {'rounds': options.rounds, 'rows': rows})}")
+    report("auth", rows, ["call", "p50 ms", "p99 ms", "p50 / healthz"], rounds=options.rounds)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""What every benchmark needs: servers in processes pinned to a core, their CPU and
-memory read from /proc, percentiles, a table, and a JSON result file.
+"""What every benchmark needs: servers in processes pinned to a core, percentiles, a table,
+and a JSON result file. Ports and /proc readings come from the test harness
+(tests/harness/ports.py, tests/harness/procfs.py), which the tests share.
 
 Two cores are shared by the server, Redis and the load client, so the server is
 pinned to core 0 and the load client (this process) and Redis to core 1; every
@@ -8,13 +9,11 @@ figure is read in the same run, and results are reported as ratios.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,19 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.harness.environment import config_env
+from tests.harness.ports import free_port, wait_for_port
+from tests.harness.procfs import cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(os.environ.get("LIVEVOTE_BENCH_RESULTS", ROOT / "bench" / "results"))
 """Where each benchmark writes its JSON; the benchmarks' smoke test points it elsewhere."""
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 SECRET = "bench-secret-that-is-long-enough-for-hs256"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raise_open_files(wanted: int = 65536) -> None:
@@ -47,18 +43,6 @@ def raise_open_files(wanted: int = 65536) -> None:
 
 def pin_client() -> None:
     os.sched_setaffinity(0, {int(CLIENT_CORE)})
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 class CpuMeter:
@@ -115,20 +99,6 @@ def _more_files() -> None:
     raise_open_files()
 
 
-async def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            await writer.wait_closed()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
-
 async def prepare(name: str) -> tuple[Path, Process, str]:
     """Every benchmark's start: more open files, the client on its core, a work dir and a
     redis-server of its own (on the client's core); returns (work dir, redis, its URL)."""
@@ -145,8 +115,7 @@ async def prepare(name: str) -> tuple[Path, Process, str]:
 
 def livevote_process(name: str, work: Path, port: int, redis_url: str | None, **config: Any) -> Process:
     """`python server.py` with LIVEVOTE_<SECTION>__<KEY> settings from `section__key=value`."""
-    env = {"LIVEVOTE_AUTH__SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
-    env.update({f"LIVEVOTE_{key.upper()}": str(value) for key, value in config.items()})
+    env = {"PYTHONUNBUFFERED": "1", **config_env({"auth.secret": SECRET, **config})}
     args = [sys.executable, "server.py", "--port", str(port), "--data-dir", str(work / name)]
     if redis_url:
         args += ["--redis-url", redis_url]
@@ -199,3 +168,10 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **result}, indent=2))
     return path
+
+
+def report(name: str, rows: list[dict[str, Any]], columns: Sequence[str], **result: Any) -> None:
+    """The run's rows as a table, and its result file: `result` and the rows."""
+    print()
+    print(table(rows, columns))
+    print(f"\nwritten to {write_result(name, {**result, 'rows': rows})}")

@@ -20,35 +20,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    Process,
-    free_port,
-    livevote_process,
-    percentile,
-    prepare,
-    rss_bytes,
-    table,
-    wait_for_port,
-    write_result,
-)
-from bench.fanout import livevote_token  # noqa: E402
-from bench.wsload import WsClient, connect  # noqa: E402
+from bench.common import Process, livevote_process, percentile, prepare, report, table  # noqa: E402
+from bench.httpload import sign_in  # noqa: E402
+from bench.wsload import WsClient, connect, open_subscribed  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from tests.harness.procfs import rss_kib  # noqa: E402
 
 COLUMNS = ["target", "sockets", "all subscribed s", "failures", "p50 ms", "p99 ms", "idle sockets", "RSS/socket KiB"]
-
-
-async def open_livevote(port: int, token: str) -> WsClient:
-    client = await connect(port, "/ws", {"Sec-WebSocket-Protocol": f"livevote.v1, bearer.{token}"})
-    subscribed = asyncio.get_running_loop().create_future()
-
-    def on_text(payload: bytes) -> None:
-        if payload.startswith(b'{"type":"snapshot"') and not subscribed.done():
-            subscribed.set_result(None)
-
-    client.on_text = on_text
-    client.send_text(b'{"op":"subscribe","channel":"subject:1"}')
-    await asyncio.wait_for(subscribed, 60)
-    return client
 
 
 async def storm(count: int, opener: Any) -> tuple[list[WsClient], dict[str, Any]]:
@@ -77,14 +55,14 @@ async def storm(count: int, opener: Any) -> tuple[list[WsClient], dict[str, Any]
 
 
 async def measure(name: str, process: Process, opener: Any, storm_size: int, idle: int) -> dict[str, Any]:
-    before = rss_bytes(process.pid)
+    before = rss_kib(process.pid)
     clients, row = await storm(storm_size, opener)
     more, _ = await storm(max(idle - len(clients), 0), opener)
     clients += more
     await asyncio.sleep(2.0)
     row.update({
         "target": name, "sockets": storm_size, "idle sockets": len(clients),
-        "RSS/socket KiB": (rss_bytes(process.pid) - before) / max(len(clients), 1) / 1024,
+        "RSS/socket KiB": (rss_kib(process.pid) - before) / max(len(clients), 1),
     })
     for client in clients:
         client.close()
@@ -104,8 +82,9 @@ async def main() -> None:
         port = free_port()
         server = livevote_process("livevote", work, port, redis_url if options.redis else None).start(work)
         await wait_for_port(port)
-        token = await livevote_token(port)
-        rows.append(await measure("livevote", server, lambda: open_livevote(port, token), options.storm, options.idle))
+        token = await sign_in(port)
+        rows.append(await measure("livevote", server, lambda: open_subscribed(port, token), options.storm,
+                                  options.idle))
         server.stop()
 
         port = free_port()
@@ -116,9 +95,7 @@ async def main() -> None:
         peer.stop()
     finally:
         redis_process.stop()
-    print()
-    print(table(rows, COLUMNS))
-    print(f"\nwritten to {write_result('connect', {'rows': rows})}")
+    report("connect", rows, COLUMNS)
 
 
 if __name__ == "__main__":

@@ -24,18 +24,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    CpuMeter,
-    free_port,
-    livevote_process,
-    percentile,
-    prepare,
-    table,
-    wait_for_port,
-    write_result,
-)
-from bench.fanout import SAMPLED, livevote_token  # noqa: E402
+from bench.common import CpuMeter, livevote_process, percentile, prepare, report, table  # noqa: E402
+from bench.fanout import SAMPLED  # noqa: E402
+from bench.httpload import sign_in  # noqa: E402
 from bench.wsload import WsClient, connect  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 
 COLUMNS = ["mode", "sockets", "rate", "delivered/s", "delivered %", "p50 ms", "p99 ms", "server cpu %"]
 
@@ -57,7 +50,7 @@ async def subscriber(port: int, token: str, on_version: Callable[[int], None]) -
 
 
 async def measure(mode: str, port: int, pid: int, sockets: int, rates: list[int], seconds: float) -> list[dict[str, Any]]:
-    token = await livevote_token(port)
+    token = await sign_in(port)
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
     received = [0]
@@ -133,9 +126,7 @@ async def main() -> None:
                 server.stop()
     finally:
         redis_process.stop()
-    print()
-    print(table(rows, COLUMNS))
-    print(f"\nwritten to {write_result('e2e', {'rows': rows})}")
+    report("e2e", rows, COLUMNS)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
     python bench/fanout.py [--sockets 200,1000] [--rates 100,200,...] [--step 3] [--reach [10]] [--floor]
 
-Targets, in one run, same machine, same Redis, same message size, same client:
-livevote (coalescing off, then on), python-socketio's AsyncServer with
-AsyncRedisManager, and a bare `websockets` server with websockets.broadcast().
-Updates go straight onto each server's Redis channel, each one numbered; the
+Targets, in one run, same machine, same Redis, same message size, same client
+(bench/fanout_targets.py): livevote (coalescing off, then on), python-socketio's
+AsyncServer with AsyncRedisManager, and a bare `websockets` server with
+websockets.broadcast(). Updates go straight onto each server's Redis channel, each one numbered; the
 client (this process, core 1) times every update on a sample of sockets from
 the moment it published it. Per step: updates delivered per second, latency
 percentiles, updates lost, server and client CPU; RSS per socket after
@@ -39,37 +39,22 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis.asyncio as redis
-from tornado.httpclient import AsyncHTTPClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    SERVER_CORE,
-    CpuMeter,
-    Process,
-    cpu_seconds,
-    free_port,
-    livevote_process,
-    percentile,
-    prepare,
-    rss_bytes,
-    table,
-    wait_for_port,
-    write_result,
-)
-from bench.floor import core_seconds, measure_floor, softirq_seconds  # noqa: E402
-from bench.wsload import WsClient, connect  # noqa: E402
-from services.events import subject_votes  # noqa: E402
-
-LIVEVOTE_FEED = "lv:" + subject_votes(1)
-"""Where a livevote process hears of subject 1's count changes (the default prefix "lv:")."""
+from bench.common import SERVER_CORE, CpuMeter, percentile, prepare, table, write_result  # noqa: E402
+from bench.fanout_targets import Target, make_target  # noqa: E402
+from bench.floor import measure_floor  # noqa: E402
+from bench.httpload import sign_in  # noqa: E402
+from bench.wsload import WsClient  # noqa: E402
+from tests.harness.ports import wait_for_port  # noqa: E402
+from tests.harness.procfs import core_seconds, cpu_seconds, main_thread_seconds, rss_kib, softirq_seconds  # noqa: E402
 
 SAMPLED = 50
 """Sockets whose every update is timed (all sockets are counted)."""
@@ -83,23 +68,6 @@ REACH_COLUMNS = ["target", "sockets", "updates", "first p50 ms", "last p50 ms", 
                  "client cpu %", "server cpu %"]
 FLOOR_COLUMNS = ["target", "sockets", "rate", "frames/s", "floor frames/s", "server µs/frame", "floor µs/frame",
                  "ratio", "server full µs/frame", "floor full µs/frame", "floor refused", "floor client cpu %"]
-
-
-def update(version: int) -> bytes:
-    return orjson.dumps({"no": 1, "subject": 1, "good_count": version, "bad_count": 0, "version": version})
-
-
-@dataclass
-class Target:
-    name: str
-    process: Process
-    port: int
-    publish: Callable[[redis.Redis, int], Awaitable[Any]]
-    is_update: Callable[[bytes], bool]
-    version_of: Callable[[bytes], int]
-    open_socket: Callable[[Target, Callable[[bytes], None] | None], Awaitable[WsClient]]
-    token: str = ""
-    coalescing: bool = False
 
 
 @dataclass
@@ -117,96 +85,6 @@ class Tally:
     final_version: int = -1
     final_seen: int = 0
     last_final_at: float = 0.0
-
-
-# -- the three targets ------------------------------------------------------------
-
-
-async def livevote_socket(target: Target, on_text: Callable[[bytes], None] | None) -> WsClient:
-    client = await connect(target.port, "/ws", {"Sec-WebSocket-Protocol": f"livevote.v1, bearer.{target.token}"})
-    ready = asyncio.get_running_loop().create_future()
-
-    def opening(payload: bytes) -> None:
-        if payload.startswith(b'{"type":"snapshot"') and not ready.done():
-            ready.set_result(None)
-
-    client.on_text = opening
-    client.send_text(b'{"op":"subscribe","channel":"subject:1"}')
-    await asyncio.wait_for(ready, 30)
-    client.on_text = on_text
-    return client
-
-
-async def socketio_socket(target: Target, on_text: Callable[[bytes], None] | None) -> WsClient:
-    client = await connect(target.port, "/socket.io/?EIO=4&transport=websocket")
-    ready = asyncio.get_running_loop().create_future()
-
-    def engine_io(payload: bytes) -> None:
-        if payload[:1] == b"0":
-            client.send_text(b"40")
-        elif payload == b"2":
-            client.send_text(b"3")
-        elif payload.startswith(b"40") and not ready.done():
-            ready.set_result(None)
-        elif on_text is not None:
-            on_text(payload)
-
-    client.on_text = engine_io
-    await asyncio.wait_for(ready, 30)
-    return client
-
-
-async def plain_socket(target: Target, on_text: Callable[[bytes], None] | None) -> WsClient:
-    client = await connect(target.port, "/")
-    client.on_text = on_text
-    return client
-
-
-def livevote_version(payload: bytes) -> int:
-    return int(orjson.loads(payload)["updates"][0]["version"])
-
-
-def socketio_version(payload: bytes) -> int:
-    return int(orjson.loads(payload[2:])[1]["updates"][0]["version"])
-
-
-def make_target(work: Path, redis_url: str, name: str) -> Target:
-    """Picked just before it starts: a port chosen earlier may meanwhile be an ephemeral port of the client."""
-    port = free_port()
-    if name.startswith("livevote"):
-        coalesce = 0 if name == "livevote" else 50
-        process = livevote_process(name, work, port, redis_url, ws__coalesce_ms=coalesce,
-                                   ws__rate_limit=1000, ws__max_pending=1 << 20)
-        return Target(name, process, port, lambda r, v: r.publish(LIVEVOTE_FEED, update(v)),
-                      lambda p: p.startswith(b'{"type":"votes"'), livevote_version, livevote_socket,
-                      coalescing=coalesce > 0)
-    if name == "socketio":
-        import socketio
-
-        manager = socketio.AsyncRedisManager(redis_url, write_only=True)
-        process = Process(name, [sys.executable, "bench/peers/socketio_server.py", "--port", str(port),
-                                 "--redis-url", redis_url])
-        return Target(
-            name, process, port,
-            lambda r, v: manager.emit("votes", {"type": "votes", "channel": "subject:1",
-                                                "updates": [orjson.loads(update(v))]}, room="subject:1"),
-            lambda p: p.startswith(b"42"), socketio_version, socketio_socket)
-    if name == "websockets":
-        process = Process(name, [sys.executable, "bench/peers/websockets_server.py", "--port", str(port),
-                                 "--redis-url", redis_url])
-        return Target(name, process, port, lambda r, v: r.publish("bench:votes", update(v)),
-                      lambda p: p.startswith(b'{"type":"votes"'), livevote_version, plain_socket)
-    raise ValueError(f"unknown target {name}")
-
-
-async def livevote_token(port: int) -> str:
-    client = AsyncHTTPClient()
-    body = orjson.dumps({"username": "bench", "password": "load test passphrase"})
-    await client.fetch(f"http://127.0.0.1:{port}/api/auth/register", method="POST", body=body,
-                       headers={"Content-Type": "application/json"}, raise_error=False)
-    reply = await client.fetch(f"http://127.0.0.1:{port}/api/auth/login", method="POST", body=body,
-                               headers={"Content-Type": "application/json"})
-    return str(orjson.loads(reply.body)["access_token"])
 
 
 # -- one target, one socket count -----------------------------------------------------
@@ -267,13 +145,6 @@ class CoreMeter:
         return {"server": server, "softirq": softirq, "other": other, "wall": wall}
 
 
-def run_seconds(pid: int) -> float:
-    """CPU seconds of a process's main thread to the nanosecond (/proc/<pid>/schedstat): a reach
-    window is tens of ms, and /proc/<pid>/stat counts 10 ms ticks. The servers and this client
-    do their work on that thread."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
-
-
 async def reach(target: Target, publisher: redis.Redis, sockets: int, repeats: int, version: int,
                 tally_ref: list[Tally]) -> tuple[dict[str, Any], int]:
     """ONE update to idle sockets, `repeats` times: from its publish until the first and the LAST
@@ -284,7 +155,7 @@ async def reach(target: Target, publisher: redis.Redis, sockets: int, repeats: i
     for _ in range(repeats):
         await asyncio.sleep(REACH_SPACING)
         tally = tally_ref[0] = Tally(expected=sockets)
-        client_at, server_at = run_seconds(os.getpid()), run_seconds(target.process.pid)
+        client_at, server_at = main_thread_seconds(os.getpid()), main_thread_seconds(target.process.pid)
         sent = time.perf_counter()
         await target.publish(publisher, version)
         version += 1
@@ -293,8 +164,8 @@ async def reach(target: Target, publisher: redis.Redis, sockets: int, repeats: i
         except TimeoutError:
             missed += sockets - tally.updates
             continue
-        client += run_seconds(os.getpid()) - client_at
-        server += run_seconds(target.process.pid) - server_at
+        client += main_thread_seconds(os.getpid()) - client_at
+        server += main_thread_seconds(target.process.pid) - server_at
         window += time.perf_counter() - sent
         first.append(1000 * (tally.first_at - sent))
         last.append(1000 * (tally.last_at - sent))
@@ -376,10 +247,10 @@ async def measure(target: Target, redis_url: str, sockets: int, rates: list[int]
     floor beside the saturation step (if `floor_work`, where its sender logs)."""
     publisher = redis.Redis.from_url(redis_url)
     tally_ref = [Tally()]
-    before = rss_bytes(target.process.pid)
+    before = rss_kib(target.process.pid)
     clients = await open_sockets(target, sockets, tally_ref)
     await asyncio.sleep(1.0)
-    rss_per_socket = (rss_bytes(target.process.pid) - before) / sockets
+    rss_per_socket = 1024 * (rss_kib(target.process.pid) - before) / sockets  # bytes, as the results have it
     measured: dict[str, Any] = {"rss_per_socket": rss_per_socket}
     version = 1_000_000 * (sockets + 1)
     if reach_repeats:
@@ -451,7 +322,7 @@ async def main() -> None:
             target.process.start(work)
             await wait_for_port(target.port)
             if target.name.startswith("livevote"):
-                target.token = await livevote_token(target.port)
+                target.token = await sign_in(target.port)
             for sockets in map(int, options.sockets.split(",")):
                 print(f"\n{target.name}, {sockets} sockets", flush=True)
                 rates = list(map(int, options.rates.split(",")))

@@ -43,18 +43,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    CLIENT_CORE,
-    SERVER_CORE,
-    CpuMeter,
-    Process,
-    cpu_seconds,
-    free_port,
-    pin_client,
-    raise_open_files,
-    table,
-    write_result,
-)
+from bench.common import CLIENT_CORE, SERVER_CORE, CpuMeter, Process, pin_client, raise_open_files, table, write_result  # noqa: E402
+from tests.harness.ports import free_port  # noqa: E402
+from tests.harness.procfs import core_seconds, cpu_seconds, softirq_seconds  # noqa: E402
 
 FRAME_SIZE = 120
 CONNECT_CONCURRENCY = 500
@@ -174,33 +165,8 @@ class Drain(asyncio.Protocol):
         Drain.received += len(data)
 
 
-def core_seconds(core: str) -> float:
-    """Busy seconds of one core since boot, from /proc/stat (sampled at each tick)."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{core} "):
-            ticks = [int(value) for value in line.split()[1:]]
-            idle = ticks[3] + ticks[4]  # idle, iowait
-            return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-    raise RuntimeError(f"no cpu{core} in /proc/stat")
-
-
-def softirq_seconds(core: str) -> float:
-    """Loopback delivery the kernel defers to ksoftirqd/N, charged to that thread, not to the
-    sender. Not /proc/stat's softirq column: without CONFIG_IRQ_TIME_ACCOUNTING (the usual
-    build) the softirq a send() runs on its way out is in the sender's system time already,
-    and that column counts it again (measured: sender 4.26 s + column 1.57 s on a core busy
-    4.33 s)."""
-    for stat in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if stat.read_text().strip() == f"ksoftirqd/{core}":
-                return cpu_seconds(int(stat.parent.name))
-        except OSError:
-            continue
-    return 0.0
-
-
 async def _control_connection(port: int, timeout: float = 30.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Not bench.common.wait_for_port: the sender takes its first connection as the control one."""
+    """Not tests.harness.ports.wait_for_port: the sender takes its first connection as the control one."""
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -1,8 +1,14 @@
-"""A keep-alive HTTP/1.1 client just big enough for the benchmarks: one request at a time per connection."""
+"""A keep-alive HTTP/1.1 client just big enough for the benchmarks: one request at a time per
+connection; and a benchmark user signed in with it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+
+PASSWORD = "load test passphrase"
+"""Every benchmark user's (bench/peers/drf/bootstrap.py gives its users this one too)."""
+JSON = {"Content-Type": "application/json"}
 
 
 class HttpConnection:
@@ -30,3 +36,20 @@ class HttpConnection:
     async def close(self) -> None:
         self._writer.close()
         await self._writer.wait_closed()
+
+
+async def sign_in(port: int, username: str = "bench", *, register: bool = True,
+                  token_field: str = "access_token") -> str:
+    """An access token for `username` (registered first unless the server has it already; a
+    second registration is refused, which is fine)."""
+    connection = await HttpConnection.open(port)
+    body = json.dumps({"username": username, "password": PASSWORD}).encode()
+    try:
+        if register:
+            await connection.request("POST", "/api/auth/register", body, JSON)
+        status, reply = await connection.request("POST", "/api/auth/login", body, JSON)
+    finally:
+        await connection.close()
+    if status != 200:
+        raise RuntimeError(f"login of {username} on port {port} answered {status}: {reply!r}")
+    return str(json.loads(reply)[token_field])

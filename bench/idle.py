@@ -44,22 +44,12 @@ import redis.asyncio as redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import wsload  # noqa: E402
-from bench.common import (  # noqa: E402
-    ROOT,
-    CpuMeter,
-    Process,
-    free_port,
-    livevote_process,
-    prepare,
-    rss_bytes,
-    table,
-    wait_for_port,
-    write_result,
-)
-from bench.connect import open_livevote  # noqa: E402
-from bench.fanout import livevote_token, update  # noqa: E402
-from bench.httpload import HttpConnection  # noqa: E402
-from bench.wsload import WsClient, connect  # noqa: E402
+from bench.common import ROOT, CpuMeter, Process, livevote_process, prepare, table, write_result  # noqa: E402
+from bench.fanout_targets import update  # noqa: E402
+from bench.httpload import HttpConnection, sign_in  # noqa: E402
+from bench.wsload import WsClient, connect, open_subscribed  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from tests.harness.procfs import rss_kib  # noqa: E402
 
 CONNECT_CONCURRENCY = 200
 CHEAP_ARGON2 = {"auth__argon2_memory_kib": 8192, "auth__argon2_time_cost": 1}
@@ -116,7 +106,7 @@ async def livevote_target(name: str, work: Path, redis_url: str | None, **config
     port = free_port()
     process = livevote_process(name, work, port, redis_url, **CHEAP_ARGON2, **config).start(work)
     await wait_for_port(port)
-    token = await livevote_token(port)
+    token = await sign_in(port)
     http = await HttpConnection.open(port)
     status, body = await http.request("GET", "/api/subjects/1/teachers")
     assert status == 200, body
@@ -130,7 +120,7 @@ async def livevote_target(name: str, work: Path, redis_url: str | None, **config
                                            orjson.dumps({"value": next(values)}), headers)
         assert status == 200, reply
 
-    return Target(name, process, port, lambda: open_livevote(port, token), publish, http.close)
+    return Target(name, process, port, lambda: open_subscribed(port, token), publish, http.close)
 
 
 def _first_teacher(page: Any) -> int:
@@ -211,15 +201,15 @@ async def measure(target: Target, sockets: int, baseline_seconds: float, seconds
     await asyncio.sleep(2.0)
     rows = [await windows(target, "no sockets", 0, baseline_seconds, None, [], None, 1)]
     baseline = rows[0]["server cpu %"]
-    before = rss_bytes(target.process.pid)
+    before = rss_kib(target.process.pid)
     began = time.perf_counter()
     clients = await open_all(target, sockets)
     connected = time.perf_counter() - began
     await asyncio.sleep(3.0)
-    after = rss_bytes(target.process.pid)
+    after = rss_kib(target.process.pid)
     memory = {
-        "target": target.name, "sockets": len(clients), "RSS before MiB": before / 2**20,
-        "RSS after MiB": after / 2**20, "RSS/socket KiB": (after - before) / len(clients) / 1024, "connect s": connected,
+        "target": target.name, "sockets": len(clients), "RSS before MiB": before / 1024,
+        "RSS after MiB": after / 1024, "RSS/socket KiB": (after - before) / len(clients), "connect s": connected,
     }
     print(table([memory], MEMORY_COLUMNS), flush=True)
     idle = await windows(target, "idle", len(clients), seconds, None, clients, baseline, repeat)

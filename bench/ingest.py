@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
@@ -43,24 +41,22 @@ from bench.common import (  # noqa: E402
     SERVER_CORE,
     CpuMeter,
     Process,
-    free_port,
     livevote_process,
     prepare,
     table,
-    wait_for_port,
     write_result,
 )
-from bench.httpload import HttpConnection  # noqa: E402
+from bench.httpload import sign_in  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from tests.harness.procfs import core_ticks, process_tree  # noqa: E402
 
 SCRIPT = ROOT / "bench" / "wrk" / "votes.lua"
 USERS = 64  # within livevote's default register_attempts (100 an hour per address)
-PASSWORD = "load test passphrase"  # bench/peers/drf/bootstrap.py gives its users this one
 TEACHERS = 15  # livevote's demo data and the peer's bootstrap both have teachers 1..15
 WRK_THREADS = 1  # the client has one core
 # One thread, as SQLite has one writer: with more, the writers that lose BEGIN IMMEDIATE sleep in
 # SQLite's busy handler (1, 2, 5, 10 ms ...) and votes/s halves (2 to 8 threads measured, at 50-70% CPU).
 GUNICORN_THREADS = 1
-JSON = {"Content-Type": "application/json"}
 COLUMNS = ["server", "endpoint", "connections", "req/s", "p50 ms", "p99 ms", "non-2xx", "socket errors",
            "server cpu %", "cpu us/req", "core 0 other %", "counts ok"]
 RATIO_COLUMNS = ["connections", "livevote/drf votes", "quiet/drf votes", "livevote votes/healthz",
@@ -146,41 +142,6 @@ async def start(server: Server, work: Path) -> None:
         sys.exit(f"{server.name} did not start; see {work / server.process.name}.log")
 
 
-async def sign_in(server: Server, index: int) -> str:
-    connection = await HttpConnection.open(server.port)
-    body = orjson.dumps({"username": f"bench{index}", "password": PASSWORD})
-    if server.register:
-        await connection.request("POST", "/api/auth/register", body, JSON)
-    status, reply = await connection.request("POST", "/api/auth/login", body, JSON)
-    await connection.close()
-    if status != 200:
-        raise RuntimeError(f"{server.name}: login of bench{index} answered {status}: {reply!r}")
-    return str(orjson.loads(reply)[server.token_field])
-
-
-def process_tree(pid: int) -> list[int]:
-    """The server and its descendants: gunicorn's worker is a child of its master."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError):
-            continue
-    tree = [pid]
-    for parent in tree:
-        tree += [child for child, its_parent in parents.items() if its_parent == parent]
-    return tree
-
-
-def core_jiffies(core: str) -> tuple[int, int]:
-    """(busy, all) clock ticks of one core since boot."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{core} "):
-            ticks = [int(tick) for tick in line.split()[1:9]]  # guest time is already in user time
-            return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # less idle and iowait
-    raise RuntimeError(f"no cpu{core} in /proc/stat")
-
-
 async def wrk(server: Server, path: str, connections: int, seconds: int,
               script_args: list[str] | None = None) -> tuple[str, dict[str, float]]:
     """wrk's output for one run, the server's CPU % meanwhile (its whole process tree), and the
@@ -196,11 +157,11 @@ async def wrk(server: Server, path: str, connections: int, seconds: int,
     meters = [CpuMeter(pid) for pid in process_tree(server.process.pid)]
     for meter in meters:
         meter.start()
-    busy, ticks = core_jiffies(SERVER_CORE)
+    busy, ticks = core_ticks(SERVER_CORE)
     client = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
                                                   stderr=asyncio.subprocess.STDOUT)
     output = (await client.communicate())[0].decode()
-    busy_after, ticks_after = core_jiffies(SERVER_CORE)
+    busy_after, ticks_after = core_ticks(SERVER_CORE)
     cpu = sum(meter.stop() for meter in meters)
     if client.returncode != 0 or "Requests/sec:" not in output:
         raise RuntimeError(f"wrk failed on {server.name} {path}:\n{output}")
@@ -249,7 +210,8 @@ async def measure(server: Server, work: Path, connection_counts: list[int], seco
                              **parse(healthz), **healthz_cpu})
                 print(table(displayed(rows[-1:]), COLUMNS), flush=True)
             return rows
-        tokens = [await sign_in(server, index) for index in range(USERS)]
+        tokens = [await sign_in(server.port, f"bench{index}", register=server.register, token_field=server.token_field)
+                  for index in range(USERS)]
         tokens_file = work / f"{server.name}-tokens.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
         steps = ["0"] * WRK_THREADS

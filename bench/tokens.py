@@ -25,18 +25,12 @@ import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    CpuMeter,
-    free_port,
-    livevote_process,
-    prepare,
-    table,
-    wait_for_port,
-    write_result,
-)
-from bench.connect import open_livevote, storm  # noqa: E402
-from bench.fanout import livevote_token  # noqa: E402
-from bench.httpload import HttpConnection  # noqa: E402
+from bench.common import CpuMeter, livevote_process, prepare, report, table  # noqa: E402
+from bench.connect import storm  # noqa: E402
+from bench.httpload import HttpConnection, sign_in  # noqa: E402
+from bench.wsload import open_subscribed  # noqa: E402
+from tests.harness.metrics import sample  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 
 COLUMNS = ["mode", "sockets", "phase", "seconds", "pushes", "lag p99 ms", "lag max bucket ms", "server cpu %",
            "redis cmds/push"]
@@ -52,7 +46,7 @@ async def scrape(port: int) -> tuple[dict[float, float], float]:
         float("inf") if bound == "+Inf" else float(bound): float(count)
         for bound, count in re.findall(r'livevote_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
     }
-    pushes = float(re.search(r"^livevote_token_pushes_total (\S+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    pushes = sample(text, "livevote_token_pushes_total")
     return buckets, pushes
 
 
@@ -99,9 +93,9 @@ async def measure(mode: str, work: Path, redis_url: str | None, sockets: int, tt
     redis_client = redis.Redis.from_url(redis_url) if redis_url else None
     try:
         await wait_for_port(port)
-        token = await livevote_token(port)
+        token = await sign_in(port)
         expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
-        clients, opened = await storm(sockets, lambda: open_livevote(port, token))
+        clients, opened = await storm(sockets, lambda: open_subscribed(port, token))
         print(f"{mode}: {len(clients)} sockets open in {opened['all subscribed s']:.1f} s", flush=True)
         storm_starts = expires_at - ahead - 0.5
         idle = max(min(storm_starts - time.time() - 1, 10.0), 1.0)
@@ -132,9 +126,7 @@ async def main() -> None:
         rows += await measure("redis", work, redis_url, options.sockets, options.ttl, options.ahead)
     finally:
         redis_process.stop()
-    print()
-    print(table(rows, COLUMNS))
-    print(f"\nwritten to {write_result('tokens', {'rows': rows})}")
+    report("tokens", rows, COLUMNS)
 
 
 if __name__ == "__main__":

@@ -25,18 +25,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    CpuMeter,
-    free_port,
-    livevote_process,
-    percentile,
-    prepare,
-    table,
-    wait_for_port,
-    write_result,
-)
-from bench.httpload import HttpConnection  # noqa: E402
+from bench.common import CpuMeter, livevote_process, percentile, prepare, report, table  # noqa: E402
+from bench.httpload import HttpConnection, sign_in  # noqa: E402
 from bench.wsload import connect  # noqa: E402
+from tests.harness.ports import free_port, wait_for_port  # noqa: E402
 
 VALUES = ("good", "bad", None)
 TEACHERS = range(1, 16)
@@ -44,17 +36,6 @@ COLUMNS = ["mode", "via", "clients", "ops/s", "ratio to healthz", "p50 ms", "p99
            "client cpu %"]
 
 Operation = Callable[[int], Awaitable[bool]]
-
-
-async def sign_in(port: int, index: int) -> str:
-    connection = await HttpConnection.open(port)
-    body = orjson.dumps({"username": f"bench{index}", "password": "load test passphrase"})
-    headers = {"Content-Type": "application/json"}
-    await connection.request("POST", "/api/auth/register", body, headers)
-    status, reply = await connection.request("POST", "/api/auth/login", body, headers)
-    await connection.close()
-    assert status == 200, reply
-    return str(orjson.loads(reply)["access_token"])
 
 
 async def rest_client(port: int, token: str, vote: bool) -> tuple[Operation, Callable[[], Awaitable[None]]]:
@@ -127,7 +108,7 @@ async def measure_mode(mode: str, work: Path, redis_url: str | None, clients: in
     rows = []
     try:
         await wait_for_port(port)
-        tokens = [await sign_in(port, index) for index in range(clients)]
+        tokens = [await sign_in(port, f"bench{index}") for index in range(clients)]
         plans: list[tuple[str, Callable[[str], Awaitable[tuple[Operation, Callable[[], Awaitable[None]]]]]]] = [
             ("healthz", lambda token: rest_client(port, token, vote=False)),
             ("REST PUT/DELETE", lambda token: rest_client(port, token, vote=True)),
@@ -159,9 +140,7 @@ async def main() -> None:
         rows += await measure_mode("redis", work, redis_url, options.clients, options.seconds)
     finally:
         redis_process.stop()
-    print()
-    print(table(rows, COLUMNS))
-    print(f"\nwritten to {write_result('votes', {'rows': rows})}")
+    report("votes", rows, COLUMNS)
 
 
 if __name__ == "__main__":

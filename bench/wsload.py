@@ -13,6 +13,7 @@ import base64
 import os
 import struct
 from collections.abc import Callable
+from ssl import SSLContext
 
 OnPayload = Callable[[bytes], None]
 ZERO_MASK = b"\x00\x00\x00\x00"
@@ -113,17 +114,44 @@ class WsClient(asyncio.Protocol):
 
 
 async def connect(
-    port: int, path: str = "/ws", headers: dict[str, str] | None = None, on_payload: OnPayload | None = None,
+    port: int, path: str = "/ws", headers: dict[str, str] | None = None, on_payload: OnPayload | None = None, *,
+    factory: Callable[[], WsClient] | None = None, ssl: SSLContext | None = None, timeout: float = 30.0,
 ) -> WsClient:
+    """A socket to 127.0.0.1:`port`, open once the server's 101 came. `factory` makes the client
+    instead of WsClient(on_payload): a client whose callbacks are set before the first frame,
+    which may come in the 101's own read."""
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: WsClient(on_payload), "127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-        *(f"{name}: {value}" for name, value in (headers or {}).items()),
-    ]
-    assert client.transport is not None
-    client.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    await asyncio.wait_for(client.opened, 30)
+    async with asyncio.timeout(timeout):
+        _, client = await loop.create_connection(factory or (lambda: WsClient(on_payload)), "127.0.0.1", port, ssl=ssl)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [
+            f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
+            *(f"{name}: {value}" for name, value in (headers or {}).items()),
+        ]
+        assert client.transport is not None
+        client.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await asyncio.wait_for(client.opened, timeout)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+async def open_subscribed(port: int, token: str, channel: str = "subject:1", on_text: OnPayload | None = None,
+                          timeout: float = 60.0) -> WsClient:
+    """A livevote socket (bearer token in the subprotocol) subscribed to `channel`, returned once
+    its snapshot came; from then on `on_text` gets every text frame."""
+    client = await connect(port, "/ws", {"Sec-WebSocket-Protocol": f"livevote.v1, bearer.{token}"})
+    subscribed = asyncio.get_running_loop().create_future()
+
+    def opening(payload: bytes) -> None:
+        if payload.startswith(b'{"type":"snapshot"') and not subscribed.done():
+            subscribed.set_result(None)
+
+    client.on_text = opening
+    client.send_text(b'{"op":"subscribe","channel":"%s"}' % channel.encode())
+    await asyncio.wait_for(subscribed, timeout)
+    client.on_text = on_text
     return client

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-
+from tests.harness.redis_cluster import ClusterServers
 from tests.harness.redis_server import RedisServer, RedisTarget
 from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin
 
@@ -67,9 +67,6 @@ def redis_or_none(request: pytest.FixtureRequest) -> RedisServer | None:
     A plain fixture, since an async one cannot ask for `redis_server` only when needed.
     """
     return request.getfixturevalue("redis_server") if request.param == "redis" else None
-
-
-from tests.harness.redis_cluster import ClusterServers  # noqa: E402  (appended with the fixture below)
 
 
 @pytest.fixture

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.scaled import rss_kib
-from tests.harness.server import LiveServer, ServerProcess, assert_problem, server_env
+from tests.harness.environment import server_env
+from tests.harness.procfs import peak_rss_kib, reset_peak_rss
+from tests.harness.server import LiveServer, assert_problem
+from tests.harness.server_process import ServerProcess
 
 DECLARED = 50_000_000
 SENT_PER_CONNECTION = 4 * 1024 * 1024
@@ -72,20 +74,6 @@ class RawRequest:
             raise AssertionError(f"{self.method} {self.path}: still reading the body after {self.sent} bytes") from None
         finally:
             self._writer.close()
-
-
-def reset_peak_rss(pid: int) -> int:
-    """Start a new peak (`5` to clear_refs resets VmHWM); the resident size now, in KiB."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-    return rss_kib(pid)
-
-
-def peak_rss_kib(pid: int) -> int:
-    """The most the process has had resident since the last reset, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmHWM for {pid}")
 
 
 def refused(answer: bytes) -> bool:

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from tests.conftest import ServerFactory
+from tests.harness.metrics import sample
 from tests.harness.server import LiveServer, UserClient
 from tests.harness.ws_client import LiveClient
-
-
-def sample(text: str, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    assert match, f"{name} not in metrics"
-    return float(match.group(1))
 
 
 async def test_metrics_count_sockets_votes_and_broadcasts(api: LiveServer, user: UserClient) -> None:

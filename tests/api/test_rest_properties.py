@@ -20,28 +20,20 @@ generated requests in all, 1,040 with `ci` (about 10 s), 26,000 with `long`.
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import date, datetime
 from functools import cache
 from typing import Any
 from urllib.parse import quote, quote_from_bytes
 
-from hypothesis import Phase, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from handlers.app import routes
 from handlers.openapi import openapi_document
 from tests.harness.server import JsonClient, LiveServer, Response, UserClient, assert_problem
-
-
-def examples(factor: int) -> settings:
-    """This test's budget, a multiple of the profile's (ci 40, long 1000). No explain phase:
-    against a live server it costs seconds and adds nothing the shrunk request does not show."""
-    return settings(max_examples=settings.default.max_examples * factor,
-                    phases=[phase for phase in Phase if phase is not Phase.explain])
-
+from tests.harness.strategies import examples, jwt_like
 
 # -- values ---------------------------------------------------------------------------
 
@@ -167,26 +159,10 @@ HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, excl
 """What an HTTP header value can carry (Latin-1, no control characters)."""
 
 
-def base64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-@st.composite
-def jwt_like(draw: st.DrawFn) -> str:
-    """Three base64url parts shaped like a JWT: a header that may claim our type and algorithm,
-    any payload, a signature of random bytes."""
-    header = draw(st.fixed_dictionaries({}, optional={
-        "typ": st.just("at+jwt") | JSON_VALUES, "alg": st.sampled_from(["HS256", "none", "RS256"]) | JSON_VALUES,
-        "kid": JSON_VALUES, "crit": JSON_VALUES,
-    }) | JSON_VALUES)
-    parts = [json.dumps(header).encode(), json.dumps(draw(JSON_VALUES)).encode(), draw(st.binary(max_size=40))]
-    return ".".join(base64url(part) for part in parts)
-
-
 def credentials(admin: UserClient, user: UserClient) -> st.SearchStrategy[dict[str, str]]:
     """Mostly the admin's token, so that writes reach validation; else a user's, none, or junk."""
     junk = st.builds(lambda scheme, token: {"Authorization": f"{scheme} {token}"},
-                     st.sampled_from(["Bearer", "bearer", "Basic", ""]), HEADER_TEXT | jwt_like())
+                     st.sampled_from(["Bearer", "bearer", "Basic", ""]), HEADER_TEXT | jwt_like(JSON_VALUES))
     return st.one_of(st.just(admin.bearer), st.just(admin.bearer), st.just(admin.bearer), st.just(admin.bearer),
                      st.just(user.bearer), st.just({}), junk)
 

@@ -13,8 +13,6 @@ from typing import Any
 
 import jwt
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -22,11 +20,14 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.errors import Unauthorized
 from services.auth.tokens import TokenService, VerifiedTokens, ViewerClaims
+from services.errors import Unauthorized
 from tests.conftest import ServerFactory
-from tests.harness.server import TEST_SECRET, UserClient, assert_problem, make_config, sign_up
+from tests.harness.environment import TEST_SECRET
+from tests.harness.server import UserClient, assert_problem, make_config, sign_up
 
 Forge = Callable[[dict[str, Any]], str]
 

@@ -12,8 +12,8 @@ from redis.crc import key_slot
 from services.backends.broker_redis_cluster import ClusterBroker
 from services.backends.broker_redis_subscriber import NETWORK_ERRORS
 from services.events import subject_votes
+from tests.harness.broker import Recorder
 from tests.harness.redis_cluster import ClusterServers
-from tests.backends.test_redis_backends import Recorder
 
 SUBJECTS = range(1, 7)
 """Enough subjects for their feeds to land on every master."""

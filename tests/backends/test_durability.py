@@ -9,7 +9,9 @@ from pathlib import Path
 
 from tornado.httpclient import HTTPClientError
 
-from tests.harness.server import ServerProcess, UserClient, log_in, server_env, sign_up
+from tests.harness.environment import server_env
+from tests.harness.server import UserClient, log_in, sign_up
+from tests.harness.server_process import ServerProcess
 
 TEACHERS = range(1, 16)
 

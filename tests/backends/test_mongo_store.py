@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,11 @@ from pymongo.errors import AutoReconnect
 from services import wiring
 from services.backends.store_mongo import MongoStore
 from services.errors import Unavailable
-from tests.harness.redis_server import RedisServer, free_port
-from tests.harness.server import ROOT, LiveServer, assert_problem, make_config, sign_up
-from tests.backends.test_store_contract import (
+from tests.harness.cli import run_server_py
+from tests.harness.ports import free_port
+from tests.harness.redis_server import RedisServer
+from tests.harness.server import LiveServer, assert_problem, make_config, sign_up
+from tests.harness.stores import (
     EMULATED_MONGODB,
     MONGODB_URL,
     NO_MONGODB,
@@ -184,35 +185,27 @@ def test_unusable_urls_are_refused_before_connecting(url: str) -> None:
         MongoStore.from_url(url)
 
 
-async def run_server_py(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "server.py"), *args, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_start_up_without_mongodb_prints_one_line_and_exits(tmp_path: Path) -> None:
     url = f"mongodb://127.0.0.1:{free_port()}/livevote?serverSelectionTimeoutMS=300"
     for command in (["--dev", "--port", "0", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"], ["reconcile"]):
-        code, _, err = await run_server_py(*command, "--data-dir", str(tmp_path), "--store", url)
-        assert code == 1, err
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("livevote: MongoDB is not reachable: 127.0.0.1:"), err
+        finished = await run_server_py(*command, "--data-dir", str(tmp_path), "--store", url)
+        assert finished.code == 1, finished.stderr
+        lines = finished.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("livevote: MongoDB is not reachable: 127.0.0.1:"), finished.stderr
 
 
 async def test_bad_mongodb_settings_are_config_errors(tmp_path: Path) -> None:
-    code, _, err = await run_server_py("--dev", "--store", "mongodb://127.0.0.1/", "--redis-url", "redis://127.0.0.1/0")
-    assert code == 2 and err.strip() == (
+    finished = await run_server_py("--dev", "--store", "mongodb://127.0.0.1/", "--redis-url", "redis://127.0.0.1/0")
+    assert finished.code == 2 and finished.stderr.strip() == (
         "livevote: store.url (from --store): the MongoDB URL names no database (mongodb://HOST/DATABASE)"
     )
-    code, _, err = await run_server_py("--data-dir", str(tmp_path), "--store", "mongodb://127.0.0.1/livevote")
-    assert code == 2 and err.startswith("livevote: store.url (from --store): ") and "needs redis.url" in err
+    finished = await run_server_py("--data-dir", str(tmp_path), "--store", "mongodb://127.0.0.1/livevote")
+    err = finished.stderr
+    assert finished.code == 2 and err.startswith("livevote: store.url (from --store): ") and "needs redis.url" in err
     assert len(err.strip().splitlines()) == 1
-    code, _, err = await run_server_py("--data-dir", str(tmp_path), "--store", "postgres://db/livevote")
-    assert code == 2 and err.startswith("livevote: store.url (from --store): unsupported store"), err
+    finished = await run_server_py("--data-dir", str(tmp_path), "--store", "postgres://db/livevote")
+    err = finished.stderr
+    assert finished.code == 2 and err.startswith("livevote: store.url (from --store): unsupported store"), err
 
 
 async def test_requests_during_an_outage_get_503_and_recover(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
@@ -14,22 +13,22 @@ from redis.asyncio.connection import Connection as RedisConnection
 from redis.exceptions import RedisError
 
 from services.backends.broker import Broker, LocalBroker
-from services.backends.counters import Counters, LocalCounters
-from services.backends.broker_redis_cluster import ClusterBroker
-from services.backends.redis_outages import redis_outage
 from services.backends.broker_redis import RedisBroker
-from services.backends.redis_client import connect_redis
+from services.backends.broker_redis_cluster import ClusterBroker
+from services.backends.broker_redis_subscriber import NodeSubscriber
+from services.backends.counters import Counters, LocalCounters
 from services.backends.counters_redis import RedisCounters
 from services.backends.presence import PresenceCount
 from services.backends.presence_redis import RedisPresence
-from services.backends.broker_redis_subscriber import NodeSubscriber
+from services.backends.redis_client import connect_redis
+from services.backends.redis_outages import redis_outage
 from services.errors import Unavailable
+from tests.harness.broker import Recorder
 from tests.harness.redis_server import RedisServer, RedisTarget
-from tests.harness.server import wait_for
+from tests.harness.server import ROOT, wait_for
 
 WAIT = 5.0
 """How long an expected event may take before the test fails."""
-ROOT = Path(__file__).resolve().parents[2]
 
 
 
@@ -159,23 +158,6 @@ async def main():
 asyncio.run(main())
 """
 """Another process with 5 sockets, 3 of them on subject 2, reporting every 0.1 s."""
-
-
-class Recorder:
-    """A BrokerHandler that queues what it receives."""
-
-    def __init__(self) -> None:
-        self.messages: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-        self.resynced = asyncio.Event()
-
-    def on_message(self, channel: str, data: bytes) -> None:
-        self.messages.put_nowait((channel, data))
-
-    def on_resync(self) -> None:
-        self.resynced.set()
-
-    async def next(self) -> tuple[str, bytes]:
-        return await asyncio.wait_for(self.messages.get(), WAIT)
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from services.backends.redis_client import connect_redis
-from services.backends.sessions_redis import RedisSessionStore
 from services.backends.sessions import Outcome, Rotation, SessionRecord, SessionStore
-from services.backends.sqlite_db import SqliteDatabase
+from services.backends.sessions_redis import RedisSessionStore
 from services.backends.sessions_sqlite import SqliteSessionStore
+from services.backends.sqlite_db import SqliteDatabase
 from tests.harness.redis_server import RedisTarget
 
 TTL = 7 * 86400.0

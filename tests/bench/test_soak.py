@@ -1,7 +1,7 @@
-"""The soak (bench/soak.py) in the suite, short: a minute of votes over 200 live sockets with a
-fault every 15 s, so that each kind (worker kill -9, Redis master kill -9, nginx reload) happens
-once; the soak cycles through the kinds in a shuffled order. Run as the command it is, in a
-subprocess: its verdict is its exit status and the JSON line it prints last.
+"""The soak (bench/soak/) in the suite, short: a minute of votes over 200 live sockets with a fault
+every 15 s, so that each kind (worker kill -9, Redis master kill -9, nginx reload) happens once;
+the soak cycles through the kinds in a shuffled order. Run as the command it is, `python -m
+bench.soak` in a subprocess: its verdict is its exit status and the JSON line it prints last.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.harness.server import ROOT
 
-COMMAND = ["bench/soak.py", "--duration", "60", "--sockets", "200", "--voters", "10", "--fault-every", "15"]
+COMMAND = ["-m", "bench.soak", "--duration", "60", "--sockets", "200", "--voters", "10", "--fault-every", "15"]
 TIMEOUT = 150.0
 """Seconds for the whole run (~75 s: 60 s of votes, set-up, the checks and the stop)."""
 

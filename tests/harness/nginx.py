@@ -1,6 +1,8 @@
-"""The real nginx, unprivileged, in front of livevote processes: deploy/nginx.conf rendered
-with the test's ports, a self-signed certificate and every path inside one folder, run in
-the foreground (`nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`) and stopped by its pid.
+"""The real nginx from deploy/nginx.conf, unprivileged, in front of livevote processes.
+
+The shipped config is rendered with the test's ports, a self-signed certificate and every path
+inside one folder, run in the foreground (`nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`)
+and stopped by its pid.
 
 `render_config` swaps only what must differ on a test machine (listen ports, upstream
 servers, certificate, pid / log / temp paths, a file limit an unprivileged process cannot
@@ -28,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tornado.httpclient import HTTPClientError
 
-from tests.harness.redis_server import free_port
+from tests.harness.ports import free_port
 from tests.harness.server import ROOT, JsonClient, Response, wait_for
 
 SHIPPED_CONFIG = ROOT / "deploy" / "nginx.conf"

@@ -1,6 +1,4 @@
-"""Helpers for the browser tests: the system Chromium through Playwright, a
-server that can be restarted on the same port, and pages that report what
-went wrong in them."""
+"""Browser tests' helpers: the system Chromium through Playwright, page locators, and what a page said."""
 
 from __future__ import annotations
 
@@ -9,10 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    expect,
+)
 
 from tests.harness.server import LiveServer
-
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -39,6 +43,18 @@ def conn(page: Page) -> Any:
 
 def teacher(page: Page, no: int) -> Any:
     return page.locator(f'article.teacher[data-no="{no}"]')
+
+
+def count(page: Page, no: int, value: str) -> Any:
+    """The good or bad count a teacher's card shows."""
+    return teacher(page, no).locator(f".vote-{value} .count")
+
+
+async def open_live(page: Page, path: str = "/teachers.html?sno=1") -> Page:
+    """Go to a live page and wait until its socket is live (the pill says so)."""
+    await page.goto(path)
+    await expect(conn(page)).to_have_attribute("data-state", "live", timeout=10_000)
+    return page
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""A real Redis Cluster for tests: 3 masters and 3 replicas of `redis-server --cluster-enabled yes`
-on free ports, joined with `redis-cli --cluster create`, killed and restarted node by node.
+"""A real Redis Cluster for tests: 3 masters and 3 replicas on free ports, killed and restarted node by node.
+
+`redis-server --cluster-enabled yes` nodes joined with `redis-cli --cluster create`:
 
     cluster = await ClusterServers(tmp_path / "cluster").start()   # ~2-2.5 s, see start()
     client = redis.asyncio.cluster.RedisCluster.from_url(cluster.url)
@@ -24,7 +25,7 @@ from pathlib import Path
 import redis.asyncio as redis
 from redis.crc import key_slot
 
-from tests.harness.redis_server import free_port
+from tests.harness.ports import free_port
 from tests.harness.server import wait_for
 
 SLOTS = 16384

@@ -6,17 +6,12 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.harness.ports import free_port
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,9 @@
-"""Test helpers: the real app on an unused port, and a small JSON client for it."""
+"""The real app in this process on an unused port, a JSON client for it, its users, and waiting."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,30 +14,15 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.testing import bind_unused_port
 
-from handlers.app import LivevoteApplication
-from handlers.app import http_server, make_app
+from handlers.app import LivevoteApplication, http_server, make_app
 from server import shut_down
-from services.wiring import build_services
 from services.config import Config, load_config
 from services.container import Services
+from services.wiring import build_services
+from tests.harness.environment import FAST_ARGON2, TEST_SECRET
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-TEST_SECRET = "test-secret-that-is-long-enough-for-hs256"
-FAST_ARGON2 = {"auth.argon2_time_cost": 1, "auth.argon2_memory_kib": 8192, "auth.argon2_parallelism": 1}
-"""Still argon2id, but cheap enough for suites that register hundreds of users."""
-
-
-def server_env(**config: object) -> dict[str, str]:
-    """The environment of a `python server.py` subprocess: this one without any LIVEVOTE_*
-    variable, plus the test secret, cheap argon2 and `section.key=value` config."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LIVEVOTE_")}
-    env["LIVEVOTE_AUTH__SECRET"] = TEST_SECRET
-    for key, value in {**FAST_ARGON2, **config}.items():
-        env["LIVEVOTE_" + key.upper().replace(".", "__")] = str(value)
-    return env
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:
@@ -131,71 +114,6 @@ class LiveServer(JsonClient):
         if self._server is not None and self._app is not None and self.services is not None:
             await shut_down(self._server, self._app, self.services)
         self._server = self._app = self.services = None
-
-
-class ServerProcess(JsonClient):
-    """`python server.py` as a real subprocess, on a port it picks itself."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.args = args
-        self.env = env
-        self.port = 0
-        self.lines: list[str] = []
-        self._new_line = asyncio.Condition()
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self, timeout: float = 20.0) -> ServerProcess:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "server.py"), "--port", "0", *self.args,
-            cwd=ROOT, env=self.env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.create_task(self._read_log())
-        line = await self.wait_for_line("listening on http://", timeout)
-        self.port = int(line.rsplit(":", 1)[1])
-        return self
-
-    async def _read_log(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        async for raw in self.process.stderr:
-            async with self._new_line:
-                self.lines.append(raw.decode(errors="replace").rstrip())
-                self._new_line.notify_all()
-        async with self._new_line:
-            self._new_line.notify_all()
-
-    async def wait_for_line(self, text: str, timeout: float = 10.0) -> str:
-        """The first log line containing `text`, waiting for it to be written."""
-
-        def found() -> str | None:
-            return next((line for line in self.lines if text in line), None)
-
-        async def wait() -> str:
-            async with self._new_line:
-                while (line := found()) is None:
-                    if self._reader is not None and self._reader.done():
-                        raise AssertionError(f"server exited without logging {text!r}:\n" + "\n".join(self.lines))
-                    await self._new_line.wait()
-                return line
-
-        return await asyncio.wait_for(wait(), timeout)
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    async def wait_exit(self, timeout: float = 20.0) -> int:
-        assert self.process is not None
-        code = await asyncio.wait_for(self.process.wait(), timeout)
-        if self._reader is not None:
-            await self._reader
-        return code
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.wait_exit()
 
 
 @dataclass

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+if TYPE_CHECKING:
+    from tests.harness.server import JsonClient
 
 
 class FrameReader:
@@ -122,6 +125,19 @@ class LiveClient(FrameReader):
                     await self._arrived.wait()
 
         return await asyncio.wait_for(reply(), timeout)
+
+
+def client_port(client: LiveClient) -> int:
+    """The local port of the client's connection (which /proc finds its server side by)."""
+    stream = client.connection.protocol.stream  # type: ignore[union-attr]
+    return int(stream.socket.getsockname()[1])
+
+
+async def welcomed(server: JsonClient, token: str) -> LiveClient:
+    """A socket to `server` with this token, past its `welcome`."""
+    client = await LiveClient.connect(server.base_url, token)
+    await client.expect("welcome")
+    return client
 
 
 async def refused_status(base_url: str, token: str | None = None, **kwargs: Any) -> int:

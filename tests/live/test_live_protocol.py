@@ -18,9 +18,11 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from tests.conftest import ServerFactory
+from tests.harness.environment import TEST_SECRET, server_env
+from tests.harness.raw_socket import RawSocket
 from tests.harness.redis_server import RedisServer
-from tests.harness.scaled import RawSocket
-from tests.harness.server import TEST_SECRET, LiveServer, ServerProcess, UserClient, log_in, server_env, sign_up, wait_for
+from tests.harness.server import LiveServer, UserClient, log_in, sign_up, wait_for
+from tests.harness.server_process import ServerProcess
 from tests.harness.ws_client import LiveClient, refused_status
 
 

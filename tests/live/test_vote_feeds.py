@@ -13,18 +13,14 @@ from pathlib import Path
 import redis.asyncio as redis
 
 from tests.conftest import ServerFactory
+from tests.harness.live_views import subscribe, wait_converged
+from tests.harness.metrics import FEED_MESSAGES, metric
 from tests.harness.redis_server import RedisServer
-from tests.harness.scaled import subscribe, wait_converged
-from tests.harness.server import LiveServer, UserClient, sign_up, wait_for
-from tests.api.test_metrics import sample
+from tests.harness.server import UserClient, sign_up, wait_for
 from tests.harness.ws_client import LiveClient
 
 SUBJECT_1_TEACHERS = (1, 2, 3)
 SUBJECT_2_TEACHERS = (4, 5, 6)
-
-
-async def feed_messages(server: LiveServer) -> float:
-    return sample((await server.get("/metrics")).body.decode(), "livevote_vote_feed_messages_total")
 
 
 async def vote(voters: list[UserClient], teachers: tuple[int, ...], value: str) -> int:
@@ -48,23 +44,23 @@ async def test_a_process_receives_only_the_subjects_it_watches(
     on_second = await LiveClient.connect(second.base_url, voters[0].access_token)
     await subscribe(on_first, "subject:1")
     await subscribe(on_second, "subject:2")
-    heard = [await feed_messages(first), await feed_messages(second)]
+    heard = [await metric(first, FEED_MESSAGES), await metric(second, FEED_MESSAGES)]
 
     changes_1 = await vote(voters, SUBJECT_1_TEACHERS, "good")
     changes_2 = await vote(voters[:2], SUBJECT_2_TEACHERS, "bad")
     await wait_converged([(on_first, "subject:1")], first, teachers=SUBJECT_1_TEACHERS)
     await wait_converged([(on_second, "subject:2")], second, teachers=SUBJECT_2_TEACHERS)
-    assert await feed_messages(first) - heard[0] == changes_1, "the first process heard only subject 1"
-    assert await feed_messages(second) - heard[1] == changes_2, "the second process heard only subject 2"
+    assert await metric(first, FEED_MESSAGES) - heard[0] == changes_1, "the first process heard only subject 1"
+    assert await metric(second, FEED_MESSAGES) - heard[1] == changes_2, "the second process heard only subject 2"
 
     dashboard = await LiveClient.connect(second.base_url, voters[1].access_token)
     await subscribe(dashboard, "dashboard")
-    heard = [await feed_messages(first), await feed_messages(second)]
+    heard = [await metric(first, FEED_MESSAGES), await metric(second, FEED_MESSAGES)]
     changes_1 = await vote(voters, SUBJECT_1_TEACHERS, "bad")
     await wait_converged([(dashboard, "dashboard"), (on_second, "subject:2")], second, teachers=SUBJECT_2_TEACHERS)
     await wait_converged([(on_first, "subject:1")], first, teachers=SUBJECT_1_TEACHERS)
-    assert await feed_messages(second) - heard[1] == changes_1, "a dashboard hears every subject, once"
-    assert await feed_messages(first) - heard[0] == changes_1
+    assert await metric(second, FEED_MESSAGES) - heard[1] == changes_1, "a dashboard hears every subject, once"
+    assert await metric(first, FEED_MESSAGES) - heard[0] == changes_1
 
     await dashboard.close()
     await vote(voters, SUBJECT_2_TEACHERS, "good")
@@ -77,9 +73,9 @@ async def test_a_process_receives_only_the_subjects_it_watches(
         await wait_for(all_votes_dropped, 5)
     finally:
         await client.aclose()
-    heard_after = await feed_messages(second)
+    heard_after = await metric(second, FEED_MESSAGES)
     await vote(voters[:1], SUBJECT_1_TEACHERS, "good")
     await wait_converged([(on_first, "subject:1")], first, teachers=SUBJECT_1_TEACHERS)
-    assert await feed_messages(second) == heard_after, "without its dashboard the process is back to subject 2 only"
+    assert await metric(second, FEED_MESSAGES) == heard_after, "without its dashboard the process is back to subject 2 only"
     for client in (on_first, on_second):
         await client.close()

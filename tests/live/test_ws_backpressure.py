@@ -12,8 +12,11 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from tests.harness.scaled import RawSocket, rss_kib
-from tests.harness.server import ServerProcess, server_env, sign_up
+from tests.harness.environment import server_env
+from tests.harness.procfs import kernel_send_buffer_max, rss_kib
+from tests.harness.raw_socket import RawSocket
+from tests.harness.server import sign_up
+from tests.harness.server_process import ServerProcess
 
 SOCKETS = 12
 PING_ID = "x" * 15_000
@@ -33,11 +36,6 @@ async def flood(sock: RawSocket, seconds: float) -> int:
             sent += 1
             await asyncio.sleep(0.005)
     return sent
-
-
-def kernel_send_buffer_max() -> int:
-    """What the kernel may hold of one socket's unsent output before the server's own buffer grows."""
-    return int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
 
 
 async def closed_by_server(sock: RawSocket, timeout: float) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ServerFactory
+from tests.harness.live_views import subscribe
 from tests.harness.redis_server import RedisServer
-from tests.harness.scaled import subscribe
 from tests.harness.server import sign_up
 from tests.harness.ws_client import LiveClient
 

@@ -12,7 +12,6 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,38 +19,18 @@ import redis.asyncio as redis
 
 from services.config import load_config
 from tests.conftest import ServerFactory
-from tests.harness.redis_server import RedisServer, free_port
-from tests.harness.server import ROOT, ServerProcess, assert_problem, server_env
+from tests.harness.cli import Finished, run_server_py
+from tests.harness.environment import server_env
+from tests.harness.ports import free_port
+from tests.harness.redis_server import RedisServer
+from tests.harness.server import ROOT, assert_problem
+from tests.harness.server_process import ServerProcess
 
 SERVE_FLAGS = {"--config", "--host", "--port", "--workers", "--dev", "--no-seed", "--data-dir", "--store",
                "--redis-url", "--redis-cluster"}
 CREATE_USER_FLAGS = {"--config", "--data-dir", "--store", "--redis-url", "--redis-cluster", "--no-seed",
                      "--admin", "--password-stdin"}
 RECONCILE_FLAGS = {"--config", "--data-dir", "--store"}
-
-
-@dataclass
-class Finished:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.stderr.splitlines()
-
-
-async def run_server_py(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> Finished:
-    """`python server.py ARGS` to its end, in a session of its own: no controlling terminal, as
-    under a supervisor or in CI (and no prompt on the terminal of whoever runs the tests)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "server.py"), *args, cwd=ROOT, env=server_env() if env is None else env,
-        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-    )
-    out, err = await asyncio.wait_for(process.communicate(stdin), 60)
-    assert process.returncode is not None
-    return Finished(process.returncode, out.decode(), err.decode())
 
 
 def one_line(finished: Finished) -> str:

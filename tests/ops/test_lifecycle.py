@@ -7,16 +7,18 @@ import os
 import signal
 import sys
 import time
-from dataclasses import replace
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from tests.conftest import ServerFactory
 from services.config import PLACEHOLDER_SECRET
-from tests.harness.server import ROOT, ServerProcess, log_in, server_env, sign_up_admin
+from tests.conftest import ServerFactory
+from tests.harness.environment import server_env
+from tests.harness.server import ROOT, log_in, sign_up_admin
+from tests.harness.server_process import ServerProcess
 
 Spawn = Callable[..., Awaitable[ServerProcess]]
 

@@ -25,7 +25,7 @@ from playwright.async_api import (
 )
 
 from handlers.pages import CONTENT_SECURITY_POLICY
-from tests.harness.pages import PageLog, conn, logged_in_context, screenshot, teacher
+from tests.harness.pages import PageLog, conn, logged_in_context, open_live, screenshot, teacher
 from tests.harness.server import LiveServer, sign_up
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -34,12 +34,6 @@ PASSWORD = "correct horse battery"
 LIVE = "live"
 PHONE: ViewportSize = {"width": 390, "height": 844}
 LONGEST_NAME = "a-rather-long-username-of-32-chr"  # the longest a username may be
-
-
-async def open_live(page: Page, path: str) -> Page:
-    await page.goto(path)
-    await expect(conn(page)).to_have_attribute("data-state", LIVE, timeout=10_000)
-    return page
 
 
 # -- 1. the 404 page -------------------------------------------------------------------------

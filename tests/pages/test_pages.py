@@ -22,7 +22,7 @@ from services.wiring import build_services, close_services
 from tests.harness.server import ROOT
 from services.errors import FIELD_CODES
 from tests.conftest import ServerFactory
-from tests.harness.pages import STORAGE_SPY, PageLog, conn, logged_in_context, screenshot, teacher
+from tests.harness.pages import STORAGE_SPY, PageLog, conn, logged_in_context, open_live, screenshot, teacher
 from tests.harness.server import LiveServer, log_in, sign_up, sign_up_admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -34,12 +34,6 @@ LIVE = "live"
 
 def count(page: Page, no: int, value: str) -> Any:
     return teacher(page, no).locator(f".vote-{value} .count")
-
-
-async def open_live(page: Page, path: str) -> Page:
-    await page.goto(path)
-    await expect(conn(page)).to_have_attribute("data-state", LIVE, timeout=10_000)
-    return page
 
 
 async def pill_number(page: Page, name: str) -> int:

@@ -1,9 +1,11 @@
-"""The live channel in scaled mode: real `python server.py`
-processes on one real redis-server and one SQLite data dir, real sockets.
+"""The live channel in scaled mode: real `python server.py` processes on one real redis-server
+and one SQLite data dir, real sockets. Votes cast through any process reach the sockets of every
+process (also of `--workers 2` sharing one port), and a logout closes the session's sockets on
+every process.
 
-Every test ends on the convergence invariant: when votes stop, every subscriber's
-view of every teacher (the highest version seen in snapshots and votes) equals
-the store's counts.
+Every test ends on the convergence invariant: when votes stop, every subscriber's view of every
+teacher (the highest version seen in snapshots and votes) equals the store's counts. The Redis
+outage is tests/scaled/test_redis_fault.py's subject, slow readers tests/scaled/test_slow_consumers.py's.
 """
 
 from __future__ import annotations
@@ -14,39 +16,27 @@ import random
 import signal
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.harness.redis_server import RedisServer
-from tests.harness.scaled import (
-    SUBJECT,
+from tests.harness.environment import server_env
+from tests.harness.live_views import (
+    CHANNEL,
     TEACHERS,
     Counts,
-    View,
-    RawSocket,
-    child_pids,
-    client_port,
     close_all,
-    processes,
-    rss_kib,
-    send_queue,
-    socket_owner,
-    start_process,
-    stop_process,
     store_counts,
-    store_totals,
     subscribe,
     teacher_view,
+    votes_messages,
     wait_converged,
 )
-from tests.harness.server import JsonClient, server_env, ServerProcess, UserClient, log_in, sign_up, wait_for, wait_signalled
-from tests.harness.ws_client import LiveClient
-
-CHANNEL = f"subject:{SUBJECT}"
-Value = str | None
-Script = list[tuple[int, Value]]
-
+from tests.harness.procfs import child_pids, socket_owner
+from tests.harness.redis_server import RedisServer
+from tests.harness.server import UserClient, log_in, sign_up, wait_for
+from tests.harness.server_process import ServerProcess, processes
+from tests.harness.voting import VALUES, Script, Value, vote_all
+from tests.harness.ws_client import LiveClient, client_port, welcomed
 
 # -- votes -------------------------------------------------------------------------
 
@@ -54,7 +44,7 @@ Script = list[tuple[int, Value]]
 def vote_script(seed: int, length: int) -> Script:
     """A voter's ops in order: casts, switches, withdrawals and repeats, at random."""
     rng = random.Random(seed)
-    return [(rng.choice(TEACHERS), rng.choice(("good", "bad", None))) for _ in range(length)]
+    return [(rng.choice(TEACHERS), rng.choice(VALUES)) for _ in range(length)]
 
 
 def expected_counts(scripts: Sequence[Script]) -> tuple[dict[int, Counts], collections.Counter[str]]:
@@ -82,39 +72,6 @@ def expected_counts(scripts: Sequence[Script]) -> tuple[dict[int, Counts], colle
     return {no: (good[no], bad[no], version[no]) for no in TEACHERS}, kinds
 
 
-async def rest_vote(voter: UserClient, teacher: int, value: Value) -> Any:
-    if value is None:
-        return await voter.request("DELETE", f"/api/teachers/{teacher}/vote")
-    return await voter.request("PUT", f"/api/teachers/{teacher}/vote", json_body={"value": value})
-
-
-async def run_rest_script(voter: UserClient, script: Script) -> None:
-    for teacher, value in script:
-        response = await rest_vote(voter, teacher, value)
-        assert response.status == 200, response.body
-        assert response.json()["value"] == value
-
-
-async def run_socket_script(client: LiveClient, script: Script) -> None:
-    for teacher, value in script:
-        reply = await client.request("vote", teacher=teacher, value=value)
-        assert reply["type"] == "ack" and reply["value"] == value, reply
-
-
-async def connect(server: JsonClient, token: str) -> LiveClient:
-    client = await LiveClient.connect(server.base_url, token)
-    await client.expect("welcome")
-    return client
-
-
-def snapshot_count(client: LiveClient, channel: str = CHANNEL) -> int:
-    return sum(1 for m in client.messages if m.get("type") == "snapshot" and m.get("channel") == channel)
-
-
-def votes_messages(messages: Sequence[dict[str, Any]], channel: str) -> int:
-    return sum(1 for m in messages if m.get("type") == "votes" and m.get("channel") == channel)
-
-
 # -- fan-out across processes ----------------------------------------------------------
 
 
@@ -131,20 +88,17 @@ async def test_fan_out_across_two_processes_converges(
         clients: list[LiveClient] = []
         try:
             for i in range(50):
-                clients.append(await connect((rest_side, socket_side)[i % 2], watcher.access_token))
+                clients.append(await welcomed((rest_side, socket_side)[i % 2], watcher.access_token))
             await asyncio.gather(*(subscribe(client, CHANNEL) for client in clients))
             await asyncio.gather(*(subscribe(client, "dashboard") for client in clients[::5]))
             subscribers = [(c, CHANNEL) for c in clients] + [(c, "dashboard") for c in clients[::5]]
-            voter_sockets = [await connect(socket_side, user.access_token) for user in socket_users]
+            voter_sockets = [await welcomed(socket_side, user.access_token) for user in socket_users]
             clients.extend(voter_sockets)
 
             scripts = [vote_script(seed, 25) for seed in range(len(rest_voters) + len(voter_sockets))]
             expected, kinds = expected_counts(scripts)
             assert kinds["cast"] and kinds["switch"] and kinds["withdrawal"] and kinds["repeat"], kinds
-            await asyncio.gather(
-                *(run_rest_script(v, s) for v, s in zip(rest_voters, scripts)),
-                *(run_socket_script(c, s) for c, s in zip(voter_sockets, scripts[len(rest_voters):])),
-            )
+            await vote_all([*rest_voters, *voter_sockets], scripts)
 
             store = await wait_converged(subscribers, rest_side, timeout=10)
             assert store == expected, "the store counts every vote once"
@@ -181,7 +135,7 @@ async def test_workers_share_one_port_fan_out_and_stop_on_sigterm(tmp_path: Path
         owner: dict[LiveClient, int] = {}
         while len(clients) < 10 or len(set(owner.values())) < 2:
             assert len(clients) < 40, f"40 sockets all landed on one process: {collections.Counter(owner.values())}"
-            client = await connect(server, alice.access_token)
+            client = await welcomed(server, alice.access_token)
             clients.append(client)
             pid = socket_owner_of(workers, server.port, client)
             owner[client] = pid
@@ -221,329 +175,6 @@ def socket_owner_of(pids: list[int], port: int, client: LiveClient) -> int:
     return pid
 
 
-# -- Redis fault ------------------------------------------------------------------------------
-
-
-class VoteStream:
-    """REST voters casting without pause, each result filed under the phase it was sent in."""
-
-    def __init__(self, server: JsonClient, voters: list[UserClient], phase: str = "before") -> None:
-        self.server = server
-        self.voters = voters
-        self.phase = phase
-        self.results: dict[str, list[int | str]] = collections.defaultdict(list)
-        self._stop = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._tasks = [asyncio.create_task(self._run(index)) for index in range(len(voters))]
-
-    async def _run(self, index: int) -> None:
-        rng = random.Random(index)
-        while not self._stop.is_set():
-            phase = self.phase
-            voter = self.voters[index]
-            try:
-                response = await rest_vote(voter, rng.choice(TEACHERS), rng.choice(("good", "bad", None)))
-                outcome: int | str = response.status
-            except OSError as exc:
-                outcome = type(exc).__name__
-            self.results[phase].append(outcome)
-            if outcome == 401 and phase == "after":
-                # Redis came back empty (no persistence): its sessions are gone, so log in again.
-                self.voters[index] = await log_in(self.server, voter.username, voter.password)
-            self._changed.set()
-            await asyncio.sleep(0)
-
-    async def wait_results(self, phase: str, count: int, ok_only: bool = False, timeout: float = 15.0) -> None:
-        def enough() -> bool:
-            return sum(1 for r in self.results[phase] if not ok_only or r == 200) >= count
-
-        await wait_signalled(self._changed, enough, timeout)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-
-async def test_redis_fault_server_stays_up_and_sockets_converge_after_restart(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
-    server = await start_process(tmp_path / "host", redis_server.url)
-    clients: list[LiveClient] = []
-    stream: VoteStream | None = None
-    try:
-        voters = [await sign_up(server, f"rest{i}") for i in range(3)]
-        watcher = await sign_up(server, "watcher")
-        socket_voter = await connect(server, (await sign_up(server, "sockvoter")).access_token)
-        clients.append(socket_voter)
-        watchers = [await connect(server, watcher.access_token) for _ in range(8)]
-        clients.extend(watchers)
-        await asyncio.gather(*(subscribe(c, CHANNEL) for c in watchers))
-        await asyncio.gather(*(subscribe(c, "dashboard") for c in watchers[::4]))
-        subscribers = [(c, CHANNEL) for c in watchers] + [(c, "dashboard") for c in watchers[::4]]
-
-        stream = VoteStream(server, voters)
-        await stream.wait_results("before", 30, ok_only=True)
-
-        stream.phase = "outage"  # what was sent before and is answered after the kill stays "before"
-        await redis_server.kill()
-        # Socket votes during the outage reach the store, and their events are lost with Redis:
-        # only the snapshots sent after the reconnection can bring them to the subscribers.
-        outage_acks = []
-        for i in range(12):
-            value = ("good", "bad", None)[(i // 3) % 3]
-            reply = await socket_voter.request("vote", teacher=TEACHERS[i % 3], value=value)
-            outage_acks.append(reply["type"])
-        await stream.wait_results("outage", 30)
-        assert (await server.get("/healthz")).status == 200
-        assert server.process is not None and server.process.returncode is None
-        await stream.stop()
-        missed = await store_counts(server)
-        snapshots = [snapshot_count(c) for c in watchers]
-
-        await redis_server.start()
-        await server.wait_for_line("redis pub/sub reconnected", timeout=15)
-        # No vote since the outage: nothing but the fresh snapshots can bring the watchers up to date.
-        assert await wait_converged(subscribers, server, timeout=10) == missed
-        assert all(snapshot_count(c) > n for c, n in zip(watchers, snapshots)), "a fresh snapshot after the gap"
-
-        # The stream resumes on the restarted Redis (it came back empty: the voters log in again).
-        after = VoteStream(server, voters, phase="after")
-        await after.wait_results("after", 30, ok_only=True)
-        await after.stop()
-        store = await wait_converged(subscribers, server, timeout=10)
-        assert not [c.close_code for c in watchers if c.closed], "the sockets stayed open through the outage"
-        summary = {phase: dict(collections.Counter(results))
-                   for phase, results in [*stream.results.items(), *after.results.items()]}
-        print(f"\nFIGURES redis fault: REST outcomes per phase {summary}; socket votes during the outage"
-              f" {dict(collections.Counter(outage_acks))}; state missed during the gap {missed}; final {store}")
-        assert outage_acks == ["ack"] * 12, "socket votes go to the store while Redis is down"
-        outage = collections.Counter(stream.results["outage"])
-        assert set(outage) <= {200, 401, 503}, f"REST votes during the outage: {dict(outage)}"
-    finally:
-        if stream is not None:
-            await stream.stop()
-        await close_all(clients)
-        await stop_process(server)
-
-
-async def test_redis_fault_rest_votes_keep_succeeding(tmp_path: Path, redis_server: RedisServer) -> None:
-    """Issue 4: "the server stays up, REST votes keep succeeding (they go to the store)"."""
-    server = await start_process(tmp_path / "host", redis_server.url)
-    try:
-        voter = await sign_up(server, "alice")
-        assert (await rest_vote(voter, 1, "good")).status == 200
-        await redis_server.kill()
-        statuses = []
-        for teacher, value in ((1, "bad"), (2, "good"), (3, None), (3, "bad")):
-            response = await rest_vote(voter, teacher, value)
-            statuses.append((response.status, response.json().get("title")))
-        assert (await server.get("/healthz")).status == 200
-        assert statuses == [(200, None)] * 4, f"REST votes while Redis is down answered {statuses}"
-    finally:
-        await stop_process(server)
-
-
-async def test_redis_fault_requests_succeed_once_redis_is_back(tmp_path: Path, redis_server: RedisServer) -> None:
-    """Once Redis answers again (and the broker has reconnected), requests that need it succeed:
-    connections that died with the old redis-server must not fail the first requests after it."""
-    server = await start_process(tmp_path / "host", redis_server.url)
-    try:
-        before = await asyncio.gather(*(server.get("/api/stats") for _ in range(8)))  # a few pooled connections
-        assert {r.status for r in before} == {200}
-        await redis_server.kill()
-        await redis_server.start()
-        await server.wait_for_line("redis pub/sub reconnected", timeout=15)
-        after = await asyncio.gather(*(server.get("/api/stats") for _ in range(8)))
-        failed = [(r.status, r.body) for r in after if r.status != 200]
-        again = [r.status for r in await asyncio.gather(*(server.get("/api/stats") for _ in range(8)))]
-        assert not failed, f"{len(failed)} of 8 GET /api/stats failed after Redis came back: {failed[0]}; then {again}"
-    finally:
-        await stop_process(server)
-
-
-# -- slow consumers -------------------------------------------------------------------------------
-
-MAX_PENDING = 16384
-SLOW_CONFIG = {"ws.coalesce_ms": 0, "ws.max_pending": MAX_PENDING, "ws.rate_limit": 100000, "ws.rate_burst": 100000}
-SLOW_CHANNELS = (CHANNEL, "teacher:1", "teacher:2", "teacher:3", "dashboard")
-"""Every vote on teachers 1-3 is three frames for a socket on these channels (subject, teacher, dashboard)."""
-PER_SOCKET_SLACK = 4096
-"""Beyond max_pending a socket may hold one more broadcast (the one that crossed the limit, about
-150 bytes here) and, once it fell behind, the catch-up snapshots of its 5 channels (under 1 KiB)."""
-RSS_MARGIN_KIB = 8 * 1024
-"""Noise that is not socket output: allocator arenas kept after a burst, Python objects of 10,000
-votes in flight, SQLite and Redis client buffers. A warm-up flood runs first so that caches are at
-their steady size; calibration runs on this machine grew 0.2-1.9 MiB with max_pending 16 KiB, while
-the same flood with max_pending 100 MB (no bound) grew 82 MiB for 20 slow sockets."""
-
-
-class Flood:
-    """Vote changes through the socket vote op, pipelined: each voter alternates good and bad
-    on each of teachers 1-3, so that every op after a voter's first three is a switch."""
-
-    def __init__(self, voters: list[LiveClient]) -> None:
-        self.voters = voters
-        self.sent: collections.Counter[tuple[int, int]] = collections.Counter()
-
-    async def __call__(self, count: int) -> int:
-        per_voter = count // len(self.voters)
-
-        async def run(index: int, client: LiveClient) -> None:
-            last = ""
-            for i in range(per_voter):
-                teacher = TEACHERS[i % 3]
-                last = client.send("vote", teacher=teacher, value=("good", "bad")[self.sent[index, teacher] % 2])
-                self.sent[index, teacher] += 1
-            await client.expect("ack", timeout=120, id=last)
-            errors = [m for m in client.messages if m.get("type") == "error"]
-            assert not errors, errors[:3]
-            client.messages.clear()
-
-        await asyncio.gather(*(run(index, client) for index, client in enumerate(self.voters)))
-        return per_voter * len(self.voters)
-
-
-async def voting_crowd(server: ServerProcess, clients: list[LiveClient], size: int = 20) -> tuple[list[UserClient], Flood]:
-    """`size` users, each voting from a socket of its own (added to `clients`, to be closed)."""
-    users = [await sign_up(server, f"voter{i}") for i in range(size)]
-    voters = [await connect(server, user.access_token) for user in users]
-    clients.extend(voters)
-    return users, Flood(voters)
-
-
-def converged(view: View, store: dict[int, Counts], totals: Any) -> bool:
-    """The slow socket shows the store's state on every channel it holds."""
-    if (view.subjects, view.votes_total) != totals:
-        return False
-    return view.teachers.get(CHANNEL) == store and all(
-        view.teachers.get(f"teacher:{no}") == {no: store[no]} for no in TEACHERS
-    )
-
-
-async def test_slow_consumer_memory_stays_bounded_and_it_converges(tmp_path: Path, redis_server: RedisServer) -> None:
-    """The slow sockets must outlast the flood however slow a loaded machine makes it: closing
-    them for stalling is the next test's subject."""
-    server = await start_process(tmp_path / "host", redis_server.url, **SLOW_CONFIG, **{"ws.stall_timeout": 600})
-    assert server.process is not None
-    pid = server.process.pid
-    clients: list[LiveClient] = []
-    slow: list[RawSocket] = []
-    try:
-        users, flood = await voting_crowd(server, clients)
-        await flood(2000)  # warm-up: caches and allocator at their steady size
-
-        reader = await connect(server, users[0].access_token)
-        clients.append(reader)
-        await subscribe(reader, CHANNEL)
-        for i in range(12):
-            raw = await RawSocket.connect(server.port, users[i].access_token)
-            slow.append(raw)
-            for channel in SLOW_CHANNELS:
-                await raw.subscribe(channel)
-        # From here on the slow sockets are not read until the flood is over.
-
-        before = rss_kib(pid)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        published = await flood(10_000)
-        # The kernel holds a few MB per socket; make sure the server had to hold or skip output
-        # for every slow socket: its send queue stands still through a whole batch of votes.
-        kernel_queues = [send_queue(server.port, raw.port) for raw in slow]
-        while True:
-            published += await flood(400)
-            now = [send_queue(server.port, raw.port) for raw in slow]
-            if now == kernel_queues:
-                break
-            assert published < 30_000, "the slow sockets never stalled"
-            kernel_queues = now
-        seconds = loop.time() - started
-        after = rss_kib(pid)
-        bound = (len(slow) * (MAX_PENDING + PER_SOCKET_SLACK)) // 1024 + RSS_MARGIN_KIB
-        print(f"\nFIGURES slow consumer: {published} votes in {seconds:.1f} s ({published / seconds:.0f}/s);"
-              f" server RSS {before} KiB -> {after} KiB (+{after - before} KiB, bound +{bound} KiB);"
-              f" kernel send queue per slow socket ~{max(q or 0 for q in kernel_queues)} bytes")
-        assert after - before <= bound, f"RSS grew {after - before} KiB, past the bound of {bound} KiB"
-
-        store = await store_counts(server)
-        totals = await store_totals(server)
-        for raw in slow:
-            subscribed = len(raw.messages)
-            assert await raw.read_until(lambda: converged(raw.view, store, totals), timeout=20), (
-                f"closed {raw.close_code} while draining"
-            )
-            later = raw.messages[subscribed:]
-            got_votes = sum(1 for m in later if m["type"] == "votes")
-            got_snapshots = sum(1 for m in later if m["type"] == "snapshot")
-            assert got_snapshots >= 1 and got_votes < 3 * published, (
-                "the socket never fell behind: the test did not exercise max_pending"
-                f" ({got_votes} votes messages, {got_snapshots} snapshots)"
-            )
-        print(f"FIGURES slow consumer: each slow socket got {got_votes} of {3 * published} votes frames,"
-              f" then {got_snapshots} catch-up snapshots, and converged")
-        await wait_converged([(reader, CHANNEL)], server, timeout=10)
-        print(f"FIGURES slow consumer: the reading socket got {votes_messages(reader.messages, CHANNEL)}"
-              f" votes messages for {published} changes")
-    finally:
-        await asyncio.gather(*(raw.close() for raw in slow))
-        await close_all(clients)
-        await stop_process(server)
-
-
-async def test_slow_consumer_stuck_past_stall_timeout_is_closed_4008(tmp_path: Path, redis_server: RedisServer) -> None:
-    stall_timeout = 0.2
-    server = await start_process(tmp_path / "host", redis_server.url, **SLOW_CONFIG, **{"ws.stall_timeout": stall_timeout})
-    assert server.process is not None
-    pid = server.process.pid
-    clients: list[LiveClient] = []
-    slow: list[RawSocket] = []
-    try:
-        users, flood = await voting_crowd(server, clients)
-        await flood(1000)
-        for i in range(4):
-            raw = await RawSocket.connect(server.port, users[i].access_token)
-            slow.append(raw)
-            for channel in SLOW_CHANNELS:
-                await raw.subscribe(channel)
-
-        before = rss_kib(pid)
-        loop = asyncio.get_running_loop()
-        published = 0
-        queues = [send_queue(server.port, raw.port) for raw in slow]
-        stalled_at = None
-        # Flood until the kernel takes nothing more for any slow socket (its send queue stood
-        # still through a whole batch: from then on the server holds or skips its output),
-        # then for a few stall timeouts more, so that a broadcast finds each one stuck too long.
-        while stalled_at is None or loop.time() - stalled_at < 3 * stall_timeout:
-            assert published < 30_000, "the slow sockets never stalled"
-            published += await flood(400)
-            now = [send_queue(server.port, raw.port) for raw in slow]
-            if stalled_at is None and now == queues:
-                stalled_at = loop.time()
-            queues = now
-        after = rss_kib(pid)
-        bound = (len(slow) * (MAX_PENDING + PER_SOCKET_SLACK)) // 1024 + RSS_MARGIN_KIB
-        print(f"\nFIGURES stalled consumer: {published} votes; server RSS {before} KiB -> {after} KiB"
-              f" (+{after - before} KiB, bound +{bound} KiB); kernel send queues {queues}")
-        assert after - before <= bound
-
-        # Drained all at once: the server waits only so long for a closing handshake before it
-        # drops the connection, and the close frame queued behind the backlog with it.
-        still_open = await asyncio.gather(*(raw.read_until(lambda: False, timeout=10) for raw in slow))
-        assert not any(still_open), "still open"
-        codes = [raw.close_code for raw in slow]
-        assert codes == [4008] * len(slow), codes
-
-        # The client that was dropped reconnects and gets the current state.
-        again = await connect(server, users[0].access_token)
-        clients.append(again)
-        await subscribe(again, CHANNEL)
-        await wait_converged([(again, CHANNEL)], server, timeout=5)
-    finally:
-        await asyncio.gather(*(raw.close() for raw in slow))
-        await close_all(clients)
-        await stop_process(server)
-
-
 # -- revocation across processes ------------------------------------------------------------------
 
 
@@ -553,9 +184,9 @@ async def test_logout_revokes_the_sessions_sockets_on_every_process(tmp_path: Pa
         other_session = await log_in(second, "alice", alice.password)
         clients: list[LiveClient] = []
         try:
-            doomed = [await connect(server, alice.access_token) for server in (first, second, first, second)]
+            doomed = [await welcomed(server, alice.access_token) for server in (first, second, first, second)]
             clients.extend(doomed)
-            survivors = [await connect(server, other_session.access_token) for server in (first, second)]
+            survivors = [await welcomed(server, other_session.access_token) for server in (first, second)]
             clients.extend(survivors)
             await asyncio.gather(*(subscribe(c, CHANNEL) for c in clients))
 

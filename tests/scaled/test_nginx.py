@@ -13,19 +13,20 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, async_playwright, expect
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from tests.harness.live_views import TEACHERS, store_counts
 from tests.harness.nginx import Nginx, NginxFactory, start_nginx  # noqa: F401  (start_nginx: a fixture)
-from tests.harness.pages import PageLog, launch_chromium, logged_in_context
-from tests.harness.redis_server import RedisServer, free_port
-from tests.harness.scaled import TEACHERS, processes, store_counts
-from tests.harness.server import ServerProcess, sign_up
+from tests.harness.pages import PageLog, count, launch_chromium, logged_in_context, open_live, teacher
+from tests.harness.ports import free_port
+from tests.harness.redis_server import RedisServer
+from tests.harness.server import sign_up
+from tests.harness.server_process import ServerProcess, processes
 
 PASSWORD = "correct horse battery"
 LOGIN_IP_ATTEMPTS = 3
@@ -66,20 +67,6 @@ async def browser() -> AsyncIterator[Browser]:
 async def context_of(browser: Browser, nginx: Nginx, username: str) -> BrowserContext:
     """A logged-in context on nginx's origin (the test certificate is self-signed)."""
     return await logged_in_context(browser, nginx, username, PASSWORD, ignore_https_errors=True)  # type: ignore[arg-type]
-
-
-def teacher(page: Page, no: int) -> Any:
-    return page.locator(f'article.teacher[data-no="{no}"]')
-
-
-def count(page: Page, no: int, value: str) -> Any:
-    return teacher(page, no).locator(f".vote-{value} .count")
-
-
-async def open_live(page: Page, path: str = "/teachers.html?sno=1") -> Page:
-    await page.goto(path)
-    await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
-    return page
 
 
 SHOWN = """() => {

@@ -12,10 +12,11 @@ import signal
 import time
 from pathlib import Path
 
-from tests.harness.redis_server import RedisServer
-from tests.harness.scaled import child_pids, socket_owner, start_process, stop_process
-from tests.harness.server import ServerProcess, wait_for
 from services.workers import MAX_RESTARTS, RESTART_WINDOW, RestartBudget
+from tests.harness.procfs import alive, child_pids, socket_owner
+from tests.harness.redis_server import RedisServer
+from tests.harness.server import wait_for
+from tests.harness.server_process import ServerProcess, start_process, stop_process
 
 REPLACED_WITHIN = 2.0
 """Seconds from kill -9 of a worker until a new one answers requests."""
@@ -35,15 +36,6 @@ async def listening(server: ServerProcess, count: int) -> bool:
 def workers_of(server: ServerProcess) -> list[int]:
     assert server.process is not None
     return child_pids(server.process.pid)
-
-
-def alive(pid: int) -> bool:
-    """Running, as /proc sees it (a zombie waiting for a reaper that is not ours does not count)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def kill_and_wait_reaped(server: ServerProcess, pid: int) -> None:

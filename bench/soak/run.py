@@ -1,0 +1,293 @@
+"""The soak as a command: its options, and the run in order (the deployment, users and pages, then
+votes and faults for --duration seconds, then the checks); everything stopped at the end."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import monotonic as now
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient
+
+import bench.soak
+from bench.common import RESULTS, CpuMeter, machine, raise_open_files
+from bench.soak.accounts import Account, Voter
+from bench.soak.checks import CONVERGE, counted_sockets, lost_votes, stale_pages, store_counts
+from bench.soak.faults import FAULT_KINDS, Faults
+from bench.soak.pages import Page
+from bench.soak.probes import SpublishCalls, WorkerFeeds, sample_rss
+from bench.soak.report import print_report, summarize
+from bench.soak.stack import Stack
+from bench.soak.staleness import Staleness
+
+DESCRIPTION = (bench.soak.__doc__ or "").splitlines()[0]
+SETTLE_VOTES = 60.0
+"""How long votes in flight at the end may take to be acknowledged."""
+SOCKETS_PER_ACCOUNT = 100
+CONNECT_CONCURRENCY = 100
+
+
+@dataclass
+class Options:
+    duration: float
+    sockets: int
+    voters: int
+    rate: float
+    fault_every: float
+    faults: tuple[str, ...]
+    subjects: int
+    seed: int | None
+    keep: bool
+    results: str
+
+
+@dataclass
+class Soak:
+    options: Options
+    stack: Stack = field(default_factory=lambda: Stack(Path(tempfile.mkdtemp(prefix="livevote-soak-"))))
+    faults: Faults = field(init=False)
+    stopping: bool = False
+    pages: list[Page] = field(default_factory=list)
+    voters: list[Voter] = field(default_factory=list)
+    staleness: Staleness = field(default_factory=Staleness)
+    rss: list[tuple[float, int, int]] = field(default_factory=list)
+    closes: Counter[str] = field(default_factory=Counter)
+    handshake_failures: Counter[str] = field(default_factory=Counter)
+    socket_errors: Counter[str] = field(default_factory=Counter)
+    vote_failures: Counter[str] = field(default_factory=Counter)
+    outages: list[float] = field(default_factory=list)
+    """Per reconnection: from the close of a page's socket until the new one's snapshot."""
+    votes_acked: int = 0
+    votes_resent: int = 0
+    turns_skipped: int = 0
+    wrong_acks: int = 0
+    last_ack: float = 0.0
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.faults = Faults(self.stack, self.options.fault_every, self.options.faults)
+
+    def watchers(self) -> int:
+        """The accounts the pages log in with: one per SOCKETS_PER_ACCOUNT pages."""
+        return max(1, -(-self.options.sockets // SOCKETS_PER_ACCOUNT))
+
+    def acknowledged(self, teacher: int, version: int, attempt: int) -> None:
+        at = now()
+        self.votes_acked += 1
+        self.votes_resent += attempt
+        self.last_ack = at
+        self.staleness.acknowledged(teacher, version, at)
+
+    # -- setting up --------------------------------------------------------------------------------
+
+    async def catalog(self) -> list[int]:
+        """The first --subjects subjects' teachers; fills the staleness tracker's map."""
+        nginx = self.stack.nginx
+        assert nginx is not None
+        teachers = []
+        for subject in range(1, self.options.subjects + 1):
+            response = await nginx.get(f"/api/teachers/?sno={subject}")
+            if response.status != 200:
+                raise RuntimeError(f"subject {subject}: {response.status} (the seeded store has 5)")
+            for teacher in response.json()["teachers"]:
+                teachers.append(teacher["no"])
+                self.staleness.subject_of[teacher["no"]] = subject
+        return teachers
+
+    async def open_pages(self) -> None:
+        nginx = self.stack.nginx
+        assert nginx is not None
+        options = self.options
+        accounts = [Account(nginx, f"watcher-{i:03d}") for i in range(self.watchers())]
+        for account in accounts:
+            await account.register()
+        channels = [f"subject:{no}" for no in range(1, options.subjects + 1)] + ["dashboard"]
+        for index in range(options.sockets):
+            page = Page(self, index, channels[index % len(channels)], accounts[index % len(accounts)])
+            self.pages.append(page)
+            if page.subject is not None:
+                self.staleness.pages_by_subject[page.subject].append(page)
+        started = now()
+        limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def first_open(page: Page) -> None:
+            async with limit:
+                self._tasks.append(asyncio.create_task(page.run()))
+                await page.ready.wait()
+
+        await asyncio.wait_for(asyncio.gather(*(first_open(page) for page in self.pages)), 120)
+        print(f"{options.sockets} pages subscribed in {now() - started:.1f} s", flush=True)
+
+    # -- votes -------------------------------------------------------------------------------------
+
+    async def drive_votes(self, teachers: list[int], end: float) -> int:
+        """Turns at a steady rate until `end`; returns how many votes were still unacknowledged
+        SETTLE_VOTES seconds later."""
+        started, turn = now(), 0
+        tasks: set[asyncio.Task[None]] = set()
+        while (due := started + turn / self.options.rate) < end:
+            if (delay := due - now()) > 0:
+                await asyncio.sleep(delay)
+            voter = self.voters[turn % len(self.voters)]
+            turn += 1
+            if voter.busy:
+                self.turns_skipped += 1
+                continue
+            voter.busy = True
+            task = asyncio.create_task(voter.vote(self, random.choice(teachers)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if not tasks:
+            return 0
+        _, unsettled = await asyncio.wait(set(tasks), timeout=SETTLE_VOTES)
+        for task in unsettled:
+            task.cancel()
+        return len(unsettled)
+
+    # -- the whole run ---------------------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        options = self.options
+        stack = self.stack
+        await stack.start(accounts=options.voters + self.watchers())
+        assert stack.nginx is not None and stack.server is not None and stack.cluster is not None
+        teachers = await self.catalog()
+        self.voters = [Voter(stack.nginx, f"voter-{i:03d}") for i in range(options.voters)]
+        for voter in self.voters:
+            await voter.register()
+        await self.open_pages()
+
+        feeds, spublish = WorkerFeeds(stack.server.port), SpublishCalls(stack.cluster)
+        await feeds.connect(stack.workers())
+        await feeds.scrape()
+        await spublish.scrape()
+        feeds.counting = spublish.counting = True
+        before = await store_counts(self, teachers)
+        client_cpu = CpuMeter(os.getpid())
+        client_cpu.start()
+        self._tasks.append(asyncio.create_task(sample_rss(stack.workers, self.rss)))
+
+        started = now()
+        end = started + options.duration
+        print(f"voting for {options.duration:.0f} s at {options.rate:g}/s by {options.voters} users, "
+              f"a fault every {options.fault_every:g} s", flush=True)
+        faults = asyncio.create_task(self.faults.run(started, end, feeds, spublish))
+        self._tasks.append(faults)
+        unsettled = await self.drive_votes(teachers, end)
+        voting_ended = now()
+        await faults
+        last = max([self.last_ack] + [fault.recovered or 0.0 for fault in self.faults.injected])
+        cpu = client_cpu.stop()
+
+        # Every page must show the store within CONVERGE s of the last vote (or recovery).
+        after = await store_counts(self, teachers)
+        deadline = last + CONVERGE
+        while (stale := stale_pages(self, after)) and now() < deadline:
+            await asyncio.sleep(0.05)
+        converged = None if stale else max(page.changed_at for page in self.pages)
+        self.staleness.finish(now())
+
+        expected: dict[int, list[int]] = {no: [0, 0] for no in teachers}
+        for voter in self.voters:
+            for teacher, value in voter.votes.items():
+                if value is not None:
+                    expected[teacher][0 if value == "good" else 1] += 1
+        mismatch = sum(abs(after[no][0] - good) + abs(after[no][1] - bad) for no, (good, bad) in expected.items())
+        lost = await lost_votes(self)
+        stats_sockets = await counted_sockets(self)
+
+        await feeds.connect(stack.workers())
+        await feeds.scrape()
+        await spublish.scrape()
+        await feeds.close()
+        changes = sum(after[no][2] - before[no][2] for no in teachers)
+        return summarize(
+            self, started=started, voting_ended=voting_ended, last=last, converged=converged, cpu=cpu,
+            lost=lost, mismatch=mismatch, stale=stale, unsettled=unsettled, changes=changes,
+            feeds=feeds, spublish=spublish, stats_sockets=stats_sockets,
+        )
+
+    async def stop(self) -> None:
+        """Everything this run started, whatever state it is in (also after Ctrl-C)."""
+        self.stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for page in self.pages:
+            if page.client is not None:
+                page.client.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.stack.stop()
+        work, server = self.stack.work, self.stack.server
+        if self.options.keep:
+            if server is not None:
+                (work / "server.log").write_text("\n".join(server.lines))
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def parse_options(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=DESCRIPTION)
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of voting (default 600)")
+    parser.add_argument("--sockets", type=int, default=1000, help="live pages (default 1000)")
+    parser.add_argument("--voters", type=int, default=20, help="users voting (default 20)")
+    parser.add_argument("--rate", type=float, default=20.0, help="votes per second, all users together (default 20)")
+    parser.add_argument("--fault-every", type=float, default=60.0, help="seconds between faults (default 60)")
+    parser.add_argument("--faults", default=",".join(FAULT_KINDS), help="kinds to cycle through (worker,redis,nginx)")
+    parser.add_argument("--subjects", type=int, default=5, help="subjects watched and voted on, 1-5 (default 5)")
+    parser.add_argument("--seed", type=int, help="random seed (faults, votes, jitter)")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) instead of removing it")
+    parser.add_argument("--results", default=str(RESULTS / "soak.json"), help="JSON result file ('' for none)")
+    args = parser.parse_args(argv)
+    kinds = tuple(kind for kind in args.faults.split(",") if kind)
+    if not kinds or set(kinds) - set(FAULT_KINDS):
+        parser.error(f"--faults: a comma-separated subset of {','.join(FAULT_KINDS)}")
+    if args.voters < 1 or args.sockets < 1 or args.rate <= 0 or not 1 <= args.subjects <= 5:
+        parser.error("--voters, --sockets, --rate must be positive, --subjects 1-5")
+    return Options(args.duration, args.sockets, args.voters, args.rate, args.fault_every, kinds, args.subjects,
+                   args.seed, args.keep, args.results)
+
+
+async def soak(options: Options) -> dict[str, Any]:
+    if options.seed is not None:
+        random.seed(options.seed)
+    raise_open_files()
+    AsyncHTTPClient.configure(None, max_clients=options.voters + 50)
+    run = Soak(options)
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    try:
+        result = await run.run()
+    finally:
+        await run.stop()
+    # Reported, not judged: the run's verdict is about votes and pages (see the package docstring).
+    result["server_exit"] = run.stack.server_exit
+    result["server_errors"] = run.stack.server_problems()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv)
+    try:
+        result = asyncio.run(soak(options))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("soak: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    if options.results:
+        path = Path(options.results)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"machine": machine(), **result}, indent=2))
+    print_report(result)
+    return 0 if result["ok"] else 1
