@@ -20,9 +20,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import livevote_process, percentile, prepare, report  # noqa: E402
-from bench.httpload import JSON, PASSWORD, HttpConnection  # noqa: E402
-from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from bench.common import livevote_process, percentile, prepare, report
+from bench.httpload import JSON, PASSWORD, HttpConnection
+from tests.harness.ports import free_port, wait_for_port
 
 
 async def timed(samples: list[float], call: Awaitable[tuple[int, bytes]]) -> tuple[int, bytes]:

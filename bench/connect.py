@@ -20,11 +20,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Process, livevote_process, percentile, prepare, report, table  # noqa: E402
-from bench.httpload import sign_in  # noqa: E402
-from bench.wsload import WsClient, connect, open_subscribed  # noqa: E402
-from tests.harness.ports import free_port, wait_for_port  # noqa: E402
-from tests.harness.procfs import rss_kib  # noqa: E402
+from bench.common import Process, livevote_process, percentile, prepare, report, table
+from bench.httpload import sign_in
+from bench.wsload import WsClient, connect, open_subscribed
+from tests.harness.ports import free_port, wait_for_port
+from tests.harness.procfs import rss_kib
 
 COLUMNS = ["target", "sockets", "all subscribed s", "failures", "p50 ms", "p99 ms", "idle sockets", "RSS/socket KiB"]
 

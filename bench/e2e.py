@@ -24,11 +24,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CpuMeter, livevote_process, percentile, prepare, report, table  # noqa: E402
-from bench.fanout import SAMPLED  # noqa: E402
-from bench.httpload import sign_in  # noqa: E402
-from bench.wsload import WsClient, connect  # noqa: E402
-from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from bench.common import CpuMeter, livevote_process, percentile, prepare, report, table
+from bench.fanout import SAMPLED
+from bench.httpload import sign_in
+from bench.wsload import WsClient, connect
+from tests.harness.ports import free_port, wait_for_port
 
 COLUMNS = ["mode", "sockets", "rate", "delivered/s", "delivered %", "p50 ms", "p99 ms", "server cpu %"]
 

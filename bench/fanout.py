@@ -48,13 +48,13 @@ import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SERVER_CORE, CpuMeter, percentile, prepare, table, write_result  # noqa: E402
-from bench.fanout_targets import Target, make_target  # noqa: E402
-from bench.floor import measure_floor  # noqa: E402
-from bench.httpload import sign_in  # noqa: E402
-from bench.wsload import WsClient  # noqa: E402
-from tests.harness.ports import wait_for_port  # noqa: E402
-from tests.harness.procfs import core_seconds, cpu_seconds, main_thread_seconds, rss_kib, softirq_seconds  # noqa: E402
+from bench.common import SERVER_CORE, CpuMeter, percentile, prepare, table, write_result
+from bench.fanout_targets import Target, make_target
+from bench.floor import measure_floor
+from bench.httpload import sign_in
+from bench.wsload import WsClient
+from tests.harness.ports import wait_for_port
+from tests.harness.procfs import core_seconds, cpu_seconds, main_thread_seconds, rss_kib, softirq_seconds
 
 SAMPLED = 50
 """Sockets whose every update is timed (all sockets are counted)."""

@@ -43,9 +43,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CLIENT_CORE, SERVER_CORE, CpuMeter, Process, pin_client, raise_open_files, table, write_result  # noqa: E402
-from tests.harness.ports import free_port  # noqa: E402
-from tests.harness.procfs import core_seconds, cpu_seconds, softirq_seconds  # noqa: E402
+from bench.common import CLIENT_CORE, SERVER_CORE, CpuMeter, Process, pin_client, raise_open_files, table, write_result
+from tests.harness.ports import free_port
+from tests.harness.procfs import core_seconds, cpu_seconds, softirq_seconds
 
 FRAME_SIZE = 120
 CONNECT_CONCURRENCY = 500

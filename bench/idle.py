@@ -43,13 +43,13 @@ import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import wsload  # noqa: E402
-from bench.common import ROOT, CpuMeter, Process, livevote_process, prepare, table, write_result  # noqa: E402
-from bench.fanout_targets import update  # noqa: E402
-from bench.httpload import HttpConnection, sign_in  # noqa: E402
-from bench.wsload import WsClient, connect, open_subscribed  # noqa: E402
-from tests.harness.ports import free_port, wait_for_port  # noqa: E402
-from tests.harness.procfs import rss_kib  # noqa: E402
+from bench import wsload
+from bench.common import ROOT, CpuMeter, Process, livevote_process, prepare, table, write_result
+from bench.fanout_targets import update
+from bench.httpload import HttpConnection, sign_in
+from bench.wsload import WsClient, connect, open_subscribed
+from tests.harness.ports import free_port, wait_for_port
+from tests.harness.procfs import rss_kib
 
 CONNECT_CONCURRENCY = 200
 CHEAP_ARGON2 = {"auth__argon2_memory_kib": 8192, "auth__argon2_time_cost": 1}

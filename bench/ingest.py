@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     CLIENT_CORE,
     ROOT,
     SERVER_CORE,
@@ -46,9 +46,9 @@ from bench.common import (  # noqa: E402
     table,
     write_result,
 )
-from bench.httpload import sign_in  # noqa: E402
-from tests.harness.ports import free_port, wait_for_port  # noqa: E402
-from tests.harness.procfs import core_ticks, process_tree  # noqa: E402
+from bench.httpload import sign_in
+from tests.harness.ports import free_port, wait_for_port
+from tests.harness.procfs import core_ticks, process_tree
 
 SCRIPT = ROOT / "bench" / "wrk" / "votes.lua"
 USERS = 64  # within livevote's default register_attempts (100 an hour per address)

@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, table, write_result  # noqa: E402
-from bench.httpload import HttpConnection  # noqa: E402
-from bench.ingest import Server, livevote_server, tornado_server, worktree  # noqa: E402
-from tests.harness.ports import wait_for_port  # noqa: E402
+from bench.common import ROOT, table, write_result
+from bench.httpload import HttpConnection
+from bench.ingest import Server, livevote_server, tornado_server, worktree
+from tests.harness.ports import wait_for_port
 
 WARM_UP = 50
 START_TIMEOUT = 300.0

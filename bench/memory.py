@@ -39,12 +39,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, Process, livevote_process, pin_client, raise_open_files, table, write_result  # noqa: E402
-from bench.httpload import sign_in  # noqa: E402
-from bench.idle import CHEAP_ARGON2, code_version, open_all  # noqa: E402
-from bench.wsload import open_subscribed  # noqa: E402
-from tests.harness.ports import free_port, wait_for_port  # noqa: E402
-from tests.harness.procfs import rss_kib  # noqa: E402
+from bench.common import ROOT, Process, livevote_process, pin_client, raise_open_files, table, write_result
+from bench.httpload import sign_in
+from bench.idle import CHEAP_ARGON2, code_version, open_all
+from bench.wsload import open_subscribed
+from tests.harness.ports import free_port, wait_for_port
+from tests.harness.procfs import rss_kib
 
 
 def site_table(before_path: Path, after_path: Path, sockets: int, top: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -37,7 +37,7 @@ def serve(out: Path, argv: list[str]) -> int:
         del snapshot
         try:
             objects: dict[str, Any] = walk_sockets()
-        except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        except Exception as exc:
             objects = {"error": repr(exc)}
         objects["gc"] = {"full collection s": collect_seconds, "tracked objects": tracked,
                          "collections": {f"gen{n}": stats["collections"] for n, stats in enumerate(gc.get_stats())}}

@@ -25,12 +25,12 @@ import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CpuMeter, livevote_process, prepare, report, table  # noqa: E402
-from bench.connect import storm  # noqa: E402
-from bench.httpload import HttpConnection, sign_in  # noqa: E402
-from bench.wsload import open_subscribed  # noqa: E402
-from tests.harness.metrics import sample  # noqa: E402
-from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from bench.common import CpuMeter, livevote_process, prepare, report, table
+from bench.connect import storm
+from bench.httpload import HttpConnection, sign_in
+from bench.wsload import open_subscribed
+from tests.harness.metrics import sample
+from tests.harness.ports import free_port, wait_for_port
 
 COLUMNS = ["mode", "sockets", "phase", "seconds", "pushes", "lag p99 ms", "lag max bucket ms", "server cpu %",
            "redis cmds/push"]

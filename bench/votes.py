@@ -25,10 +25,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CpuMeter, livevote_process, percentile, prepare, report, table  # noqa: E402
-from bench.httpload import HttpConnection, sign_in  # noqa: E402
-from bench.wsload import connect  # noqa: E402
-from tests.harness.ports import free_port, wait_for_port  # noqa: E402
+from bench.common import CpuMeter, livevote_process, percentile, prepare, report, table
+from bench.httpload import HttpConnection, sign_in
+from bench.wsload import connect
+from tests.harness.ports import free_port, wait_for_port
 
 VALUES = ("good", "bad", None)
 TEACHERS = range(1, 16)

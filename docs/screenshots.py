@@ -1,4 +1,4 @@
-"""The README's screenshots: python docs/screenshots.py [--out docs/screenshots]
+"""The screenshots of README.md and docs/pages.md: python docs/screenshots.py [--out docs/screenshots]
 
 Starts the real app in this process (a free port, a temporary data directory, the demo
 data), signs up an admin and a few users, casts votes and opens sockets that watch some

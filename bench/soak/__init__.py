@@ -15,7 +15,7 @@ about correctness under faults, on whatever the machine has.
 
 - Pages: --sockets WebSockets through nginx with the page's Origin and a bearer subprotocol
   (docs/protocol.md), each on one channel (subject:1..N round robin with dashboard). Like
-  static/js/livevote.js they subscribe on `welcome`, keep per teacher the counts of the highest
+  static/js/live-client.js they subscribe on `welcome`, keep per teacher the counts of the highest
   version, and after a close reconnect with backoff (0.5 s doubling to 15 s, equal jitter, reset
   by a welcome); a 401 at the handshake logs their user in again.
 - Voters: --voters users cast --rate votes/s in all, round robin, each turn one user switching

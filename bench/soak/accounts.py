@@ -94,7 +94,7 @@ class Voter(Account):
                     else:
                         response = await self.nginx.request("PUT", path, json_body={"value": value}, headers=self.bearer)
                     status = str(response.status)
-                except Exception as error:  # noqa: BLE001 - reset, timeout: unknown outcome, resend
+                except Exception as error:
                     status = type(error).__name__
                 else:
                     if response.status == 200:

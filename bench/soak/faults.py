@@ -53,7 +53,7 @@ class Faults:
             inject = {"worker": self.kill_worker, "redis": self.kill_master, "nginx": self.reload_nginx}[fault.kind]
             try:
                 await asyncio.wait_for(inject(fault, feeds, spublish), FAULT_TIMEOUT)
-            except Exception as error:  # noqa: BLE001 - reported, and it fails the run
+            except Exception as error:
                 fault.error = f"{type(error).__name__}: {error}"
             fault.recovered = now()
             print(f"  {fault.started - start:6.1f} s  {fault.kind:6}  {fault.target}: "

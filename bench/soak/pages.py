@@ -1,4 +1,4 @@
-"""The soak's live pages: WebSockets through nginx over TLS that behave like static/js/livevote.js
+"""The soak's live pages: WebSockets through nginx over TLS that behave like the pages' client (static/js/live-client.js)
 (subscribe on welcome, keep the highest version per teacher, reconnect with backoff)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bench.soak.run import Soak
 
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 15.0
-"""static/js/livevote.js's reconnect backoff, in seconds."""
+"""static/js/live-client.js's reconnect backoff, in seconds."""
 
 TLS = ssl.create_default_context()
 TLS.check_hostname = False
@@ -69,7 +69,7 @@ class Page:
             token = self.account.token
             try:
                 client = await open_socket(soak.stack.nginx_port, token, self._new_client)
-            except Exception as error:  # noqa: BLE001 - every failure is retried, as a page does
+            except Exception as error:
                 self.client = None
                 soak.handshake_failures[_failure(error)] += 1
                 if "401" in str(error):

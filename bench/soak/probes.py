@@ -48,7 +48,7 @@ class WorkerFeeds:
             try:
                 status, body = await asyncio.wait_for(connection.request("GET", "/metrics"), 5)
                 value = find_sample(body.decode(), FEED_MESSAGES)
-            except Exception:  # noqa: BLE001 - the worker is gone (or hung): its last reading stands
+            except Exception:
                 del self.connections[pid]
                 await _close(connection)
                 continue

@@ -1,4 +1,4 @@
-"""docs/screenshots.py, run as the README says: every PNG it promises is written, the size of its viewport."""
+"""docs/screenshots.py, run as docs/pages.md says: every PNG it promises is written, the size of its viewport."""
 
 from __future__ import annotations
 

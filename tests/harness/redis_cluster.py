@@ -139,7 +139,7 @@ class ClusterServers:
         )
         try:
             output, _ = await asyncio.wait_for(process.communicate(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
             raise
@@ -170,7 +170,7 @@ class ClusterServers:
         for process in processes:
             try:
                 await asyncio.wait_for(process.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
         self._processes.clear()

@@ -3,7 +3,7 @@ against the real server: the 404 page, loading, a phone-wide header, logging out
 everywhere, an anonymous visit without failing requests, and a vote while the
 connection is down.
 
-Fixtures as in tests/test_pages.py: one Chromium for the module, on the module's loop.
+Fixtures as in tests/pages/test_pages.py: one Chromium for the module, on the module's loop.
 """
 
 from __future__ import annotations

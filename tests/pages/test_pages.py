@@ -12,28 +12,22 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from handlers.pages import CONTENT_SECURITY_POLICY
-from services.wiring import build_services, close_services
-from tests.harness.server import ROOT
 from services.errors import FIELD_CODES
+from services.wiring import build_services, close_services
 from tests.conftest import ServerFactory
-from tests.harness.pages import STORAGE_SPY, PageLog, conn, logged_in_context, open_live, screenshot, teacher
-from tests.harness.server import LiveServer, log_in, sign_up, sign_up_admin
+from tests.harness.pages import STORAGE_SPY, PageLog, conn, count, logged_in_context, open_live, screenshot, teacher
+from tests.harness.server import ROOT, LiveServer, log_in, sign_up, sign_up_admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PASSWORD = "correct horse battery"
 MARKUP = "<img src=x onerror=alert(1)>"
 LIVE = "live"
-
-
-def count(page: Page, no: int, value: str) -> Any:
-    return teacher(page, no).locator(f".vote-{value} .count")
 
 
 async def pill_number(page: Page, name: str) -> int:

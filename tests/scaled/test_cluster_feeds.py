@@ -7,7 +7,7 @@ each process named a different node, with real sockets on several subjects.
 - A process receives the vote feed of a subject only while one of its sockets watches it
   (`livevote_vote_feed_messages_total` of each process's /metrics); a dashboard makes it take
   the all-subjects feed instead. The messages per vote each process received are printed
-  (pytest -s) for the README's capacity model.
+  (pytest -s) for the capacity model in docs/performance.md.
 """
 
 from __future__ import annotations

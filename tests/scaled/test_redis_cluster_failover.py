@@ -54,7 +54,7 @@ async def test_failover_promotes_the_replica_and_spublish_resumes(
             while True:
                 try:
                     await pubsub.get_message(timeout=0.5)
-                except Exception as error:  # noqa: BLE001 - the point is which one
+                except Exception as error:
                     return error, loop.time() - killed_at
 
         await redis_cluster.kill(master)
@@ -75,7 +75,7 @@ async def test_failover_promotes_the_replica_and_spublish_resumes(
             try:
                 receivers = await cluster_client.spublish(CHANNEL, b"after the failover")
                 break
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 failures.append(error)
                 assert loop.time() - killed_at < 10, failures
                 await asyncio.sleep(0.05)
