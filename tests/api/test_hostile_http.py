@@ -95,7 +95,7 @@ async def test_a_declared_body_where_none_is_taken_is_refused_unread(process: Se
     answers = await asyncio.gather(*(request.answer() for request in requests))
     grown = peak_rss_kib(process.process.pid) - before
 
-    for request, answer in zip(requests, answers):
+    for request, answer in zip(requests, answers, strict=True):
         assert refused(answer), (request.path, answer[:200])
         if answer:
             assert b"application/problem+json" in answer and b"takes no request body" in answer

@@ -92,7 +92,7 @@ async def test_parallel_logins_of_several_users_from_one_address(
     replies = await all_at_once(server, "/api/auth/login", [
         {"username": user.username, "password": user.password if right else "wrong password"} for user, right in attempts
     ])
-    for (user, right), reply in zip(attempts, replies):
+    for (user, right), reply in zip(attempts, replies, strict=True):
         assert reply.status == (200 if right else 401), (user.username, right, reply.body)
         if right:
             assert reply.json()["user"]["username"] == user.username

@@ -103,7 +103,7 @@ class ClusterServers:
             taken.add(free_port())
         chosen = sorted(taken)
         self.ports = chosen[:count]
-        self._bus_ports = dict(zip(self.ports, chosen[count:]))
+        self._bus_ports = dict(zip(self.ports, chosen[count:], strict=True))
         try:
             await asyncio.gather(*(self._spawn(port, timeout) for port in self.ports))
             await self._create(timeout)

@@ -43,7 +43,7 @@ async def vote_all(voters: Sequence[Voter], scripts: Sequence[Script]) -> int:
             echoed = reply["value"] if isinstance(reply, dict) else reply.json()["value"]
             assert echoed == value, getattr(reply, "body", reply)
 
-    await asyncio.gather(*(run(voter, script) for voter, script in zip(voters, scripts)))
+    await asyncio.gather(*(run(voter, script) for voter, script in zip(voters, scripts, strict=True)))
     return sum(len(script) for script in scripts)
 
 

@@ -148,7 +148,7 @@ def test_parallel_auth_ops_leave_each_socket_on_its_newest_accepted_session(env:
             if round_ == plan.revoke_during:
                 assert early is not None
                 logging_out = asyncio.ensure_future(logout(env.server, logins[early].refresh_token))
-            for sock, (_, ops) in zip(sockets, plan.sockets):
+            for sock, (_, ops) in zip(sockets, plan.sockets, strict=True):
                 if round_ < len(ops):
                     sock.send(op="auth", id=f"a{round_}", access_token=token(ops[round_]))
         revoked_at = 0.0
@@ -158,7 +158,7 @@ def test_parallel_auth_ops_leave_each_socket_on_its_newest_accepted_session(env:
 
         histories: list[list[int]] = []
         """Per socket: the session it opened on, then that of every accepted token, in reply order."""
-        for index, (sock, (first, ops)) in enumerate(zip(sockets, plan.sockets)):
+        for index, (sock, (first, ops)) in enumerate(zip(sockets, plan.sockets, strict=True)):
             wanted = {f"a{i}" for i in range(len(ops))}
 
             def all_answered(sock: ProbeSocket = sock, wanted: set[str] = wanted) -> bool:

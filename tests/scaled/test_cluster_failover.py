@@ -138,12 +138,12 @@ async def test_killing_the_master_of_a_watched_feed_loses_no_acknowledged_vote_a
 
             async def flowing() -> bool:
                 return all(got_live(client, channel, mark)
-                           for (client, channel, _), mark in zip(watchers.items, marks))
+                           for (client, channel, _), mark in zip(watchers.items, marks, strict=True))
 
             try:
                 await wait_for(flowing, 10, what="live votes messages on every socket")
             except TimeoutError:
-                stuck = [(where, channel) for (client, channel, where), mark in zip(watchers.items, marks)
+                stuck = [(where, channel) for (client, channel, where), mark in zip(watchers.items, marks, strict=True)
                          if not got_live(client, channel, mark)]
                 raise AssertionError(f"no live votes message after the failover on (process, channel) {stuck}") from None
             flow_seconds = loop.time() - killed_at
@@ -161,7 +161,7 @@ async def test_killing_the_master_of_a_watched_feed_loses_no_acknowledged_vote_a
                 f"\nFIGURES cluster failover: killed master {doomed} (subject 1's feed), slot served by {promoted}"
                 f" {failover_seconds:.2f} s later; 30 acknowledged votes after it by {votes_seconds:.2f} s, live votes"
                 f" messages on every socket again by {flow_seconds:.2f} s; resyncs per process"
-                f" {[n - r for n, r in zip(now, resynced)]}; vote outcomes per phase {outcomes}; slowest"
+                f" {[n - r for n, r in zip(now, resynced, strict=True)]}; vote outcomes per phase {outcomes}; slowest"
                 f" acknowledged vote per phase (s) {dict(stream.slowest)}; final counts {expected}; after it"
                 f" logout-all closed dave's sockets on the 3 processes within {max(revoked_in):.3f} s"
             )

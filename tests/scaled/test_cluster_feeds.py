@@ -179,10 +179,10 @@ async def test_votes_reach_every_watcher_on_every_process_and_each_process_hears
             now = await wait_heard(servers, heard, dict(enumerate(expected_heard)))
             live = [
                 sum(1 for m in client.messages[mark:] if m.get("type") == "votes")
-                for client, mark in zip(watchers.clients, marks)
+                for client, mark in zip(watchers.clients, marks, strict=True)
             ]
             assert min(live) >= 1, "every socket got live votes messages, not only snapshots"
-            per_change = [(n - h) / total for n, h in zip(now, heard)]
+            per_change = [(n - h) / total for n, h in zip(now, heard, strict=True)]
             masters = await feeds_by_master(redis_cluster, subjects)
             print(
                 f"\nFIGURES cluster feeds: 3 processes, 10 subjects of 3 teachers, feeds per master {masters};"
@@ -192,7 +192,7 @@ async def test_votes_reach_every_watcher_on_every_process_and_each_process_hears
                 f" {per_change[0]:.2f}, process 1 (subjects 1, 4-8) {per_change[1]:.2f},"
                 f" process 2 (dashboard) {per_change[2]:.2f}; all processes {sum(per_change):.2f} per change"
                 f" (3.00 if every process heard every vote; 0.30 / 0.60 / 1.00 for votes spread evenly); per vote op"
-                f" {[round((n - h) / ops, 2) for n, h in zip(now, heard)]}"
+                f" {[round((n - h) / ops, 2) for n, h in zip(now, heard, strict=True)]}"
                 f"\nFIGURES cluster feeds: live votes messages per socket min/max {min(live)}/{max(live)}"
                 f" over {len(live)} sockets"
             )

@@ -36,7 +36,9 @@ async def test_logout_all_closes_the_users_sockets_on_every_process_within_a_sec
                 for session in (alice, alice_again):
                     doomed.append(await welcomed(server, session.access_token))
             channels = ["subject:1", "subject:3", "subject:4", "dashboard", "teacher:2", "subject:2"]
-            await asyncio.gather(*(subscribe(client, channel) for client, channel in zip(doomed, channels)))
+            await asyncio.gather(
+                *(subscribe(client, channel) for client, channel in zip(doomed, channels, strict=True))
+            )
             await survivors.open(servers, bob.access_token, {index: channels[2 * index: 2 * index + 2] for index in range(3)})
             master = await redis_cluster.master_for_key(PREFIX + REVOKED)
 

@@ -148,7 +148,7 @@ async def test_workers_share_one_port_fan_out_and_stop_on_sigterm(tmp_path: Path
 
         await wait_for(all_counted, timeout=15)
 
-        for worker, value in zip(workers, ("good", "bad")):
+        for worker, value in zip(workers, ("good", "bad"), strict=True):
             voter = next(c for c in clients if owner[c] == worker)
             ack = await voter.request("vote", teacher=1, value=value)
             assert ack["type"] == "ack", ack

@@ -61,7 +61,9 @@ async def test_redis_fault_server_stays_up_and_sockets_converge_after_restart(
         await server.wait_for_line("redis pub/sub reconnected", timeout=15)
         # No vote since the outage: nothing but the fresh snapshots can bring the watchers up to date.
         assert await wait_converged(subscribers, server, timeout=10) == missed
-        assert all(snapshot_count(c) > n for c, n in zip(watchers, snapshots)), "a fresh snapshot after the gap"
+        assert all(snapshot_count(c) > n for c, n in zip(watchers, snapshots, strict=True)), (
+            "a fresh snapshot after the gap"
+        )
 
         # The stream resumes on the restarted Redis (it came back empty: the voters log in again).
         after = VoteStream(voters, TEACHERS, phase="after", tolerate=(OSError,), log_in_again=True)
