@@ -72,10 +72,10 @@ async def subject_teacher_user(store: MongoStore) -> tuple[int, int, int]:
 
 async def test_open_creates_the_indexes(mongo: MongoStore) -> None:
     votes = await mongo.database["votes"].index_information()
-    assert [index for index in votes.values() if index["key"] == [("user", 1), ("teacher", 1)]][0]["unique"]
+    assert next(index for index in votes.values() if index["key"] == [("user", 1), ("teacher", 1)])["unique"]
     assert any(index["key"] == [("teacher", 1), ("value", 1)] for index in votes.values())
     users = await mongo.database["users"].index_information()
-    assert [index for index in users.values() if index["key"] == [("username_key", 1)]][0]["unique"]
+    assert next(index for index in users.values() if index["key"] == [("username_key", 1)])["unique"]
     teachers = await mongo.database["teachers"].index_information()
     assert any(index["key"] == [("subject", 1), ("_id", 1)] for index in teachers.values())
 

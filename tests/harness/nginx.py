@@ -80,8 +80,7 @@ def render_config(
     text = _substitute(text, r"^(\s*)listen 443 ssl;", rf"\g<1>listen 127.0.0.1:{https_port} ssl;")
     text = _substitute(text, r"^\s*listen \[::\]:\d+[^;]*;\n", "", count=0)
     text = _substitute(text, r"^(\s*ssl_certificate\s+)\S+;", rf"\g<1>{certificate};")
-    text = _substitute(text, r"^(\s*ssl_certificate_key\s+)\S+;", rf"\g<1>{key};")
-    return text
+    return _substitute(text, r"^(\s*ssl_certificate_key\s+)\S+;", rf"\g<1>{key};")
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:

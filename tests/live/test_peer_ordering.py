@@ -6,6 +6,7 @@ and the event loop running, the reader gets every frame whole and in the order i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 from hypothesis import strategies as st
@@ -92,10 +93,8 @@ class PeerOrderingMachine(RuleBasedStateMachine):
 
     @rule(size=st.integers(min_value=1, max_value=4 * SMALL_BUFFER))
     def read(self, size: int) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             self.received += self.reader.recv(size)
-        except BlockingIOError:
-            pass
 
     @rule(turns=st.integers(min_value=1, max_value=3))
     def loop_runs(self, turns: int) -> None:

@@ -64,6 +64,7 @@ near_op_names = st.sampled_from([
     "Subscribe", "vote ", "AUTH", "refresh_token", "pong", "ack", "error", "welcome", "", "op", "unsubscribe\u200b",
 ])
 op_names = st.one_of(st.text(max_size=12), near_op_names).filter(lambda name: name not in OP_NAMES)
+known_op_names = st.sampled_from(OP_NAMES)
 
 DIGIT_LOOKALIKES = ["²", "¹", "³", "١", "٣", "۱", "०", "১", "๑", "０", "１", "𝟏", "𝟙", "Ⅻ", "①", "⑴", "⒈", "〡", "𑁧", "٠"]
 digit_chars = st.one_of(
@@ -117,7 +118,7 @@ FIELD_VALUES = {"channel": channel_names, "teacher": teacher_values, "value": vo
 
 
 @st.composite
-def op_docs(draw: st.DrawFn, ops: st.SearchStrategy[str] = st.sampled_from(OP_NAMES)) -> dict[str, Any]:
+def op_docs(draw: st.DrawFn, ops: st.SearchStrategy[str] = known_op_names) -> dict[str, Any]:
     """A known op with its fields (each usually present), maybe an id, sometimes stray keys."""
     op = draw(ops)
     doc: dict[str, Any] = {"op": op}

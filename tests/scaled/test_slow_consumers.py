@@ -147,7 +147,7 @@ async def test_slow_consumer_memory_stays_bounded_and_it_converges(tmp_path: Pat
         totals = await store_totals(server)
         for raw in slow:
             subscribed = len(raw.messages)
-            assert await raw.read_until(lambda: converged(raw.view, store, totals), timeout=20), (
+            assert await raw.read_until(lambda raw=raw: converged(raw.view, store, totals), timeout=20), (
                 f"closed {raw.close_code} while draining"
             )
             later = raw.messages[subscribed:]
