@@ -109,7 +109,7 @@ def _shared_roots(handler: Any) -> list[Any]:
         roots.append(aio.get_running_loop())
     except RuntimeError:
         roots.append(IOLoop.current().asyncio_loop)  # type: ignore[attr-defined]
-    roots += [value for value in vars(services).values()]
+    roots += list(vars(services).values())
     for value in vars(services).values():
         if hasattr(value, "__dict__"):
             roots += list(vars(value).values())

@@ -3,6 +3,8 @@ livevote's SQLite schema (teachers.no, votes.teacher), so one query checks both.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 
@@ -24,4 +26,4 @@ class Vote(models.Model):
 
     class Meta:
         db_table = "votes"
-        constraints = [models.UniqueConstraint(fields=["user", "teacher"], name="one_vote_per_user_and_teacher")]
+        constraints: ClassVar[list[models.BaseConstraint]] = [models.UniqueConstraint(fields=["user", "teacher"], name="one_vote_per_user_and_teacher")]
