@@ -49,7 +49,9 @@ async def subscriber(port: int, token: str, on_version: Callable[[int], None]) -
     return client, int(await asyncio.wait_for(ready, 60))
 
 
-async def measure(mode: str, port: int, pid: int, sockets: int, rates: list[int], seconds: float) -> list[dict[str, Any]]:
+async def measure(
+    mode: str, port: int, pid: int, sockets: int, rates: list[int], seconds: float
+) -> list[dict[str, Any]]:
     token = await sign_in(port)
     sent_at: dict[int, float] = {}
     latencies: list[float] = []

@@ -71,7 +71,9 @@ def rusage_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def send_rounds(socks: list[socket.socket], frame: bytes, rounds: int, frames_per_second: float | None) -> dict[str, Any]:
+def send_rounds(
+    socks: list[socket.socket], frame: bytes, rounds: int, frames_per_second: float | None
+) -> dict[str, Any]:
     """The loop under test. A socket whose kernel buffer is full keeps its unsent bytes, gets no
     direct send until they are flushed (order is kept), and is retried after each round."""
     pending: dict[socket.socket, bytearray] = {}

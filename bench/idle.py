@@ -265,8 +265,8 @@ async def main() -> None:
     print(table(memory, MEMORY_COLUMNS))
     print()
     print(table(ratios, ["measure", "livevote", "websockets", "livevote / websockets"]))
-    result = {"code": code_version(), "mode": "redis" if options.redis else "embedded", "rows": rows, "memory": memory, "ratios": ratios,
-              "options": vars(options)}
+    result = {"code": code_version(), "mode": "redis" if options.redis else "embedded", "rows": rows, "memory": memory,
+              "ratios": ratios, "options": vars(options)}
     print(f"\nwritten to {write_result('idle', result)}")
 
 

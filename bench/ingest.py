@@ -174,7 +174,8 @@ def parse(output: str) -> dict[str, Any]:
     """Requests/s, p50/p99, non-2xx (the script's count, else wrk's own line) and socket errors."""
     latency = {percent: float(value) * MS_PER_UNIT[unit] for percent, value, unit
                in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)}
-    non2xx = re.search(r"^non-2xx responses: (\d+)", output, re.M) or re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    non2xx = (re.search(r"^non-2xx responses: (\d+)", output, re.M)
+              or re.search(r"Non-2xx or 3xx responses: (\d+)", output))
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     return {
         "req/s": float(_match(r"^Requests/sec:\s+([\d.]+)", output)),

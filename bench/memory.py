@@ -47,7 +47,9 @@ from tests.harness.ports import free_port, wait_for_port
 from tests.harness.procfs import rss_kib
 
 
-def site_table(before_path: Path, after_path: Path, sockets: int, top: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def site_table(
+    before_path: Path, after_path: Path, sockets: int, top: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """B - A by allocation site (innermost frame), per socket; each site's main call path."""
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "*bench/memory_probe.py"),
               tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"), tracemalloc.Filter(False, "<unknown>")]
@@ -209,7 +211,8 @@ async def main() -> None:
                     ["bytes", "type", "path"]))
         print("\nheld elsewhere, pointing at the socket:")
         print(table(objects["held elsewhere"], ["object", "count", "bytes"]))
-    result = {"code": code_version(), "sockets": options.sockets, "frames": options.frames, "sites": rows, **summary, "objects": objects}
+    result = {"code": code_version(), "sockets": options.sockets, "frames": options.frames, "sites": rows, **summary,
+              "objects": objects}
     print(f"\nwritten to {write_result('memory', result)}")
 
 

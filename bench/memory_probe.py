@@ -90,7 +90,9 @@ def walk_sockets() -> dict[str, Any]:
         "reachable bytes": total,
         "reachable objects": len(mine),
         "by path": dict(sorted(by_path.items(), key=lambda item: -item[1]["bytes"])),
-        "by type": {kind: {"objects": n, "bytes": b} for kind, (n, b) in sorted(by_type.items(), key=lambda i: -i[1][1])},
+        "by type": {
+            kind: {"objects": n, "bytes": b} for kind, (n, b) in sorted(by_type.items(), key=lambda i: -i[1][1])
+        },
         "named": _named_objects(first),
         "held elsewhere": held_elsewhere,
     }
@@ -245,7 +247,9 @@ def _named_objects(handler: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _held_elsewhere(handler: Any, mine: dict[int, tuple[str, Any]], other: dict[int, tuple[str, Any]]) -> list[dict[str, Any]]:
+def _held_elsewhere(
+    handler: Any, mine: dict[int, tuple[str, Any]], other: dict[int, tuple[str, Any]]
+) -> list[dict[str, Any]]:
     """Small objects outside the socket's reach that point into it (one level): per-socket entries
     kept by shared structures, e.g. the TokenClock heap's tuples or the IOLoop's handler tuples."""
     rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])

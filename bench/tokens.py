@@ -82,11 +82,15 @@ async def phase(name: str, port: int, pid: int, seconds: float, redis_client: re
     return {
         "phase": name, "seconds": seconds, "pushes": int(pushed), "lag p99 ms": p99, "lag max bucket ms": highest,
         "server cpu %": cpu.stop(),
-        "redis cmds/push": ((await redis_calls(redis_client)) - calls - 2) / pushed if redis_client and pushed else None,
+        "redis cmds/push": (
+            ((await redis_calls(redis_client)) - calls - 2) / pushed if redis_client and pushed else None
+        ),
     }
 
 
-async def measure(mode: str, work: Path, redis_url: str | None, sockets: int, ttl: int, ahead: int) -> list[dict[str, Any]]:
+async def measure(
+    mode: str, work: Path, redis_url: str | None, sockets: int, ttl: int, ahead: int
+) -> list[dict[str, Any]]:
     port = free_port()
     server = livevote_process(f"tokens-{mode}", work, port, redis_url, auth__access_ttl=ttl,
                               auth__refresh_ahead=ahead, ws__ping_interval=0).start(work)

@@ -101,7 +101,9 @@ async def run(clients: list[Operation], seconds: float, server_pid: int) -> dict
     }
 
 
-async def measure_mode(mode: str, work: Path, redis_url: str | None, clients: int, seconds: float) -> list[dict[str, Any]]:
+async def measure_mode(
+    mode: str, work: Path, redis_url: str | None, clients: int, seconds: float
+) -> list[dict[str, Any]]:
     port = free_port()
     server = livevote_process(f"votes-{mode}", work, port, redis_url, ws__rate_limit=100000, ws__rate_burst=100000,
                               auth__argon2_memory_kib=8192, auth__argon2_time_cost=1).start(work)
@@ -121,7 +123,8 @@ async def measure_mode(mode: str, work: Path, redis_url: str | None, clients: in
             for _, close in opened:
                 await close()
             baseline = baseline or result["ops/s"]
-            row = {"mode": mode, "via": via, "clients": clients, "ratio to healthz": result["ops/s"] / baseline, **result}
+            row = {"mode": mode, "via": via, "clients": clients, "ratio to healthz": result["ops/s"] / baseline,
+                   **result}
             print(table([row], COLUMNS), flush=True)
             rows.append(row)
     finally:

@@ -92,7 +92,9 @@ class Voter(Account):
                     if value is None:
                         response = await self.nginx.request("DELETE", path, headers=self.bearer)
                     else:
-                        response = await self.nginx.request("PUT", path, json_body={"value": value}, headers=self.bearer)
+                        response = await self.nginx.request(
+                            "PUT", path, json_body={"value": value}, headers=self.bearer
+                        )
                     status = str(response.status)
                 except Exception as error:
                     status = type(error).__name__

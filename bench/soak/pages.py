@@ -1,5 +1,6 @@
-"""The soak's live pages: WebSockets through nginx over TLS that behave like the pages' client (static/js/live-client.js)
-(subscribe on welcome, keep the highest version per teacher, reconnect with backoff)."""
+"""The soak's live pages: WebSockets through nginx over TLS that behave like the pages' client
+(static/js/live-client.js): subscribe on welcome, keep the highest version per teacher, reconnect
+with backoff."""
 
 from __future__ import annotations
 

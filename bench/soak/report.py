@@ -104,7 +104,8 @@ def print_report(result: dict[str, Any]) -> None:
         ("socket reconnects (closes by code)", f"{result['reconnects']} {result['closes']}", ""),
         ("load client CPU %", result["client_cpu_pct"], ""),
         ("open sockets: /api/stats / pages", f"{result['stats_sockets']} / {result['sockets']}", ""),
-        ("server exit code after SIGTERM / ERROR lines", f"{result['server_exit']} / {len(result['server_errors'])}", ""),
+        ("server exit code after SIGTERM / ERROR lines",
+         f"{result['server_exit']} / {len(result['server_errors'])}", ""),
     ]
     print()
     print(table([{"check": name, "value": value, "must be": must} for name, value, must in checks],

@@ -26,4 +26,6 @@ class Vote(models.Model):
 
     class Meta:
         db_table = "votes"
-        constraints: ClassVar[list[models.BaseConstraint]] = [models.UniqueConstraint(fields=["user", "teacher"], name="one_vote_per_user_and_teacher")]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["user", "teacher"], name="one_vote_per_user_and_teacher"),
+        ]
