@@ -172,7 +172,9 @@ async def test_writes_without_a_token_are_401(api: LiveServer, method: str, path
 
 
 @pytest.mark.parametrize("method, path, body", WRITES)
-async def test_writes_by_a_plain_user_are_403(api: LiveServer, user: UserClient, method: str, path: str, body: Any) -> None:
+async def test_writes_by_a_plain_user_are_403(
+    api: LiveServer, user: UserClient, method: str, path: str, body: Any
+) -> None:
     assert_problem(await user.request(method, path, json_body=body), 403)
     assert (await api.get("/api/teachers/1/")).status == 200
 

@@ -35,7 +35,9 @@ async def test_accept_without_json_is_406(api: LiveServer, accept: str) -> None:
     assert_problem(await api.get("/api/subjects/", headers={"Accept": accept}), 406)
 
 
-@pytest.mark.parametrize("accept", ["application/json", "*/*", "text/html, application/*;q=0.1", "application/problem+json"])
+@pytest.mark.parametrize(
+    "accept", ["application/json", "*/*", "text/html, application/*;q=0.1", "application/problem+json"]
+)
 async def test_accept_with_json_is_served(api: LiveServer, accept: str) -> None:
     assert (await api.get("/api/subjects/", headers={"Accept": accept})).status == 200
 
@@ -55,7 +57,9 @@ async def test_undecodable_json_is_400(api: LiveServer, admin: UserClient, body:
 @pytest.mark.parametrize("body", [b"[]", b'"name"', b"3", b"null"])
 async def test_a_body_that_is_not_an_object_is_422(api: LiveServer, admin: UserClient, body: bytes) -> None:
     response = await admin.request("POST", "/api/subjects/", body=body, headers={"Content-Type": "application/json"})
-    assert assert_problem(response, 422)["errors"] == [{"field": "body", "code": "object_type", "message": "must be an object"}]
+    assert assert_problem(response, 422)["errors"] == [
+        {"field": "body", "code": "object_type", "message": "must be an object"}
+    ]
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
@@ -106,8 +110,8 @@ async def test_readiness_is_503_when_the_store_is_gone(api: LiveServer) -> None:
     assert_problem(await api.get("/readyz"), 503)
 
 
-NOT_CANONICAL = ["²", "①", "١", "٣٤", "１", "߁", "01", "00", "+1", "-1", " 1", "1 ", "1.0", "1e2", "0x1", "1_0", "", "0",
-                 "9" * 19, "9" * 5000]
+NOT_CANONICAL = ["²", "①", "١", "٣٤", "１", "߁", "01", "00", "+1", "-1", " 1", "1 ", "1.0", "1e2", "0x1", "1_0",
+                 "", "0", "9" * 19, "9" * 5000]
 """Numbers no client may spell: other scripts' digits, signs, leading zeros, padding, out of range."""
 
 

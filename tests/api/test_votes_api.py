@@ -22,11 +22,21 @@ async def vote(client: UserClient, value: str | None, teacher: int = TEACHER) ->
 
 
 async def test_cast_repeat_switch_withdraw(user: UserClient) -> None:
-    assert await vote(user, "good") == {"teacher": TEACHER, "value": "good", "good_count": 1, "bad_count": 0, "version": 1}
-    assert await vote(user, "good") == {"teacher": TEACHER, "value": "good", "good_count": 1, "bad_count": 0, "version": 1}
-    assert await vote(user, "bad") == {"teacher": TEACHER, "value": "bad", "good_count": 0, "bad_count": 1, "version": 2}
-    assert await vote(user, None) == {"teacher": TEACHER, "value": None, "good_count": 0, "bad_count": 0, "version": 3}
-    assert await vote(user, None) == {"teacher": TEACHER, "value": None, "good_count": 0, "bad_count": 0, "version": 3}
+    assert await vote(user, "good") == {
+        "teacher": TEACHER, "value": "good", "good_count": 1, "bad_count": 0, "version": 1
+    }
+    assert await vote(user, "good") == {
+        "teacher": TEACHER, "value": "good", "good_count": 1, "bad_count": 0, "version": 1
+    }
+    assert await vote(user, "bad") == {
+        "teacher": TEACHER, "value": "bad", "good_count": 0, "bad_count": 1, "version": 2
+    }
+    assert await vote(user, None) == {
+        "teacher": TEACHER, "value": None, "good_count": 0, "bad_count": 0, "version": 3
+    }
+    assert await vote(user, None) == {
+        "teacher": TEACHER, "value": None, "good_count": 0, "bad_count": 0, "version": 3
+    }
 
 
 async def test_counts_show_on_the_teacher_and_your_vote_is_readable(api: LiveServer, user: UserClient) -> None:

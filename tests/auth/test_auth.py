@@ -19,7 +19,9 @@ def refresh_cookie(response_headers: object) -> SimpleCookie:
 
 
 async def test_register_returns_the_user_without_secrets(api: LiveServer) -> None:
-    response = await api.request("POST", "/api/auth/register", json_body={"username": "Bob.Smith", "password": "long enough"})
+    response = await api.request(
+        "POST", "/api/auth/register", json_body={"username": "Bob.Smith", "password": "long enough"}
+    )
     assert response.status == 201
     body = response.json()
     assert body == {"id": body["id"], "username": "Bob.Smith", "role": "user"}
@@ -27,7 +29,9 @@ async def test_register_returns_the_user_without_secrets(api: LiveServer) -> Non
 
 async def test_usernames_are_unique_ignoring_case(api: LiveServer) -> None:
     await sign_up(api, "Carol")
-    response = await api.request("POST", "/api/auth/register", json_body={"username": "cAROL", "password": "other password"})
+    response = await api.request(
+        "POST", "/api/auth/register", json_body={"username": "cAROL", "password": "other password"}
+    )
     assert_problem(response, 409)
 
 
@@ -46,7 +50,9 @@ async def test_registration_is_validated(api: LiveServer, body: dict[str, str], 
 
 async def test_login_returns_a_token_pair_and_a_strict_cookie(api: LiveServer) -> None:
     await sign_up(api, "erin", "pale blue teapot")
-    response = await api.request("POST", "/api/auth/login", json_body={"username": "ERIN", "password": "pale blue teapot"})
+    response = await api.request(
+        "POST", "/api/auth/login", json_body={"username": "ERIN", "password": "pale blue teapot"}
+    )
     assert response.status == 200
     pair = response.json()
     assert set(pair) == {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in", "user"}
@@ -95,8 +101,9 @@ async def test_replay_within_grace_gets_an_access_token_only(user: UserClient) -
 async def test_reuse_after_grace_revokes_the_session(start_server: ServerFactory) -> None:
     server = await start_server(auth__reuse_grace=0)
     alice = await sign_up(server, "alice")
-    rotated = (await server.request("POST", "/api/auth/refresh", json_body={"refresh_token": alice.refresh_token})).json()
-    reuse = await server.request("POST", "/api/auth/refresh", json_body={"refresh_token": alice.refresh_token})
+    original = {"refresh_token": alice.refresh_token}
+    rotated = (await server.request("POST", "/api/auth/refresh", json_body=original)).json()
+    reuse = await server.request("POST", "/api/auth/refresh", json_body=original)
     assert_problem(reuse, 401)
     newest = await server.request("POST", "/api/auth/refresh", json_body={"refresh_token": rotated["refresh_token"]})
     assert_problem(newest, 401)
@@ -127,7 +134,8 @@ async def test_logout_ends_only_that_session(api: LiveServer) -> None:
     response = await api.request("POST", "/api/auth/logout", json_body={"refresh_token": laptop.refresh_token})
     assert response.status == 204
     assert_problem(await laptop.get("/api/auth/me"), 401)
-    assert_problem(await api.request("POST", "/api/auth/refresh", json_body={"refresh_token": laptop.refresh_token}), 401)
+    refreshed = await api.request("POST", "/api/auth/refresh", json_body={"refresh_token": laptop.refresh_token})
+    assert_problem(refreshed, 401)
     assert (await phone.get("/api/auth/me")).status == 200
     again = await api.request("POST", "/api/auth/logout", json_body={"refresh_token": laptop.refresh_token})
     assert again.status == 204, "logging out twice is harmless"
@@ -140,7 +148,8 @@ async def test_logout_all_ends_every_session_of_the_user_only(api: LiveServer) -
     assert (await laptop.request("POST", "/api/auth/logout-all")).status == 204
     for client in (laptop, phone):
         assert_problem(await client.get("/api/auth/me"), 401)
-    assert_problem(await api.request("POST", "/api/auth/refresh", json_body={"refresh_token": phone.refresh_token}), 401)
+    refreshed = await api.request("POST", "/api/auth/refresh", json_body={"refresh_token": phone.refresh_token})
+    assert_problem(refreshed, 401)
     assert (await other.get("/api/auth/me")).status == 200
 
 
@@ -170,8 +179,10 @@ async def test_brute_force_is_throttled_per_username(start_server: ServerFactory
     server = await start_server(auth__login_attempts=3)
     mallory = await sign_up(server, "mallory", "the real password")
     for _ in range(3):
-        assert_problem(await server.request("POST", "/api/auth/login", json_body={"username": "mallory", "password": "x"}), 401)
-    blocked = await server.request("POST", "/api/auth/login", json_body={"username": "Mallory", "password": mallory.password})
+        guess = await server.request("POST", "/api/auth/login", json_body={"username": "mallory", "password": "x"})
+        assert_problem(guess, 401)
+    right = {"username": "Mallory", "password": mallory.password}
+    blocked = await server.request("POST", "/api/auth/login", json_body=right)
     assert_problem(blocked, 429)
     assert 0 < int(blocked.headers["Retry-After"]) <= 900
 

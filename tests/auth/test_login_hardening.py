@@ -35,7 +35,8 @@ async def test_concurrent_guesses_check_at_most_the_budget(
     attempts = server.config.auth.login_attempts
     assert attempts == 10
 
-    replies = await all_at_once(server, "/api/auth/login", [{"username": "victim", "password": f"guess {i}"} for i in range(60)])
+    guesses = [{"username": "victim", "password": f"guess {i}"} for i in range(60)]
+    replies = await all_at_once(server, "/api/auth/login", guesses)
 
     assert Counter(reply.status for reply in replies) == {401: attempts, 429: 60 - attempts}
     for reply in replies:
@@ -69,7 +70,9 @@ async def test_the_address_has_a_larger_budget_of_its_own_that_correct_logins_le
     assert auth.login_ip_attempts == 40 and auth.login_ip_attempts > auth.login_attempts
     pupils = [await sign_up(server, f"pupil{i}") for i in range(15)]
 
-    correct = await all_at_once(server, "/api/auth/login", [{"username": p.username, "password": p.password} for p in pupils])
+    correct = await all_at_once(
+        server, "/api/auth/login", [{"username": p.username, "password": p.password} for p in pupils]
+    )
     assert {reply.status for reply in correct} == {200}
     wrong = await all_at_once(
         server, "/api/auth/login", [{"username": f"user{i}", "password": "x"} for i in range(auth.login_ip_attempts)]
@@ -90,7 +93,8 @@ async def test_parallel_logins_of_several_users_from_one_address(
     users = [await sign_up(server, f"member{i}") for i in range(6)]
     attempts = [(user, attempt % 3 == 0) for attempt in range(9) for user in users]
     replies = await all_at_once(server, "/api/auth/login", [
-        {"username": user.username, "password": user.password if right else "wrong password"} for user, right in attempts
+        {"username": user.username, "password": user.password if right else "wrong password"}
+        for user, right in attempts
     ])
     for (user, right), reply in zip(attempts, replies, strict=True):
         assert reply.status == (200 if right else 401), (user.username, right, reply.body)

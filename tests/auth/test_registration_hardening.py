@@ -40,7 +40,9 @@ async def test_registrations_are_limited_per_client_address(
     assert (auth.register_attempts, auth.register_window) == (30, 3600)
     crowd = {"X-Forwarded-For": "203.0.113.7"}
     replies = await all_at_once(
-        server, "/api/auth/register", [{"username": f"pupil{i}", "password": STRONG} for i in range(auth.register_attempts)],
+        server,
+        "/api/auth/register",
+        [{"username": f"pupil{i}", "password": STRONG} for i in range(auth.register_attempts)],
         [crowd] * auth.register_attempts,
     )
     assert {reply.status for reply in replies} == {201}
@@ -99,7 +101,10 @@ async def test_a_registration_flood_does_not_hold_up_logins(start_server: Server
         idle, busy = await flood_round(number)
         if p99(busy) <= 2 * p99(idle):
             return
-    pytest.fail(f"login p99 during the flood was over twice the idle p99 in three rounds (last: {p99(busy):.3f} s, {p99(idle):.3f} s)")
+    pytest.fail(
+        "login p99 during the flood was over twice the idle p99 in three rounds"
+        f" (last: {p99(busy):.3f} s, {p99(idle):.3f} s)"
+    )
 
 
 # -- the password rule -------------------------------------------------------------------------
@@ -141,7 +146,8 @@ async def test_scoring_a_hard_password_leaves_the_event_loop_free(api: LiveServe
     took = time.perf_counter() - began
     done.set()
     await ticker
-    print(f"\nregistration with a 256-character password: {took * 1000:.0f} ms, worst loop lag {max(lags) * 1000:.1f} ms")
+    print(f"\nregistration with a 256-character password: {took * 1000:.0f} ms,"
+          f" worst loop lag {max(lags) * 1000:.1f} ms")
     assert response.status == 201
     assert max(lags) < took / 4
 

@@ -24,7 +24,9 @@ async def two_processes(start_server: ServerFactory, redis_server: RedisServer, 
     )
 
 
-async def test_a_session_works_on_every_process(start_server: ServerFactory, redis_server: RedisServer, tmp_path: Path) -> None:
+async def test_a_session_works_on_every_process(
+    start_server: ServerFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
     first, second = await two_processes(start_server, redis_server, tmp_path)
     alice = await sign_up(first, "alice")
     on_second = UserClient(second, alice.username, alice.password, alice.pair)
@@ -43,7 +45,8 @@ async def test_logout_on_one_process_is_refused_and_announced_on_the_other(
     assert second.services is not None
     await second.services.events.listen(REVOKED, lambda channel, data: announced.put_nowait(data))
 
-    assert (await first.request("POST", "/api/auth/logout", json_body={"refresh_token": alice.refresh_token})).status == 204
+    logout = await first.request("POST", "/api/auth/logout", json_body={"refresh_token": alice.refresh_token})
+    assert logout.status == 204
     message = orjson.loads(await asyncio.wait_for(announced.get(), 1.0))
     assert message == {"sids": [sid]}
     assert_problem(await UserClient(second, "alice", "", alice.pair).get("/api/auth/me"), 401)
@@ -54,8 +57,9 @@ async def test_refresh_token_reuse_is_caught_across_processes(
 ) -> None:
     first, second = await two_processes(start_server, redis_server, tmp_path, auth__reuse_grace=0)
     alice = await sign_up(first, "alice")
-    assert (await first.request("POST", "/api/auth/refresh", json_body={"refresh_token": alice.refresh_token})).status == 200
-    assert_problem(await second.request("POST", "/api/auth/refresh", json_body={"refresh_token": alice.refresh_token}), 401)
+    refresh = {"refresh_token": alice.refresh_token}
+    assert (await first.request("POST", "/api/auth/refresh", json_body=refresh)).status == 200
+    assert_problem(await second.request("POST", "/api/auth/refresh", json_body=refresh), 401)
     assert_problem(await alice.get("/api/auth/me"), 401)
 
 
@@ -64,10 +68,11 @@ async def test_login_throttle_counts_across_processes(
 ) -> None:
     first, second = await two_processes(start_server, redis_server, tmp_path, auth__login_attempts=4)
     await sign_up(first, "mallory")
+    wrong = {"username": "mallory", "password": "wrong"}
     for server in (first, second, first, second):
-        await server.request("POST", "/api/auth/login", json_body={"username": "mallory", "password": "wrong"})
+        await server.request("POST", "/api/auth/login", json_body=wrong)
     for server in (first, second):
-        blocked = await server.request("POST", "/api/auth/login", json_body={"username": "mallory", "password": "wrong"})
+        blocked = await server.request("POST", "/api/auth/login", json_body=wrong)
         assert_problem(blocked, 429)
 
 
@@ -98,7 +103,8 @@ async def test_known_sessions_keep_working_while_redis_is_down(
     vote = await alice.request("PUT", "/api/teachers/1/vote", json_body={"value": "good"})
     assert vote.status == 200 and vote.json()["good_count"] == 1, "the vote went to the store"
     assert_problem(await bob.get("/api/auth/me"), 503)
-    assert_problem(await server.request("POST", "/api/auth/login", json_body={"username": "bob", "password": bob.password}), 503)
+    login = await server.request("POST", "/api/auth/login", json_body={"username": "bob", "password": bob.password})
+    assert_problem(login, 503)
 
     await redis_server.start()
 

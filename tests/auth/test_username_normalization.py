@@ -41,7 +41,8 @@ async def test_a_look_alike_name_is_the_plain_name(api: LiveServer, look_alike: 
 async def test_a_new_look_alike_name_is_stored_plain(api: LiveServer) -> None:
     response = await register(api, "\u212aelvin")
     assert response.status == 201 and response.json()["username"] == "kelvin"
-    ids = {(await login(api, name, STRONG)).json()["user"]["id"] for name in ("\u212aelvin", "kelvin", "KELVIN", "\uff4belvin")}
+    look_alikes = ("\u212aelvin", "kelvin", "KELVIN", "\uff4belvin")
+    ids = {(await login(api, name, STRONG)).json()["user"]["id"] for name in look_alikes}
     assert ids == {response.json()["id"]}
 
 
@@ -61,7 +62,8 @@ async def test_databases_written_before_keep_their_accounts(start_server: Server
     await (await start_server(data)).stop()
     with sqlite3.connect(data / "livevote.db") as db:
         password_hash = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(STRONG)
-        db.execute("INSERT INTO users (username, username_key, password_hash, role, created_at) VALUES (?, ?, ?, 'user', 0)",
+        db.execute("INSERT INTO users (username, username_key, password_hash, role, created_at)"
+                   " VALUES (?, ?, ?, 'user', 0)",
                    ("Old.Timer", "Old.Timer".casefold(), password_hash))
     db.close()
     server = await start_server(data)
@@ -70,7 +72,9 @@ async def test_databases_written_before_keep_their_accounts(start_server: Server
     assert_problem(await register(server, "old.TIMER"), 409)
 
 
-CONFUSABLE = st.text(alphabet=st.sampled_from("kKateSsz0_.-\u212a\u017f\uff4b\uff41\u0130\u0131\ufb00\u1e9e\u0307 \u00df"), max_size=36)
+CONFUSABLE = st.text(
+    alphabet=st.sampled_from("kKateSsz0_.-\u212a\u017f\uff4b\uff41\u0130\u0131\ufb00\u1e9e\u0307 \u00df"), max_size=36
+)
 ANY_NAME = st.one_of(st.text(max_size=40), CONFUSABLE)
 ADDRESSES = itertools.count(1)
 

@@ -42,7 +42,9 @@ def _read_rows(path: Path) -> list[tuple[int, int]]:
 
 
 @given(rounds=st.lists(st.lists(st.booleans(), min_size=1, max_size=12), min_size=1, max_size=5))
-async def test_writes_together_commit_as_if_alone(tmp_path_factory: pytest.TempPathFactory, rounds: list[list[bool]]) -> None:
+async def test_writes_together_commit_as_if_alone(
+    tmp_path_factory: pytest.TempPathFactory, rounds: list[list[bool]]
+) -> None:
     path = tmp_path_factory.mktemp("group") / "g.db"
     database = SqliteDatabase(path)
     await database.open()

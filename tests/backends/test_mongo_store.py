@@ -34,7 +34,10 @@ from tests.harness.stores import (
 
 EMULATION_HAS_NO_TRANSACTIONS = "the emulation (mongomock) has no sessions or transactions"
 EMULATION_HAS_NO_HELLO = "the emulation (mongomock) does not implement the hello command"
-MONGO_PARAMS = ["mongodb-emulated", pytest.param("mongodb", marks=pytest.mark.skipif(not MONGODB_URL, reason=NO_MONGODB))]
+MONGO_PARAMS = [
+    "mongodb-emulated",
+    pytest.param("mongodb", marks=pytest.mark.skipif(not MONGODB_URL, reason=NO_MONGODB)),
+]
 
 
 @pytest.fixture(params=MONGO_PARAMS)
@@ -191,7 +194,9 @@ async def test_start_up_without_mongodb_prints_one_line_and_exits(tmp_path: Path
         finished = await run_server_py(*command, "--data-dir", str(tmp_path), "--store", url)
         assert finished.code == 1, finished.stderr
         lines = finished.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("livevote: MongoDB is not reachable: 127.0.0.1:"), finished.stderr
+        assert len(lines) == 1 and lines[0].startswith("livevote: MongoDB is not reachable: 127.0.0.1:"), (
+            finished.stderr
+        )
 
 
 async def test_bad_mongodb_settings_are_config_errors(tmp_path: Path) -> None:

@@ -111,7 +111,9 @@ async def test_presence_sums_every_process_and_forgets_one_that_left(redis_targe
     try:
         await second.report(PresenceCount(4, {1: 2, 7: 1}))
         assert await first.report(PresenceCount(3, {1: 1, 2: 2})) == PresenceCount(7, {1: 3, 2: 2, 7: 1})
-        assert await first.report(PresenceCount(3, {1: 1, 2: 0})) == PresenceCount(7, {1: 3, 7: 1}), "a zero is no entry"
+        assert await first.report(PresenceCount(3, {1: 1, 2: 0})) == PresenceCount(7, {1: 3, 7: 1}), (
+            "a zero is no entry"
+        )
         await second.leave()
         assert await first.report(PresenceCount(3, {1: 1})) == PresenceCount(3, {1: 1})
     finally:
@@ -275,7 +277,9 @@ async def test_no_gap_passes_unnoticed_when_subscribes_race_a_killed_connection(
             done, pending = await asyncio.wait([message, resynced], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
-            assert done, f"round {round_}: the message published in the gap neither arrived nor was followed by a resync"
+            assert done, (
+                f"round {round_}: the message published in the gap neither arrived nor was followed by a resync"
+            )
             await wait_for(connected, WAIT, what="the subscriber to reconnect")
             while not recorder.messages.empty():
                 recorder.messages.get_nowait()

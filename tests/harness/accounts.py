@@ -41,7 +41,8 @@ async def all_at_once(server: LiveServer, path: str, bodies: list[dict[str, Any]
 
 
 async def login(server: LiveServer, username: str, password: str, **kwargs: Any) -> Response:
-    return await server.request("POST", "/api/auth/login", json_body={"username": username, "password": password}, **kwargs)
+    credentials = {"username": username, "password": password}
+    return await server.request("POST", "/api/auth/login", json_body=credentials, **kwargs)
 
 
 async def register(server: LiveServer, username: str, password: str = STRONG, **kwargs: Any) -> Response:

@@ -41,7 +41,9 @@ def _substitute(text: str, pattern: str, replacement: str | Callable[[re.Match[s
     """re.subn that insists on finding `pattern` exactly `count` times (0: at least once)."""
     result, found = re.subn(pattern, replacement, text, flags=re.MULTILINE)
     if (count and found != count) or not found:
-        raise AssertionError(f"deploy/nginx.conf: expected {count or 'some'} line(s) matching {pattern!r}, found {found}")
+        raise AssertionError(
+            f"deploy/nginx.conf: expected {count or 'some'} line(s) matching {pattern!r}, found {found}"
+        )
     return result
 
 

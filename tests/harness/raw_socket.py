@@ -65,7 +65,8 @@ class RawSocket:
             lines = head.decode("latin-1").split("\r\n")
             assert lines[0].startswith("HTTP/1.1 101"), lines[0]
             accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-            headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+            fields = (line.partition(":") for line in lines[1:])
+            headers = {name.strip().lower(): value.strip() for name, _, value in fields}
             assert headers.get("sec-websocket-accept") == accept, lines
         except BaseException:
             sock.close()

@@ -144,7 +144,9 @@ class ClusterServers:
             await process.wait()
             raise
         if process.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster create failed ({process.returncode}):\n{output.decode(errors='replace')}")
+            raise RuntimeError(
+                f"redis-cli --cluster create failed ({process.returncode}):\n{output.decode(errors='replace')}"
+            )
 
     async def kill(self, port: int) -> None:
         """SIGKILL: the node vanishes as in a crash; its dir (nodes.conf) stays for restart()."""
@@ -279,7 +281,9 @@ class ClusterServers:
     async def _command(self, port: int, *args: str) -> object:
         """One command on one node, on a connection of its own (CLUSTER subcommands come back
         unparsed, as their callbacks are keyed "CLUSTER NODES" and the like)."""
-        client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
+        client = redis.Redis(
+            host="127.0.0.1", port=port, decode_responses=True, socket_timeout=2, socket_connect_timeout=1
+        )
         try:
             return await client.execute_command(*args)
         finally:

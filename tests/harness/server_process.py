@@ -95,7 +95,9 @@ async def stop_process(server: ServerProcess, timeout: float = 20.0) -> int | No
     except TimeoutError:
         await server.stop()
         log = "\n".join(server.lines[-40:])
-        raise AssertionError(f"pid {server.process.pid} did not stop within {timeout} s of SIGTERM; its log:\n{log}") from None
+        raise AssertionError(
+            f"pid {server.process.pid} did not stop within {timeout} s of SIGTERM; its log:\n{log}"
+        ) from None
 
 
 @contextlib.asynccontextmanager

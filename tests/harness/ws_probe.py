@@ -193,7 +193,9 @@ class ProbeSocket(FrameReader):
         found = await self.until(lambda: self.find(start, type="pong", id=probe), timeout)
         if found is None:
             if not self.closed:
-                raise AssertionError(f"no pong within {timeout} s and the socket is still open: {self.messages[start:]}")
+                raise AssertionError(
+                    f"no pong within {timeout} s and the socket is still open: {self.messages[start:]}"
+                )
             return Outcome(self._solicited(start, None), True, self.close_code)
         return Outcome(self._solicited(start, found), False, None)
 
@@ -289,7 +291,8 @@ def probe_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         subjects = (await server.get("/api/subjects/")).json()
         teachers_of = {}
         for subject in subjects:
-            teachers_of[subject["no"]] = [t["no"] for t in (await server.get(f"/api/subjects/{subject['no']}/teachers/")).json()]
+            teachers = (await server.get(f"/api/subjects/{subject['no']}/teachers/")).json()
+            teachers_of[subject["no"]] = [t["no"] for t in teachers]
         return Env(runner, server, user, stranger, teachers_of, errors, data_dir)
 
     try:

@@ -148,7 +148,9 @@ OPS = st.one_of(
     st.tuples(st.just("unsubscribe"), st.integers(0, MAX_SOCKETS - 1), st.sampled_from(CHANNELS)),
     st.tuples(st.just("close"), st.integers(0, MAX_SOCKETS - 1), st.none()),
     st.tuples(
-        st.just("vote"), st.integers(0, VOTERS - 1), st.tuples(st.sampled_from(TEACHERS), st.sampled_from(["good", "bad", None]))
+        st.just("vote"),
+        st.integers(0, VOTERS - 1),
+        st.tuples(st.sampled_from(TEACHERS), st.sampled_from(["good", "bad", None])),
     ),
     st.tuples(st.just("yield"), st.integers(0, 3), st.none()),
 )

@@ -117,7 +117,8 @@ async def test_subscribe_acks_then_snapshots_the_store(server: LiveServer, live:
     snapshot = await live.expect("snapshot", channel="subject:2")
     stored = (await server.get("/api/subjects/2/teachers/")).json()
     assert snapshot["teachers"] == [
-        {"no": t["no"], "good_count": t["good_count"], "bad_count": t["bad_count"], "version": t["version"]} for t in stored
+        {"no": t["no"], "good_count": t["good_count"], "bad_count": t["bad_count"], "version": t["version"]}
+        for t in stored
     ]
 
 
@@ -230,7 +231,9 @@ async def test_refresh_op_rotates(server: LiveServer, alice: UserClient, live: L
     assert (bad["type"], bad["code"]) == ("error", "unauthorized")
 
 
-async def test_auth_op_takes_a_newer_token_of_the_same_user_only(server: LiveServer, alice: UserClient, live: LiveClient) -> None:
+async def test_auth_op_takes_a_newer_token_of_the_same_user_only(
+    server: LiveServer, alice: UserClient, live: LiveClient
+) -> None:
     newer = await log_in(server, "alice", alice.password)
     reply = await live.request("auth", access_token=newer.access_token)
     assert reply["type"] == "ack" and reply["expires_at"] >= jwt.decode(
@@ -264,7 +267,9 @@ async def test_a_flood_is_told_then_closed_4029(start_server: ServerFactory) -> 
     assert any(m.get("code") == "rate_limited" for m in client.messages)
 
 
-async def test_revocation_closes_the_sessions_sockets_4003(server: LiveServer, alice: UserClient, live: LiveClient) -> None:
+async def test_revocation_closes_the_sessions_sockets_4003(
+    server: LiveServer, alice: UserClient, live: LiveClient
+) -> None:
     other_device = await log_in(server, "alice", alice.password)
     second = await LiveClient.connect(server.base_url, other_device.access_token)
     await second.expect("welcome")

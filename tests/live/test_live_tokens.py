@@ -58,7 +58,9 @@ async def test_without_pushes_the_socket_closes_4001_at_expiry(start_server: Ser
 
 async def test_without_pushes_the_auth_op_keeps_the_socket(start_server: ServerFactory) -> None:
     alice, client = await connected(start_server, auth__push_tokens=False, auth__access_ttl=4)
-    refreshed = await alice.server.request("POST", "/api/auth/refresh", json_body={"refresh_token": alice.refresh_token})
+    refreshed = await alice.server.request(
+        "POST", "/api/auth/refresh", json_body={"refresh_token": alice.refresh_token}
+    )
     time_of_refresh = time.time()
     reply = await client.request("auth", access_token=refreshed.json()["access_token"])
     assert reply["type"] == "ack"

@@ -76,6 +76,8 @@ async def test_a_process_receives_only_the_subjects_it_watches(
     heard_after = await metric(second, FEED_MESSAGES)
     await vote(voters[:1], SUBJECT_1_TEACHERS, "good")
     await wait_converged([(on_first, "subject:1")], first, teachers=SUBJECT_1_TEACHERS)
-    assert await metric(second, FEED_MESSAGES) == heard_after, "without its dashboard the process is back to subject 2 only"
+    assert await metric(second, FEED_MESSAGES) == heard_after, (
+        "without its dashboard the process is back to subject 2 only"
+    )
     for client in (on_first, on_second):
         await client.close()

@@ -18,7 +18,9 @@ TEACHERS = (1, 2, 3)
 async def test_votes_answered_together_reach_a_watcher_each_once_in_order(
     start_server: ServerFactory, redis_or_none: RedisServer | None, tmp_path: Path
 ) -> None:
-    config = {"ws__coalesce_ms": 0} if redis_or_none is None else {"ws__coalesce_ms": 0, "redis__url": redis_or_none.url}
+    config: dict[str, object] = {"ws__coalesce_ms": 0}
+    if redis_or_none is not None:
+        config["redis__url"] = redis_or_none.url
     server = await start_server(tmp_path / "host", **config)
     voters = await asyncio.gather(*(sign_up(server, f"voter{i}") for i in range(24)))
     watcher = await LiveClient.connect(server.base_url, voters[0].access_token)

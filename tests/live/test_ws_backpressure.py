@@ -54,7 +54,9 @@ async def closed_by_server(sock: RawSocket, timeout: float) -> bool:
 
 
 async def test_a_flood_of_replies_nobody_reads_stays_bounded_and_is_closed(tmp_path: Path) -> None:
-    config = {"ws.stall_timeout": STALL_TIMEOUT, "ws.max_pending": MAX_PENDING, "ws.rate_limit": 1000, "ws.rate_burst": 1000}
+    config = {
+        "ws.stall_timeout": STALL_TIMEOUT, "ws.max_pending": MAX_PENDING, "ws.rate_limit": 1000, "ws.rate_burst": 1000
+    }
     server = await ServerProcess("--data-dir", str(tmp_path), env=server_env(**config)).start()
     sockets: list[RawSocket] = []
     try:
@@ -105,7 +107,9 @@ async def test_frames_sent_straight_never_cut_into_queued_ones(tmp_path: Path) -
         votes = 2 * rounds
 
         def versions() -> list[int]:
-            return [u["version"] for m in watcher.messages if m.get("type") == "votes" for u in m["updates"] if u["no"] == 1]
+            return [
+                u["version"] for m in watcher.messages if m.get("type") == "votes" for u in m["updates"] if u["no"] == 1
+            ]
 
         last_pong = str(rounds - 1).encode()
         watching = asyncio.create_task(watcher.read_until(

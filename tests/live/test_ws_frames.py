@@ -66,7 +66,9 @@ near_op_names = st.sampled_from([
 op_names = st.one_of(st.text(max_size=12), near_op_names).filter(lambda name: name not in OP_NAMES)
 known_op_names = st.sampled_from(OP_NAMES)
 
-DIGIT_LOOKALIKES = ["²", "¹", "³", "١", "٣", "۱", "०", "১", "๑", "０", "１", "𝟏", "𝟙", "Ⅻ", "①", "⑴", "⒈", "〡", "𑁧", "٠"]
+DIGIT_LOOKALIKES = [
+    "²", "¹", "³", "١", "٣", "۱", "०", "১", "๑", "０", "１", "𝟏", "𝟙", "Ⅻ", "①", "⑴", "⒈", "〡", "𑁧", "٠",
+]
 digit_chars = st.one_of(
     st.sampled_from("0123456789"),
     st.characters(categories=["Nd"]),
@@ -84,7 +86,9 @@ numbers = st.one_of(
         st.text(digit_chars, min_size=1, max_size=3),
         st.sampled_from(["", "", " ", "\n", "\x00", "_0", ".0", "e0", "\u200b"]),
     ),
-    st.sampled_from(["01", "+1", "-1", " 1", "1 ", "1\n", "1_000", "0x1", "1e3", "1.0", "", "0", "00", "9" * 19, "9" * 20]),
+    st.sampled_from(
+        ["01", "+1", "-1", " 1", "1 ", "1\n", "1_000", "0x1", "1e3", "1.0", "", "0", "00", "9" * 19, "9" * 20]
+    ),
     st.text(max_size=4),
 )
 prefixes = st.sampled_from([
@@ -103,7 +107,9 @@ channel_names = st.one_of(
 
 
 tokens = st.one_of(
-    st.text(max_size=40), jwt_like(json_values), st.sampled_from(["", "x", "x.y.z", "..", "a" * TOKEN_MAX, "a" * (TOKEN_MAX + 1)]),
+    st.text(max_size=40),
+    jwt_like(json_values),
+    st.sampled_from(["", "x", "x.y.z", "..", "a" * TOKEN_MAX, "a" * (TOKEN_MAX + 1)]),
     json_values,
 )
 teacher_values = st.one_of(st.integers(-3, 20), st.sampled_from(BIG_INTS), json_values)
@@ -179,7 +185,9 @@ def mangled_frames() -> st.SearchStrategy[tuple[Text, bool]]:
 def _mangled_frames(draw: st.DrawFn) -> tuple[str, bool]:
     """A serialized op, then edited: cut, spliced, padded, doubled, wrapped, deeply nested."""
     text = dumps(draw(op_docs()), draw(st.booleans()))
-    edit = draw(st.sampled_from(["cut", "insert", "space", "odd_space", "double", "trail", "wrap", "deep", "deep_field"]))
+    edit = draw(
+        st.sampled_from(["cut", "insert", "space", "odd_space", "double", "trail", "wrap", "deep", "deep_field"])
+    )
     if edit == "cut":
         i = draw(st.integers(0, len(text)))
         j = draw(st.integers(i, len(text)))
@@ -218,7 +226,9 @@ def test_any_json_value_gets_one_reply_and_the_socket_stays(env: Env, value: Any
 
 
 @ws_examples(2)
-@given(op=op_names, extra=st.dictionaries(st.sampled_from(["id", "channel", "teacher", "value"]), json_values, max_size=2))
+@given(
+    op=op_names, extra=st.dictionaries(st.sampled_from(["id", "channel", "teacher", "value"]), json_values, max_size=2)
+)
 def test_unknown_op_names_get_unknown_op(env: Env, op: str, extra: dict[str, Any]) -> None:
     doc = {"op": op, **extra}
     env.run(check_frame(env, json.dumps(doc), expect(doc, env)))
@@ -264,7 +274,9 @@ def test_a_viewer_socket_never_votes_or_authenticates_whatever_it_sends(env: Env
 
 
 @ws_examples(10)
-@given(op=st.sampled_from(["subscribe", "unsubscribe"]), channel=channel_names, op_id=st.text(max_size=4) | st.integers())
+@given(
+    op=st.sampled_from(["subscribe", "unsubscribe"]), channel=channel_names, op_id=st.text(max_size=4) | st.integers()
+)
 def test_channel_names_from_every_script(env: Env, op: str, channel: str, op_id: str | int) -> None:
     """Only canonical ASCII numbers name a channel; a valid subscribe is acked with the name
     exactly as sent, then snapshotted; anything else is bad_channel and the socket lives on."""

@@ -38,7 +38,8 @@ async def test_a_subscribe_while_the_last_other_channel_closes_still_gets_live_v
         assert response.status == 200, response.body
         version = response.json()["version"]
         update = await y.expect("votes", channel="subject:2", timeout=3)
-        assert update["updates"] == [{"no": 4, **{k: response.json()[k] for k in ("good_count", "bad_count")}, "version": version}]
+        counts = {k: response.json()[k] for k in ("good_count", "bad_count")}
+        assert update["updates"] == [{"no": 4, **counts, "version": version}]
         value = "bad" if value == "good" else "good"
         await x.close()
         await y.close()

@@ -175,7 +175,9 @@ def test_parallel_auth_ops_leave_each_socket_on_its_newest_accepted_session(env:
                 if message["type"] == "error":
                     assert message["code"] in ALL_CODES and message["message"], f"socket {index}: {message}"
                     continue
-                assert choice not in ("stranger", "garbage"), f"socket {index}: a {choice} token was accepted: {message}"
+                assert choice not in ("stranger", "garbage"), (
+                    f"socket {index}: a {choice} token was accepted: {message}"
+                )
                 history.append(int(choice))
             histories.append(history)
 

@@ -35,7 +35,9 @@ def test_every_import_contract_is_kept() -> None:
         ("services/live/peer.py", "import services.live.hub", "no module cycles"),
     ],
 )
-def test_an_arrow_pointing_back_up_breaks_a_contract(tmp_path: Path, module: str, back_import: str, contract: str) -> None:
+def test_an_arrow_pointing_back_up_breaks_a_contract(
+    tmp_path: Path, module: str, back_import: str, contract: str
+) -> None:
     """The contracts can fail: a copy of the code with one import added the wrong way round breaks one."""
     for part in ("handlers", "services"):
         shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))

@@ -179,7 +179,8 @@ async def test_the_header_fits_a_390_px_phone_on_every_page(
     await assert_fits(page, "404", ["#home", ".brand", ".nav"])
     await screenshot(page, shots, "not-found-phone")
 
-    tablet: ViewportSize = {"width": 768, "height": 1024}  # above the phone layout the header wraps rather than overflows
+    # Above the phone layout the header wraps rather than overflows.
+    tablet: ViewportSize = {"width": 768, "height": 1024}
     await page.set_viewport_size(tablet)
     for path in ("/", "/teachers.html?sno=1", "/dashboard.html"):
         await page.goto(path)

@@ -270,7 +270,8 @@ async def test_logout_in_one_tab_sends_the_other_tab_of_the_session_to_login(
 
     await voting.locator("#logout").click()
     await expect(voting).to_have_url(re.compile(r"/login\.html$"))
-    await expect(dashboard).to_have_url(re.compile(r"/login\.html\?next=%2Fdashboard\.html&reason=revoked$"), timeout=3000)
+    revoked_login = re.compile(r"/login\.html\?next=%2Fdashboard\.html&reason=revoked$")
+    await expect(dashboard).to_have_url(revoked_login, timeout=3000)
     await expect(dashboard.locator("#notice")).to_contain_text("会话已结束")
 
     again = log.watch(await context.new_page())  # the cookie brings no session back: the page only watches

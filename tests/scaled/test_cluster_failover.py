@@ -52,7 +52,9 @@ async def test_killing_the_master_of_a_watched_feed_loses_no_acknowledged_vote_a
     async with cluster_processes(3, tmp_path / "host", redis_cluster, [doomed], **FAST_VOTERS) as servers:
         watcher = await sign_up(servers[0], "watcher")
         rest_voters = [await sign_up(servers[i], f"rest{i}") for i in range(3)]
-        socket_voters = [await welcomed(servers[i], (await sign_up(servers[i], f"sock{i}")).access_token) for i in range(3)]
+        socket_voters = [
+            await welcomed(servers[i], (await sign_up(servers[i], f"sock{i}")).access_token) for i in range(3)
+        ]
         layout = {
             0: ["subject:1", "subject:1", "teacher:1", "subject:2", "subject:3"],
             1: ["subject:1", "subject:1", "teacher:7", "subject:3"],
@@ -121,7 +123,8 @@ async def test_killing_the_master_of_a_watched_feed_loses_no_acknowledged_vote_a
             # A vote on each subject watched: 1 and 2 (their feeds moved to the new master) and 3.
             marks = [len(client.messages) for client in watchers.clients]
             fresh: dict[int, int] = {}
-            for voter_index, voter, teacher in ((0, rest_voters[0], 1), (4, socket_voters[1], 4), (5, socket_voters[2], 7)):
+            one_per_subject = ((0, rest_voters[0], 1), (4, socket_voters[1], 4), (5, socket_voters[2], 7))
+            for voter_index, voter, teacher in one_per_subject:
                 value = "bad" if stream.acked.get((voter_index, teacher)) == "good" else "good"
                 acknowledged, reply = await cast(voter, teacher, value)
                 assert acknowledged, getattr(reply, "body", reply)
@@ -145,7 +148,9 @@ async def test_killing_the_master_of_a_watched_feed_loses_no_acknowledged_vote_a
             except TimeoutError:
                 stuck = [(where, channel) for (client, channel, where), mark in zip(watchers.items, marks, strict=True)
                          if not got_live(client, channel, mark)]
-                raise AssertionError(f"no live votes message after the failover on (process, channel) {stuck}") from None
+                raise AssertionError(
+                    f"no live votes message after the failover on (process, channel) {stuck}"
+                ) from None
             flow_seconds = loop.time() - killed_at
             expected = stream.ledger_counts()
             state = await watchers.wait_converged(servers[0], timeout=10)

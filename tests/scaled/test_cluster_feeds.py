@@ -100,7 +100,9 @@ async def test_votes_reach_every_watcher_on_every_process_and_each_process_hears
         p0, _, p2 = servers
         watcher = await sign_up(p0, "watcher")
         rest_voters = [await sign_up(servers[i], f"rest{i}") for i in range(3)]
-        socket_voters = [await welcomed(servers[i], (await sign_up(servers[i], f"sock{i}")).access_token) for i in range(3)]
+        socket_voters = [
+            await welcomed(servers[i], (await sign_up(servers[i], f"sock{i}")).access_token) for i in range(3)
+        ]
         watchers = Watchers()
         idle: list[LiveClient] = []
         try:
@@ -121,7 +123,9 @@ async def test_votes_reach_every_watcher_on_every_process_and_each_process_hears
             assert expected == 7 and changes(state, after) == expected
 
             now = await wait_heard(servers, heard, {1: expected, 2: expected})
-            assert now[0] == heard[0], f"process 0 watches no subject 2 but received {now[0] - heard[0]} of its messages"
+            assert now[0] == heard[0], (
+                f"process 0 watches no subject 2 but received {now[0] - heard[0]} of its messages"
+            )
 
             # And the other way round: subject 1's votes, cast through process 1, reach process 0 only.
             state, heard = after, now
@@ -146,7 +150,9 @@ async def test_votes_reach_every_watcher_on_every_process_and_each_process_hears
             assert expected == 2
 
             now = await wait_heard(servers, heard, {2: expected})
-            assert now[:2] == heard[:2], f"after its last subject 2 socket left, process 1 still heard it: {heard} -> {now}"
+            assert now[:2] == heard[:2], (
+                f"after its last subject 2 socket left, process 1 still heard it: {heard} -> {now}"
+            )
 
             # Mixed: ten subjects; process 0 watches 1-3, process 1 watches 4-8 and teacher 1
             # (subject 1), process 2 a dashboard (the all-subjects feed) besides subjects 9-10.

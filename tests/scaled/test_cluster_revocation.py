@@ -39,7 +39,8 @@ async def test_logout_all_closes_the_users_sockets_on_every_process_within_a_sec
             await asyncio.gather(
                 *(subscribe(client, channel) for client, channel in zip(doomed, channels, strict=True))
             )
-            await survivors.open(servers, bob.access_token, {index: channels[2 * index: 2 * index + 2] for index in range(3)})
+            two_each = {index: channels[2 * index: 2 * index + 2] for index in range(3)}
+            await survivors.open(servers, bob.access_token, two_each)
             master = await redis_cluster.master_for_key(PREFIX + REVOKED)
 
             answered, closed = await log_out_everywhere(alice_again, doomed)

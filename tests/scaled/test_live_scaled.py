@@ -105,7 +105,8 @@ async def test_fan_out_across_two_processes_converges(
             assert await store_counts(socket_side) == expected
             delivered = [votes_messages(c.messages, CHANNEL) for c in clients[:50]]
             assert min(delivered) >= 1, "every socket got live votes, not only its snapshot"
-            print(f"\nFIGURES fan-out coalesce_ms={'default (50)' if coalesce_ms is None else coalesce_ms}: 50 sockets, {sum(kinds.values())} ops"
+            coalesce = "default (50)" if coalesce_ms is None else coalesce_ms
+            print(f"\nFIGURES fan-out coalesce_ms={coalesce}: 50 sockets, {sum(kinds.values())} ops"
                   f" ({dict(kinds)}), votes messages per socket min/max/total"
                   f" {min(delivered)}/{max(delivered)}/{sum(delivered)}, final {store}")
         finally:
@@ -192,7 +193,9 @@ async def test_logout_revokes_the_sessions_sockets_on_every_process(tmp_path: Pa
 
             loop = asyncio.get_running_loop()
             started = loop.time()
-            response = await second.request("POST", "/api/auth/logout", json_body={"refresh_token": alice.refresh_token})
+            response = await second.request(
+                "POST", "/api/auth/logout", json_body={"refresh_token": alice.refresh_token}
+            )
             assert response.status == 204
 
             async def revoked(client: LiveClient) -> tuple[int | None, float]:

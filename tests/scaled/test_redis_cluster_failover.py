@@ -93,7 +93,8 @@ async def test_failover_promotes_the_replica_and_spublish_resumes(
         assert isinstance(default_error, redis.ConnectionError)
         assert f"connecting to 127.0.0.1:{master}" in str(default_error)
         print(f"failover: spublish failed {len(failures)}x ({type(failures[0]).__name__}: {failures[0]}), "
-              f"worked {resumed_after:.2f} s after the kill; default-retry subscriber raised after {default_after:.2f} s")
+              f"worked {resumed_after:.2f} s after the kill; "
+              f"default-retry subscriber raised after {default_after:.2f} s")
 
     # The old master comes back as a replica of its successor.
     await redis_cluster.restart(master)

@@ -71,7 +71,9 @@ class Flood:
         return per_voter * len(self.voters)
 
 
-async def voting_crowd(server: ServerProcess, clients: list[LiveClient], size: int = 20) -> tuple[list[UserClient], Flood]:
+async def voting_crowd(
+    server: ServerProcess, clients: list[LiveClient], size: int = 20
+) -> tuple[list[UserClient], Flood]:
     """`size` users, each voting from a socket of its own (added to `clients`, to be closed)."""
     users = [await sign_up(server, f"voter{i}") for i in range(size)]
     voters = [await welcomed(server, user.access_token) for user in users]
@@ -170,7 +172,9 @@ async def test_slow_consumer_memory_stays_bounded_and_it_converges(tmp_path: Pat
 
 async def test_slow_consumer_stuck_past_stall_timeout_is_closed_4008(tmp_path: Path, redis_server: RedisServer) -> None:
     stall_timeout = 0.2
-    server = await start_process(tmp_path / "host", redis_server.url, **SLOW_CONFIG, **{"ws.stall_timeout": stall_timeout})
+    server = await start_process(
+        tmp_path / "host", redis_server.url, **SLOW_CONFIG, **{"ws.stall_timeout": stall_timeout}
+    )
     assert server.process is not None
     pid = server.process.pid
     clients: list[LiveClient] = []

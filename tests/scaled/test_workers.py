@@ -95,7 +95,8 @@ async def test_a_killed_worker_is_replaced_and_serves_within_2_s(tmp_path: Path,
             await writer.wait_closed()
         connections.clear()
         assert await stop_process(server, timeout=10) == 0
-        assert not [pid for pid in (victim, survivor, new) if Path(f"/proc/{pid}").exists()], "a worker outlived the parent"
+        outlived = [pid for pid in (victim, survivor, new) if Path(f"/proc/{pid}").exists()]
+        assert not outlived, "a worker outlived the parent"
         assert sum("started in place of" in line for line in server.lines) == 1, "no restarts while stopping"
     finally:
         for writer in connections:
