@@ -34,8 +34,9 @@ MAX_MESSAGE = 16 * 1024
 RATE_BURST = 10
 RATE_LIMIT = 1.0
 """The rate-limited server: ten frames at once, then one a second."""
-UNSOLICITED = {"votes", "token"}
-"""Messages the server may push at any time; never a reply to a frame."""
+UNSOLICITED = {"votes", "token", "watching", "catalog"}
+"""Messages the server may push at any time; never a reply to a frame (watching: whenever how many
+watch a subject changes, which another example's sockets coming and going can cause)."""
 
 
 def ws_examples(factor: float) -> settings:
