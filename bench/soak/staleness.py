@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from bench.soak.pages import Page
+
+class WatchingPage(Protocol):
+    """A live page as far as staleness goes (bench.soak.pages.Page is one): this keeps the tracker
+    free of the pages' module, which reports to it."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def subscribed(self) -> bool: ...
+
+    def version_of(self, teacher: int) -> int: ...
 
 
 @dataclass
@@ -22,7 +32,7 @@ class Staleness:
     """Per acknowledged version, the pages still to show it (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.pages_by_subject: dict[int, list[Page]] = defaultdict(list)
+        self.pages_by_subject: dict[int, list[WatchingPage]] = defaultdict(list)
         self.subject_of: dict[int, int] = {}
         self.pending: dict[int, dict[int, PendingVote]] = defaultdict(dict)
         self.known: dict[int, set[int]] = defaultdict(set)
