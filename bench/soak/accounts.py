@@ -7,13 +7,11 @@ import asyncio
 import contextlib
 import itertools
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bench.soak.tally import Tally
 from tests.harness.nginx import Nginx
 from tests.harness.server import Response
-
-if TYPE_CHECKING:
-    from bench.soak.run import Soak
 
 PASSWORD = "correct horse battery"
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
@@ -80,8 +78,9 @@ class Voter(Account):
         self.votes: dict[int, str | None] = {}
         self.busy = False
 
-    async def vote(self, soak: Soak, teacher: int) -> None:
-        """Switch the vote on `teacher` to another value, resending until acknowledged."""
+    async def vote(self, tally: Tally, teacher: int) -> None:
+        """Switch the vote on `teacher` to another value, resending until acknowledged; the
+        acknowledgement and the failed attempts go to `tally`."""
         value = random.choice([choice for choice in VALUES if choice != self.votes.get(teacher)])
         path = f"/api/teachers/{teacher}/vote"
         try:
@@ -102,13 +101,13 @@ class Voter(Account):
                     if response.status == 200:
                         body = response.json()
                         if body["value"] != value or body["teacher"] != teacher:
-                            soak.wrong_acks += 1
+                            tally.wrong_acks += 1
                         self.votes[teacher] = value
-                        soak.acknowledged(teacher, int(body["version"]), attempt)
+                        tally.acknowledged(teacher, int(body["version"]), attempt)
                         return
                     if response.status == 401:
                         await self.renew(token)
-                soak.vote_failures[status] += 1
+                tally.vote_failures[status] += 1
                 await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
         finally:
             self.busy = False

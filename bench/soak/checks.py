@@ -37,9 +37,10 @@ async def store_counts(soak: Soak, teachers: list[int]) -> dict[int, tuple[int, 
 
 
 def stale_pages(soak: Soak, counts: dict[int, tuple[int, int, int]]) -> list[Page]:
+    subject_of = soak.tally.staleness.subject_of
     totals: dict[int, tuple[int, int]] = {}
     for no, (good, bad, _) in counts.items():
-        subject = soak.staleness.subject_of[no]
+        subject = subject_of[no]
         before = totals.get(subject, (0, 0))
         totals[subject] = (before[0] + good, before[1] + bad)
     votes_total = sum(good + bad for good, bad in totals.values())
@@ -50,7 +51,7 @@ def stale_pages(soak: Soak, counts: dict[int, tuple[int, int, int]]) -> list[Pag
         elif page.subject is None:
             if {no: page.subjects.get(no) for no in totals} != totals or page.votes_total != votes_total:
                 stale.append(page)
-        elif any(page.teachers.get(no) != counts[no] for no in counts if soak.staleness.subject_of[no] == page.subject):
+        elif any(page.teachers.get(no) != counts[no] for no in counts if subject_of[no] == page.subject):
             stale.append(page)
     return stale
 

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 import orjson
 
 from bench.soak.accounts import Account
+from bench.soak.tally import Tally
 from bench.wsload import WsClient, connect
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from bench.soak.run import Soak
 
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 15.0
 """static/js/live-client.js's reconnect backoff, in seconds."""
@@ -36,13 +35,16 @@ async def open_socket(port: int, token: str, factory: Callable[[], WsClient]) ->
 
 
 class Page:
-    """One live page on one channel, for the whole run, across its reconnections."""
+    """One live page on one channel, for the whole run, across its reconnections: what befalls its
+    sockets, and when it shows each version, goes to `tally`."""
 
-    def __init__(self, soak: Soak, index: int, channel: str, account: Account) -> None:
-        self.soak = soak
+    def __init__(self, index: int, channel: str, account: Account, port: int, tally: Tally) -> None:
         self.index = index
         self.channel = channel
         self.account = account
+        self.port = port
+        """nginx's."""
+        self.tally = tally
         self.subject = int(channel.split(":")[1]) if channel.startswith("subject:") else None
         self.teachers: dict[int, tuple[int, int, int]] = {}
         """good, bad, version: the highest version seen of each teacher."""
@@ -58,6 +60,7 @@ class Page:
         self.client: WsClient | None = None
         self.failures = 0
         self.connects = 0
+        self.stopping = False
         self._subscribe = orjson.dumps({"op": "subscribe", "channel": channel, "id": 1})
 
     def version_of(self, teacher: int) -> int:
@@ -65,14 +68,14 @@ class Page:
         return shown[2] if shown else 0
 
     async def run(self) -> None:
-        soak = self.soak
-        while not soak.stopping:
+        tally = self.tally
+        while not self.stopping:
             token = self.account.token
             try:
-                client = await open_socket(soak.stack.nginx_port, token, self._new_client)
+                client = await open_socket(self.port, token, self._new_client)
             except Exception as error:
                 self.client = None
-                soak.handshake_failures[_failure(error)] += 1
+                tally.handshake_failures[_failure(error)] += 1
                 if "401" in str(error):
                     await self.account.renew(token)
                 await self.backoff()
@@ -80,10 +83,16 @@ class Page:
             code = await client.closed
             client.close()
             self.client, self.subscribed, self.closed_at = None, False, now()
-            soak.closes[str(code)] += 1
-            if soak.stopping:
+            tally.closes[str(code)] += 1
+            if self.stopping:
                 return
             await self.backoff()
+
+    def stop(self) -> None:
+        """No reconnection from now on; the socket, if open, is closed."""
+        self.stopping = True
+        if self.client is not None:
+            self.client.close()
 
     def _new_client(self) -> WsClient:
         self.client = WsClient(self.on_text)
@@ -111,12 +120,12 @@ class Page:
                     if item["version"] > before:
                         self.teachers[item["no"]] = (item["good_count"], item["bad_count"], item["version"])
                         self.changed_at = at
-                        self.soak.staleness.shown(self.index, item["no"], before, item["version"], at)
+                        self.tally.staleness.shown(self.index, item["no"], before, item["version"], at)
             if kind == "snapshot":
                 self.subscribed = True
                 self.ready.set()
                 if self.closed_at is not None:
-                    self.soak.outages.append(at - self.closed_at)
+                    self.tally.outages.append(at - self.closed_at)
                     self.closed_at = None
         elif kind == "welcome":
             self.failures = 0
@@ -126,9 +135,9 @@ class Page:
         elif kind == "token":
             self.account.token = str(message["access_token"])
         elif kind == "error":
-            self.soak.socket_errors[str(message.get("code"))] += 1
+            self.tally.socket_errors[str(message.get("code"))] += 1
         elif kind == "revoked":
-            self.soak.socket_errors["revoked"] += 1
+            self.tally.socket_errors["revoked"] += 1
 
 
 def _failure(error: BaseException) -> str:

@@ -12,7 +12,6 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import monotonic as now
@@ -29,7 +28,7 @@ from bench.soak.pages import Page
 from bench.soak.probes import SpublishCalls, WorkerFeeds, sample_rss
 from bench.soak.report import print_report, summarize
 from bench.soak.stack import Stack
-from bench.soak.staleness import Staleness
+from bench.soak.tally import Tally
 
 DESCRIPTION = (bench.soak.__doc__ or "").splitlines()[0]
 SETTLE_VOTES = 60.0
@@ -57,22 +56,9 @@ class Soak:
     options: Options
     stack: Stack = field(default_factory=lambda: Stack(Path(tempfile.mkdtemp(prefix="livevote-soak-"))))
     faults: Faults = field(init=False)
-    stopping: bool = False
     pages: list[Page] = field(default_factory=list)
     voters: list[Voter] = field(default_factory=list)
-    staleness: Staleness = field(default_factory=Staleness)
-    rss: list[tuple[float, int, int]] = field(default_factory=list)
-    closes: Counter[str] = field(default_factory=Counter)
-    handshake_failures: Counter[str] = field(default_factory=Counter)
-    socket_errors: Counter[str] = field(default_factory=Counter)
-    vote_failures: Counter[str] = field(default_factory=Counter)
-    outages: list[float] = field(default_factory=list)
-    """Per reconnection: from the close of a page's socket until the new one's snapshot."""
-    votes_acked: int = 0
-    votes_resent: int = 0
-    turns_skipped: int = 0
-    wrong_acks: int = 0
-    last_ack: float = 0.0
+    tally: Tally = field(default_factory=Tally)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -81,13 +67,6 @@ class Soak:
     def watchers(self) -> int:
         """The accounts the pages log in with: one per SOCKETS_PER_ACCOUNT pages."""
         return max(1, -(-self.options.sockets // SOCKETS_PER_ACCOUNT))
-
-    def acknowledged(self, teacher: int, version: int, attempt: int) -> None:
-        at = now()
-        self.votes_acked += 1
-        self.votes_resent += attempt
-        self.last_ack = at
-        self.staleness.acknowledged(teacher, version, at)
 
     # -- setting up --------------------------------------------------------------------------------
 
@@ -102,7 +81,7 @@ class Soak:
                 raise RuntimeError(f"subject {subject}: {response.status} (the seeded store has 5)")
             for teacher in response.json()["teachers"]:
                 teachers.append(teacher["no"])
-                self.staleness.subject_of[teacher["no"]] = subject
+                self.tally.staleness.subject_of[teacher["no"]] = subject
         return teachers
 
     async def open_pages(self) -> None:
@@ -114,10 +93,10 @@ class Soak:
             await account.register()
         channels = [f"subject:{no}" for no in range(1, options.subjects + 1)] + ["dashboard"]
         for index in range(options.sockets):
-            page = Page(self, index, channels[index % len(channels)], accounts[index % len(accounts)])
+            page = Page(index, channels[index % len(channels)], accounts[index % len(accounts)], nginx.port, self.tally)
             self.pages.append(page)
             if page.subject is not None:
-                self.staleness.pages_by_subject[page.subject].append(page)
+                self.tally.staleness.pages_by_subject[page.subject].append(page)
         started = now()
         limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
@@ -142,10 +121,10 @@ class Soak:
             voter = self.voters[turn % len(self.voters)]
             turn += 1
             if voter.busy:
-                self.turns_skipped += 1
+                self.tally.turns_skipped += 1
                 continue
             voter.busy = True
-            task = asyncio.create_task(voter.vote(self, random.choice(teachers)))
+            task = asyncio.create_task(voter.vote(self.tally, random.choice(teachers)))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if not tasks:
@@ -176,7 +155,7 @@ class Soak:
         before = await store_counts(self, teachers)
         client_cpu = CpuMeter(os.getpid())
         client_cpu.start()
-        self._tasks.append(asyncio.create_task(sample_rss(stack.workers, self.rss)))
+        self._tasks.append(asyncio.create_task(sample_rss(stack.workers, self.tally.rss)))
 
         started = now()
         end = started + options.duration
@@ -187,7 +166,7 @@ class Soak:
         unsettled = await self.drive_votes(teachers, end)
         voting_ended = now()
         await faults
-        last = max([self.last_ack] + [fault.recovered or 0.0 for fault in self.faults.injected])
+        last = max([self.tally.last_ack] + [fault.recovered or 0.0 for fault in self.faults.injected])
         cpu = client_cpu.stop()
 
         # Every page must show the store within CONVERGE s of the last vote (or recovery).
@@ -198,7 +177,7 @@ class Soak:
         while (stale := stale_pages(self, after)) and now() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         converged = None if stale else max(page.changed_at for page in self.pages)
-        self.staleness.finish(now())
+        self.tally.staleness.finish(now())
 
         expected: dict[int, list[int]] = {no: [0, 0] for no in teachers}
         for voter in self.voters:
@@ -222,12 +201,10 @@ class Soak:
 
     async def stop(self) -> None:
         """Everything this run started, whatever state it is in (also after Ctrl-C)."""
-        self.stopping = True
+        for page in self.pages:
+            page.stop()
         for task in self._tasks:
             task.cancel()
-        for page in self.pages:
-            if page.client is not None:
-                page.client.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.stack.stop()
         work, server = self.stack.work, self.stack.server
