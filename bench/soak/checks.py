@@ -12,16 +12,14 @@ from bench.soak.accounts import RETRY_DELAYS, Voter
 
 if TYPE_CHECKING:
     from bench.soak.pages import Page
-    from bench.soak.run import Soak
+    from tests.harness.nginx import Nginx
 
 CONVERGE = 5.0
 """Pages must show the store this long after the last vote (or the last recovery)."""
 
 
-async def store_counts(soak: Soak, teachers: list[int]) -> dict[int, tuple[int, int, int]]:
+async def store_counts(nginx: Nginx, teachers: list[int]) -> dict[int, tuple[int, int, int]]:
     """GET /api/teachers/N for each teacher: good, bad, version."""
-    nginx = soak.stack.nginx
-    assert nginx is not None
     counts = {}
     for no in teachers:
         for attempt in range(40):
@@ -36,8 +34,8 @@ async def store_counts(soak: Soak, teachers: list[int]) -> dict[int, tuple[int, 
     return counts
 
 
-def stale_pages(soak: Soak, counts: dict[int, tuple[int, int, int]]) -> list[Page]:
-    subject_of = soak.tally.staleness.subject_of
+def stale_pages(pages: list[Page], subject_of: dict[int, int], counts: dict[int, tuple[int, int, int]]) -> list[Page]:
+    """The pages not subscribed, or not showing `counts` (the store's, per teacher) for their channel."""
     totals: dict[int, tuple[int, int]] = {}
     for no, (good, bad, _) in counts.items():
         subject = subject_of[no]
@@ -45,7 +43,7 @@ def stale_pages(soak: Soak, counts: dict[int, tuple[int, int, int]]) -> list[Pag
         totals[subject] = (before[0] + good, before[1] + bad)
     votes_total = sum(good + bad for good, bad in totals.values())
     stale = []
-    for page in soak.pages:
+    for page in pages:
         if not page.subscribed:
             stale.append(page)
         elif page.subject is None:
@@ -56,25 +54,23 @@ def stale_pages(soak: Soak, counts: dict[int, tuple[int, int, int]]) -> list[Pag
     return stale
 
 
-async def counted_sockets(soak: Soak, timeout: float = 5.0) -> int | None:
+async def counted_sockets(nginx: Nginx, pages: list[Page], timeout: float = 5.0) -> int | None:
     """Open sockets as /api/stats counts them (each worker's count in Redis, renewed by its
     heartbeat): polled until it equals the pages' sockets, else the last answer. A figure, not a
     verdict: only the dashboard shows it."""
-    nginx = soak.stack.nginx
-    assert nginx is not None
     deadline, shown = now() + timeout, None
     while now() < deadline:
         with contextlib.suppress(Exception):
             response = await nginx.get("/api/stats")
             if response.status == 200:
                 shown = int(response.json()["sockets"])
-                if shown == sum(page.subscribed for page in soak.pages):
+                if shown == sum(page.subscribed for page in pages):
                     break
         await asyncio.sleep(0.2)
     return shown
 
 
-async def lost_votes(soak: Soak) -> int:
+async def lost_votes(voters: list[Voter]) -> int:
     """(user, teacher) pairs where the store holds another vote than the last acknowledged one."""
     limit = asyncio.Semaphore(20)
 
@@ -83,5 +79,5 @@ async def lost_votes(soak: Soak) -> int:
             response = await voter.api("GET", f"/api/teachers/{teacher}/vote")
         return bool(response.json()["value"] != value)
 
-    checks = [differs(voter, teacher, value) for voter in soak.voters for teacher, value in voter.votes.items()]
+    checks = [differs(voter, teacher, value) for voter in voters for teacher, value in voter.votes.items()]
     return sum(await asyncio.gather(*checks))

@@ -152,7 +152,7 @@ class Soak:
         await feeds.scrape()
         await spublish.scrape()
         feeds.counting = spublish.counting = True
-        before = await store_counts(self, teachers)
+        before = await store_counts(stack.nginx, teachers)
         client_cpu = CpuMeter(os.getpid())
         client_cpu.start()
         self._tasks.append(asyncio.create_task(sample_rss(stack.workers, self.tally.rss)))
@@ -170,11 +170,11 @@ class Soak:
         cpu = client_cpu.stop()
 
         # Every page must show the store within CONVERGE s of the last vote (or recovery).
-        after = await store_counts(self, teachers)
+        after = await store_counts(stack.nginx, teachers)
         deadline = last + CONVERGE
         # Polled, not an Event: the condition compares every page with the store, too costly to test on
         # every message; the time reported is the pages' own changed_at, so the poll's period skews nothing.
-        while (stale := stale_pages(self, after)) and now() < deadline:  # noqa: ASYNC110
+        while (stale := stale_pages(self.pages, self.tally.staleness.subject_of, after)) and now() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         converged = None if stale else max(page.changed_at for page in self.pages)
         self.tally.staleness.finish(now())
@@ -185,8 +185,8 @@ class Soak:
                 if value is not None:
                     expected[teacher][0 if value == "good" else 1] += 1
         mismatch = sum(abs(after[no][0] - good) + abs(after[no][1] - bad) for no, (good, bad) in expected.items())
-        lost = await lost_votes(self)
-        stats_sockets = await counted_sockets(self)
+        lost = await lost_votes(self.voters)
+        stats_sockets = await counted_sockets(stack.nginx, self.pages)
 
         await feeds.connect(stack.workers())
         await feeds.scrape()
