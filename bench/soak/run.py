@@ -1,9 +1,8 @@
-"""The soak as a command: its options, and the run in order (the deployment, users and pages, then
-votes and faults for --duration seconds, then the checks); everything stopped at the end."""
+"""The soak as a command: the run in order (the deployment, users and pages, then votes and faults
+for --duration seconds, then the checks); everything stopped at the end."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -19,36 +18,21 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
-import bench.soak
-from bench.common import RESULTS, CpuMeter, machine, raise_open_files
+from bench.common import CpuMeter, machine, raise_open_files
 from bench.soak.accounts import Account, Voter
 from bench.soak.checks import CONVERGE, counted_sockets, lost_votes, stale_pages, store_counts
-from bench.soak.faults import FAULT_KINDS, Faults
+from bench.soak.faults import Faults
+from bench.soak.options import Options, parse_options
 from bench.soak.pages import Page
 from bench.soak.probes import SpublishCalls, WorkerFeeds, sample_rss
 from bench.soak.report import print_report, summarize
 from bench.soak.stack import Stack
 from bench.soak.tally import Tally
 
-DESCRIPTION = (bench.soak.__doc__ or "").splitlines()[0]
 SETTLE_VOTES = 60.0
 """How long votes in flight at the end may take to be acknowledged."""
 SOCKETS_PER_ACCOUNT = 100
 CONNECT_CONCURRENCY = 100
-
-
-@dataclass
-class Options:
-    duration: float
-    sockets: int
-    voters: int
-    rate: float
-    fault_every: float
-    faults: tuple[str, ...]
-    subjects: int
-    seed: int | None
-    keep: bool
-    results: str
 
 
 @dataclass
@@ -214,28 +198,6 @@ class Soak:
             print(f"kept {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def parse_options(argv: list[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=DESCRIPTION)
-    parser.add_argument("--duration", type=float, default=600.0, help="seconds of voting (default 600)")
-    parser.add_argument("--sockets", type=int, default=1000, help="live pages (default 1000)")
-    parser.add_argument("--voters", type=int, default=20, help="users voting (default 20)")
-    parser.add_argument("--rate", type=float, default=20.0, help="votes per second, all users together (default 20)")
-    parser.add_argument("--fault-every", type=float, default=60.0, help="seconds between faults (default 60)")
-    parser.add_argument("--faults", default=",".join(FAULT_KINDS), help="kinds to cycle through (worker,redis,nginx)")
-    parser.add_argument("--subjects", type=int, default=5, help="subjects watched and voted on, 1-5 (default 5)")
-    parser.add_argument("--seed", type=int, help="random seed (faults, votes, jitter)")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) instead of removing it")
-    parser.add_argument("--results", default=str(RESULTS / "soak.json"), help="JSON result file ('' for none)")
-    args = parser.parse_args(argv)
-    kinds = tuple(kind for kind in args.faults.split(",") if kind)
-    if not kinds or set(kinds) - set(FAULT_KINDS):
-        parser.error(f"--faults: a comma-separated subset of {','.join(FAULT_KINDS)}")
-    if args.voters < 1 or args.sockets < 1 or args.rate <= 0 or not 1 <= args.subjects <= 5:
-        parser.error("--voters, --sockets, --rate must be positive, --subjects 1-5")
-    return Options(args.duration, args.sockets, args.voters, args.rate, args.fault_every, kinds, args.subjects,
-                   args.seed, args.keep, args.results)
 
 
 async def soak(options: Options) -> dict[str, Any]:
