@@ -11,23 +11,25 @@ from bench.soak.checks import CONVERGE
 from bench.soak.probes import SpublishCalls, WorkerFeeds
 
 if TYPE_CHECKING:
+    from bench.soak.faults import Fault
+    from bench.soak.options import Options
     from bench.soak.pages import Page
-    from bench.soak.run import Soak
+    from bench.soak.tally import Tally
 
 SETTLE = 5.0
 """A fault's window, for the staleness figure, lasts this long past its recovery."""
 
 
-def summarize(soak: Soak, *, started: float, voting_ended: float, last: float, converged: float | None, cpu: float,
+def summarize(options: Options, tally: Tally, injected: list[Fault], pages: list[Page], *,
+              started: float, voting_ended: float, last: float, converged: float | None, cpu: float,
               lost: int, mismatch: int, stale: list[Page], unsettled: int, changes: int,
               feeds: WorkerFeeds, spublish: SpublishCalls, stats_sockets: int | None) -> dict[str, Any]:
-    """The result (see the package docstring); `ok` is the run's verdict."""
-    options = soak.options
-    injected = soak.faults.injected
+    """The result (see the package docstring) from what `tally` recorded, the faults `injected`,
+    the pages' reconnections and the checks' figures; `ok` is the run's verdict."""
     windows = [(fault, fault.started, (fault.recovered or fault.started) + SETTLE) for fault in injected]
     per_fault: dict[int, float] = {}
     baseline: list[float] = []
-    for acked, shown in soak.tally.staleness.done:
+    for acked, shown in tally.staleness.done:
         lag = shown - acked
         hit = False
         for index, (_, opened, closed) in enumerate(windows):
@@ -44,9 +46,9 @@ def summarize(soak: Soak, *, started: float, voting_ended: float, last: float, c
 
     third = (voting_ended - started) / 3
     rss: dict[int, dict[str, float | None]] = {}
-    for pid in sorted({pid for _, pid, _ in soak.tally.rss}):
-        first = [kib for at, p, kib in soak.tally.rss if p == pid and started <= at < started + third]
-        final = [kib for at, p, kib in soak.tally.rss if p == pid and voting_ended - third <= at <= voting_ended]
+    for pid in sorted({pid for _, pid, _ in tally.rss}):
+        first = [kib for at, p, kib in tally.rss if p == pid and started <= at < started + third]
+        final = [kib for at, p, kib in tally.rss if p == pid and voting_ended - third <= at <= voting_ended]
         rss[pid] = {"first_third_mib": round(sum(first) / len(first) / 1024, 1) if first else None,
                     "last_third_mib": round(sum(final) / len(final) / 1024, 1) if final else None}
 
@@ -57,25 +59,25 @@ def summarize(soak: Soak, *, started: float, voting_ended: float, last: float, c
         "lost": lost, "mismatch": mismatch, "stale_sockets": len(stale), "unsettled_votes": unsettled,
         "fault_errors": sum(fault.error is not None for fault in injected),
         "converge_ms": round(1000 * max(converged - last, 0.0), 1) if converged is not None else None,
-        "max_page_outage_ms": round(1000 * max(soak.tally.outages, default=0.0), 1),
+        "max_page_outage_ms": round(1000 * max(tally.outages, default=0.0), 1),
         "max_stale_after_fault_ms": round(1000 * after_fault, 1),
         "max_stale_baseline_ms": round(1000 * max(baseline, default=0.0), 1),
         "p99_stale_baseline_ms": round(1000 * percentile(baseline, 0.99), 1) if baseline else None,
-        "votes_unreached": soak.tally.staleness.unreached,
-        "votes_acked": soak.tally.votes_acked, "count_changes": changes, "votes_resent": soak.tally.votes_resent,
-        "turns_skipped": soak.tally.turns_skipped, "wrong_acks": soak.tally.wrong_acks,
-        "vote_failures": dict(soak.tally.vote_failures),
+        "votes_unreached": tally.staleness.unreached,
+        "votes_acked": tally.votes_acked, "count_changes": changes, "votes_resent": tally.votes_resent,
+        "turns_skipped": tally.turns_skipped, "wrong_acks": tally.wrong_acks,
+        "vote_failures": dict(tally.vote_failures),
         "feed_messages_per_vote": round(feeds.total / changes, 3) if changes else None,
         "spublish_per_vote": round(spublish.total / changes, 3) if changes else None,
         "feed_messages": feeds.total, "spublish_calls": spublish.total,
         "faults": faults, "rss": {str(pid): row for pid, row in rss.items()},
-        "reconnects": sum(page.connects for page in soak.pages) - len(soak.pages),
-        "closes": dict(soak.tally.closes), "handshake_failures": dict(soak.tally.handshake_failures),
-        "socket_errors": dict(soak.tally.socket_errors), "client_cpu_pct": round(cpu, 1),
+        "reconnects": sum(page.connects for page in pages) - len(pages),
+        "closes": dict(tally.closes), "handshake_failures": dict(tally.handshake_failures),
+        "socket_errors": dict(tally.socket_errors), "client_cpu_pct": round(cpu, 1),
         "stats_sockets": stats_sockets,
         "stale_examples": [describe(page) for page in stale[:3]],
     }
-    result["ok"] = not (lost or mismatch or stale or unsettled or result["fault_errors"] or soak.tally.wrong_acks)
+    result["ok"] = not (lost or mismatch or stale or unsettled or result["fault_errors"] or tally.wrong_acks)
     return result
 
 

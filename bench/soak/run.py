@@ -178,7 +178,8 @@ class Soak:
         await feeds.close()
         changes = sum(after[no][2] - before[no][2] for no in teachers)
         return summarize(
-            self, started=started, voting_ended=voting_ended, last=last, converged=converged, cpu=cpu,
+            options, self.tally, self.faults.injected, self.pages,
+            started=started, voting_ended=voting_ended, last=last, converged=converged, cpu=cpu,
             lost=lost, mismatch=mismatch, stale=stale, unsettled=unsettled, changes=changes,
             feeds=feeds, spublish=spublish, stats_sockets=stats_sockets,
         )
