@@ -2,10 +2,11 @@
 
     python -m bench.soak [--duration 600] [--sockets 1000] [--voters 20] [--rate 20] [--fault-every 60]
 
-from the repository root. The package by concern: stack (the deployment, started and stopped
-whole), accounts (users and voters), pages (the live sockets), staleness, faults, probes (what
-is read from the workers, the cluster and /proc), checks (after the voting), report, and run
-(the command and the run's order).
+from the repository root. The package by concern: options (the command line), stack (the
+deployment, started and stopped whole), accounts (users and voters), pages (the live sockets),
+staleness, tally (what pages and voters observe as they run), faults, probes (what is read from
+the workers, the cluster and /proc), checks (after the voting), report, and run (the command
+and the run's order, the only module that knows them all; none imports it).
 
 What runs, on free ports in one temp dir, all stopped and removed at the end (Ctrl-C included):
 a 3 master + 3 replica Redis Cluster (tests/harness/redis_cluster.py), one `python server.py --workers 3
