@@ -45,11 +45,6 @@ class Stack:
         print(f"cluster on {self.cluster.ports}, server on {self.server.port} (workers {self.workers()}), "
               f"nginx on {self.nginx.port}", flush=True)
 
-    @property
-    def nginx_port(self) -> int:
-        assert self.nginx is not None
-        return self.nginx.port
-
     def workers(self) -> list[int]:
         assert self.server is not None and self.server.process is not None
         return child_pids(self.server.process.pid)
