@@ -15,6 +15,10 @@ Guarantees of a vote and its counts:
 
 A lost connection raises Unavailable (503); the driver reconnects by itself. The
 plumbing (the client, transactions, ids) is services/backends/mongo_db.py's.
+
+At about 400 lines this is the largest adapter: it is one class because it implements
+the one Store port, whose parts (catalog, accounts, votes, reconcile) share the same
+collections and the same two ways of staying atomic; store_sqlite.py is its twin.
 """
 
 from __future__ import annotations
