@@ -105,6 +105,22 @@ def converged(view: View, store: dict[int, Counts], totals: Any) -> bool:
     )
 
 
+def stale(view: View, store: dict[int, Counts], totals: tuple[dict[int, tuple[int, int]], int]) -> str:
+    """What a slow socket shows that the store does not, channel by channel."""
+    shown = {
+        "dashboard": (view.subjects, view.votes_total),
+        CHANNEL: view.teachers.get(CHANNEL),
+        **{f"teacher:{no}": view.teachers.get(f"teacher:{no}") for no in TEACHERS},
+    }
+    expected = {
+        "dashboard": totals,
+        CHANNEL: store,
+        **{f"teacher:{no}": {no: store[no]} for no in TEACHERS},
+    }
+    return "; ".join(f"{name} shows {shown[name]}, the store has {expected[name]}"
+                     for name in expected if shown[name] != expected[name])
+
+
 async def test_slow_consumer_memory_stays_bounded_and_it_converges(tmp_path: Path, redis_server: RedisServer) -> None:
     """The slow sockets must outlast the flood however slow a loaded machine makes it: closing
     them for stalling is the next test's subject."""
@@ -149,9 +165,11 @@ async def test_slow_consumer_memory_stays_bounded_and_it_converges(tmp_path: Pat
         totals = await store_totals(server)
         for raw in slow:
             subscribed = len(raw.messages)
-            assert await raw.read_until(lambda raw=raw: converged(raw.view, store, totals), timeout=20), (
-                f"closed {raw.close_code} while draining"
-            )
+            try:
+                drained = await raw.read_until(lambda raw=raw: converged(raw.view, store, totals), timeout=60)
+            except TimeoutError:
+                raise AssertionError(f"not converged 60 s after the flood: {stale(raw.view, store, totals)}") from None
+            assert drained, f"closed {raw.close_code} while draining"
             later = raw.messages[subscribed:]
             got_votes = sum(1 for m in later if m["type"] == "votes")
             got_snapshots = sum(1 for m in later if m["type"] == "snapshot")
