@@ -96,29 +96,26 @@ def rss_bound_kib(slow_sockets: int) -> int:
     return (slow_sockets * (MAX_PENDING + PER_SOCKET_SLACK)) // 1024 + RSS_MARGIN_KIB
 
 
+
+
+def differences(view: View, store: dict[int, Counts], totals: Any) -> dict[str, tuple[Any, Any]]:
+    """Per channel of SLOW_CHANNELS that a slow socket shows wrongly: (what it shows, what the store has)."""
+    shown_expected = {
+        "dashboard": ((view.subjects, view.votes_total), totals),
+        CHANNEL: (view.teachers.get(CHANNEL), store),
+        **{f"teacher:{no}": (view.teachers.get(f"teacher:{no}"), {no: store[no]}) for no in TEACHERS},
+    }
+    return {name: pair for name, pair in shown_expected.items() if pair[0] != pair[1]}
+
+
 def converged(view: View, store: dict[int, Counts], totals: Any) -> bool:
     """The slow socket shows the store's state on every channel it holds."""
-    if (view.subjects, view.votes_total) != totals:
-        return False
-    return view.teachers.get(CHANNEL) == store and all(
-        view.teachers.get(f"teacher:{no}") == {no: store[no]} for no in TEACHERS
-    )
+    return not differences(view, store, totals)
 
 
-def stale(view: View, store: dict[int, Counts], totals: tuple[dict[int, tuple[int, int]], int]) -> str:
-    """What a slow socket shows that the store does not, channel by channel."""
-    shown = {
-        "dashboard": (view.subjects, view.votes_total),
-        CHANNEL: view.teachers.get(CHANNEL),
-        **{f"teacher:{no}": view.teachers.get(f"teacher:{no}") for no in TEACHERS},
-    }
-    expected = {
-        "dashboard": totals,
-        CHANNEL: store,
-        **{f"teacher:{no}": {no: store[no]} for no in TEACHERS},
-    }
-    return "; ".join(f"{name} shows {shown[name]}, the store has {expected[name]}"
-                     for name in expected if shown[name] != expected[name])
+def stale(view: View, store: dict[int, Counts], totals: Any) -> str:
+    return "; ".join(f"{name} shows {shown}, the store has {expected}"
+                     for name, (shown, expected) in differences(view, store, totals).items())
 
 
 async def test_slow_consumer_memory_stays_bounded_and_it_converges(tmp_path: Path, redis_server: RedisServer) -> None:
