@@ -2,8 +2,9 @@
 
 Every write that the store took is announced on the CATALOG channel, so that
 open pages show a new, renamed or removed record without a reload. The store
-is the truth: an announcement the broker refused is logged and not retried
-(a page that missed it is right again on its next load).
+is the truth: an announcement the broker refused is logged, and this process
+hears it at once; the others lost the broker too, and after that gap they
+re-read every open channel from the store, records included.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ class CatalogService:
         return record
 
     async def _announce(self, event: dict[str, Any]) -> None:
+        data = orjson.dumps(event)
         try:
-            await self._events.publish(CATALOG, orjson.dumps(event))
+            await self._events.publish(CATALOG, data)
         except Exception as exc:
-            log.warning("could not announce a catalog change (%r); pages show it on their next load", exc)
+            log.warning("could not announce a catalog change (%r); the other processes show it after the gap", exc)
+            self._events.on_message(CATALOG, data)

@@ -55,7 +55,9 @@ class Store(ABC):
         """Invalid when `subject` names no subject."""
 
     @abstractmethod
-    async def update_teacher(self, no: int, fields: dict[str, Any]) -> Teacher: ...
+    async def update_teacher(self, no: int, fields: dict[str, Any]) -> Teacher:
+        """Change the given fields and bump the version, so that live pages order a move or a
+        rename among the teacher's votes; an empty dict returns the teacher unchanged."""
 
     @abstractmethod
     async def delete_teacher(self, no: int) -> None: ...

@@ -187,7 +187,9 @@ class MongoStore(Store):
             if not values:
                 return current
             await self._check_subject_exists(values["subject"])
-        doc = await self._teachers.find_one_and_update({"_id": no}, {"$set": values}, return_document=AFTER)
+        doc = await self._teachers.find_one_and_update(
+            {"_id": no}, {"$set": values, "$inc": {"version": 1}}, return_document=AFTER
+        )
         if doc is None:
             raise NotFound(f"There is no teacher {no}.")
         return _teacher(doc)

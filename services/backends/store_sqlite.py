@@ -239,7 +239,9 @@ def _update_teacher(conn: sqlite3.Connection, no: int, fields: dict[str, Any]) -
     _get_teacher(conn, no)
     values = _columns(fields, TEACHER_COLUMNS)
     _check_subject_exists(conn, values)
-    _update(conn, "teachers", no, values)
+    if values:
+        _update(conn, "teachers", no, values)
+        conn.execute("UPDATE teachers SET version = version + 1 WHERE no = ?", (no,))
     return _get_teacher(conn, no)
 
 

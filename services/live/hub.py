@@ -14,18 +14,27 @@ Guarantees:
 - Presence: each subject channel, and the dashboard, is told how many sockets
   watch each subject across every process (services/live/presence.py brings
   the figures), in its snapshot and whenever the figure changes.
-- Convergence: the board keeps the highest version of every teacher seen, a
-  snapshot is built from the store and the board together after the channel's
-  feed is active, news found by a store read goes out to the open channels as
-  a broker message would, and after any broker gap every channel is sent a
-  fresh snapshot from the store.
+- Convergence: the board keeps the highest version of every teacher seen (a
+  vote, a move and a rename each bump it, so a late message never undoes a
+  newer one), a snapshot is built from the store and the board together after
+  the channel's feed is active, news found by a store read goes out to the open
+  channels as a broker message would, and after any broker gap every channel is
+  sent a fresh snapshot from the store.
+- The catalog is live too: a snapshot carries the records it shows (the
+  subject, its teachers; the dashboard's subjects), so it is the whole state of
+  its channel. A created, moved or renamed teacher joins the board, a deleted
+  one leaves it (and its late votes are dropped), the dashboard's totals follow,
+  a `teacher:N` channel follows its teacher to another subject's feed, and the
+  channel of a deleted record is closed, so that subscribing again is
+  `not_found`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -33,8 +42,8 @@ import orjson
 from services.backends.presence import PresenceCount
 from services.backends.store import Store
 from services.config import WsConfig
-from services.errors import Invalid
-from services.events import CATALOG, REVOKED, EventBus
+from services.errors import Invalid, NotFound
+from services.events import CATALOG, REVOKED, EventBus, subject_votes
 from services.live.feeds import Feeds
 from services.live.messages import (
     CLOSE_GOING_AWAY,
@@ -49,23 +58,27 @@ from services.live.messages import (
 )
 from services.live.peer import Backpressure, Peer, Transport
 from services.metrics import Metrics
-from services.models import Counts
+from services.models import Counts, Subject, Teacher
 
 log = logging.getLogger("livevote.hub")
+
+PROFILE = ("name", "sex", "birth", "photo", "intro")
+"""A teacher's fields besides its number, subject and counts: what a snapshot adds to show it."""
 
 
 class Channel:
     """Sockets of one channel, the broker feed it needs, and the changes waiting for the next
     coalescing tick."""
 
-    __slots__ = ("name", "feed", "peers", "teachers", "pending", "cooling", "watching")
+    __slots__ = ("name", "feed", "peers", "pending", "regrouped", "cooling", "watching")
 
     def __init__(self, name: str, feed: str) -> None:
         self.name = name
         self.feed = feed
         self.peers: set[Peer] = set()
-        self.teachers: set[int] = set()
         self.pending: dict[int, Counts] = {}
+        self.regrouped: set[int] = set()
+        """Subjects whose totals changed by a teacher leaving them (the dashboard's only)."""
         self.cooling = False
         self.watching: Any = None
         """What this channel's sockets were last told about watchers."""
@@ -82,9 +95,15 @@ class Hub:
         self.backpressure = Backpressure(ws.max_pending, ws.stall_timeout, self.catch_up)
         self._channels: dict[str, Channel] = {}
         self._board: dict[int, Counts] = {}
-        self._subject_names: dict[int, str] = {}
+        self._profiles: dict[int, tuple[int, dict[str, Any]]] = {}
+        """Per teacher on the board: its record's version, and its name, sex, birth, photo, intro."""
+        self._removed: set[int] = set()
+        """Teachers deleted: their late votes are dropped (numbers are never reused)."""
+        self._subjects: dict[int, dict[str, Any]] = {}
+        self._catalog_generation = 0
+        """Bumped by every catalog event: a store read begun before one may be out of date."""
         self._peers_by_sid: dict[str, set[Peer]] = {}
-        self._loading: dict[str, asyncio.Future[list[Counts]]] = {}
+        self._loading: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._watching: dict[int, int] = {}
         """Sockets watching each subject, across every process, as last reported."""
@@ -159,31 +178,34 @@ class Hub:
 
     async def _open_channel(self, name: str, kind: str, number: int | None) -> Channel:
         """The first subscriber reads the store; those arriving meanwhile wait for that one read.
-        A read that a broker gap overtook is done again. The feed is held meanwhile, so that it
-        stays however the other channels come and go."""
+        A read that a broker gap or a catalog change overtook is done again. The feed is held
+        meanwhile, so that it stays however the other channels come and go."""
         feed = await self._feeds.feed_of(kind, number)
         self._feeds.hold(feed)
         try:
             await self._feeds.sync()
             while True:
-                generation = self._feeds.generation
+                generation = self._generation
                 loading = self._loading.get(name) or self._load(name, kind, number)
-                snapshot = await asyncio.shield(loading)
-                if generation == self._feeds.generation:
+                await asyncio.shield(loading)
+                if generation == self._generation:
                     break
             channel = self._channels.get(name)
             if channel is None:
                 channel = self._channels[name] = Channel(name, feed)
                 self._feeds.hold(feed)
-            channel.teachers.update(counts.no for counts in snapshot)
             return channel
         finally:
             self._feeds.release(feed)
 
-    def _load(self, name: str, kind: str, number: int | None) -> asyncio.Future[list[Counts]]:
-        loading = self._loading[name] = asyncio.ensure_future(self._snapshot(kind, number))
+    @property
+    def _generation(self) -> tuple[int, int]:
+        return self._feeds.generation, self._catalog_generation
 
-        def forget(done: asyncio.Future[list[Counts]]) -> None:
+    def _load(self, name: str, kind: str, number: int | None) -> asyncio.Future[None]:
+        loading = self._loading[name] = asyncio.ensure_future(self._read(kind, number))
+
+        def forget(done: asyncio.Future[None]) -> None:
             if self._loading.get(name) is done:
                 del self._loading[name]
 
@@ -204,49 +226,149 @@ class Hub:
                 del self._channels[name]
                 self._feeds.release(channel.feed)
 
+    def _close_channel(self, name: str) -> None:
+        """The channel's record was deleted: its sockets were told, and a new subscribe reads the
+        store again (and is `not_found`)."""
+        channel = self._channels.pop(name, None)
+        if channel is None:
+            return
+        for peer in channel.peers:
+            peer.channels.discard(name)
+        channel.peers.clear()
+        channel.pending.clear()
+        self._feeds.release(channel.feed)
+        self._spawn(self._feeds.sync())
+
     # -- state --------------------------------------------------------------
 
-    async def _snapshot(self, kind: str, number: int | None) -> list[Counts]:
-        """Fresh counts from the store, merged onto the board; NotFound for an unknown record."""
+    async def _read(self, kind: str, number: int | None) -> None:
+        """The channel's records from the store, onto the board; NotFound for an unknown record.
+        A read that a catalog event overtook is done again before it is used. A teacher the
+        board files under the subject read but the store does not list there has moved or gone:
+        it is read on its own."""
+        while True:
+            generation = self._catalog_generation
+            subjects, teachers = await self._records_of(kind, number)
+            if generation == self._catalog_generation:
+                break
+        for subject in subjects:
+            self._subjects[subject.no] = subject.to_json()
+        if kind == DASHBOARD:
+            for no in set(self._subjects) - {subject.no for subject in subjects}:
+                del self._subjects[no]
+        for teacher in teachers:
+            self._merge_teacher(teacher.to_json())
+        if kind == "teacher":
+            return
+        listed = {teacher.no for teacher in teachers}
+        for no in [no for no, counts in self._board.items() if no not in listed and number in (None, counts.subject)]:
+            try:
+                self._merge_teacher((await self._store.get_teacher(no)).to_json())
+            except NotFound:
+                self._remove_teacher(no)
+
+    async def _records_of(self, kind: str, number: int | None) -> tuple[list[Subject], list[Teacher]]:
         if kind == "teacher":
             assert number is not None
-            teacher = await self._store.get_teacher(number)
-            fresh = [Counts(teacher.no, teacher.subject, teacher.good_count, teacher.bad_count, teacher.version)]
-        elif kind == "subject":
+            return [], [await self._store.get_teacher(number)]
+        if kind == "subject":
             assert number is not None
-            await self._store.get_subject(number)
-            fresh = await self._store.counts(number)
+            subjects = [await self._store.get_subject(number)]
         else:
-            self._subject_names = {subject.no: subject.name for subject in await self._store.subject_totals()}
-            fresh = await self._store.counts()
-        for counts in fresh:
-            self._apply(counts)
-        return [self._board[counts.no] for counts in fresh]
+            subjects = (await self._store.list_subjects()).items
+        return subjects, (await self._store.list_teachers(number)).items
+
+    def _merge_teacher(self, record: dict[str, Any]) -> None:
+        """A teacher's record, from the store or a catalog event: the newer version wins."""
+        no, version = record["no"], record["version"]
+        if no in self._removed:
+            return
+        known = self._profiles.get(no)
+        if known is None or known[0] <= version:
+            self._profiles[no] = version, {key: record[key] for key in PROFILE}
+        self._apply(Counts(no, record["subject"], record["good_count"], record["bad_count"], version))
+
+    def _remove_teacher(self, no: int) -> None:
+        self._removed.add(no)
+        self._profiles.pop(no, None)
+        known = self._board.pop(no, None)
+        if known is not None:
+            self._regroup(known.subject)
+        self._close_channel(f"teacher:{no}")
 
     def _apply(self, counts: Counts) -> None:
         """Keep the higher version; news goes out to the open channels that show it, whether it
         came from the broker or from a store read that overtook the broker's message."""
         known = self._board.get(counts.no)
-        if known is not None and known.version >= counts.version:
+        if (known is not None and known.version >= counts.version) or counts.no in self._removed:
             return
         self._board[counts.no] = counts
+        if known is not None and known.subject != counts.subject:
+            self._regroup(known.subject)
+            teacher = self._channels.get(f"teacher:{counts.no}")
+            if teacher is not None:
+                self._follow(teacher, counts.subject)
         for name in (f"subject:{counts.subject}", f"teacher:{counts.no}", DASHBOARD):
             channel = self._channels.get(name)
             if channel is not None:
-                channel.teachers.add(counts.no)
                 channel.pending[counts.no] = counts
                 if not channel.cooling:
                     self._flush(channel)
 
-    def _latest(self, channel: Channel) -> Iterable[Counts]:
-        return (self._board[no] for no in sorted(channel.teachers) if no in self._board)
+    def _regroup(self, subject: int) -> None:
+        """A teacher left `subject`: the dashboard's totals of it change."""
+        channel = self._channels.get(DASHBOARD)
+        if channel is not None:
+            channel.regrouped.add(subject)
+            if not channel.cooling:
+                self._flush(channel)
+
+    def _follow(self, channel: Channel, subject: int) -> None:
+        """A teacher's channel moves with it to its new subject's feed, then reads it once more
+        for the votes that feed carried before it was listened to."""
+        feed = subject_votes(subject)
+        if channel.feed == feed:
+            return
+        self._feeds.hold(feed)
+        self._feeds.release(channel.feed)
+        channel.feed = feed
+        self._spawn(self._refresh(channel.name))
+
+    async def _refresh(self, name: str) -> None:
+        await self._feeds.sync()
+        kind, number = parse_channel(name)
+        with contextlib.suppress(NotFound):  # deleted meanwhile: its catalog event closes the channel
+            await self._read(kind, number)
+
+    def _latest(self, channel: Channel) -> list[Counts]:
+        """The teachers a channel shows, by number."""
+        if channel.name == DASHBOARD:
+            shown: Iterable[Counts] = self._board.values()
+        elif (subject := subject_of_channel(channel.name)) is not None:
+            shown = (counts for counts in self._board.values() if counts.subject == subject)
+        else:
+            _, number = parse_channel(channel.name)
+            shown = [self._board[number]] if number in self._board else []
+        return sorted(shown, key=lambda counts: counts.no)
+
+    def _subject_names(self) -> dict[int, str]:
+        return {no: subject["name"] for no, subject in self._subjects.items()}
+
+    def _teacher_json(self, counts: Counts) -> dict[str, Any]:
+        _, profile = self._profiles.get(counts.no, (0, {}))
+        return {"no": counts.no, **profile, "subject": counts.subject, **counts_json(counts)}
 
     def _snapshot_frame(self, channel: Channel) -> bytes:
         message: dict[str, Any] = {"channel": channel.name}
         if channel.name == DASHBOARD:
-            message.update(totals(sum_by_subject(self._latest(channel), self._subject_names)))
+            summed = totals(sum_by_subject(self._latest(channel), self._subject_names()))
+            message["subjects"] = [{**self._subjects.get(s["no"], {}), **s} for s in summed["subjects"]]
+            message["votes_total"] = summed["votes_total"]
         else:
-            message["teachers"] = [counts_json(counts) for counts in self._latest(channel)]
+            subject = subject_of_channel(channel.name)
+            if subject is not None and subject in self._subjects:
+                message["subject"] = self._subjects[subject]
+            message["teachers"] = [self._teacher_json(counts) for counts in self._latest(channel)]
         watching = self._watching_of(channel.name)
         if watching is not None:
             message["watching"] = channel.watching = watching
@@ -288,14 +410,15 @@ class Hub:
         self._apply(Counts(**orjson.loads(data)))
 
     def _flush(self, channel: Channel) -> None:
-        if not channel.pending:
+        if not channel.pending and not channel.regrouped:
             channel.cooling = False
             return
         changed, channel.pending = channel.pending, {}
         message: dict[str, Any] = {"channel": channel.name}
         if channel.name == DASHBOARD:
-            subjects = sum_by_subject(self._latest(channel), self._subject_names)
-            message.update(totals(subjects, only={counts.subject for counts in changed.values()}))
+            only = channel.regrouped | {counts.subject for counts in changed.values()}
+            channel.regrouped = set()
+            message.update(totals(sum_by_subject(self._latest(channel), self._subject_names()), only=only))
         else:
             message["updates"] = [counts_json(counts) for counts in changed.values()]
         votes = frame("votes", **message)
@@ -317,23 +440,30 @@ class Hub:
     # -- events -------------------------------------------------------------
 
     def _on_catalog(self, _channel: str, data: bytes) -> None:
-        """A subject or teacher was added, changed or removed. A teacher's change goes to its own
-        channel and to every subject channel (it may have moved between subjects: each page keeps
-        the teachers of its own subject); a subject's to its channel and the dashboard."""
+        """A subject or teacher was added, changed or removed. The board and the subjects follow;
+        a teacher's change goes to its own channel and to every subject channel (it may have
+        moved between subjects: each page keeps the teachers of its own subject); a subject's to
+        its channel and the dashboard. A removed record's channel is closed once told."""
+        self._catalog_generation += 1
         event = orjson.loads(data)
         kind, record, removed = event["kind"], event.get("record"), event.get("removed")
-        if kind == "subject":
-            if record is not None:
-                self._subject_names[record["no"]] = record["name"]
-            else:
-                self._subject_names.pop(removed, None)
         number = record["no"] if record is not None else removed
+        if kind == "subject" and record is not None:
+            self._subjects[number] = record
+        elif kind == "subject":
+            self._subjects.pop(number, None)
+        elif record is not None:
+            self._merge_teacher(record)
         audience = DASHBOARD if kind == "subject" else "subject:"
         for channel in list(self._channels.values()):
             if channel.name == f"{kind}:{number}" or channel.name.startswith(audience):
                 catalog = frame("catalog", channel=channel.name, **event)
                 for peer in list(channel.peers):
                     peer.send(catalog)
+        if kind == "teacher" and removed is not None:
+            self._remove_teacher(removed)
+        elif removed is not None:
+            self._close_channel(f"subject:{removed}")
 
     def _on_revoked(self, _channel: str, data: bytes) -> None:
         for sid in orjson.loads(data)["sids"]:
@@ -347,21 +477,38 @@ class Hub:
 
     def _on_gap(self) -> None:
         self._loading.clear()
-        task = asyncio.ensure_future(self._resnapshot())
+        self._spawn(self._resnapshot())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _gone(self, channel: Channel, kind: str, number: int | None) -> None:
+        """A channel's record was deleted during a gap: its sockets hear it as they would have."""
+        removed = frame("catalog", channel=channel.name, kind=kind, removed=number)
+        for peer in list(channel.peers):
+            peer.send(removed)
+        if kind == "teacher" and number is not None:
+            self._remove_teacher(number)
+        self._close_channel(channel.name)
+
     async def _resnapshot(self) -> None:
-        """After a broker gap: every channel gets a fresh snapshot from the store (channels
-        still being opened read it again: see _open_channel)."""
+        """After a broker gap: every channel gets a fresh snapshot from the store, records
+        included, so that what changed meanwhile shows (channels still being opened read it
+        again: see _open_channel). A channel whose record is gone is told so and closed."""
         self._metrics.resyncs.inc()
         for name, channel in list(self._channels.items()):
             kind, number = parse_channel(name)
             try:
-                channel.teachers.update(counts.no for counts in await self._snapshot(kind, number))
+                await self._read(kind, number)
+            except NotFound:
+                self._gone(channel, kind, number)
+                continue
             except Exception:
                 log.exception("could not refresh channel %s after a broker gap", name)
                 continue
-            snapshot = self._snapshot_frame(channel)
-            for peer in list(channel.peers):
-                peer.send(snapshot)
+            if self._channels.get(name) is channel:
+                snapshot = self._snapshot_frame(channel)
+                for peer in list(channel.peers):
+                    peer.send(snapshot)

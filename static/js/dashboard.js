@@ -100,17 +100,28 @@ function applyCatalog(message) {
     applySubjects([{ ...known, no: message.record.no, name: message.record.name }], false);
     return;
   }
-  subjects.delete(message.removed);
-  rows.get(message.removed)?.tr.remove();
-  rows.delete(message.removed);
+  dropSubject(message.removed);
   renderTotal();
+}
+
+function dropSubject(no) {
+  subjects.delete(no);
+  rows.get(no)?.tr.remove();
+  rows.delete(no);
+}
+
+/** A snapshot is the whole dashboard: exactly the subjects it lists. */
+function applySnapshot(list) {
+  const listed = new Set(list.map((subject) => subject.no));
+  for (const no of [...subjects.keys()]) if (!listed.has(no)) dropSubject(no);
+  applySubjects(list, false);
 }
 
 function onMessage(message) {
   if (message.channel !== "dashboard") return;
   if (message.type === "catalog") applyCatalog(message);
   if (message.watching !== undefined) showWatching(message.watching);
-  if (message.type === "snapshot") applySubjects(message.subjects || [], false);
+  if (message.type === "snapshot") applySnapshot(message.subjects || []);
   else if (message.type === "votes") applySubjects(message.subjects || [], true);
 }
 

@@ -77,7 +77,7 @@ function teacherCard(teacher) {
     el("div", { class: "votes" }, good.button, bad.button),
     mineLine,
   );
-  cards.set(teacher.no, { card, good, bad, ratio, mineLine });
+  cards.set(teacher.no, { no: teacher.no, version: teacher.version, card, good, bad, ratio, mineLine });
   return card;
 }
 
@@ -172,35 +172,72 @@ function showSubjectName(name) {
   document.title = `livevote · ${name}`;
 }
 
+/** Show a teacher's record: a new card, or the card redrawn when the record is newer. */
+function showTeacher(record) {
+  const old = cards.get(record.no);
+  if (old && old.version >= record.version) return;
+  const card = teacherCard(record);
+  if (old) old.card.replaceWith(card);
+  else {
+    document.querySelector("#teachers .empty, #teachers .loading")?.remove();
+    const list = document.getElementById("teachers");
+    const after = [...cards.values()].find((parts) => parts.no > record.no && parts.card.isConnected);
+    list.insertBefore(card, after ? after.card : null);
+  }
+  counts.apply(record);
+  render(record.no);
+}
+
+function dropTeacher(no) {
+  cards.get(no)?.card.remove();
+  cards.delete(no);
+  showIfEmpty();
+}
+
+const NO_TEACHERS = "这个科目还没有老师。";
+
+function showIfEmpty() {
+  const list = document.getElementById("teachers");
+  if (cards.size || list.querySelector(".empty")) return;
+  list.querySelector(".loading")?.remove();
+  list.append(el("div", { class: "card empty" }, NO_TEACHERS));
+}
+
 /** A teacher or this subject was added, changed or removed elsewhere: show it without a reload. */
 function applyCatalog(message, subjectNo) {
   if (message.kind === "subject") {
     if (message.record && message.record.no === subjectNo) showSubjectName(message.record.name);
+    if (message.removed === subjectNo) {
+      for (const no of [...cards.keys()]) dropTeacher(no);
+      notify("这个科目已被删除。 This subject was removed.");
+    }
     return;
   }
-  const no = message.record ? message.record.no : message.removed;
-  const old = cards.get(no);
-  const here = Boolean(message.record) && message.record.subject === subjectNo;
-  if (old && !here) {
-    old.card.remove();
-    cards.delete(no);
+  if (message.record && message.record.subject === subjectNo) showTeacher(message.record);
+  else dropTeacher(message.record ? message.record.no : message.removed);
+}
+
+/** A snapshot is the whole channel: its subject, and exactly the teachers it lists. */
+let snapshotShown = false;
+
+function applySnapshot(message) {
+  snapshotShown = true;
+  if (message.subject) showSubjectName(message.subject.name);
+  const listed = new Set();
+  for (const teacher of message.teachers || []) {
+    listed.add(teacher.no);
+    if (teacher.name !== undefined) showTeacher(teacher);
+    applyCounts(teacher);
   }
-  if (!here) return;
-  const card = teacherCard(message.record);
-  if (old) old.card.replaceWith(card);
-  else {
-    document.querySelector("#teachers .empty")?.remove();
-    document.getElementById("teachers").append(card);
-  }
-  counts.apply(message.record);
-  render(no);
+  for (const no of [...cards.keys()]) if (!listed.has(no)) dropTeacher(no);
+  showIfEmpty();
 }
 
 function onMessage(message, channel) {
   if (message.channel !== channel) return;
   if (message.type === "catalog") applyCatalog(message, Number(channel.slice("subject:".length)));
   if (message.watching !== undefined) showWatching(message.watching);
-  if (message.type === "snapshot") for (const teacher of message.teachers || []) applyCounts(teacher);
+  if (message.type === "snapshot") applySnapshot(message);
   else if (message.type === "votes") for (const update of message.updates || []) applyCounts(update);
 }
 
@@ -236,12 +273,10 @@ async function main() {
   });
   try {
     const data = await api(`/api/teachers/?sno=${encodeURIComponent(sno)}`);
-    showSubjectName(data.subject.name);
-    list.replaceChildren(...data.teachers.map(teacherCard));
-    if (!data.teachers.length) list.append(el("div", { class: "card empty" }, "这个科目还没有老师。"));
-    for (const teacher of data.teachers) {
-      counts.apply(teacher);
-      render(teacher.no);
+    if (!snapshotShown) { // else the live snapshot, as new or newer, is already on the page
+      showSubjectName(data.subject.name);
+      for (const teacher of data.teachers) showTeacher(teacher);
+      showIfEmpty();
     }
     if (who) await loadMyVotes(data.teachers);
   } catch (error) {
