@@ -2,10 +2,15 @@
 
 The machine drives the real server over real sockets (embedded, and on a real
 redis-server). Each step is a burst of ops that are all sent before any reply
-is read: subscribes, unsubscribes, closes, votes and, on Redis, a broker gap
-(the pub/sub connection killed). So the server handles them interleaved, as it
-would from many pages at once. After every burst the invariant must hold:
-every socket subscribed to a channel ends showing the store's counts.
+is read: subscribes, unsubscribes, closes, votes, catalog changes by an admin
+over REST (teachers created, renamed, moved and deleted; subjects created,
+renamed and deleted) and, on Redis, a broker gap (the pub/sub connection
+killed). So the server handles them interleaved, as it would from many pages
+at once. Records are named by their index in the catalog as it is when the
+burst runs, so that deletes and creates never leave the machine without
+targets. After every burst the invariant must hold: every socket subscribed to
+a channel ends showing what the store holds, records and counts, folded by the
+pages' own rules (tests/harness/page_model.py); a dashboard shows /api/stats.
 """
 
 from __future__ import annotations
@@ -23,15 +28,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from services.models import Counts
+from tests.harness import page_model
 from tests.harness.redis_server import RedisServer
-from tests.harness.server import LiveServer, make_config, sign_up
+from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin
 from tests.harness.ws_client import LiveClient
 
 T = TypeVar("T")
 
-CHANNELS = ("subject:1", "subject:2", "teacher:1", "teacher:4", "dashboard")
-TEACHERS = (1, 2, 4, 5)
 MAX_SOCKETS = 4
 VOTERS = 2
 SETTLE_TIMEOUT = 5.0
@@ -47,50 +50,25 @@ class Page:
     """op id -> (op, channel) for ops sent and not yet answered."""
 
     def settle_replies(self) -> bool:
-        """Apply the replies that arrived; True once none is owed."""
+        """Apply the replies that arrived; True once none is owed. A subscribe to a record
+        deleted meanwhile is `not_found`."""
         for message in self.client.messages:
             op = self.owed.pop(message.get("id"), None)
             if op is None:
                 continue
-            assert message["type"] == "ack", message
             kind, channel = op
-            if kind == "subscribe":
+            if message["type"] == "error":
+                assert (kind, message["code"]) == ("subscribe", "not_found"), message
+            elif kind == "subscribe":
+                assert message["type"] == "ack", message
                 self.channels.add(channel)
             else:
+                assert message["type"] == "ack", message
                 self.channels.discard(channel)
         return not self.owed
 
-    def view(self, channel: str) -> dict[Any, tuple[int, ...]]:
-        """Per teacher the highest version shown, or for the dashboard the latest totals."""
-        shown: dict[Any, tuple[int, ...]] = {}
-        for message in self.client.messages:
-            if message.get("channel") != channel or message.get("type") not in ("snapshot", "votes"):
-                continue
-            if channel == "dashboard":
-                shown.update({item["no"]: (item["good_count"], item["bad_count"]) for item in message["subjects"]})
-                shown["total"] = (message["votes_total"],)
-                continue
-            for item in message.get("teachers", []) + message.get("updates", []):
-                known = shown.get(item["no"])
-                if known is None or known[2] < item["version"]:
-                    shown[item["no"]] = (item["good_count"], item["bad_count"], item["version"])
-        return shown
-
-
-def expected(channel: str, counts: list[Counts]) -> dict[Any, tuple[int, ...]]:
-    if channel == "dashboard":
-        totals: dict[Any, tuple[int, ...]] = {}
-        for c in counts:
-            good, bad = totals.get(c.subject, (0, 0))
-            totals[c.subject] = (good + c.good_count, bad + c.bad_count)
-        totals["total"] = (sum(c.good_count + c.bad_count for c in counts),)
-        return totals
-    kind, _, number = channel.partition(":")
-    return {
-        c.no: (c.good_count, c.bad_count, c.version)
-        for c in counts
-        if (kind == "subject" and c.subject == int(number)) or (kind == "teacher" and c.no == int(number))
-    }
+    def view(self, channel: str) -> page_model.Picture:
+        return page_model.shown(self.client.messages, channel)
 
 
 class Harness:
@@ -104,6 +82,8 @@ class Harness:
         self.server: LiveServer | None = None
         self.voters: list[LiveClient] = []
         self.tokens: list[str] = []
+        self.admin: UserClient | None = None
+        self.created = 0
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -116,6 +96,7 @@ class Harness:
         self.server = await LiveServer(make_config(self.tmp_path / "data", **overrides)).start()
         users = [await sign_up(self.server, f"voter{index}") for index in range(VOTERS + 1)]
         self.tokens = [user.access_token for user in users]
+        self.admin = await sign_up_admin(self.server)
         self.voters = [await LiveClient.connect(self.server.base_url, token) for token in self.tokens[:VOTERS]]
 
     async def stop(self) -> None:
@@ -126,9 +107,32 @@ class Harness:
         if self.redis is not None:
             await self.redis.stop()
 
-    async def store_counts(self) -> list[Counts]:
+    async def catalog(self) -> tuple[list[int], list[int]]:
+        """The subjects' and the teachers' numbers, as the store has them now."""
         assert self.server is not None and self.server.services is not None
-        return await self.server.services.backends.store.counts()
+        store = self.server.services.backends.store
+        subjects, teachers = await store.list_subjects(), await store.list_teachers()
+        return [s.no for s in subjects.items], [t.no for t in teachers.items]
+
+    async def change_catalog(self, kind: str, subject: int, teacher: int) -> None:
+        """One admin request; a refusal (a subject that still has teachers, a record deleted
+        meanwhile) is an answer like any other."""
+        assert self.admin is not None
+        self.created += 1
+        requests: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+            "create_teacher": ("POST", "/api/teachers/", {
+                "name": f"new {self.created}", "sex": True, "birth": "1990-01-01", "subject": subject,
+            }),
+            "rename_teacher": ("PATCH", f"/api/teachers/{teacher}/", {"name": f"renamed {self.created}"}),
+            "move_teacher": ("PATCH", f"/api/teachers/{teacher}/", {"subject": subject}),
+            "delete_teacher": ("DELETE", f"/api/teachers/{teacher}/", None),
+            "create_subject": ("POST", "/api/subjects/", {"name": f"subject {self.created}"}),
+            "rename_subject": ("PATCH", f"/api/subjects/{subject}/", {"name": f"renamed {self.created}"}),
+            "delete_subject": ("DELETE", f"/api/subjects/{subject}/", None),
+        }
+        method, path, body = requests[kind]
+        response = await self.admin.request(method, path, **({"json_body": body} if body else {}))
+        assert response.status in (200, 201, 204, 404, 409), (kind, response.status, response.body)
 
     async def broker_gap(self) -> None:
         """Kill this process's pub/sub connection, as a Redis failover or network blip would."""
@@ -141,19 +145,32 @@ class Harness:
 
 
 Op = tuple[str, int, Any]
-"""(kind, socket or voter index, argument)"""
+"""(kind, socket or voter index, argument); records are indexes into the catalog of the moment."""
+
+CHANNEL_KINDS = st.sampled_from(["subject", "teacher", "dashboard"])
+RECORD = st.integers(0, 50)
+CATALOG_CHANGES = st.sampled_from([
+    "create_teacher", "rename_teacher", "move_teacher", "delete_teacher",
+    "create_subject", "rename_subject", "delete_subject",
+])
 
 OPS = st.one_of(
-    st.tuples(st.just("subscribe"), st.integers(0, MAX_SOCKETS - 1), st.sampled_from(CHANNELS)),
-    st.tuples(st.just("unsubscribe"), st.integers(0, MAX_SOCKETS - 1), st.sampled_from(CHANNELS)),
+    st.tuples(st.just("subscribe"), st.integers(0, MAX_SOCKETS - 1), st.tuples(CHANNEL_KINDS, RECORD)),
+    st.tuples(st.just("unsubscribe"), st.integers(0, MAX_SOCKETS - 1), st.tuples(CHANNEL_KINDS, RECORD)),
     st.tuples(st.just("close"), st.integers(0, MAX_SOCKETS - 1), st.none()),
     st.tuples(
         st.just("vote"),
         st.integers(0, VOTERS - 1),
-        st.tuples(st.sampled_from(TEACHERS), st.sampled_from(["good", "bad", None])),
+        st.tuples(RECORD, st.sampled_from(["good", "bad", None])),
     ),
+    st.tuples(st.just("catalog"), st.just(0), st.tuples(CATALOG_CHANGES, RECORD, RECORD)),
     st.tuples(st.just("yield"), st.integers(0, 3), st.none()),
 )
+
+
+def pick(numbers: list[int], index: int) -> int:
+    """The index-th record of the moment (an unknown number when there is none)."""
+    return numbers[index % len(numbers)] if numbers else 10**6
 
 
 def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
@@ -170,24 +187,37 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
             harness.run(self._burst(burst))
 
         async def _burst(self, burst: list[Op]) -> None:
+            subjects, teachers = await harness.catalog()
+            changes = []
             for kind, index, argument in burst:
                 if kind in ("subscribe", "unsubscribe"):
                     page = await self._page(index)
-                    page.owed[page.client.send(kind, channel=argument)] = (kind, argument)
+                    channel_kind, record = argument
+                    channel = {
+                        "subject": f"subject:{pick(subjects, record)}",
+                        "teacher": f"teacher:{pick(teachers, record)}",
+                    }.get(channel_kind, "dashboard")
+                    page.owed[page.client.send(kind, channel=channel)] = (kind, channel)
                 elif kind == "close":
                     page = self.pages[index]
                     if page is not None:
                         page.client.connection.close()
                         self.pages[index] = None
                 elif kind == "vote":
-                    teacher, value = argument
+                    record, value = argument
                     voter = harness.voters[index]
-                    self.votes_owed.append((voter, voter.send("vote", teacher=teacher, value=value)))
+                    self.votes_owed.append((voter, voter.send("vote", teacher=pick(teachers, record), value=value)))
+                elif kind == "catalog":
+                    change, subject, teacher = argument
+                    changes.append(asyncio.ensure_future(
+                        harness.change_catalog(change, pick(subjects, subject), pick(teachers, teacher))
+                    ))
                 elif kind == "gap":
                     await harness.broker_gap()
                 else:
                     for _ in range(index):
                         await asyncio.sleep(0)
+            await asyncio.gather(*changes)
 
         async def _page(self, index: int) -> Page:
             page = self.pages[index]
@@ -209,6 +239,7 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
 
         async def _wait_converged(self) -> None:
             """Votes are acknowledged, replies arrived, then every subscription shows the store."""
+            assert harness.server is not None
             loop = asyncio.get_running_loop()
             deadline = loop.time() + SETTLE_TIMEOUT
             stale: list[Any] = []
@@ -218,12 +249,15 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
                 if not all(page.settle_replies() for page in pages) or not self._votes_answered():
                     stale = ["replies still owed"]
                     continue
-                counts = await harness.store_counts()
+                store = {
+                    channel: await page_model.expected(harness.server, channel)
+                    for channel in {channel for page in pages for channel in page.channels}
+                }
                 stale = [
-                    (index, channel, page.view(channel), expected(channel, counts))
+                    (index, channel, page.view(channel), store[channel])
                     for index, page in enumerate(pages)
                     for channel in sorted(page.channels)
-                    if page.view(channel) != expected(channel, counts)
+                    if page.view(channel) != store[channel]
                 ]
                 if not stale:
                     return
