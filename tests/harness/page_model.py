@@ -11,10 +11,12 @@ Both give, per channel kind:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
 from tests.harness.server import JsonClient
+from tests.harness.ws_client import LiveClient
 
 Picture = dict[str, Any]
 
@@ -107,3 +109,13 @@ async def expected(server: JsonClient, channel: str) -> Picture:
         rows, name = ([] if found.status == 404 else [found.json()]), None
     teachers = {t["no"]: (t["name"], t["subject"], t["good_count"], t["bad_count"], t["version"]) for t in rows}
     return {"name": name, "teachers": teachers}
+
+
+async def wait_showing_the_store(client: LiveClient, channel: str, server: JsonClient, timeout: float = 10.0) -> None:
+    """Until the socket's page of `channel` shows what the store holds; fails with both."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (want := await expected(server, channel)) != (have := shown(client.messages, channel)):
+        if loop.time() > deadline:
+            raise AssertionError(f"{channel} does not show the store within {timeout} s: {have} != {want}")
+        await asyncio.sleep(0.02)
