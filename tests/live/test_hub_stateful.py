@@ -115,8 +115,8 @@ class Harness:
         return [s.no for s in subjects.items], [t.no for t in teachers.items]
 
     async def change_catalog(self, kind: str, subject: int, teacher: int) -> None:
-        """One admin request; a refusal (a subject that still has teachers, a record deleted
-        meanwhile) is an answer like any other."""
+        """One admin request; a refusal (a subject that still has teachers, a record or a target
+        subject deleted meanwhile) is an answer like any other."""
         assert self.admin is not None
         self.created += 1
         requests: dict[str, tuple[str, str, dict[str, Any] | None]] = {
@@ -132,7 +132,7 @@ class Harness:
         }
         method, path, body = requests[kind]
         response = await self.admin.request(method, path, **({"json_body": body} if body else {}))
-        assert response.status in (200, 201, 204, 404, 409), (kind, response.status, response.body)
+        assert response.status in (200, 201, 204, 404, 409, 422), (kind, response.status, response.body)
 
     async def broker_gap(self) -> None:
         """Kill this process's pub/sub connection, as a Redis failover or network blip would."""
