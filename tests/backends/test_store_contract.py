@@ -73,6 +73,19 @@ async def test_teacher_needs_an_existing_subject(store: Store) -> None:
     assert (await store.get_teacher(teacher.no)).subject == subject.no
 
 
+async def test_a_teacher_update_bumps_the_version_and_an_empty_one_does_not(store: Store) -> None:
+    """Live pages order a move or a rename among the votes by the version."""
+    first = await store.create_subject({"name": "Geo", "intro": "", "is_hot": False})
+    second = await store.create_subject({"name": "Art", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(first.no))
+    await store.set_vote((await store.create_user("voter", "hash", "user")).id, teacher.no, "good")
+    moved = await store.update_teacher(teacher.no, {"subject": second.no})
+    renamed = await store.update_teacher(teacher.no, {"name": "Ms. Moved"})
+    assert [(t.subject, t.good_count, t.version) for t in (moved, renamed)] == [(second.no, 1, 2), (second.no, 1, 3)]
+    assert (await store.update_teacher(teacher.no, {})).version == 3
+    assert (await store.get_teacher(teacher.no)).version == 3
+
+
 async def test_subject_with_teachers_cannot_be_deleted(store: Store) -> None:
     subject = await store.create_subject({"name": "Chem", "intro": "", "is_hot": False})
     teacher = await store.create_teacher(teacher_fields(subject.no))
