@@ -222,6 +222,7 @@ let snapshotShown = false;
 
 function applySnapshot(message) {
   snapshotShown = true;
+  document.getElementById("teachers").removeAttribute("aria-busy");
   if (message.subject) showSubjectName(message.subject.name);
   const listed = new Set();
   for (const teacher of message.teachers || []) {

@@ -21,6 +21,7 @@ from playwright.async_api import (
     Response,
     Route,
     ViewportSize,
+    WebSocketRoute,
     expect,
 )
 
@@ -100,13 +101,20 @@ async def test_the_teachers_page_says_loading_until_its_list_arrives(browser: Br
     page = log.watch(await context.new_page())
     requested = asyncio.Event()
     release = asyncio.Event()
+    socket_gates = [release]
+    """The socket's snapshot lists the teachers too: it is held as long as the REST list."""
 
     async def hold(route: Route) -> None:
         requested.set()
         await release.wait()
         await route.continue_()
 
+    async def hold_socket(socket: WebSocketRoute) -> None:
+        await socket_gates[-1].wait()
+        socket.connect_to_server()
+
     await page.route(re.compile(r"/api/teachers/\?sno=1$"), hold)
+    await page.route_web_socket(re.compile(r"/ws$"), hold_socket)
     await page.goto("/teachers.html?sno=1")
     await asyncio.wait_for(requested.wait(), 10)
     loading = page.locator("#teachers .loading")
@@ -128,6 +136,7 @@ async def test_the_teachers_page_says_loading_until_its_list_arrives(browser: Br
                                              "detail": "The store is unavailable."}))
 
     await page.route(re.compile(r"/api/teachers/\?sno=2$"), unavailable)
+    socket_gates.append(asyncio.Event())  # never opened: no snapshot makes up for the list
     await page.goto("/teachers.html?sno=2")
     await expect(page.locator("#notice")).to_be_visible()
     await expect(page.locator("#teachers .loading")).to_be_hidden()
