@@ -47,7 +47,7 @@ from services.auth.tokens import (
 )
 from services.backends.sessions import Outcome, SessionStore
 from services.config import AuthConfig
-from services.errors import Unauthorized, Unavailable
+from services.errors import Invalid, Unauthorized, Unavailable
 from services.events import PUBLISH_RETRY_DELAYS, REVOKED, EventBus
 from services.models import User
 
@@ -171,7 +171,13 @@ class SessionService:
         )
         return self._pair(user, session.sid, refresh_token, session.expires_at - now)
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    async def refresh(self, refresh_token: str, user_id: int | None = None) -> TokenPair:
+        """Rotate the token; with `user_id` (a socket's user), another user's token is refused
+        before anything of its session changes."""
+        if user_id is not None:
+            owner = await self._sessions.find(hash_refresh_token(refresh_token))
+            if owner is not None and owner.user_id != user_id:
+                raise Invalid("That refresh token belongs to another user.")
         now = self._clock()
         new_token = new_refresh_token()
         rotation = await self._sessions.rotate(
