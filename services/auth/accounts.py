@@ -1,4 +1,4 @@
-"""Accounts: registration, password login with throttling, and users by id.
+"""Accounts: registration, password login with throttling, users by id, and role changes.
 
 A user can change after all: an administrator changes a role, an operator removes
 a row. So no process keeps a user for long: `get` answers from what this process
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
 
 from services.auth.passwords import Passwords
 from services.auth.throttle import LoginThrottle
 from services.backends.store import Store
 from services.errors import NotFound, Unauthorized, Unavailable
 from services.models import User
-from services.schemas import Login, Registration, parse, username_key
+from services.schemas import Login, Registration, Role, RoleChange, parse, username_key
 
 BAD_LOGIN = "Unknown username or wrong password."
 KNOWN_USERS = 65536
@@ -39,7 +38,7 @@ class AccountService:
         """id -> (the user, when this process read it), oldest first."""
 
     async def register(
-        self, body: object, role: Literal["user", "admin"] = "user", client_ip: str | None = None
+        self, body: object, role: Role = "user", client_ip: str | None = None
     ) -> User:
         """Conflict when the username's key is taken (so a look-alike of an existing name is 409).
 
@@ -84,6 +83,18 @@ class AccountService:
             if known is None:
                 raise
             return known[0]
+
+    async def find(self, username: str) -> User:
+        """By name, as login compares names; NotFound if there is no such account."""
+        key = username_key(username)
+        credentials = await self._store.find_credentials(key) if key is not None else None
+        if credentials is None:
+            raise NotFound(f"There is no user {username!r}.")
+        return credentials.user
+
+    async def set_role(self, user_id: int, body: object) -> User:
+        """The user with the role of `body` (RoleChange); NotFound for an unknown user."""
+        return self._remember(await self._store.set_user_role(user_id, parse(RoleChange, body).role))
 
     def _remember(self, user: User) -> User:
         self._users.pop(user.id, None)

@@ -2,15 +2,16 @@
 
 Every way an access token gets minted (a REST refresh, the socket's `refresh` op, a token pushed
 over the socket) carries the role the store has at that moment, however the role was changed (SQL
-behind the server's back); every admin route goes by the role the store has now, whatever the
-token says. A user removed from the store gets no 500 on any authenticated route, and their
-sessions end (their sockets close).
+behind the server's back, PATCH /api/users/{id}, `server.py set-role`); every admin route goes by
+the role the store has now, whatever the token says. A user removed from the store gets no 500 on
+any authenticated route, and their sessions end (their sockets close).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,12 +20,14 @@ import pytest
 
 from services.backends.store_sqlite import SqliteStore
 from tests.conftest import ServerFactory
+from tests.harness.cli import run_server_py
 from tests.harness.server import (
     LiveServer,
     Response,
     UserClient,
     assert_problem,
     log_in,
+    sign_up_admin,
     wait_for,
 )
 from tests.harness.ws_client import LiveClient, welcomed
@@ -64,26 +67,46 @@ async def by_sql(server: LiveServer, who: UserClient, role: str) -> None:
     await behind_the_servers_back(server, "UPDATE users SET role = ? WHERE id = ?", role, user_id(who))
 
 
-CHANGES: dict[str, Callable[[LiveServer, UserClient, str], Awaitable[None]]] = {"sql": by_sql}
+async def by_api(server: LiveServer, who: UserClient, role: str) -> None:
+    root = await sign_up_admin(server)
+    response = await root.request("PATCH", f"/api/users/{user_id(who)}", json_body={"role": role})
+    assert response.status == 200 and response.json() == {**who.pair["user"], "role": role}, response.body
 
 
-async def rest_refresh(who: UserClient, socket: LiveClient) -> str:
+async def by_command(server: LiveServer, who: UserClient, role: str) -> None:
+    """`python server.py set-role` on the running server's data directory, as an operator types it."""
+    finished = await run_server_py("set-role", who.username, role, "--data-dir", str(server.config.server.data_dir))
+    assert finished.code == 0, finished.stderr
+    assert finished.stdout.strip() == f"{who.username} (id {user_id(who)}) is now {role}"
+
+
+CHANGES: dict[str, Callable[[LiveServer, UserClient, str], Awaitable[None]]] = {
+    "sql": by_sql, "PATCH /api/users/{id}": by_api, "server.py set-role": by_command,
+}
+
+
+async def rest_refresh(who: UserClient, socket: LiveClient, changed_at: float) -> str:
     response = await who.server.request("POST", "/api/auth/refresh", json_body={"refresh_token": who.refresh_token})
     assert response.status == 200, response.body
     return str(response.json()["access_token"])
 
 
-async def socket_refresh_op(who: UserClient, socket: LiveClient) -> str:
+async def socket_refresh_op(who: UserClient, socket: LiveClient, changed_at: float) -> str:
     reply = await socket.request("refresh", refresh_token=who.refresh_token)
     assert reply["type"] == "tokens", reply
     return str(reply["access_token"])
 
 
-async def pushed_token(who: UserClient, socket: LiveClient) -> str:
-    return str((await socket.expect("token", timeout=5))["access_token"])
+async def pushed_token(who: UserClient, socket: LiveClient, changed_at: float) -> str:
+    """The first token pushed after the change (`iat` is in whole seconds: one minted in the
+    second of the change is passed over too)."""
+    while True:
+        token = str((await socket.expect("token", timeout=5))["access_token"])
+        if jwt.decode(token, options={"verify_signature": False})["iat"] > changed_at:
+            return token
 
 
-MINTS: dict[str, Callable[[UserClient, LiveClient], Awaitable[str]]] = {
+MINTS: dict[str, Callable[[UserClient, LiveClient, float], Awaitable[str]]] = {
     "REST refresh": rest_refresh, "socket refresh op": socket_refresh_op, "pushed token": pushed_token,
 }
 
@@ -100,7 +123,7 @@ async def test_every_new_access_token_carries_the_role_the_store_has_now(
     socket = await welcomed(server, who.access_token)
     assert (await who.get("/api/auth/me")).json()["user"]["role"] == before
     await CHANGES[change](server, who, after)
-    assert role_of(await MINTS[mint](who, socket)) == after
+    assert role_of(await MINTS[mint](who, socket, time.time())) == after
     await socket.close()
 
 
@@ -132,7 +155,7 @@ async def test_a_demoted_admins_token_opens_no_admin_route(start_server: ServerF
     assert (await demoted.request("POST", "/api/subjects/", json_body={"name": "Before"})).status == 201
     await CHANGES[change](server, demoted, "user")
     operations = await bearer_operations(server, "403")
-    assert ("POST", "/api/subjects/") in operations
+    assert ("PATCH", "/api/users/{id}") in operations and ("POST", "/api/subjects/") in operations
     for method, path in operations:
         response = await call(demoted, method, path, 1)
         assert response.status == 403, (method, path, response.status, response.body)
@@ -184,7 +207,7 @@ async def test_a_deleted_user_gets_no_500_on_any_authenticated_route_and_their_s
     and the socket closes. Either way every session of theirs ends."""
     server = await start_server()
     operations = [*await bearer_operations(server, "401"), ("POST", "/api/auth/refresh")]
-    assert ("PUT", "/api/teachers/{no}/vote") in operations and ("POST", "/api/subjects/") in operations
+    assert ("PUT", "/api/teachers/{no}/vote") in operations and ("PATCH", "/api/users/{id}") in operations
     teacher = await first_teacher(server)
     for index, (method, path) in enumerate(operations):
         where = f"{method} {path}"
@@ -219,3 +242,21 @@ async def test_a_deleted_users_socket_gets_no_failed_op_and_closes_at_its_next_t
     await socket.expect("revoked", timeout=5)
     assert await socket.wait_closed() == 4003
     assert await sessions_ended(server, gone)
+
+
+# -- set-role on the command line -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["nobody", "admin"], 1, "livevote: There is no user 'nobody'."),
+    (["carol", "root"], 2, "livevote: ROLE is user or admin, not 'root'"),
+    (["carol", ""], 2, "livevote: ROLE is user or admin, not ''"),
+])
+async def test_set_role_refuses_in_one_line(
+    start_server: ServerFactory, args: list[str], code: int, message: str
+) -> None:
+    server = await start_server()
+    carol = await account(server, "carol", "user")
+    finished = await run_server_py("set-role", *args, "--data-dir", str(server.config.server.data_dir))
+    assert (finished.code, finished.stderr.strip(), finished.stdout) == (code, message, "")
+    assert (await carol.get("/api/auth/me")).json()["user"]["role"] == "user"
