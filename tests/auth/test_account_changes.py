@@ -13,14 +13,17 @@ import functools
 import re
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 
 from services.backends.store_sqlite import SqliteStore
+from tests.auth.test_scaled_auth import two_processes
 from tests.conftest import ServerFactory
 from tests.harness.cli import run_server_py
+from tests.harness.redis_server import RedisServer
 from tests.harness.server import (
     LiveServer,
     Response,
@@ -260,3 +263,32 @@ async def test_set_role_refuses_in_one_line(
     finished = await run_server_py("set-role", *args, "--data-dir", str(server.config.server.data_dir))
     assert (finished.code, finished.stderr.strip(), finished.stdout) == (code, message, "")
     assert (await carol.get("/api/auth/me")).json()["user"]["role"] == "user"
+
+
+# -- across processes ---------------------------------------------------------------------------------
+
+
+async def test_a_removed_account_ends_on_every_process(
+    start_server: ServerFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Used on one process after its removal, the account's socket on the other is revoked."""
+    first, second = await two_processes(start_server, redis_server, tmp_path)
+    gone = await account(first, "ghost", "user")
+    socket = await welcomed(second, gone.access_token)
+    await behind_the_servers_back(first, "DELETE FROM users WHERE id = ?", user_id(gone))
+    assert_problem(await gone.get("/api/auth/me"), 401)
+    await socket.expect("revoked", timeout=5)
+    assert await socket.wait_closed() == 4003
+
+
+async def test_a_role_changed_through_one_process_is_what_the_other_mints(
+    start_server: ServerFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    first, second = await two_processes(start_server, redis_server, tmp_path)
+    carol = await account(first, "carol", "admin")
+    socket = await welcomed(second, carol.access_token)
+    await by_api(first, carol, "user")
+    assert role_of(await socket_refresh_op(carol, socket, time.time())) == "user"
+    on_second = UserClient(second, carol.username, carol.password, carol.pair)
+    assert_problem(await on_second.request("POST", "/api/subjects/", json_body={"name": "No"}), 403)
+    await socket.close()
