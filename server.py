@@ -4,6 +4,7 @@
                      [--redis-url URL] [--redis-cluster] [--workers N] [--dev] [--no-seed]
     python server.py create-user NAME [--admin] [--password-stdin] [--config FILE] [--data-dir D] [--store URL]
                      [--redis-url URL] [--redis-cluster] [--no-seed]
+    python server.py set-role NAME user|admin [--config FILE] [--data-dir D] [--store URL]
     python server.py reconcile [--config FILE] [--data-dir D] [--store URL]
 
 The command line, serving one process or N workers, and the sub-commands. The
@@ -34,6 +35,7 @@ from services.config import Config, ConfigError, ConfigSources, load_config_and_
 from services.container import Services
 from services.errors import DomainError
 from services.models import User
+from services.schemas import ROLES
 from services.wiring import (
     CLOSE_SECONDS,
     Unreachable,
@@ -179,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("username", metavar="NAME", help="the account's username")
     create_user.add_argument("--admin", action="store_true", help="give it the admin role")
     create_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    set_role = commands.add_parser("set-role", parents=[flag_parser(*STORE_KEYS)], help="change an account's role",
+                                   description="Make an account a user or an admin (docs/api.md: when it bites).")
+    set_role.add_argument("username", metavar="NAME", help="the account's username")
+    set_role.add_argument("role", metavar="ROLE", help=" or ".join(ROLES))
     commands.add_parser(
         "reconcile", parents=[flag_parser(*STORE_KEYS)],
         help="recount every teacher's good/bad counts from the votes",
@@ -230,6 +236,14 @@ async def create_user(config: Config, username: str, admin: bool, password: str)
         await close_services(services)
 
 
+async def set_role(config: Config, username: str, role: str) -> User:
+    services = await build_services(config)
+    try:
+        return await services.accounts.set_role((await services.accounts.find(username)).id, {"role": role})
+    finally:
+        await close_services(services)
+
+
 async def reconcile_counts(config: Config) -> int:
     """Recount every teacher from its votes (say after a crash on a standalone MongoDB); how many were fixed."""
     store = open_store_to_reconcile(config)
@@ -244,6 +258,11 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     if args.command == "create-user":
         user = asyncio.run(create_user(config, args.username, args.admin, read_password(args.password_stdin)))
         print(f"created {user.role} {user.username} (id {user.id})")
+    elif args.command == "set-role":
+        if args.role not in ROLES:
+            raise UsageError(f"ROLE is {' or '.join(ROLES)}, not {args.role!r}")
+        user = asyncio.run(set_role(config, args.username, args.role))
+        print(f"{user.username} (id {user.id}) is now {user.role}")
     elif args.command == "reconcile":
         fixed = asyncio.run(reconcile_counts(config))
         print(f"reconcile: corrected {fixed} teacher{'s' * (fixed != 1)} whose counts differed from the votes"

@@ -23,6 +23,7 @@ from handlers.auth import (
     RefreshHandler,
     RegisterHandler,
     SessionCookieHandler,
+    UserHandler,
     ViewerHandler,
 )
 from handlers.base import ApiHandler, InFlight, problem_json
@@ -65,6 +66,7 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/api/auth/viewer/?", ViewerHandler, api),
         (r"/api/auth/session/?", SessionCookieHandler, api),
         (r"/api/auth/me/?", MeHandler, api),
+        (r"/api/users/([0-9]+)/?", UserHandler, api),
         (r"/api/stats/?", StatsHandler, api),
         (r"/metrics", MetricsHandler, plain),
         (r"/api/openapi\.json", OpenApiHandler, api),

@@ -1,4 +1,4 @@
-"""Accounts and sessions over REST.
+"""Accounts and sessions over REST, and an administrator's role changes.
 
 Browsers get the refresh token also as an HttpOnly cookie scoped to /api/auth;
 refresh and logout take it from the body or that cookie. A call that relies on
@@ -12,13 +12,13 @@ from typing import Any, Literal
 
 from typing_extensions import TypedDict
 
-from handlers.base import ApiHandler
+from handlers.base import ApiHandler, record_no
 from handlers.openapi import BODY, Operation
 from services.auth.sessions import TokenPair, TokenPairJson
 from services.auth.tokens import VIEWER
 from services.errors import Forbidden, Unauthorized
 from services.models import User
-from services.schemas import Login, RefreshRequest, Registration, parse
+from services.schemas import Login, RefreshRequest, Registration, RoleChange, parse
 
 REFRESH_COOKIE = "livevote_refresh"
 COOKIE_PATH = "/api/auth"
@@ -187,3 +187,17 @@ class MeHandler(AuthHandler):
         claims = await self.authenticate()
         me: MeJson = {"user": await self.services.accounts.get(claims.user_id), "session": claims.sid}
         self.write_json(me)
+
+
+class UserHandler(ApiHandler):
+    """Roles are the operator's or an administrator's to give (python server.py set-role does the same)."""
+
+    @Operation("setUserRole", "accounts", "Change an account's role (administrators)",
+               ok="The account with its new role: admin routes go by it at once, and the user's next access"
+                  " token (refreshed or pushed) carries it",
+               returns=User, request=RoleChange, secured=True, errors=(401, 403, 404, *BODY, 503),
+               notes={404: "No such user", 422: "`role` is neither user nor admin"})
+    async def patch(self, id: str) -> None:
+        await self.authenticate_admin()
+        user = await self.services.accounts.set_role(record_no(id, "user"), self.json_body())
+        self.write_json(user.to_json())

@@ -367,7 +367,8 @@ class LiveSocket(WebSocketHandler):
             result = await services.votes.set(claims.user_id, op.teacher, op.value)
             self.send(frame("ack", id=op.id, **result.to_json()))
         elif isinstance(op, Refresh):
-            pair = await services.sessions.refresh(op.refresh_token)
+            assert isinstance(claims, AccessClaims)
+            pair = await services.sessions.refresh(op.refresh_token, claims.user_id)
             await self._adopt(services.tokens.verify(pair.access.token))
             self.send(frame("tokens", id=op.id, **pair.to_json()))
         elif isinstance(op, Auth):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -197,6 +197,16 @@ class RefreshRequest(InputModel):
 
 class VoteRequest(InputModel):
     value: Literal["good", "bad"]
+
+
+Role = Literal["user", "admin"]
+ROLES: tuple[str, ...] = get_args(Role)
+
+
+class RoleChange(InputModel):
+    """An account's new role (an administrator's change)."""
+
+    role: Role
 
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -1,29 +1,44 @@
-"""Accounts: registration, password login with throttling, and users by id."""
+"""Accounts: registration, password login with throttling, users by id, and role changes.
+
+A user can change after all: an administrator changes a role, an operator removes
+a row. So no process keeps a user for long: `get` answers from what this process
+read within FRESH_FOR (as a session is re-checked within a second), which is all a
+request's authentication and a socket's welcome need; `current` reads the store,
+and is what a new token's role and an administrator's check rest on.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import time
+from collections.abc import Callable
 
 from services.auth.passwords import Passwords
 from services.auth.throttle import LoginThrottle
 from services.backends.store import Store
-from services.errors import Unauthorized
+from services.errors import NotFound, Unauthorized, Unavailable
 from services.models import User
-from services.schemas import Login, Registration, parse, username_key
+from services.schemas import Login, Registration, Role, RoleChange, parse, username_key
 
 BAD_LOGIN = "Unknown username or wrong password."
 KNOWN_USERS = 65536
+FRESH_FOR = 1.0
+"""Seconds a user read from the store stands for it in `get`: a connection storm of one user
+reads the store once, and a change made elsewhere is seen within this."""
 
 
 class AccountService:
-    def __init__(self, store: Store, passwords: Passwords, throttle: LoginThrottle) -> None:
+    def __init__(
+        self, store: Store, passwords: Passwords, throttle: LoginThrottle, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._store = store
         self._passwords = passwords
         self._throttle = throttle
-        self._users: dict[int, User] = {}
+        self._clock = clock
+        self._users: dict[int, tuple[User, float]] = {}
+        """id -> (the user, when this process read it), oldest first."""
 
     async def register(
-        self, body: object, role: Literal["user", "admin"] = "user", client_ip: str | None = None
+        self, body: object, role: Role = "user", client_ip: str | None = None
     ) -> User:
         """Conflict when the username's key is taken (so a look-alike of an existing name is 409).
 
@@ -48,11 +63,42 @@ class AccountService:
         return credentials.user
 
     async def get(self, user_id: int) -> User:
-        """Users never change once made, so each process keeps the ones it has met."""
-        user = self._users.get(user_id)
-        if user is None:
-            user = await self._store.get_user(user_id)
-            if len(self._users) >= KNOWN_USERS:
-                del self._users[next(iter(self._users))]
-            self._users[user_id] = user
+        """The user as read within FRESH_FOR, else as `current`."""
+        known = self._users.get(user_id)
+        if known is not None and self._clock() - known[1] < FRESH_FOR:
+            return known[0]
+        return await self.current(user_id)
+
+    async def current(self, user_id: int) -> User:
+        """The user as the store has it now; NotFound once it has no such user. While the store
+        is unreachable, a user this process has read stands (nobody can change it meanwhile
+        either), as a session it saw active does."""
+        try:
+            return self._remember(await self._store.get_user(user_id))
+        except NotFound:
+            self._users.pop(user_id, None)
+            raise
+        except Unavailable:
+            known = self._users.get(user_id)
+            if known is None:
+                raise
+            return known[0]
+
+    async def find(self, username: str) -> User:
+        """By name, as login compares names; NotFound if there is no such account."""
+        key = username_key(username)
+        credentials = await self._store.find_credentials(key) if key is not None else None
+        if credentials is None:
+            raise NotFound(f"There is no user {username!r}.")
+        return credentials.user
+
+    async def set_role(self, user_id: int, body: object) -> User:
+        """The user with the role of `body` (RoleChange); NotFound for an unknown user."""
+        return self._remember(await self._store.set_user_role(user_id, parse(RoleChange, body).role))
+
+    def _remember(self, user: User) -> User:
+        self._users.pop(user.id, None)
+        self._users[user.id] = (user, self._clock())
+        if len(self._users) > KNOWN_USERS:
+            del self._users[next(iter(self._users))]
         return user

@@ -19,6 +19,11 @@ lost them all, and that is no revocation.) While the
 session store is unreachable, a session this process last saw active stays
 usable: nothing can be revoked during the outage either, since logout and
 refresh need the store too. A session never seen is refused then (503).
+
+A token is only as good as its user: every new access token (a refresh, asked
+for or pushed over a socket) carries the role the store has now, an
+administrator's route checks the role the store has now, and a user no longer in
+the store ends all of their sessions the first time one of them is used.
 """
 
 from __future__ import annotations
@@ -47,13 +52,14 @@ from services.auth.tokens import (
 )
 from services.backends.sessions import Outcome, SessionStore
 from services.config import AuthConfig
-from services.errors import Unauthorized, Unavailable
+from services.errors import Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from services.events import PUBLISH_RETRY_DELAYS, REVOKED, EventBus
 from services.models import User
 
 log = logging.getLogger("livevote.sessions")
 
 INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
+ACCOUNT_GONE = "The account no longer exists."
 CHECK_AGAIN_AFTER = 1.0
 KNOWN_SESSIONS = 65536
 RECHECK_BATCH = 256
@@ -171,7 +177,13 @@ class SessionService:
         )
         return self._pair(user, session.sid, refresh_token, session.expires_at - now)
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    async def refresh(self, refresh_token: str, user_id: int | None = None) -> TokenPair:
+        """Rotate the token; with `user_id` (a socket's user), another user's token is refused
+        before anything of its session changes."""
+        if user_id is not None:
+            owner = await self._sessions.find(hash_refresh_token(refresh_token))
+            if owner is not None and owner.user_id != user_id:
+                raise Invalid("That refresh token belongs to another user.")
         now = self._clock()
         new_token = new_refresh_token()
         rotation = await self._sessions.rotate(
@@ -184,7 +196,7 @@ class SessionService:
             await self._announce_revoked([session.sid])
         if session is None or rotation.outcome in (Outcome.REUSED, Outcome.INVALID):
             raise Unauthorized(INVALID_REFRESH)
-        user = await self._accounts.get(session.user_id)
+        user = await self._user(session.user_id, fresh=True)
         if rotation.outcome is Outcome.GRACE:
             return self._pair(user, session.sid, None, None)
         return self._pair(user, session.sid, new_token, session.expires_at - now)
@@ -204,6 +216,13 @@ class SessionService:
         """Claims of a valid access token whose session is still active."""
         return await self._of_active_session(self._tokens.verify(access_token))
 
+    async def authenticate_admin(self, access_token: str) -> AccessClaims:
+        """Claims of an administrator's token, by the role the user has now, not the token's."""
+        claims = self._tokens.verify(access_token)
+        if not (await self._active_user(claims, fresh=True)).is_admin:
+            raise Forbidden("This needs an administrator.")
+        return claims
+
     async def admit(self, access_token: str) -> AccessClaims | ViewerClaims:
         """The live channel's handshake: a user's token of an active session, or a viewer token."""
         claims = self._tokens.verify_any(access_token)
@@ -215,9 +234,23 @@ class SessionService:
         return self._tokens.mint_viewer()
 
     async def _of_active_session(self, claims: AccessClaims) -> AccessClaims:
+        await self._active_user(claims)
+        return claims
+
+    async def _active_user(self, claims: AccessClaims, fresh: bool = False) -> User:
+        """The user of a token whose session is active, as read within FRESH_FOR or `fresh`."""
         if not await self.is_active(claims.sid):
             raise Unauthorized("The session has ended.")
-        return claims
+        return await self._user(claims.user_id, fresh)
+
+    async def _user(self, user_id: int, fresh: bool) -> User:
+        """A user no longer in the store ends every session of theirs (their sockets close too)."""
+        try:
+            return await (self._accounts.current(user_id) if fresh else self._accounts.get(user_id))
+        except NotFound:
+            log.warning("user %s is no longer in the store: their sessions end", user_id)
+            await self.logout_all(user_id)
+            raise Unauthorized(ACCOUNT_GONE) from None
 
     async def is_active(self, sid: str) -> bool:
         now = self._clock()
@@ -239,8 +272,7 @@ class SessionService:
         (pushed over the socket)."""
         if isinstance(claims, ViewerClaims):
             return self._tokens.mint_viewer()
-        await self._of_active_session(claims)
-        user = await self._accounts.get(claims.user_id)
+        user = await self._active_user(claims, fresh=True)
         return self._tokens.mint(user.id, user.role, claims.sid)
 
     def _pair(self, user: User, sid: str, refresh_token: str | None, refresh_left: float | None) -> TokenPair:

@@ -75,6 +75,10 @@ class Store(ABC):
     @abstractmethod
     async def get_user(self, user_id: int) -> User: ...
 
+    @abstractmethod
+    async def set_user_role(self, user_id: int, role: str) -> User:
+        """The user with this role from now on; NotFound for an unknown user."""
+
     # -- votes ---------------------------------------------------------------
 
     @abstractmethod
@@ -82,7 +86,8 @@ class Store(ABC):
         """Cast ("good"/"bad") or withdraw (None) in one atomic step with the counts.
 
         The same value again changes nothing and bumps nothing; any change bumps
-        the teacher's version by one. NotFound for an unknown teacher.
+        the teacher's version by one. NotFound for an unknown teacher, and for a vote cast by
+        an unknown user (say one deleted while their access token still runs).
         """
 
     @abstractmethod

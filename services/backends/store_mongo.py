@@ -234,6 +234,13 @@ class MongoStore(Store):
             raise NotFound(f"There is no user {user_id}.")
         return _user(doc)
 
+    @reachable
+    async def set_user_role(self, user_id: int, role: str) -> User:
+        doc = await self._users.find_one_and_update({"_id": user_id}, {"$set": {"role": role}}, return_document=AFTER)
+        if doc is None:
+            raise NotFound(f"There is no user {user_id}.")
+        return _user(doc)
+
     # -- votes -------------------------------------------------------------
 
     @reachable
@@ -245,6 +252,8 @@ class MongoStore(Store):
     async def _set_vote(self, user_id: int, teacher: int, value: VoteValue | None, session: Session) -> VoteResult:
         before = await self._counts_of(teacher, session)
         key = {"user": user_id, "teacher": teacher}
+        if await self._users.find_one({"_id": user_id}, {"_id": 1}, session=session) is None:
+            raise NotFound(f"There is no user {user_id}.")  # no foreign key here: asked first, on both paths alike
         if value is None:
             previous = await self._votes.find_one_and_delete(key, session=session)
         else:

@@ -105,6 +105,9 @@ class SqliteStore(Store):
             raise NotFound(f"There is no user {user_id}.")
         return User(*row)
 
+    async def set_user_role(self, user_id: int, role: str) -> User:
+        return await self._write(_set_user_role, user_id, role)
+
     # -- votes -------------------------------------------------------------
 
     async def set_vote(self, user_id: int, teacher: int, value: VoteValue | None) -> VoteResult:
@@ -271,6 +274,13 @@ def _insert_user(conn: sqlite3.Connection, username: str, key: str, password_has
     return User(int(cursor.lastrowid or 0), username, role)
 
 
+def _set_user_role(conn: sqlite3.Connection, user_id: int, role: str) -> User:
+    row = conn.execute(f"UPDATE users SET role = ? WHERE id = ? RETURNING {USER_ROW}", (role, user_id)).fetchone()
+    if row is None:
+        raise NotFound(f"There is no user {user_id}.")
+    return User(*row)
+
+
 def _counts(conn: sqlite3.Connection, teacher: int) -> Counts:
     row = conn.execute(f"SELECT {COUNTS_ROW} FROM teachers WHERE no = ?", (teacher,)).fetchone()
     if row is None:
@@ -292,11 +302,14 @@ def _set_vote(conn: sqlite3.Connection, user_id: int, teacher: int, value: VoteV
     if value is None:
         conn.execute("DELETE FROM votes WHERE user_id = ? AND teacher = ?", (user_id, teacher))
     else:
-        conn.execute(
-            "INSERT INTO votes (user_id, teacher, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (user_id, teacher) DO UPDATE SET value = excluded.value",
-            (user_id, teacher, value),
-        )
+        try:
+            conn.execute(
+                "INSERT INTO votes (user_id, teacher, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id, teacher) DO UPDATE SET value = excluded.value",
+                (user_id, teacher, value),
+            )
+        except sqlite3.IntegrityError:  # the teacher was read above: the user is gone
+            raise NotFound(f"There is no user {user_id}.") from None
     good = COUNT_DELTAS[value][0] - COUNT_DELTAS[old][0]
     bad = COUNT_DELTAS[value][1] - COUNT_DELTAS[old][1]
     conn.execute(

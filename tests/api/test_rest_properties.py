@@ -78,6 +78,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "username": st.from_regex(r"[A-Za-z0-9_.-]{3,32}", fullmatch=True),
     "password": st.text(min_size=12, max_size=40),
     "refresh_token": st.text(min_size=1, max_size=256),
+    "role": st.sampled_from(["user", "admin"]),
 }
 """A value each field takes (a subject or password may still be refused: gone, or too easy to guess)."""
 
@@ -94,6 +95,7 @@ NEAR_MISSES: dict[str, st.SearchStrategy[Any]] = {
     "username": st.text(max_size=70),
     "password": st.text(max_size=8) | st.text(min_size=257, max_size=260),
     "refresh_token": st.sampled_from(["", None]) | st.text(min_size=257, max_size=260),
+    "role": st.sampled_from(["Admin", "viewer", "root", "", " user", None, 1, True]),
 }
 """Values each field refuses, close to what it takes."""
 

@@ -14,6 +14,7 @@ from services.backends.store import Store
 from services.backends.store_mongo import MongoStore
 from services.backends.store_sqlite import SqliteStore
 from services.errors import Conflict, Invalid, NotFound
+from services.models import User
 from tests.harness.server import ROOT
 from tests.harness.stores import (
     STORE_PARAMS,
@@ -156,6 +157,28 @@ async def test_usernames_are_unique_ignoring_case(store: Store) -> None:
     assert await store.get_user(user.id) == user
     with pytest.raises(NotFound):
         await store.get_user(user.id + 100)
+
+
+async def test_a_role_change_is_what_the_user_is_read_with_from_then_on(store: Store) -> None:
+    user = await store.create_user("Carol", "h", "admin")
+    assert await store.set_user_role(user.id, "user") == User(user.id, "Carol", "user")
+    assert await store.get_user(user.id) == User(user.id, "Carol", "user")
+    found = await store.find_credentials("carol")
+    assert found is not None and found.user.role == "user"
+    assert (await store.set_user_role(user.id, "admin")).role == "admin"
+    with pytest.raises(NotFound):
+        await store.set_user_role(user.id + 100, "admin")
+
+
+async def test_a_vote_by_an_unknown_user_is_not_found_and_changes_nothing(store: Store) -> None:
+    """A user removed from the store while their access token still runs (docs/api.md)."""
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no))
+    for value in ("good", "bad"):
+        with pytest.raises(NotFound):
+            await store.set_vote(4242, teacher.no, value)
+    assert (await store.get_teacher(teacher.no)).version == 0
+    assert await store.tally_votes(teacher.no) == (0, 0)
 
 
 async def test_votes_move_counts_in_one_step(store: Store) -> None:
