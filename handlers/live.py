@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.web import HTTPError
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from handlers.base import problem_json
 from handlers.headers import origin_allowed
@@ -40,6 +40,7 @@ from handlers.protocol import (
     Vote,
     error,
 )
+from handlers.ws_protocol import StrictProtocol
 from services.auth.tokens import AccessClaims, ViewerClaims
 from services.container import Services
 from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
@@ -180,6 +181,13 @@ class LiveSocket(WebSocketHandler):
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """tornado's protocol, held to RFC 6455 where tornado is lenient (handlers/ws_protocol.py)."""
+        protocol = super().get_websocket_protocol()
+        if not isinstance(protocol, WebSocketProtocol13):
+            return protocol
+        return StrictProtocol(self, False, protocol.params)
 
     def get_compression_options(self) -> None:
         """No compression: the frame of a broadcast is built once for every socket."""
