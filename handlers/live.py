@@ -221,6 +221,7 @@ class LiveSocket(WebSocketHandler):
     def on_close(self) -> None:
         self.closed = True
         self.services.heartbeat.remove(self)
+        self.services.token_clock.forget(self)
         if self.peer is not None:
             task = asyncio.ensure_future(self.services.hub.remove(self.peer))
             task.add_done_callback(_log_failure)
