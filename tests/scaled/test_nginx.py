@@ -289,8 +289,12 @@ async def test_a_body_over_client_max_body_size_is_refused_by_nginx(stack: Stack
     assert response.status == 413
     assert response.content_type == "application/problem+json"
     assert response.json()["status"] == 413
-    logins = [line for line in nginx.log("access.log").splitlines() if '"POST /api/auth/login' in line]
-    refused = [line for line in logins if " 413 " in line]
+
+    def logins(lines: list[str]) -> list[str]:
+        return [line for line in lines if '"POST /api/auth/login' in line]
+
+    logged = logins(await nginx.logged(lambda lines: len(logins(lines)) >= 2))
+    refused = [line for line in logged if " 413 " in line]
     assert len(refused) == 1 and "upstream=- " in refused[0], nginx.log("access.log")
-    passed = [line for line in logins if " 401 " in line]
+    passed = [line for line in logged if " 401 " in line]
     assert len(passed) == 1 and "upstream=127.0.0.1:" in passed[0], passed
