@@ -93,12 +93,26 @@ def record_no(raw: str, noun: str) -> int:
     return no
 
 
+def implements(handler: type[RequestHandler], method: str) -> bool:
+    return getattr(handler, method.lower(), None) is not getattr(RequestHandler, method.lower(), None)
+
+
 def allowed_methods(handler: type[RequestHandler]) -> list[str]:
-    """The methods a handler class implements, for the Allow header of a 405."""
+    """The methods a handler class implements, for the Allow header of a 405: HEAD with GET."""
     return [
         method for method in handler.SUPPORTED_METHODS
-        if getattr(handler, method.lower(), None) is not getattr(RequestHandler, method.lower(), None)
+        if implements(handler, method) and (method != "HEAD" or implements(handler, "GET"))
     ]
+
+
+class HeadAsGet(RequestHandler):
+    """HEAD wherever GET (RFC 9110 9.3.2): GET's status and headers, and tornado sends no body.
+    Where GET is not served, neither is HEAD: tornado's GET answers 405."""
+
+    async def head(self, *args: str, **kwargs: str) -> None:
+        served = self.get(*args, **kwargs)
+        if served is not None:
+            await served
 
 
 class AllowOn405(RequestHandler):
@@ -133,7 +147,7 @@ class InFlight:
         await self._idle.wait()
 
 
-class ApiHandler(RequestHandler):
+class ApiHandler(HeadAsGet):
     """Base of every /api handler. A request that declares a body is served by the handler's
     streaming twin (handlers/app.py), so that an oversized body is refused with 413 before it
     is read; one that declares none skips the event-loop turn a streaming handler waits for it."""

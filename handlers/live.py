@@ -143,6 +143,11 @@ class LiveSocket(WebSocketHandler):
         """The upgrade is tornado's; this only declares the operation."""
         await super().get(*args, **kwargs)
 
+    async def head(self, *args: Any, **kwargs: Any) -> None:
+        """A HEAD never upgrades: it gets what a GET that does not ask to upgrade gets (400)."""
+        self.request.headers.pop("Upgrade", None)
+        await super().get(*args, **kwargs)
+
     async def prepare(self) -> None:
         """The Origin is checked first, and by us: tornado's own check would fail with a 500 on
         an Origin that is not a URL."""

@@ -198,7 +198,7 @@ def _declared(handler: type[RequestHandler]) -> Iterator[tuple[str, Callable[...
         declared = getattr(method, DECLARED, None)
         if isinstance(declared, Operation):
             yield name.lower(), method, declared
-        elif issubclass(handler, ApiHandler):
+        elif issubclass(handler, ApiHandler) and name != "HEAD":  # HEAD is GET's (HeadAsGet)
             raise TypeError(f"{handler.__name__}.{name.lower()} is an API operation without @Operation")
 
 
