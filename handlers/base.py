@@ -1,6 +1,7 @@
 """ApiHandler: the one place where HTTP meets the services.
 
-It negotiates content (406), bounds and parses JSON bodies (413, 415, 400),
+It negotiates content (406), refuses a repeated query parameter rather than pick
+one of its values (400), bounds and parses JSON bodies (413, 415, 400),
 decides who may write, and turns every error, domain or HTTP, into an RFC 9457
 problem+json response. Domain errors are translated here and nowhere else.
 
@@ -172,6 +173,9 @@ class ApiHandler(HeadAsGet):
         self._tracked = True
         if not accepts_json(self.request.headers.get("Accept", "")):
             raise Problem(406, "This resource is only available as application/json.")
+        repeated = next((name for name, values in self.request.query_arguments.items() if len(values) > 1), None)
+        if repeated is not None:
+            raise Problem(400, f"Query parameter {repeated} is given more than once; give it once.")
         declared = declared_length(self.request.headers)
         if declared is not None and declared > self.body_limit:
             raise Problem(413, f"The request body is larger than {self.body_limit} bytes.", {"Connection": "close"})
@@ -282,9 +286,11 @@ class ApiHandler(HeadAsGet):
         self.write_json(body)
 
     def _page_url(self, number: int, size: int) -> str:
+        """Relative: the Host header is the client's to write, and a cache or a proxy that
+        serves this page to others must not hand them a link to a host of its choosing."""
         query = {key: self.get_query_argument(key) for key in self.request.arguments}
         query.update(page=str(number), page_size=str(size))
-        return f"{self.request.protocol}://{self.request.host}{self.request.path}?{urlencode(query)}"
+        return f"{self.request.path}?{urlencode(query)}"
 
     def created(self, data: dict[str, Any], location: str) -> None:
         self.set_header("Location", location)

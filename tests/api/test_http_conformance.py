@@ -1,19 +1,26 @@
 """HTTP/1.1 the way RFC 9110/9112 and a cautious client expect it, route by route.
 
-HEAD answers wherever GET does, with GET's status and headers and no body; the route table is
-enumerated, so a new route is covered the day it is added.
+HEAD answers wherever GET does, with GET's status and headers and no body. A query parameter
+given twice is refused (400), never read as one of its values. Paging links are relative, so no
+Host header a client sends ends up in them. These walk the route table (or the OpenAPI document
+built from it), so a new route is covered the day it is added.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tornado.routing import PathMatches
 
-from handlers.app import make_app
+from handlers.app import make_app, routes
 from handlers.base import allowed_methods
-from tests.harness.server import LiveServer, Response, UserClient
+from handlers.openapi import openapi_document
+from tests.harness.server import LiveServer, Response, UserClient, assert_problem
+from tests.harness.strategies import examples
 
 GROUP_EXAMPLES = {"[0-9]+": "1", r"[a-z-]+\.html": "login.html", ".*": "js/livevote.js", "": ""}
 """What each capturing group of the route table matches, in an address that exists."""
@@ -63,3 +70,63 @@ async def test_head_where_get_is_not_served_is_405_naming_what_is(api: LiveServe
     response = await api.request("HEAD", path)
     assert response.status == 405
     assert "HEAD" not in response.headers["Allow"] and "POST" in response.headers["Allow"]
+
+
+def query_operations() -> list[tuple[str, str, list[str]]]:
+    """(method, example path, its query parameters) of every operation that takes any."""
+    # the route table for its patterns and handlers only: no request reaches it
+    table = tuple((pattern, handler) for pattern, handler, _ in routes(None, None))  # type: ignore[arg-type]
+    found = []
+    for path, item in openapi_document(table)["paths"].items():
+        for method, operation in item.items():
+            names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+            if names:
+                found.append((method.upper(), path.replace("{no}", "1"), names))
+    return found
+
+
+QUERY_OPERATIONS = query_operations()
+values = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=6) | st.integers(1, 3).map(str)
+
+
+@examples(2)
+@given(data=st.data())
+async def test_a_query_parameter_given_twice_is_refused_on_every_route(api: LiveServer, data: st.DataObject) -> None:
+    assert {path for _, path, _ in QUERY_OPERATIONS} >= {"/api/teachers/", "/api/subjects/"}, QUERY_OPERATIONS
+    method, path, names = data.draw(st.sampled_from(QUERY_OPERATIONS), label="operation")
+    repeated = data.draw(st.sampled_from(names), label="repeated")
+    pairs = [(repeated, data.draw(values, label="first")), (repeated, data.draw(values, label="again"))]
+    pairs += [(name, "1") for name in data.draw(st.lists(st.sampled_from(names), unique=True), label="others")
+              if name != repeated]
+    pairs = data.draw(st.permutations(pairs), label="order")
+    response = await api.request(method, f"{path}?{urlencode(pairs)}")
+    problem = assert_problem(response, 400)
+    assert repeated in problem["detail"], problem
+
+
+async def test_a_query_parameter_given_once_is_read(api: LiveServer) -> None:
+    """The refusal above is of the repetition: the same parameters once each are served."""
+    for method, path, names in QUERY_OPERATIONS:
+        response = await api.request(method, f"{path}?{urlencode([(name, '1') for name in names])}")
+        assert response.status == 200, (method, path, response.body)
+
+
+PAGED = [(method, path) for method, path, names in QUERY_OPERATIONS if "page" in names]
+hosts = st.sampled_from(["evil.example", "evil.example:443", "127.0.0.1:1", "[::1]:80", "a\"><b"]) | st.from_regex(
+    r"[a-z0-9.-]{1,30}(:[0-9]{1,5})?", fullmatch=True
+)
+
+
+@examples(2)
+@given(data=st.data())
+async def test_paging_links_never_carry_the_host_header(api: LiveServer, data: st.DataObject) -> None:
+    method, path = data.draw(st.sampled_from(PAGED), label="list")
+    host = data.draw(hosts, label="host")
+    response = await api.request(method, f"{path}?page=2&page_size=1", headers={"Host": host})
+    assert response.status in (200, 400), (host, response.status, response.body)
+    if response.status == 400:  # tornado refuses a Host that is no host name at all
+        return
+    page = response.json()
+    for link in (page["next"], page["previous"]):
+        assert link.startswith(f"{path}?"), f"not relative to this server: {link!r} (Host {host!r})"
+        assert (await api.get(link)).status == 200, link

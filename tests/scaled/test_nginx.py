@@ -236,9 +236,10 @@ async def test_livevote_sees_https_and_the_browsers_host_and_nginx_guards_metric
     assert cookie.startswith("livevote_refresh=") and "Secure" in cookie and "HttpOnly" in cookie, cookie
     token = response.json()["access_token"]
 
-    # Links livevote builds carry the scheme and the Host (port included) the browser used.
+    # Paging links are relative: they work behind nginx without trusting any Host header.
     page = (await nginx.get("/api/subjects/?page=1&page_size=2")).json()
-    assert page["next"].startswith(f"{nginx.base_url}/api/subjects/?"), page["next"]
+    assert page["next"].startswith("/api/subjects/?"), page["next"]
+    assert (await nginx.get(page["next"])).status == 200
 
     # The socket's Origin check still works behind nginx: the site's own origin opens it, another does not.
     async def open_socket(origin: str) -> int:
