@@ -3,12 +3,17 @@
 HEAD answers wherever GET does, with GET's status and headers and no body. A query parameter
 given twice is refused (400), never read as one of its values. Paging links are relative, so no
 Host header a client sends ends up in them. These walk the route table (or the OpenAPI document
-built from it), so a new route is covered the day it is added.
+built from it), so a new route is covered the day it is added. A request head too large for the
+server is answered (414, 431) before the close, never a bare drop; and a connection that sends
+nothing is closed after server.idle_timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -19,6 +24,7 @@ from tornado.routing import PathMatches
 from handlers.app import make_app, routes
 from handlers.base import allowed_methods
 from handlers.openapi import openapi_document
+from tests.conftest import ServerFactory
 from tests.harness.server import LiveServer, Response, UserClient, assert_problem
 from tests.harness.strategies import examples
 
@@ -130,3 +136,80 @@ async def test_paging_links_never_carry_the_host_header(api: LiveServer, data: s
     for link in (page["next"], page["previous"]):
         assert link.startswith(f"{path}?"), f"not relative to this server: {link!r} (Host {host!r})"
         assert (await api.get(link)).status == 200, link
+
+
+MAX_HEAD = 65536
+"""The most of a request head the server reads (tornado's max_header_size)."""
+
+
+async def exchange(port: int, head: str, timeout: float = 10.0) -> bytes:
+    """Write a request head by hand; everything the server answers until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.encode())
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+def responses(raw: bytes) -> list[tuple[int, bytes]]:
+    """(status, body) of each response in a connection's bytes, bodies by Content-Length."""
+    found = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+        found.append((int(lines[0].split()[1]), rest[:length]))
+        raw = rest[length:]
+    return found
+
+
+def request(path: str = "/api/subjects/", *headers: str) -> str:
+    """A GET head; `Connection: close` unless the headers say otherwise."""
+    if not any(header.lower().startswith("connection:") for header in headers):
+        headers = (*headers, "Connection: close")
+    return "\r\n".join([f"GET {path} HTTP/1.1", "Host: localhost", *headers]) + "\r\n\r\n"
+
+
+HEADS = [
+    pytest.param(request("/api/subjects/?pad=" + "a" * (MAX_HEAD - 200)), [200], id="url-just-under"),
+    pytest.param(request("/api/subjects/?pad=" + "a" * MAX_HEAD), [414], id="long-query"),
+    pytest.param(request("/" + "a" * (2 * MAX_HEAD)), [414], id="long-path"),
+    pytest.param(request("/api/subjects/", "X-Big: " + "b" * MAX_HEAD), [431], id="one-huge-header"),
+    pytest.param(request("/api/subjects/", *(f"X-H{n}: {'c' * 40}" for n in range(2000))), [431], id="many-headers"),
+    pytest.param(request("/api/subjects/", "Cookie: " + "d=1; " * 20000), [431], id="huge-cookie"),
+    pytest.param(request("/healthz", "Connection: keep-alive") + request("/healthz", "X-Big: " + "e" * MAX_HEAD),
+                 [200, 431], id="keep-alive-then-huge"),
+]
+
+
+@pytest.mark.parametrize(("head", "statuses"), HEADS)
+async def test_a_request_head_too_large_is_answered_before_the_close(
+    api: LiveServer, head: str, statuses: list[int]
+) -> None:
+    answered = responses(await exchange(api.port, head))
+    assert [status for status, _ in answered] == statuses, answered
+    for status, body in answered:
+        if status >= 400:
+            problem = json.loads(body)
+            assert problem["status"] == status and problem["detail"], problem
+    assert (await api.get("/healthz")).status == 200
+
+
+IDLE_TIMEOUT = 0.5
+
+
+async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(start_server: ServerFactory) -> None:
+    server = await start_server(server__idle_timeout=IDLE_TIMEOUT)
+    for head in ("", request("/healthz", "Connection: keep-alive")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            opened = time.monotonic()
+            writer.write(head.encode())
+            answered = responses(await asyncio.wait_for(reader.read(), 10))
+            waited = time.monotonic() - opened
+        finally:
+            writer.close()
+        assert [status for status, _ in answered] == ([200] if head else []), answered
+        assert IDLE_TIMEOUT * 0.8 <= waited < 5, f"closed after {waited:.2f} s, not after {IDLE_TIMEOUT} s idle"
