@@ -72,8 +72,10 @@ ops = st.lists(
         st.tuples(st.just("retoken"), st.integers(0, 200)),
         st.tuples(st.just("close"), st.integers(0, 200)),
     ),
-    max_size=300,
+    min_size=100,
+    max_size=400,
 )
+"""Long enough for churn: a hundred sockets come and go past the slack of a few dozen entries."""
 
 
 @examples(1)
