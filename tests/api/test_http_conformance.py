@@ -197,6 +197,19 @@ async def test_a_request_head_too_large_is_answered_before_the_close(
     assert (await api.get("/healthz")).status == 200
 
 
+@examples(1)
+@given(size=st.integers(MAX_HEAD - 512, MAX_HEAD + 8192), in_url=st.booleans())
+async def test_a_head_near_the_limit_is_served_or_refused_but_never_dropped(
+    api: LiveServer, size: int, in_url: bool
+) -> None:
+    head = request(f"/healthz?pad={'a' * size}") if in_url else request("/healthz", f"X-Pad: {'a' * size}")
+    answered = responses(await exchange(api.port, head))
+    refused = 414 if in_url else 431
+    assert [status for status, _ in answered] in ([200], [refused]), (len(head), answered)
+    if len(head) > MAX_HEAD + 4:  # the head and the blank line after it
+        assert answered[0][0] == refused, len(head)
+
+
 IDLE_TIMEOUT = 0.5
 
 
