@@ -35,6 +35,7 @@ from handlers.catalog import (
     TeacherListHandler,
 )
 from handlers.headers import PROBLEM_JSON, declares_body
+from handlers.http_server import LivevoteHTTPServer
 from handlers.live import LiveSocket
 from handlers.ops import HealthHandler, MetricsHandler, OpenApiHandler, ReadyHandler, StatsHandler
 from handlers.pages import STATIC_DIR, TEMPLATES_DIR, ApiDocsHandler, NotFoundHandler, PageHandler, StaticAssetHandler
@@ -99,8 +100,10 @@ def _no_access_log(_handler: RequestHandler) -> None:
 
 def http_server(app: LivevoteApplication, config: Config) -> HTTPServer:
     """Behind a proxy (server.xheaders), X-Forwarded-For/-Proto name the client and its scheme.
-    No connection reads a body past server.max_body_size (handlers/base.py refuses most sooner)."""
-    return HTTPServer(app, xheaders=config.server.xheaders, max_body_size=config.server.max_body_size)
+    No connection reads a body past server.max_body_size (handlers/base.py refuses most sooner).
+    A connection that sends no request for server.idle_timeout is closed (tornado's default: an hour)."""
+    return LivevoteHTTPServer(app, xheaders=config.server.xheaders, max_body_size=config.server.max_body_size,
+                              idle_connection_timeout=config.server.idle_timeout)
 
 
 class LivevoteApplication(Application):

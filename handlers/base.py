@@ -1,6 +1,7 @@
 """ApiHandler: the one place where HTTP meets the services.
 
-It negotiates content (406), bounds and parses JSON bodies (413, 415, 400),
+It negotiates content (406), refuses a repeated query parameter rather than pick
+one of its values (400), bounds and parses JSON bodies (413, 415, 400),
 decides who may write, and turns every error, domain or HTTP, into an RFC 9457
 problem+json response. Domain errors are translated here and nowhere else.
 
@@ -93,12 +94,26 @@ def record_no(raw: str, noun: str) -> int:
     return no
 
 
+def implements(handler: type[RequestHandler], method: str) -> bool:
+    return getattr(handler, method.lower(), None) is not getattr(RequestHandler, method.lower(), None)
+
+
 def allowed_methods(handler: type[RequestHandler]) -> list[str]:
-    """The methods a handler class implements, for the Allow header of a 405."""
+    """The methods a handler class implements, for the Allow header of a 405: HEAD with GET."""
     return [
         method for method in handler.SUPPORTED_METHODS
-        if getattr(handler, method.lower(), None) is not getattr(RequestHandler, method.lower(), None)
+        if implements(handler, method) and (method != "HEAD" or implements(handler, "GET"))
     ]
+
+
+class HeadAsGet(RequestHandler):
+    """HEAD wherever GET (RFC 9110 9.3.2): GET's status and headers, and tornado sends no body.
+    Where GET is not served, neither is HEAD: tornado's GET answers 405."""
+
+    async def head(self, *args: str, **kwargs: str) -> None:
+        served = self.get(*args, **kwargs)
+        if served is not None:
+            await served
 
 
 class AllowOn405(RequestHandler):
@@ -133,7 +148,7 @@ class InFlight:
         await self._idle.wait()
 
 
-class ApiHandler(RequestHandler):
+class ApiHandler(HeadAsGet):
     """Base of every /api handler. A request that declares a body is served by the handler's
     streaming twin (handlers/app.py), so that an oversized body is refused with 413 before it
     is read; one that declares none skips the event-loop turn a streaming handler waits for it."""
@@ -158,6 +173,9 @@ class ApiHandler(RequestHandler):
         self._tracked = True
         if not accepts_json(self.request.headers.get("Accept", "")):
             raise Problem(406, "This resource is only available as application/json.")
+        repeated = next((name for name, values in self.request.query_arguments.items() if len(values) > 1), None)
+        if repeated is not None:
+            raise Problem(400, f"Query parameter {repeated} is given more than once; give it once.")
         declared = declared_length(self.request.headers)
         if declared is not None and declared > self.body_limit:
             raise Problem(413, f"The request body is larger than {self.body_limit} bytes.", {"Connection": "close"})
@@ -269,9 +287,11 @@ class ApiHandler(RequestHandler):
         self.write_json(body)
 
     def _page_url(self, number: int, size: int) -> str:
+        """Relative: the Host header is the client's to write, and a cache or a proxy that
+        serves this page to others must not hand them a link to a host of its choosing."""
         query = {key: self.get_query_argument(key) for key in self.request.arguments}
         query.update(page=str(number), page_size=str(size))
-        return f"{self.request.protocol}://{self.request.host}{self.request.path}?{urlencode(query)}"
+        return f"{self.request.path}?{urlencode(query)}"
 
     def created(self, data: dict[str, Any], location: str) -> None:
         self.set_header("Location", location)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.web import HTTPError
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from handlers.base import problem_json
 from handlers.headers import origin_allowed
@@ -40,6 +40,7 @@ from handlers.protocol import (
     Vote,
     error,
 )
+from handlers.ws_protocol import StrictProtocol
 from services.auth.tokens import AccessClaims, ViewerClaims
 from services.container import Services
 from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
@@ -142,6 +143,11 @@ class LiveSocket(WebSocketHandler):
         """The upgrade is tornado's; this only declares the operation."""
         await super().get(*args, **kwargs)
 
+    async def head(self, *args: Any, **kwargs: Any) -> None:
+        """A HEAD never upgrades: it gets what a GET that does not ask to upgrade gets (400)."""
+        self.request.headers.pop("Upgrade", None)
+        await super().get(*args, **kwargs)
+
     async def prepare(self) -> None:
         """The Origin is checked first, and by us: tornado's own check would fail with a 500 on
         an Origin that is not a URL."""
@@ -181,6 +187,13 @@ class LiveSocket(WebSocketHandler):
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
 
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """tornado's protocol, held to RFC 6455 where tornado is lenient (handlers/ws_protocol.py)."""
+        protocol = super().get_websocket_protocol()
+        if not isinstance(protocol, WebSocketProtocol13):
+            return protocol
+        return StrictProtocol(self, False, protocol.params)
+
     def get_compression_options(self) -> None:
         """No compression: the frame of a broadcast is built once for every socket."""
 
@@ -213,6 +226,7 @@ class LiveSocket(WebSocketHandler):
     def on_close(self) -> None:
         self.closed = True
         self.services.heartbeat.remove(self)
+        self.services.token_clock.forget(self)
         if self.peer is not None:
             task = asyncio.ensure_future(self.services.hub.remove(self.peer))
             task.add_done_callback(_log_failure)

@@ -77,6 +77,8 @@ ERROR_TEXT = {
     503: "A backing service (store, sessions or broker) is unavailable",
 }
 """What an error status means when an operation says nothing more precise (Operation.notes)."""
+REPEATED_QUERY = "A query parameter is given more than once"
+"""The 400 of every API operation that takes query parameters (handlers/base.py refuses them)."""
 
 BODY = (400, 413, 415, 422)
 """The errors of any operation that reads a JSON body."""
@@ -198,7 +200,7 @@ def _declared(handler: type[RequestHandler]) -> Iterator[tuple[str, Callable[...
         declared = getattr(method, DECLARED, None)
         if isinstance(declared, Operation):
             yield name.lower(), method, declared
-        elif issubclass(handler, ApiHandler):
+        elif issubclass(handler, ApiHandler) and name != "HEAD":  # HEAD is GET's (HeadAsGet)
             raise TypeError(f"{handler.__name__}.{name.lower()} is an API operation without @Operation")
 
 
@@ -246,13 +248,18 @@ def _operation(
     errors = {*declared.errors, *([406] if negotiates else [])}
     if not set(declared.notes) <= errors:
         raise ValueError(f"{declared.operation_id}: a note for a status it does not list")
+    notes = dict(declared.notes)
+    parameters = [*parameters, *declared.parameters, *(PAGING if isinstance(declared.returns, ListOrPage) else [])]
+    if negotiates and 400 not in errors and any(parameter["in"] == "query" for parameter in parameters):
+        errors.add(400)
+        notes[400] = REPEATED_QUERY
     responses: dict[str, Any] = {str(declared.status): success}
     for code in sorted(errors | set(declared.plain)):
         if code in declared.plain:
             responses[str(code)] = {"description": declared.plain[code]}
         else:
             responses[str(code)] = {
-                "description": declared.notes.get(code, ERROR_TEXT.get(code, "")),
+                "description": notes.get(code, ERROR_TEXT.get(code, "")),
                 "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
             }
     operation: dict[str, Any] = {
@@ -260,7 +267,6 @@ def _operation(
     }
     if declared.description:
         operation["description"] = declared.description
-    parameters = [*parameters, *declared.parameters, *(PAGING if isinstance(declared.returns, ListOrPage) else [])]
     if parameters:
         operation["parameters"] = parameters
     if declared.request is not None:

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from tornado.web import HTTPError
 from typing_extensions import TypedDict
 
-from handlers.base import AllowOn405, ApiHandler
+from handlers.base import AllowOn405, ApiHandler, HeadAsGet
 from handlers.openapi import Operation, openapi_document, served_routes
 from services.container import Services
 from services.errors import Unavailable
@@ -71,7 +71,7 @@ class StatsHandler(ApiHandler):
         self.write_json(await self.services.stats.snapshot())
 
 
-class MetricsHandler(AllowOn405):
+class MetricsHandler(HeadAsGet, AllowOn405):
     """Prometheus text format; `server.metrics: false` hides it (404)."""
 
     def initialize(self, services: Services) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
-from handlers.base import AllowOn405, ApiHandler
+from handlers.base import AllowOn405, ApiHandler, HeadAsGet
 from handlers.headers import accepts_html
 from handlers.openapi import Operation
 from services.errors import NotFound
@@ -93,7 +93,7 @@ class PageErrors(AllowOn405):
         super().write_error(status_code, **kwargs)
 
 
-class PageHandler(PageErrors):
+class PageHandler(HeadAsGet, PageErrors):
     """A page, rendered from its template; the route names it (`page`) or the address does (/login.html)."""
 
     def initialize(self, page: str | None = None) -> None:
@@ -105,9 +105,6 @@ class PageHandler(PageErrors):
             raise HTTPError(404)
         self.set_header("Cache-Control", REVALIDATE)
         self.finish(render_page(self, page))
-
-    def head(self, address: str) -> None:
-        self.get(address)  # tornado sends the headers only
 
 
 class StaticAssetHandler(PageErrors, StaticFileHandler):

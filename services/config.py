@@ -84,6 +84,7 @@ class ServerConfig(_Section):
     metrics: bool = True
     xheaders: bool = False
     access_log: bool = True
+    idle_timeout: float = Field(60, gt=0)
 
 
 class StoreConfig(_Section):

@@ -17,11 +17,11 @@ async def test_unknown_path_is_404(api: LiveServer) -> None:
 
 
 @pytest.mark.parametrize("method, path, allow", [
-    ("PATCH", "/api/subjects/", "GET, POST"),
-    ("POST", "/api/subjects/1/", "GET, PUT, PATCH, DELETE"),
-    ("DELETE", "/api/teachers/", "GET, POST"),
-    ("POST", "/healthz", "GET"),
-    ("PROPFIND", "/api/subjects/", "GET, POST"),
+    ("PATCH", "/api/subjects/", "GET, HEAD, POST"),
+    ("POST", "/api/subjects/1/", "GET, HEAD, PUT, PATCH, DELETE"),
+    ("DELETE", "/api/teachers/", "GET, HEAD, POST"),
+    ("POST", "/healthz", "GET, HEAD"),
+    ("PROPFIND", "/api/subjects/", "GET, HEAD, POST"),
 ])
 async def test_wrong_method_is_405_with_allow(api: LiveServer, method: str, path: str, allow: str) -> None:
     response = await api.request(method, path, body=b"{}" if method != "DELETE" else None,

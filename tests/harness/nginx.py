@@ -136,6 +136,17 @@ class Nginx(JsonClient):
         path = self.workdir / name
         return path.read_text(errors="replace") if path.exists() else ""
 
+    async def logged(self, done: Callable[[list[str]], bool], name: str = "access.log",
+                     timeout: float = 5.0) -> list[str]:
+        """The log's lines once `done(lines)` holds: nginx writes a request's access log line
+        after it has sent the response, so a test that just got one may not find it yet."""
+
+        async def lines_when_done() -> list[str] | None:
+            lines = self.log(name).splitlines()
+            return lines if done(lines) else None
+
+        return await wait_for(lines_when_done, timeout, what=f"the lines awaited in nginx's {name}")
+
     async def start(self, timeout: float = 10.0) -> Nginx:
         executable = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
         if executable is None:

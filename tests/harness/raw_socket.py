@@ -129,11 +129,11 @@ class RawSocket:
             if not self._close_sent:
                 self._close_sent = True
                 with contextlib.suppress(OSError):
-                    await self._send_frame(0x8, payload[:2])
+                    await self.send_frame(0x8, payload[:2])
             return None
         if opcode == 0x9:
             self.pings += 1
-            await self._send_frame(0xA, payload)
+            await self.send_frame(0xA, payload)
         if opcode == 0xA:
             self.pongs.append(payload)
         return "control"
@@ -161,19 +161,28 @@ class RawSocket:
                 return False
         return True
 
-    async def _send_frame(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
+    async def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0,
+                         masked: bool = True) -> None:
+        """Any frame, also one a client must not send: unfinished, with reserved bits (`rsv`,
+        0-7, the three bits after FIN) or unmasked."""
         length = len(payload)
-        key = (mask * (length // 4 + 1))[:length]
-        masked = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(length, "little")
+        mask_bit = 0x80 if masked else 0
+        first = (0x80 if fin else 0) | rsv << 4 | opcode
         if length < 126:
-            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+            header = struct.pack("!BB", first, mask_bit | length)
+        elif length < 65536:
+            header = struct.pack("!BBH", first, mask_bit | 126, length)
         else:
-            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
-        await asyncio.get_running_loop().sock_sendall(self.sock, header + mask + masked)
+            header = struct.pack("!BBQ", first, mask_bit | 127, length)
+        if masked:
+            mask = os.urandom(4)
+            key = (mask * (length // 4 + 1))[:length]
+            masked_payload = int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")
+            payload = mask + masked_payload.to_bytes(length, "little")
+        await asyncio.get_running_loop().sock_sendall(self.sock, header + payload)
 
     async def send(self, op: str, **fields: Any) -> None:
-        await self._send_frame(0x1, json.dumps({"op": op, **fields}).encode())
+        await self.send_frame(0x1, json.dumps({"op": op, **fields}).encode())
 
     async def rest(self, timeout: float) -> bytes:
         """What arrives after the close frame until the connection ends: nothing, from a server."""
@@ -185,14 +194,14 @@ class RawSocket:
 
     async def ping(self, payload: bytes) -> None:
         """A WebSocket ping, which tornado answers itself."""
-        await self._send_frame(0x9, payload)
+        await self.send_frame(0x9, payload)
 
     async def close(self) -> None:
         """Say goodbye if the connection still stands, then close the socket."""
         try:
             if self.close_code is None and not self.eof:
                 self._close_sent = True
-                await self._send_frame(0x8, struct.pack("!H", 1000))
+                await self.send_frame(0x8, struct.pack("!H", 1000))
                 while await self.read_message(timeout=5.0) is not None:
                     pass
         except (OSError, TimeoutError):
