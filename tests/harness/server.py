@@ -105,7 +105,7 @@ class LiveServer(JsonClient):
             sock, self.port = bind_unused_port()
             sockets = [sock]
         self._app = make_app(self.services)
-        self._server = http_server(self._app, self.config)
+        self._server = http_server(self._app, self.services)
         self._server.add_sockets(sockets)
         return self
 
