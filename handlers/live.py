@@ -192,7 +192,10 @@ class LiveSocket(WebSocketHandler):
         self.set_nodelay(True)
         self._forget_the_handshake()
         claims = self.claims
-        self.peer = self.services.hub.join(self, claims.sid if isinstance(claims, AccessClaims) else NO_SESSION)
+        if isinstance(claims, AccessClaims):
+            self.peer = self.services.hub.join(self, claims.sid, claims.user_id)
+        else:
+            self.peer = self.services.hub.join(self, NO_SESSION, claims.jti)
         self.services.token_clock.track(self)
         self.services.heartbeat.add(self)
         if isinstance(claims, ViewerClaims):

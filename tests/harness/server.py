@@ -159,6 +159,15 @@ async def sign_up(server: JsonClient, username: str, password: str = "correct ho
     return await log_in(server, username, password)
 
 
+async def viewer_token(server: JsonClient) -> str:
+    """A token to watch with, and nobody's (POST /api/auth/viewer)."""
+    response = await server.request("POST", "/api/auth/viewer")
+    assert response.status == 200, response.body
+    body = response.json()
+    assert body["role"] == "viewer" and body["token_type"] == "Bearer"
+    return str(body["access_token"])
+
+
 async def sign_up_admin(server: LiveServer, username: str = "root", password: str = "admin password") -> UserClient:
     """Admins are made by the operator (create-user --admin); here through the same service call."""
     assert server.services is not None
