@@ -76,7 +76,8 @@ class GuardedHTTPServer(HTTPServer):
         self.open_connections = 0
         self._metrics = metrics
         self._starved = False
-        """Out of descriptors since the last accept that succeeded: one episode."""
+        """Out of descriptors since the queue of waiting connections was last seen empty: one
+        episode, however many connections close and are replaced meanwhile."""
         self._refusal = refusal()
         self._refusing: set[asyncio.Task[None]] = set()
         metrics.connections.set_function(lambda: self.open_connections)
@@ -88,7 +89,6 @@ class GuardedHTTPServer(HTTPServer):
             self._handlers[sock.fileno()] = AcceptLoop(sock, self).stop
 
     def accepted(self, connection: socket.socket, address: Any) -> None:
-        self._starved = False
         if self.open_connections >= self.max_connections:
             self._metrics.connections_refused.inc()
             task = asyncio.ensure_future(self._refuse(connection))
@@ -99,6 +99,10 @@ class GuardedHTTPServer(HTTPServer):
         stream = CountedStream(self, connection, max_buffer_size=self.max_buffer_size,
                                read_chunk_size=self.read_chunk_size)
         self.handle_stream(stream, address)
+
+    def caught_up(self) -> None:
+        """Every waiting connection was accepted: an episode out of descriptors is over."""
+        self._starved = False
 
     def connection_closed(self) -> None:
         self.open_connections -= 1
@@ -161,6 +165,7 @@ class AcceptLoop:
             try:
                 connection, address = self._sock.accept()
             except BlockingIOError:
+                self._server.caught_up()
                 return
             except ConnectionAbortedError:
                 continue

@@ -19,7 +19,7 @@ import pytest
 
 from tests.harness.environment import server_env
 from tests.harness.metrics import sample
-from tests.harness.procfs import cpu_seconds
+from tests.harness.procfs import accept_queue, cpu_seconds
 from tests.harness.server import Response, assert_problem, wait_for
 from tests.harness.server_process import ServerProcess
 
@@ -30,6 +30,8 @@ FEW_FILES = 96
 QUIET_WINDOW = 2.0
 """Seconds of CPU time read during an episode: a spinning process burns all of them."""
 QUIET_CPU_SHARE = 0.15
+CHURN = 10
+"""Connections of a flood closed during its episode: their places go to others, still one episode."""
 
 
 class KeptConnection:
@@ -93,8 +95,9 @@ async def starved(tmp_path: Path) -> AsyncIterator[ServerProcess]:
 
 
 async def test_out_of_descriptors_pauses_accepting_serves_what_it_has_and_recovers(starved: ServerProcess) -> None:
-    """Two floods past the limit, each one episode: one log line and one count each, the CPU
-    quiet meanwhile, the connection opened before still served, new ones accepted after."""
+    """Two floods past the limit, each one episode however many of its connections close and are
+    replaced meanwhile: one log line and one count each, the CPU quiet meanwhile, the connection
+    opened before still served, new ones accepted after."""
     assert starved.process is not None
     pid = starved.process.pid
     kept = await KeptConnection.open(starved.port)
@@ -104,6 +107,13 @@ async def test_out_of_descriptors_pauses_accepting_serves_what_it_has_and_recove
             sockets = flood(starved.port, FLOOD)
             try:
                 await wait_for(functools.partial(logged, starved, episode), what=f"episode {episode} logged")
+                waiting = accept_queue(starved.port)
+                close_all(sockets[:CHURN])  # accepted first: the server closes them, and takes as many more
+
+                async def replaced(before: int = waiting) -> bool:
+                    return accept_queue(starved.port) <= before - CHURN
+
+                await wait_for(replaced, what="closed connections replaced from the queue")
                 before = cpu_seconds(pid)
                 await asyncio.sleep(QUIET_WINDOW)  # a measuring window, not a wait for an event
                 busy = cpu_seconds(pid) - before
