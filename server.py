@@ -87,8 +87,8 @@ async def serve(config: Config, sockets: list[socket.socket], worker: str | None
     server = http_server(app, services)
     server.add_sockets(sockets)
     who = f"worker {worker} (pid {os.getpid()})" if worker else "livevote"
-    log.info("%s accepts up to %d connections at once (server.max_connections)", who, server.max_connections)
     log.info("%s listening on http://%s:%s", who, config.server.host, sockets[0].getsockname()[1])
+    log.info("%s accepts up to %d connections at once (server.max_connections)", who, server.max_connections)
 
     await stopping.wait()
     await shut_down(server, app, services)
