@@ -55,12 +55,16 @@ def default_max_connections() -> int:
 
 
 def refusal() -> bytes:
+    """The whole answer to a connection past the cap, whatever it asked (or if it asked nothing)."""
     body = problem_json(503, REFUSAL_DETAIL)
     head = (
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
         f"Retry-After: {RETRY_AFTER}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
+
+
+REFUSAL = refusal()
 
 
 class GuardedHTTPServer(HTTPServer):
@@ -78,7 +82,6 @@ class GuardedHTTPServer(HTTPServer):
         self._starved = False
         """Out of descriptors since the queue of waiting connections was last seen empty: one
         episode, however many connections close and are replaced meanwhile."""
-        self._refusal = refusal()
         self._refusing: set[asyncio.Task[None]] = set()
         metrics.connections.set_function(lambda: self.open_connections)
 
@@ -122,7 +125,7 @@ class GuardedHTTPServer(HTTPServer):
     async def _refuse(self, connection: socket.socket) -> None:
         stream = IOStream(connection)
         try:
-            await stream.write(self._refusal)
+            await stream.write(REFUSAL)
             connection.shutdown(socket.SHUT_WR)
             async with asyncio.timeout(LINGER):
                 while True:
