@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from tornado.httputil import HTTPHeaders
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
@@ -254,7 +254,7 @@ class LiveSocket(WebSocketHandler):
     def sink(self) -> socket.socket | None:
         """Not over TLS: an SSLIOStream's socket takes no plain bytes."""
         stream = self._open_stream()
-        if stream is None or stream.writing() or type(stream) is not IOStream:
+        if stream is None or stream.writing() or isinstance(stream, SSLIOStream):
             return None
         return stream.socket
 
