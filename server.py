@@ -21,6 +21,7 @@ import errno
 import getpass
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -83,15 +84,37 @@ async def serve(config: Config, sockets: list[socket.socket], worker: str | None
     services = await build_services(config)
     if worker is None:
         log_backends(config)
+        raise_open_file_limit()
     app = make_app(services)
-    server = http_server(app, config)
+    server = http_server(app, services)
     server.add_sockets(sockets)
     who = f"worker {worker} (pid {os.getpid()})" if worker else "livevote"
     log.info("%s listening on http://%s:%s", who, config.server.host, sockets[0].getsockname()[1])
+    log.info("%s accepts up to %d connections at once (server.max_connections)", who, server.max_connections)
 
     await stopping.wait()
     await shut_down(server, app, services)
     log.info("stopped")
+
+
+def raise_open_file_limit() -> None:
+    """Every connection is a file descriptor, and the usual soft limit (1,024) is far below what
+    one process can serve: raise it to the hard limit, once the start has succeeded (a failed
+    start says one line), before serving; workers inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open files: could not raise the soft limit %d to the hard limit %s: %s", soft, hard, exc)
+            return
+        log.info("open files: soft limit raised from %d to %s (the hard limit)", soft, _limit(hard))
+    else:
+        log.info("open files: limit %s (soft and hard)", _limit(hard))
+
+
+def _limit(value: int) -> str:
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
 
 
 def log_backends(config: Config) -> None:
@@ -122,6 +145,7 @@ def run_workers(config: Config, sockets: list[socket.socket]) -> int:
     """
     asyncio.run(prepare_store(config))
     log_backends(config)
+    raise_open_file_limit()
     count = config.server.workers
 
     def work(number: int) -> None:

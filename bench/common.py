@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.environment import config_env
+from tests.harness.environment import ONE_CLIENT_MANY_SOCKETS, config_env
 from tests.harness.ports import free_port, wait_for_port
 from tests.harness.procfs import cpu_seconds
 
@@ -115,7 +115,7 @@ async def prepare(name: str) -> tuple[Path, Process, str]:
 
 def livevote_process(name: str, work: Path, port: int, redis_url: str | None, **config: Any) -> Process:
     """`python server.py` with LIVEVOTE_<SECTION>__<KEY> settings from `section__key=value`."""
-    env = {"PYTHONUNBUFFERED": "1", **config_env({"auth.secret": SECRET, **config})}
+    env = {"PYTHONUNBUFFERED": "1", **config_env({"auth.secret": SECRET, **ONE_CLIENT_MANY_SOCKETS, **config})}
     args = [sys.executable, "server.py", "--port", str(port), "--data-dir", str(work / name)]
     if redis_url:
         args += ["--redis-url", redis_url]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPServerRequest
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
@@ -35,12 +34,11 @@ from handlers.catalog import (
     TeacherListHandler,
 )
 from handlers.headers import PROBLEM_JSON, declares_body
-from handlers.http_server import LivevoteHTTPServer
+from handlers.listener import GuardedHTTPServer, default_max_connections
 from handlers.live import LiveSocket
 from handlers.ops import HealthHandler, MetricsHandler, OpenApiHandler, ReadyHandler, StatsHandler
 from handlers.pages import STATIC_DIR, TEMPLATES_DIR, ApiDocsHandler, NotFoundHandler, PageHandler, StaticAssetHandler
 from handlers.votes import VoteHandler
-from services.config import Config
 from services.container import Services
 
 Route = tuple[str, type[RequestHandler], dict[str, Any]]
@@ -98,12 +96,16 @@ def _no_access_log(_handler: RequestHandler) -> None:
     """server.access_log: false. Errors are still logged where they happen."""
 
 
-def http_server(app: LivevoteApplication, config: Config) -> HTTPServer:
+def http_server(app: LivevoteApplication, services: Services) -> GuardedHTTPServer:
     """Behind a proxy (server.xheaders), X-Forwarded-For/-Proto name the client and its scheme.
     No connection reads a body past server.max_body_size (handlers/base.py refuses most sooner).
-    A connection that sends no request for server.idle_timeout is closed (tornado's default: an hour)."""
-    return LivevoteHTTPServer(app, xheaders=config.server.xheaders, max_body_size=config.server.max_body_size,
-                              idle_connection_timeout=config.server.idle_timeout)
+    A connection that sends no request for server.idle_timeout is closed (tornado's default: an hour).
+    Past server.max_connections a connection is refused with 503 (handlers/listener.py)."""
+    server = services.config.server
+    return GuardedHTTPServer(
+        app, xheaders=server.xheaders, max_body_size=server.max_body_size, idle_connection_timeout=server.idle_timeout,
+        metrics=services.metrics, max_connections=server.max_connections or default_max_connections(),
+    )
 
 
 class LivevoteApplication(Application):

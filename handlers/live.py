@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from tornado.httputil import HTTPHeaders
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
@@ -43,9 +43,10 @@ from handlers.protocol import (
 from handlers.ws_protocol import StrictProtocol
 from services.auth.tokens import AccessClaims, ViewerClaims
 from services.container import Services
-from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from services.errors import DomainError, Forbidden, Invalid, NotFound, RateLimited, Unauthorized, Unavailable
 from services.live.messages import CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED, BadChannel, frame
 from services.live.peer import Peer
+from services.live.quota import RETRY_AFTER, Admission
 
 log = logging.getLogger("livevote.live")
 
@@ -86,6 +87,12 @@ ERROR_CODES: list[tuple[type[DomainError], str]] = [
 ]
 
 
+def token_identity(claims: AccessClaims | ViewerClaims) -> str:
+    """What a token's socket cap counts by: a user's session (every token it is issued), or a
+    viewer token's own id."""
+    return claims.sid if isinstance(claims, AccessClaims) else claims.jti
+
+
 def error_code(exc: DomainError) -> str:
     return next((code for kind, code in ERROR_CODES if isinstance(exc, kind)), "failed")
 
@@ -115,6 +122,7 @@ class LiveSocket(WebSocketHandler):
         self.claims: AccessClaims | ViewerClaims | None = None
         self.peer: Peer | None = None
         self.closed = False
+        self._admission: Admission | None = None
         ws = services.config.ws
         self._bucket = TokenBucket(ws.rate_limit, ws.rate_burst)
 
@@ -127,11 +135,13 @@ class LiveSocket(WebSocketHandler):
 
     @Operation(
         "openLiveChannel", "live", "The live channel: WebSocket protocol v1", ok=LIVE_CHANNEL_OPENED, status=101,
-        description=LIVE_CHANNEL, parameters=HANDSHAKE_HEADERS, secured=True, errors=(401, 403, 413, 503),
+        description=LIVE_CHANNEL, parameters=HANDSHAKE_HEADERS, secured=True, errors=(401, 403, 413, 429, 503),
         notes={
             401: "Missing, invalid or expired access token, or its session has ended",
             403: "The Origin is neither this host nor one of server.allowed_origins",
             413: "The request brings a body",
+            429: "This address or this token holds as many live connections as allowed"
+                 " (ws.max_sockets_per_address, ws.max_sockets_per_token); see Retry-After",
             503: "Sessions cannot be checked right now",
         },
         plain={
@@ -156,10 +166,14 @@ class LiveSocket(WebSocketHandler):
             raise HTTPError(403, log_message="Origin not allowed")
         try:
             self.claims = await self.services.sessions.admit(self._offered_token())
+            if not self.closed:  # a client that hung up meanwhile takes no place
+                self._admission = self.services.quota.admit(self.request.remote_ip or "", token_identity(self.claims))
         except Unauthorized as exc:
             raise HTTPError(401, log_message=exc.detail) from None
         except Unavailable as exc:
             raise HTTPError(503, log_message=exc.detail) from None
+        except RateLimited as exc:
+            raise HTTPError(429, log_message=exc.detail) from None
 
     def _offered_token(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
@@ -178,6 +192,9 @@ class LiveSocket(WebSocketHandler):
         }.get(status_code, "The socket could not be opened.")
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="livevote"')
+        if status_code == 429:  # which cap, in the quota's words
+            self.set_header("Retry-After", str(RETRY_AFTER))
+            detail = kwargs["exc_info"][1].log_message
         self.set_header("Content-Type", "application/problem+json")
         self.finish(problem_json(status_code, detail))
 
@@ -205,7 +222,10 @@ class LiveSocket(WebSocketHandler):
         self.set_nodelay(True)
         self._forget_the_handshake()
         claims = self.claims
-        self.peer = self.services.hub.join(self, claims.sid if isinstance(claims, AccessClaims) else NO_SESSION)
+        if isinstance(claims, AccessClaims):
+            self.peer = self.services.hub.join(self, claims.sid, claims.user_id)
+        else:
+            self.peer = self.services.hub.join(self, NO_SESSION, claims.jti)
         self.services.token_clock.track(self)
         self.services.heartbeat.add(self)
         if isinstance(claims, ViewerClaims):
@@ -223,20 +243,32 @@ class LiveSocket(WebSocketHandler):
         self.request.connection = self.request.server_connection = None
         self.ui = None  # type: ignore[assignment]  # as tornado's _break_cycles does at the close
 
+    def on_finish(self) -> None:
+        """A handshake that ends without the upgrade (not a WebSocket request, another version)
+        gives its place back; an upgraded socket keeps it until it closes."""
+        if self.get_status() != 101:
+            self._release()
+
     def on_close(self) -> None:
         self.closed = True
+        self._release()
         self.services.heartbeat.remove(self)
         self.services.token_clock.forget(self)
         if self.peer is not None:
             task = asyncio.ensure_future(self.services.hub.remove(self.peer))
             task.add_done_callback(_log_failure)
 
+    def _release(self) -> None:
+        if self._admission is not None:
+            self.services.quota.release(self._admission)
+            self._admission = None
+
     # -- Transport for the hub ------------------------------------------------
 
     def sink(self) -> socket.socket | None:
         """Not over TLS: an SSLIOStream's socket takes no plain bytes."""
         stream = self._open_stream()
-        if stream is None or stream.writing() or type(stream) is not IOStream:
+        if stream is None or stream.writing() or isinstance(stream, SSLIOStream):
             return None
         return stream.socket
 

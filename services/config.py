@@ -85,6 +85,8 @@ class ServerConfig(_Section):
     xheaders: bool = False
     access_log: bool = True
     idle_timeout: float = Field(60, gt=0)
+    max_connections: int | None = Field(None, ge=1)
+    """None: the open-file limit less a reserve for the store, Redis and logs (handlers/listener.py)."""
 
 
 class StoreConfig(_Section):
@@ -134,6 +136,8 @@ class WsConfig(_Section):
     rate_burst: int = Field(40, ge=1)
     max_subscriptions: int = Field(32, ge=1)
     watching_interval: float = Field(2, gt=0)
+    max_sockets_per_address: int = Field(200, ge=1)
+    max_sockets_per_token: int = Field(50, ge=1)
 
 
 class Config(_Section):

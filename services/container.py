@@ -19,6 +19,7 @@ from services.events import EventBus
 from services.live.heartbeat import Heartbeat
 from services.live.hub import Hub
 from services.live.presence import PresenceService
+from services.live.quota import LiveQuota
 from services.live.token_clock import TokenClock
 from services.metrics import Metrics
 from services.stats import StatsService
@@ -60,4 +61,5 @@ class Services:
     heartbeat: Heartbeat
     stats: StatsService
     presence: PresenceService
+    quota: LiveQuota
     metrics: Metrics

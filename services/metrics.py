@@ -37,6 +37,22 @@ class Metrics:
         self.resyncs = Counter(
             "livevote_broker_resyncs", "Snapshots re-sent after a broker gap", registry=self.registry
         )
+        self.connections = Gauge(
+            "livevote_connections_open", "Client connections this process holds (HTTP and WebSocket)",
+            registry=self.registry,
+        )
+        self.connections_refused = Counter(
+            "livevote_connections_refused", "Connections answered 503 at once: server.max_connections were open",
+            registry=self.registry,
+        )
+        self.accept_pauses = Counter(
+            "livevote_accept_pauses", "Times this process ran out of file descriptors and stopped accepting for a"
+            " moment (once per episode, however long)", registry=self.registry,
+        )
+        self.live_refused = Counter(
+            "livevote_live_refused", "Live connections refused before the upgrade: too many open for one address"
+            " or one token", ["limit"], registry=self.registry,
+        )
         self.loop_lag = Histogram(
             "livevote_event_loop_lag_seconds", "How late a 100 ms timer fires", buckets=LAG_BUCKETS,
             registry=self.registry,

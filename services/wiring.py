@@ -41,6 +41,7 @@ from services.events import EventBus
 from services.live.heartbeat import Heartbeat
 from services.live.hub import Hub
 from services.live.presence import PresenceService
+from services.live.quota import LiveQuota
 from services.live.token_clock import TokenClock
 from services.metrics import Metrics
 from services.seed import seed_demo_data
@@ -188,6 +189,7 @@ async def build_services(config: Config) -> Services:
         heartbeat=Heartbeat(config.ws.ping_interval),
         stats=StatsService(backends.store, presence),
         presence=presence,
+        quota=LiveQuota(config.ws.max_sockets_per_address, config.ws.max_sockets_per_token, metrics),
         metrics=metrics,
     )
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness.environment import server_env
+from tests.harness.environment import ONE_CLIENT_MANY_SOCKETS, server_env
 from tests.harness.nginx import Nginx
 from tests.harness.procfs import child_pids
 from tests.harness.redis_cluster import ClusterServers
@@ -33,7 +33,8 @@ class Stack:
         """Everything, with room in the registration budget for `accounts` users."""
         print(f"work dir {self.work}", flush=True)
         self.cluster = await ClusterServers(self.work / "cluster").start()
-        env = server_env(**{"server.xheaders": "true", "auth.register_attempts": accounts + 10})
+        env = server_env(**{"server.xheaders": "true", "auth.register_attempts": accounts + 10,
+                            **ONE_CLIENT_MANY_SOCKETS})
         self.server = ServerProcess(  # kept before it starts, so that an interrupted start is stopped too
             "--data-dir", str(self.work / "data"), "--redis-url", self.cluster.url, "--redis-cluster",
             "--workers", str(WORKERS), env=env,

@@ -51,6 +51,8 @@ class AccessClaims:
 @dataclass(frozen=True, slots=True)
 class ViewerClaims:
     expires_at: float
+    jti: str
+    """The token's own id: a viewer has no other (no user, no session)."""
     role: str = VIEWER
 
 
@@ -153,7 +155,7 @@ class TokenService:
                 options={"require": COMMON_CLAIMS},
             )
             if claims["role"] == VIEWER:
-                return ViewerClaims(float(claims["exp"]))
+                return ViewerClaims(float(claims["exp"]), str(claims["jti"]))
             if any(name not in claims for name in USER_CLAIMS):
                 raise Unauthorized("The access token is invalid or expired.")
             return AccessClaims(int(claims["sub"]), str(claims["sid"]), str(claims["role"]), float(claims["exp"]))

@@ -1,4 +1,4 @@
-"""The Presence port: how many sockets are open, and how many watch each subject, across every process.
+"""The Presence port: how many sockets are open, and how many people watch each subject, across every process.
 
 LocalPresence (embedded mode) has only this process to count. RedisPresence
 keeps an entry per process with its count and a short deadline, refreshed on
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class PresenceCount:
-    """Open sockets, and per subject the sockets subscribed to its channel (subject:N)."""
+    """Open sockets, and per subject the people subscribed to its channel (subject:N): each user,
+    and each viewer token, once per process."""
 
     sockets: int = 0
     by_subject: Mapping[int, int] = field(default_factory=dict)

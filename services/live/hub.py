@@ -11,7 +11,7 @@ Guarantees:
   after a quiet period goes out at once.
 - Slow sockets: the rule of services/live/peer.py; a socket that drained gets a
   snapshot of what it missed (`catch_up`).
-- Presence: each subject channel, and the dashboard, is told how many sockets
+- Presence: each subject channel, and the dashboard, is told how many people
   watch each subject across every process (services/live/presence.py brings
   the figures), in its snapshot and whenever the figure changes.
 - Convergence: the board keeps the highest version of every teacher seen (a
@@ -56,7 +56,7 @@ from services.live.messages import (
     sum_by_subject,
     totals,
 )
-from services.live.peer import Backpressure, Peer, Transport
+from services.live.peer import Backpressure, Peer, Person, Transport
 from services.metrics import Metrics
 from services.models import Counts, Subject, Teacher
 
@@ -106,7 +106,7 @@ class Hub:
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._watching: dict[int, int] = {}
-        """Sockets watching each subject, across every process, as last reported."""
+        """People watching each subject, across every process, as last reported."""
 
     @property
     def peer_count(self) -> int:
@@ -128,9 +128,9 @@ class Hub:
 
     # -- membership ---------------------------------------------------------
 
-    def join(self, transport: Transport, sid: str) -> Peer:
-        """A new socket of session `sid` (revoking that session closes it)."""
-        peer = Peer(transport, sid, self.backpressure)
+    def join(self, transport: Transport, sid: str, person: Person) -> Peer:
+        """A new socket of session `sid` (revoking that session closes it), watched by `person`."""
+        peer = Peer(transport, sid, self.backpressure, person)
         self._add(peer)
         return peer
 
@@ -377,9 +377,10 @@ class Hub:
     # -- presence -------------------------------------------------------------
 
     def presence_count(self) -> PresenceCount:
-        """This process's part: open sockets, and the sockets of each subject channel."""
+        """This process's part: open sockets, and the people on each subject channel (a user with
+        three tabs, or one viewer token on a thousand sockets, is one)."""
         by_subject = {
-            number: len(channel.peers) for name, channel in self._channels.items()
+            number: len({peer.person for peer in channel.peers}) for name, channel in self._channels.items()
             if (number := subject_of_channel(name)) is not None
         }
         return PresenceCount(self.peer_count, by_subject)

@@ -1,4 +1,5 @@
-"""Peer: one socket as the hub sees it, and the slow-consumer rule every socket lives by.
+"""Peer: one socket as the hub sees it (its session, and who is behind it), and the slow-consumer
+rule every socket lives by.
 
 Counts are state, not a log: a socket whose unsent output passes `ws.max_pending`
 is skipped, and once it drains it gets a snapshot of the latest state of what it
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.live.messages import CLOSE_TOO_SLOW
+
+Person = int | str
+"""Who is behind a socket: a user's id, or a viewer token's id (a viewer has nothing more lasting)."""
 
 
 class Sink(Protocol):
@@ -58,11 +62,13 @@ class Peer:
     it drains it gets a snapshot of what it missed.
     """
 
-    __slots__ = ("transport", "sid", "channels", "direct", "_rule", "_queued", "_missed", "_stall_timer")
+    __slots__ = ("transport", "sid", "person", "channels", "direct", "_rule", "_queued", "_missed", "_stall_timer")
 
-    def __init__(self, transport: Transport, sid: str, rule: Backpressure) -> None:
+    def __init__(self, transport: Transport, sid: str, rule: Backpressure, person: Person) -> None:
         self.transport = transport
         self.sid = sid
+        self.person = person
+        """Who watches through this socket: presence counts each person once per subject."""
         self.channels: set[str] = set()
         self.direct = transport.sink()
         """The socket, while frames may go straight to it; None once one was queued, or when

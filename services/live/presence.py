@@ -1,10 +1,12 @@
-"""Presence: how many sockets are open, and how many watch each subject, across every process.
+"""Presence: how many sockets are open, and how many people watch each subject, across every process.
 
-Every `interval` this process reports its own count (open sockets, sockets per
-subject channel) through the Presence port and gets every process's back; the
-hub then tells each subject channel, and the dashboard, when their figure
-changed (the protocol's `watching` message). In scaled mode the figures are at
-most an interval or two old on every process.
+Every `interval` this process reports its own count (open sockets, people per
+subject channel: a user, or a viewer token, once however many sockets it has)
+through the Presence port and gets every process's back; the hub then tells
+each subject channel, and the dashboard, when their figure changed (the
+protocol's `watching` message). In scaled mode the figures are at most an
+interval or two old on every process, and a person with sockets on two
+processes counts on each.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ const subjects = new Map();
 /** epoch second -> vote changes seen in that second */
 const perSecond = new Map();
 const rows = new Map();
-/** subject no -> sockets watching it, on every server process */
+/** subject no -> people watching it, on every server process */
 let watching = {};
 
 const numberFormat = new Intl.NumberFormat("zh-CN");

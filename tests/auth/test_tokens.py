@@ -133,7 +133,7 @@ async def test_key_file_algorithms(start_server: ServerFactory, tmp_path: Path, 
 def test_a_remembered_token_is_forgotten_when_it_expires() -> None:
     now = [1000.0]
     verified = VerifiedTokens(leeway=5, size=3, clock=lambda: now[0])
-    claims = ViewerClaims(expires_at=1010.0)
+    claims = ViewerClaims(expires_at=1010.0, jti="a")
     verified.add("token", claims)
     now[0] = 1015.0
     assert verified.get("token") is claims, "still valid within the leeway, as PyJWT would say"
@@ -145,7 +145,7 @@ def test_a_remembered_token_is_forgotten_when_it_expires() -> None:
 def test_remembered_tokens_are_bounded_oldest_first() -> None:
     verified = VerifiedTokens(leeway=0, size=3, clock=lambda: 0.0)
     for name in "abcd":
-        verified.add(name, ViewerClaims(expires_at=60.0))
+        verified.add(name, ViewerClaims(expires_at=60.0, jti="a"))
     assert [verified.get(name) is not None for name in "abcd"] == [False, True, True, True]
 
 

@@ -9,16 +9,8 @@ import pytest
 
 from tests.conftest import ServerFactory
 from tests.harness.redis_server import RedisServer
-from tests.harness.server import JsonClient, LiveServer, UserClient, assert_problem, sign_up
+from tests.harness.server import LiveServer, UserClient, assert_problem, sign_up, viewer_token
 from tests.harness.ws_client import LiveClient
-
-
-async def viewer_token(server: JsonClient) -> str:
-    response = await server.request("POST", "/api/auth/viewer")
-    assert response.status == 200, response.body
-    body = response.json()
-    assert body["role"] == "viewer" and body["token_type"] == "Bearer"
-    return str(body["access_token"])
 
 
 async def watching(server: LiveServer) -> LiveClient:

@@ -8,6 +8,9 @@ from collections.abc import Mapping
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256"
 FAST_ARGON2 = {"auth.argon2_time_cost": 1, "auth.argon2_memory_kib": 8192, "auth.argon2_parallelism": 1}
 """Still argon2id, but cheap enough for suites that register hundreds of users."""
+ONE_CLIENT_MANY_SOCKETS = {"ws.max_sockets_per_address": 1_000_000, "ws.max_sockets_per_token": 1_000_000}
+"""For benchmarks and soaks, which open thousands of sockets from one address, often with one
+token: what the per-address and per-token caps exist to refuse from anyone else."""
 
 
 def config_env(config: Mapping[str, object]) -> dict[str, str]:

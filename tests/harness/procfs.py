@@ -128,6 +128,15 @@ def _tcp_row(server_port: int, client_port: int) -> list[str] | None:
     return found
 
 
+def accept_queue(port: int) -> int:
+    """Connections waiting for accept() on the listening socket 127.0.0.1:port (or 0.0.0.0:port)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] in (f"0100007F:{port:04X}", f"00000000:{port:04X}") and fields[3] == "0A":  # LISTEN
+            return int(fields[4].split(":")[1], 16)
+    raise LookupError(f"nothing listens on port {port}")
+
+
 def socket_owner(pids: Iterable[int], server_port: int, client_port: int) -> int | None:
     """Which of `pids` holds the server side of the TCP connection 127.0.0.1:client_port -> server_port."""
     row = _tcp_row(server_port, client_port)

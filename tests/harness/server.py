@@ -105,7 +105,7 @@ class LiveServer(JsonClient):
             sock, self.port = bind_unused_port()
             sockets = [sock]
         self._app = make_app(self.services)
-        self._server = http_server(self._app, self.config)
+        self._server = http_server(self._app, self.services)
         self._server.add_sockets(sockets)
         return self
 
@@ -157,6 +157,15 @@ async def sign_up(server: JsonClient, username: str, password: str = "correct ho
     )
     assert response.status == 201, response.body
     return await log_in(server, username, password)
+
+
+async def viewer_token(server: JsonClient) -> str:
+    """A token to watch with, and nobody's (POST /api/auth/viewer)."""
+    response = await server.request("POST", "/api/auth/viewer")
+    assert response.status == 200, response.body
+    body = response.json()
+    assert body["role"] == "viewer" and body["token_type"] == "Bearer"
+    return str(body["access_token"])
 
 
 async def sign_up_admin(server: LiveServer, username: str = "root", password: str = "admin password") -> UserClient:

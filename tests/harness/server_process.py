@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -16,9 +18,13 @@ from tests.harness.server import ROOT, JsonClient
 class ServerProcess(JsonClient):
     """`python server.py` as a real subprocess, on a port it picks itself."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, open_files: tuple[int, int] | None = None
+    ) -> None:
+        """`open_files`: the process's (soft, hard) limit on open files, as `ulimit -n` would set it."""
         self.args = args
         self.env = env
+        self.open_files = open_files
         self.port = 0
         self.lines: list[str] = []
         self._new_line = asyncio.Condition()
@@ -30,6 +36,7 @@ class ServerProcess(JsonClient):
             sys.executable, str(ROOT / "server.py"), "--port", "0", *self.args,
             cwd=ROOT, env=self.env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=None if self.open_files is None else functools.partial(limit_open_files, self.open_files),
         )
         self._reader = asyncio.create_task(self._read_log())
         line = await self.wait_for_line("listening on http://", timeout)
@@ -76,6 +83,11 @@ class ServerProcess(JsonClient):
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             await self.wait_exit()
+
+
+def limit_open_files(limits: tuple[int, int]) -> None:
+    """In the child, before it runs server.py."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
 
 async def start_process(data_dir: Path, redis_url: str, *args: str, **config: object) -> ServerProcess:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import signal
+import socket
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from tests.harness.raw_socket import RawSocket
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import LiveServer, UserClient, log_in, sign_up, wait_for
 from tests.harness.server_process import ServerProcess
-from tests.harness.ws_client import LiveClient, refused_status
+from tests.harness.ws_client import LiveClient, refused_status, welcomed
 
 
 @pytest.fixture
@@ -366,3 +367,20 @@ async def test_a_closed_socket_is_freed_at_once(server: LiveServer) -> None:
         return handler() is None
 
     await wait_for(freed, timeout=5, what="the closed socket's handler to be freed")
+
+
+async def test_broadcasts_go_straight_to_a_plain_socket(server: LiveServer) -> None:
+    """The hub's fast path (services/live/peer.py): a socket that keeps up is written with one
+    send() on the raw socket. Lost once when accepted connections got a stream class of their
+    own, which the transport did not take for a plain TCP stream: every frame then went
+    through the stream's queue."""
+    assert server.services is not None
+    alice = await sign_up(server, "alice")
+    client = await welcomed(server, alice.access_token)
+    try:
+        [peers] = server.services.hub._peers_by_sid.values()
+        [peer] = peers
+        assert isinstance(peer.transport.sink(), socket.socket)
+        assert isinstance(peer.direct, socket.socket)
+    finally:
+        await client.close()

@@ -69,7 +69,7 @@ class PeerOrderingMachine(RuleBasedStateMachine):
         return StreamTransport(IOStream(writer))
 
     async def _peer(self, rule: Backpressure) -> Peer:
-        return Peer(self.transport, "sid", rule)
+        return Peer(self.transport, "sid", rule, person=1)
 
     def _frame(self, size: int) -> bytes:
         """Distinct bytes per frame: a frame cut into by another shows in the stream."""

@@ -1,4 +1,4 @@
-"""The HTTPServer: tornado's, but a request head too large is answered before the close.
+"""A request head too large is answered before the close.
 
 tornado closes the connection as soon as a request line or header block outgrows
 max_header_size, so the client sees a reset it cannot tell from a crash. Here it
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, UnsatisfiableReadError
 
 from handlers.base import problem_json
@@ -23,11 +22,16 @@ URI_TOO_LONG = (414, "URI Too Long", "The request line is longer than the server
 HEADERS_TOO_LARGE = (431, "Request Header Fields Too Large", "The request headers are larger than the server reads.")
 
 
-def refusal(status: int, reason: str, detail: str) -> bytes:
+def refusal(status: int, reason: str, detail: str, *headers: str) -> bytes:
+    """A whole problem+json answer, written straight to a connection that is then closed."""
     body = problem_json(status, detail)
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {PROBLEM_JSON}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-    return head.encode() + body
+    head = "".join(
+        f"{line}\r\n" for line in (
+            f"HTTP/1.1 {status} {reason}", f"Content-Type: {PROBLEM_JSON}", *headers,
+            f"Content-Length: {len(body)}", "Connection: close",
+        )
+    )
+    return head.encode() + b"\r\n" + body
 
 
 class HeadLimitStream(IOStream):
@@ -55,12 +59,3 @@ class HeadLimitStream(IOStream):
                 drained += len(chunk)
         except OSError:  # nothing more has arrived (BlockingIOError), or the peer is gone
             pass
-
-
-class LivevoteHTTPServer(HTTPServer):
-    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        """tornado builds each connection's stream before handing it over; a plain one (not TLS)
-        becomes a HeadLimitStream here, before anything is read from it."""
-        if type(stream) is IOStream:
-            stream.__class__ = HeadLimitStream
-        super().handle_stream(stream, address)
