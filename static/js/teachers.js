@@ -140,9 +140,32 @@ function clearOfflineNotice() {
   if (document.getElementById("notice")?.textContent === OFFLINE_NOTICE) notify("");
 }
 
+/**
+ * A vote clicked while only watching: log in, and come back here with the vote in the address
+ * (?teacher=N&vote=good), where castIntendedVote casts it.
+ */
+function logInToVote(no, value) {
+  const back = new URLSearchParams(window.location.search);
+  back.set("teacher", no);
+  back.set("vote", value);
+  goLogin(undefined, `${window.location.pathname}?${back}`);
+}
+
+/** The vote that sent the user to log in, cast once: it leaves the address, so a reload does not withdraw it. */
+async function castIntendedVote() {
+  const params = new URLSearchParams(window.location.search);
+  if (!params.has("vote")) return;
+  const no = Number(params.get("teacher"));
+  const value = params.get("vote");
+  params.delete("teacher");
+  params.delete("vote");
+  window.history.replaceState(null, "", `${window.location.pathname}?${params}`);
+  if (cards.has(no) && (value === "good" || value === "bad") && mine.get(no) !== value) await vote(no, value);
+}
+
 async function vote(no, value) {
   if (isWatchingOnly()) {
-    goLogin(); // and back to this page once logged in
+    logInToVote(no, value);
     return;
   }
   const next = (mine.get(no) ?? null) === value ? null : value;
@@ -243,7 +266,10 @@ async function main() {
       counts.apply(teacher);
       render(teacher.no);
     }
-    if (who) await loadMyVotes(data.teachers);
+    if (who) {
+      await loadMyVotes(data.teachers);
+      await castIntendedVote();
+    }
   } catch (error) {
     notify(error instanceof HttpError && error.status === 404
       ? "没有这个科目。 No such subject."
