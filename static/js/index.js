@@ -13,10 +13,10 @@ function subjectCard(subject) {
     "a",
     { class: "card subject", href: votingPageUrl(subject.no), dataset: { no: subject.no } },
     subject.is_hot ? el("span", { class: "hot" }, "热门 Hot") : null,
-    el("h2", {}, subject.name),
-    el("p", {}, subject.intro || ""),
+    el("h2", { translate: "no" }, subject.name),
+    el("p", { translate: "no" }, subject.intro || ""),
     line,
-    el("span", { class: "more" }, "查看老师 →"),
+    el("span", { class: "more" }, "查看老师 Teachers →"),
   );
 }
 
@@ -27,7 +27,7 @@ function show(no, change) {
   const state = { good_count: 0, bad_count: 0, watching: 0, ...shown.get(no), ...change };
   shown.set(no, state);
   const line = totals.get(no);
-  if (line) line.textContent = `好评 ${state.good_count} · 差评 ${state.bad_count} · ${state.watching} 人在看`;
+  if (line) line.textContent = `好评 Good ${state.good_count} · 差评 Bad ${state.bad_count} · ${state.watching} 人在看 watching`;
 }
 
 function onMessage(message) {
@@ -45,7 +45,7 @@ async function main() {
   try {
     const subjects = await api("/api/subjects/");
     list.replaceChildren(...subjects.map(subjectCard));
-    if (!subjects.length) list.append(el("div", { class: "card empty" }, "还没有科目。"));
+    if (!subjects.length) list.append(el("div", { class: "card empty" }, "还没有科目。 No subjects yet."));
     for (const [no, state] of shown) show(no, state);
   } catch {
     notify(SUBJECTS_DID_NOT_LOAD);

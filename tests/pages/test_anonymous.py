@@ -94,11 +94,11 @@ async def test_the_home_page_cards_show_live_totals_and_watchers(browser: Browse
     home = log.watch(await context.new_page())
     await home.goto("/")
     card = home.locator('a.subject[data-no="1"] .totals')
-    await expect(card).to_have_text("好评 0 · 差评 0 · 0 人在看")
+    await expect(card).to_have_text("好评 Good 0 · 差评 Bad 0 · 0 人在看 watching")
     watcher = log.watch(await context.new_page())
     await watcher.goto("/teachers.html?sno=1")
     assert (await voter.request("PUT", "/api/teachers/2/vote", json_body={"value": "bad"})).status == 200
-    await expect(card).to_have_text("好评 0 · 差评 1 · 1 人在看", timeout=3000)
+    await expect(card).to_have_text("好评 Good 0 · 差评 Bad 1 · 1 人在看 watching", timeout=3000)
     log.assert_clean()
     await context.close()
 
