@@ -1,8 +1,8 @@
 """The pages' language policy (docs/pages.md: Chinese, each string with its English gloss),
 checked in Chromium on every page in every state a visitor can reach: loaded, logged in or
 not, each error the login form can show, lists that fail to load, a vote that finds no server,
-the admin page as an admin and as a plain user, and the 404 page. Data (names, intros,
-usernames) is left out: the pages mark it translate="no"."""
+the admin page as an admin and as a plain user, the 404 page, and a server that went away.
+Data (names, intros, usernames) is left out: the pages mark it translate="no"."""
 
 from __future__ import annotations
 
@@ -110,6 +110,10 @@ async def test_the_subjects_the_teachers_and_the_dashboard_pages(browser: Browse
     await survey.visit("dashboard, no server", visitor, "/dashboard.html", shown("#notice"),
                        failing="**/api/subjects/")
     await survey.visit("404", visitor, "/no/such/page", shown("#home"))
+    board = await survey.visit("dashboard, before the server goes", visitor, "/dashboard.html", dashboard_loaded)
+    await server.stop()
+    await expect(conn(board)).to_have_attribute("data-state", "reconnecting")
+    await survey.check("dashboard, server gone", board)
     survey.log.assert_clean()
     assert survey.found == {}
 
