@@ -166,12 +166,13 @@ async def test_every_example_without_arguments_prints_its_usage(example: Path) -
     ("ws://{host}/ws", "not-a-token", "1", "live_counts: the server refused the token"),
     ("ws://{host}/ws", "", "1", "live_counts: the server refused the token"),
     ("ws://{host}/nowhere", "good", "1", "live_counts: the server refused the connection (404)"),
-    ("ws://{host}/ws", "good", "no-such-subject", "live_counts: "),
+    ("ws://{host}/ws", "good", "no-such-subject", "live_counts: Channels are subject:{{no}}"),
+    ("ws://{host}/ws", "good", "999", "live_counts: There is no subject 999."),
     ("ws://127.0.0.1:{free}/ws", "good", "1",
      "live_counts: cannot connect to ws://127.0.0.1:{free}/ws: Connection refused"),
     ("ws://no-such-host.invalid/ws", "good", "1", "live_counts: cannot connect to ws://no-such-host.invalid/ws: "),
-], ids=["http URL", "no scheme", "bad token", "empty token", "wrong path", "bad subject", "server down",
-        "unknown host"])
+], ids=["http URL", "no scheme", "bad token", "empty token", "wrong path", "bad subject", "no such subject",
+        "server down", "unknown host"])
 async def test_the_example_ends_every_failure_with_one_line(
     api: LiveServer, url: str, token: str, subject: str, expected: str
 ) -> None:
