@@ -263,6 +263,10 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+ARGUMENT_NAMES = {"username": "NAME", "password": "password"}
+"""create-user's input in the words of its command line: the API's checks name body fields."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit 2 for a configuration or usage error (an unfit NAME or password too), 1 for a
     backend that cannot be reached or a refused request; either way one line on stderr."""
@@ -283,10 +287,6 @@ def main(argv: list[str] | None = None) -> int:
                               for e in exc.errors), 2)
     except DomainError as exc:
         return fail(exc.detail, 1)
-
-
-ARGUMENT_NAMES = {"username": "NAME", "password": "password"}
-"""create-user's input in the words of its command line: the API's checks name body fields."""
 
 
 def fail(message: str, code: int) -> int:
