@@ -39,6 +39,7 @@ def held_busy(port: int) -> Iterator[None]:
     a free port stops with "already in use" and its test fails. A port some other program
     already holds is busy enough as it is."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: past TIME_WAIT, not a listener
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
