@@ -34,9 +34,9 @@ from tornado.netutil import bind_sockets
 from handlers.app import LivevoteApplication, http_server, make_app
 from services.config import Config, ConfigError, ConfigSources, load_config_and_sources
 from services.container import Services
-from services.errors import DomainError
+from services.errors import DomainError, Invalid
 from services.models import User
-from services.schemas import ROLES
+from services.schemas import ROLES, Registration, parse
 from services.wiring import (
     CLOSE_SECONDS,
     Unreachable,
@@ -67,9 +67,13 @@ def listen(config: Config) -> list[socket.socket]:
     host, port = config.server.host, config.server.port
     try:
         return bind_sockets(port, host, backlog=LISTEN_BACKLOG)
+    except socket.gaierror:  # neither an address nor a name that resolves: errno is a resolver code
+        raise ConfigError(f"cannot listen on {host}:{port}: not an address of this host", "server.host") from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"{host}:{port} is already in use", "server.port") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(f"cannot listen on {host}:{port}: not an address of this host", "server.host") from None
         key = "server.port" if exc.errno == errno.EACCES else "server.host"
         raise ConfigError(f"cannot listen on {host}:{port}: {failure_reason(exc)}", key) from None
 
@@ -280,7 +284,9 @@ async def reconcile_counts(config: Config) -> int:
 
 def run_command(args: argparse.Namespace, config: Config) -> int:
     if args.command == "create-user":
-        user = asyncio.run(create_user(config, args.username, args.admin, read_password(args.password_stdin)))
+        password = read_password(args.password_stdin)
+        parse(Registration, {"username": args.username, "password": password})  # before the store is touched
+        user = asyncio.run(create_user(config, args.username, args.admin, password))
         print(f"created {user.role} {user.username} (id {user.id})")
     elif args.command == "set-role":
         if args.role not in ROLES:
@@ -299,9 +305,13 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+ARGUMENT_NAMES = {"username": "NAME", "password": "password"}
+"""create-user's input in the words of its command line: the API's checks name body fields."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Exit 2 for a configuration or usage error, 1 for a backend that cannot be reached or a
-    refused request; either way one line on stderr."""
+    """Exit 2 for a configuration or usage error (an unfit NAME or password too), 1 for a
+    backend that cannot be reached or a refused request; either way one line on stderr."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     sources = ConfigSources()
@@ -314,9 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), 2)
     except Unreachable as exc:
         return fail(f"{sources.name(exc.key)}: {exc}", 1)
+    except Invalid as exc:
+        return fail("; ".join(f"{ARGUMENT_NAMES.get(e.field, e.field)}: {e.message[:1].lower()}{e.message[1:]}"
+                              for e in exc.errors), 2)
     except DomainError as exc:
-        details = "; ".join(f"{e.field}: {e.message}" for e in getattr(exc, "errors", []))
-        return fail(f"{exc.detail} {details}".rstrip(), 1)
+        return fail(exc.detail, 1)
 
 
 def fail(message: str, code: int) -> int:

@@ -105,7 +105,8 @@ async def home(browser: Browser, server: LiveServer, out: Path) -> None:
     page = await open_page(browser, server, "/", DESKTOP)
     subjects = (await server.get("/api/stats")).json()["subjects"]
     await expect(page.locator("a.subject .totals")).to_have_text([
-        f"好评 {s['good_count']} · 差评 {s['bad_count']} · {WATCHERS.get(s['no'], 0)} 人在看" for s in subjects
+        f"好评 Good {s['good_count']} · 差评 Bad {s['bad_count']} · {WATCHERS.get(s['no'], 0)} 人在看 watching"
+        for s in subjects
     ])
     await shoot(page, out, "home")
 

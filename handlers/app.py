@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from tornado.httputil import HTTPServerRequest
-from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
+from tornado.web import Application, HTTPError, RedirectHandler, RequestHandler, stream_request_body
 
 from handlers.auth import (
     LoginHandler,
@@ -74,6 +74,8 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/()", PageHandler, {}),
         (r"/([a-z-]+\.html)", PageHandler, {}),
         (r"/static/(.*)", StaticAssetHandler, {"path": str(STATIC_DIR)}),
+        # browsers and feed readers ask for it unprompted: the pages' own icon rather than a 404
+        (r"/favicon\.ico", RedirectHandler, {"url": "/static/images/favicon.svg", "permanent": True}),
     ]
 
 

@@ -243,9 +243,20 @@ def load_config_and_sources(
         sources[dotted] = (flags or {}).get(dotted, "an override")
     found = ConfigSources(sources)
     try:
-        return Config.model_validate(tree), found
+        config = Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, found)) from None
+    return config, ConfigSources({
+        key: source for key, source in sources.items() if source != str(path) or not _is_default(config, key)
+    })
+
+
+def _is_default(config: Config, dotted: str) -> bool:
+    """Whether `dotted` holds its default: the shipped config.yaml lists every default, and a
+    message must not blame that file for a value nobody chose ("server.port (default)")."""
+    section_name, _, key = dotted.partition(".")
+    section = getattr(config, section_name)
+    return bool(getattr(section, key) == getattr(type(section)(), key))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from services.config import ServerConfig
+from tests.harness.ports import held_busy
 from tests.harness.redis_cluster import ClusterServers
 from tests.harness.redis_server import RedisServer, RedisTarget
 from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin
@@ -19,6 +21,15 @@ settings.register_profile("long", max_examples=1000, deadline=None, suppress_hea
 settings.load_profile("ci")
 """Property-based suites talk to a real server, so no per-example deadline; CI runs a fixed
 budget, `--hypothesis-profile=long` a deeper hunt. Suites that need another budget scale it."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_port_busy() -> Iterator[None]:
+    """The default port (where the README's own server listens) is held busy for the whole run:
+    a test that forgets to pick a free port fails here, every time, not only on the machine of
+    someone who happens to run that server."""
+    with held_busy(ServerConfig().port):
+        yield
 
 
 @pytest.fixture

@@ -55,10 +55,10 @@ function subjectRow(subject) {
     el(
       "td",
       { class: "name-cell" },
-      el("span", { class: "row-name" }, subject.name),
+      el("span", { class: "row-name", translate: "no" }, subject.name),
       subject.is_hot ? el("span", { class: "hot" }, "热门 Hot") : null,
     ),
-    el("td", { class: "intro-col" }, el("div", { class: "intro-cell" }, subject.intro || "")),
+    el("td", { class: "intro-col" }, el("div", { class: "intro-cell", translate: "no" }, subject.intro || "")),
     el(
       "td",
       {},
@@ -80,7 +80,7 @@ function renderSubjects() {
   // The teacher form's subject choices follow the list; a choice that is gone is dropped.
   const select = $("teacher-subject");
   const keep = select.value;
-  select.replaceChildren(...subjects.map((subject) => el("option", { value: subject.no }, `${subject.no} · ${subject.name}`)));
+  select.replaceChildren(...subjects.map((subject) => el("option", { value: subject.no, translate: "no" }, `${subject.no} · ${subject.name}`)));
   if (subjects.some((subject) => String(subject.no) === keep)) select.value = keep;
   else if (chosen !== null) select.value = String(chosen);
 }
@@ -168,8 +168,8 @@ function teacherRow(teacher) {
     "tr",
     { dataset: { no: teacher.no } },
     el("td", { class: "num" }, String(teacher.no)),
-    el("td", { class: "name-cell" }, el("span", { class: "row-name" }, teacher.name)),
-    el("td", { class: "sex" }, teacher.sex ? "男 M" : "女 F"),
+    el("td", { class: "name-cell" }, el("span", { class: "row-name", translate: "no" }, teacher.name)),
+    el("td", { class: "sex" }, teacher.sex ? "男 Male" : "女 Female"),
     el("td", { class: "birth" }, teacher.birth),
     el(
       "td",

@@ -122,12 +122,12 @@ export function safeNext(raw) {
   }
 }
 
-/** Go to the login page, asking it to bring the user back here. */
-export function goLogin(reason) {
+/** Go to the login page, asking it to bring the user back here (or to `next`, a same-site path). */
+export function goLogin(reason, next = window.location.pathname + window.location.search) {
   if (leaving) return;
   leaving = true;
   setAccessToken(null);
-  const params = new URLSearchParams({ next: window.location.pathname + window.location.search });
+  const params = new URLSearchParams({ next });
   if (reason) params.set("reason", reason);
   window.location.replace(`${LOGIN_PAGE}?${params}`);
 }

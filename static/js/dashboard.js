@@ -3,7 +3,7 @@
 //
 // "Votes per second" counts changes of the per-subject counts: a cast or a
 // withdrawal is 1, a switch good <-> bad is 2 (one count down, one up).
-import { LiveClient, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
+import { LiveClient, SUBJECTS_DID_NOT_LOAD, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
 import { ratioBar, votingPageUrl } from "./widgets.js";
 
 const WINDOW_SECONDS = 180;
@@ -38,7 +38,7 @@ function row(subject) {
   const bad = el("td", { class: "num bad" });
   const viewers = el("td", { class: "num watching" });
   const ratio = ratioBar("bar");
-  const name = el("a", { class: "subject-name", href: votingPageUrl(subject.no) });
+  const name = el("a", { class: "subject-name", href: votingPageUrl(subject.no), translate: "no" });
   const tr = el(
     "tr",
     { dataset: { no: subject.no } },
@@ -226,8 +226,8 @@ async function main() {
         if (!subjects.has(subject.no)) applySubjects([{ no: subject.no, name: subject.name, good_count: 0, bad_count: 0 }], false);
       }
     }
-  } catch (error) {
-    notify(`无法加载科目：${error.message}`);
+  } catch {
+    notify(SUBJECTS_DID_NOT_LOAD);
   }
 }
 

@@ -56,7 +56,7 @@ export function showAccount(who) {
         "管理", el("span", { class: "en" }, " Admin")));
     }
     corner.append(
-      el("span", { class: "who", title: who.role === "admin" ? "管理员 admin" : "" }, who.username),
+      el("span", { class: "who", translate: "no", title: who.role === "admin" ? "管理员 Admin" : "" }, who.username),
       el("button", { type: "button", class: "btn btn-quiet", id: "logout", onclick: () => logout() }, "退出", el("span", { class: "en" }, " Log out")),
       el("button", { type: "button", class: "btn btn-quiet", id: "logout-all", onclick: logOutEverywhere }, "退出所有设备", el("span", { class: "en" }, " Log out everywhere")),
     );

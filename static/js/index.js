@@ -12,10 +12,10 @@ function subjectCard(subject) {
     "a",
     { class: "card subject", href: votingPageUrl(subject.no), dataset: { no: subject.no } },
     subject.is_hot ? el("span", { class: "hot" }, "热门 Hot") : null,
-    el("h2", {}, subject.name),
-    el("p", {}, subject.intro || ""),
+    el("h2", { translate: "no" }, subject.name),
+    el("p", { translate: "no" }, subject.intro || ""),
     line,
-    el("span", { class: "more" }, "查看老师 →"),
+    el("span", { class: "more" }, "查看老师 Teachers →"),
   );
   return { card, line, record: { no: subject.no, name: subject.name, intro: subject.intro, is_hot: subject.is_hot } };
 }
@@ -47,7 +47,7 @@ function showIfEmpty() {
   const list = document.getElementById("subjects");
   if (cards.size || list.querySelector(".empty")) return;
   list.querySelector(".loading")?.remove();
-  list.append(el("div", { class: "card empty" }, "还没有科目。"));
+  list.append(el("div", { class: "card empty" }, "还没有科目。 No subjects yet."));
 }
 
 /** The latest totals and watchers per subject, whichever of the two arrives first. */
@@ -57,7 +57,7 @@ function show(no, change) {
   const state = { good_count: 0, bad_count: 0, watching: 0, ...shown.get(no), ...change };
   shown.set(no, state);
   const line = cards.get(no)?.line;
-  if (line) line.textContent = `好评 ${state.good_count} · 差评 ${state.bad_count} · ${state.watching} 人在看`;
+  if (line) line.textContent = `好评 Good ${state.good_count} · 差评 Bad ${state.bad_count} · ${state.watching} 人在看 watching`;
 }
 
 function onMessage(message) {

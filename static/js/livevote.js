@@ -23,4 +23,4 @@ export { showAccount, showState } from "./header.js";
 export { HttpError, isAuthError } from "./http.js";
 export { LiveClient } from "./live-client.js";
 export { stats } from "./stats.js";
-export { fieldText, SUBJECTS_DID_NOT_LOAD, TEACHERS_DID_NOT_LOAD } from "./texts.js";
+export { fieldText, SERVER_UNREACHABLE, SUBJECTS_DID_NOT_LOAD, TEACHERS_DID_NOT_LOAD } from "./texts.js";

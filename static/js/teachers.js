@@ -21,7 +21,7 @@ const mine = new Map();
 /** teacher no -> the card's live parts. */
 const cards = new Map();
 
-const LABELS = { good: "好评", bad: "差评" };
+const LABELS = { good: "好评 Good", bad: "差评 Bad" };
 
 function photoUrl(photo) {
   return photo ? `/static/images/${encodeURIComponent(photo)}` : "/static/images/placeholder.svg";
@@ -38,7 +38,7 @@ function voteButton(no, value) {
       dataset: { value },
       onclick: () => vote(no, value),
     },
-    el("span", { class: "label" }, value === "good" ? "好评" : "差评"),
+    el("span", { class: "label" }, LABELS[value]),
     count,
   );
   return { button, count };
@@ -63,16 +63,16 @@ function teacherCard(teacher) {
       el(
         "div",
         {},
-        el("h2", { class: "name" }, teacher.name),
+        el("h2", { class: "name", translate: "no" }, teacher.name),
         el(
           "div",
           { class: "facts" },
-          el("span", { class: teacher.sex ? "sex sex-m" : "sex sex-f" }, teacher.sex ? "♂ 男" : "♀ 女"),
-          el("span", { class: "birth" }, `生日 ${teacher.birth}`),
+          el("span", { class: teacher.sex ? "sex sex-m" : "sex sex-f" }, teacher.sex ? "♂ 男 Male" : "♀ 女 Female"),
+          el("span", { class: "birth" }, `生日 Born ${teacher.birth}`),
         ),
       ),
     ),
-    el("p", { class: "intro" }, teacher.intro || ""),
+    el("p", { class: "intro", translate: "no" }, teacher.intro || ""),
     ratio.node,
     el("div", { class: "votes" }, good.button, bad.button),
     mineLine,
@@ -103,7 +103,7 @@ function render(no) {
   parts.bad.button.setAttribute("aria-pressed", String(value === "bad"));
   parts.mineLine.textContent = isWatchingOnly()
     ? "登录后即可投票。 Log in to vote."
-    : value ? `你的评价：${LABELS[value]}（再点一次撤回）` : "你还没有评价这位老师。";
+    : value ? `你的评价 Your vote：${LABELS[value]}（再点一次撤回 click again to withdraw）` : "你还没有评价这位老师。 Not rated by you yet.";
 }
 
 function applyCounts(update) {
@@ -140,9 +140,32 @@ function clearOfflineNotice() {
   if (document.getElementById("notice")?.textContent === OFFLINE_NOTICE) notify("");
 }
 
+/**
+ * A vote clicked while only watching: log in, and come back here with the vote in the address
+ * (?teacher=N&vote=good), where castIntendedVote casts it.
+ */
+function logInToVote(no, value) {
+  const back = new URLSearchParams(window.location.search);
+  back.set("teacher", no);
+  back.set("vote", value);
+  goLogin(undefined, `${window.location.pathname}?${back}`);
+}
+
+/** The vote that sent the user to log in, cast once: it leaves the address, so a reload does not withdraw it. */
+async function castIntendedVote() {
+  const params = new URLSearchParams(window.location.search);
+  if (!params.has("vote")) return;
+  const no = Number(params.get("teacher"));
+  const value = params.get("vote");
+  params.delete("teacher");
+  params.delete("vote");
+  window.history.replaceState(null, "", `${window.location.pathname}?${params}`);
+  if (cards.has(no) && (value === "good" || value === "bad") && mine.get(no) !== value) await vote(no, value);
+}
+
 async function vote(no, value) {
   if (isWatchingOnly()) {
-    goLogin(); // and back to this page once logged in
+    logInToVote(no, value);
     return;
   }
   const next = (mine.get(no) ?? null) === value ? null : value;
@@ -168,8 +191,10 @@ function showWatching(count) {
 }
 
 function showSubjectName(name) {
-  document.getElementById("subject-name").textContent = name;
-  document.title = `livevote · ${name}`;
+  const heading = document.getElementById("subject-name");
+  heading.textContent = name;
+  heading.translate = false; // a name, not the page's words
+  document.title = `livevote · ${name} · 老师 Teachers`;
 }
 
 /** Show a teacher's record: a new card, or the card redrawn when the record is newer. */
@@ -194,7 +219,7 @@ function dropTeacher(no) {
   showIfEmpty();
 }
 
-const NO_TEACHERS = "这个科目还没有老师。";
+const NO_TEACHERS = "这个科目还没有老师。 No teachers in this subject yet.";
 
 function showIfEmpty() {
   const list = document.getElementById("teachers");
@@ -257,7 +282,7 @@ async function main() {
   const sno = new URLSearchParams(window.location.search).get("sno") || "";
   if (!/^\d{1,18}$/.test(sno)) {
     list.removeAttribute("aria-busy");
-    notify("没有这个科目。请从科目列表选择。");
+    notify("没有这个科目，请从科目列表选择。 No such subject; pick one from the list.");
     return;
   }
   const who = await loginOrWatch();
@@ -279,7 +304,10 @@ async function main() {
       for (const teacher of data.teachers) showTeacher(teacher);
       showIfEmpty();
     }
-    if (who) await loadMyVotes(data.teachers);
+    if (who) {
+      await loadMyVotes(data.teachers);
+      await castIntendedVote();
+    }
   } catch (error) {
     notify(error instanceof HttpError && error.status === 404
       ? "没有这个科目。 No such subject."

@@ -1,4 +1,5 @@
 // What the pages say, in their languages, where the server speaks in codes or for developers.
+// The pages' policy (docs/pages.md): Chinese, each string with its English gloss.
 
 /**
  * What a field error's `code` means. The server's `message` is English for developers; a page
@@ -35,3 +36,6 @@ export function fieldText(code) {
 /** A list that did not load (the subjects page and admin, the teachers page and admin). */
 export const SUBJECTS_DID_NOT_LOAD = "无法加载科目，请稍后再试。 Could not load the subjects; try again shortly.";
 export const TEACHERS_DID_NOT_LOAD = "无法加载老师，请稍后再试。 Could not load the teachers; try again shortly.";
+
+/** A request that found no server (fetch failed): never the browser's own "Failed to fetch". */
+export const SERVER_UNREACHABLE = "连不上服务器，请稍后再试。 Cannot reach the server; try again shortly.";

@@ -200,15 +200,17 @@ async def test_start_up_without_mongodb_prints_one_line_and_exits(tmp_path: Path
 
 
 async def test_bad_mongodb_settings_are_config_errors(tmp_path: Path) -> None:
-    finished = await run_server_py("--dev", "--store", "mongodb://127.0.0.1/", "--redis-url", "redis://127.0.0.1/0")
+    finished = await run_server_py(
+        "--dev", "--port", "0", "--store", "mongodb://127.0.0.1/", "--redis-url", "redis://127.0.0.1/0"
+    )
     assert finished.code == 2 and finished.stderr.strip() == (
         "livevote: store.url (from --store): the MongoDB URL names no database (mongodb://HOST/DATABASE)"
     )
-    finished = await run_server_py("--data-dir", str(tmp_path), "--store", "mongodb://127.0.0.1/livevote")
+    finished = await run_server_py("--data-dir", str(tmp_path), "--port", "0", "--store", "mongodb://127.0.0.1/livevote")
     err = finished.stderr
     assert finished.code == 2 and err.startswith("livevote: store.url (from --store): ") and "needs redis.url" in err
     assert len(err.strip().splitlines()) == 1
-    finished = await run_server_py("--data-dir", str(tmp_path), "--store", "postgres://db/livevote")
+    finished = await run_server_py("--data-dir", str(tmp_path), "--port", "0", "--store", "postgres://db/livevote")
     err = finished.stderr
     assert finished.code == 2 and err.startswith("livevote: store.url (from --store): unsupported store"), err
 

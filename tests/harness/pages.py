@@ -116,3 +116,48 @@ async def screenshot(page: Page, folder: Path, name: str) -> Path:
     path = folder / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True, animations="disabled")
     return path
+
+
+UNGLOSSED = r"""
+() => {
+  const CJK = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]/;
+  const NOT_A_GLOSS = new Set(["livevote", "http", "api", "json"]);
+  const BROWSER_WORDS = /Failed to fetch|NetworkError|TypeError|Load failed/;
+  const glossed = (text) => (text.match(/[A-Za-z]{2,}/g) || []).some((word) => !NOT_A_GLOSS.has(word.toLowerCase()));
+  const isData = (node) => Boolean(node.closest('[translate="no"]'));
+  const found = [];
+  const owners = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const owner = walker.currentNode.parentElement;
+    if (!owner || !CJK.test(walker.currentNode.data) || isData(owner)) continue;
+    if (owner.checkVisibility({ visibilityProperty: true })) owners.add(owner);
+  }
+  for (const owner of owners) {
+    const shown = owner.innerText.trim(); // as rendered: a gloss that CSS hides does not count
+    if (!glossed(shown)) found.push(shown);
+  }
+  for (const node of document.querySelectorAll("[aria-label], [title], [placeholder], [alt]")) {
+    if (isData(node)) continue;
+    for (const name of ["aria-label", "title", "placeholder", "alt"]) {
+      const value = node.getAttribute(name);
+      if (value && CJK.test(value) && !glossed(value)) found.push(`${name}="${value}"`);
+    }
+  }
+  if (CJK.test(document.title) && !glossed(document.title)) found.push(`<title>${document.title}`);
+  const browser = document.body.innerText.match(BROWSER_WORDS);
+  if (browser) found.push(`the browser's own words: ${browser[0]}`);
+  return found;
+}
+"""
+"""The pages' language policy (docs/pages.md), checked on what a page shows now: every visible
+text with Chinese in it also carries an English gloss (a word other than livevote, HTTP, API
+or JSON) in the same element, and so do labels, titles, placeholders and the page title. Data
+(names, intros, usernames) sits under translate="no" and is left out; the browser's own error
+words ("Failed to fetch") are never shown."""
+
+
+async def unglossed(page: Page) -> list[str]:
+    """What the page shows now that breaks the language policy (see UNGLOSSED)."""
+    found: list[str] = await page.evaluate(UNGLOSSED)
+    return found

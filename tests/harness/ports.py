@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import socket
+from collections.abc import Iterator
 
 
 def free_port() -> int:
@@ -28,3 +31,20 @@ async def wait_for_port(port: int, timeout: float = 30.0) -> None:
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def held_busy(port: int) -> Iterator[None]:
+    """Keep 127.0.0.1:`port` listening for the block, so that a server started on it instead of
+    a free port stops with "already in use" and its test fails. A port some other program
+    already holds is busy enough as it is."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: past TIME_WAIT, not a listener
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+        else:
+            sock.listen()
+        yield

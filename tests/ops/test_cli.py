@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from services.config import load_config
+from services.config import ServerConfig, load_config
 from tests.conftest import ServerFactory
 from tests.harness.cli import Finished, run_server_py
 from tests.harness.environment import server_env
@@ -103,24 +104,34 @@ async def test_flags_without_a_sub_command_are_serve_flags(tmp_path: Path) -> No
 # -- a port in use ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["flag", "environment", "flag, --workers 2"])
-async def test_a_port_in_use_is_one_line_before_anything_is_created(
+@pytest.mark.parametrize("how", ["flag", "environment", "config file", "default", "flag, --workers 2"])
+async def test_a_port_in_use_is_one_line_naming_where_the_port_came_from(
     occupied_port: int, tmp_path: Path, how: str
 ) -> None:
+    """Nothing created, and the blame on whoever chose the port: the default one is held busy
+    by the suite (tests/conftest.py), and the shipped config.yaml, which lists it, is not blamed."""
     data = tmp_path / "fresh"
     env = server_env()
     args = ["--data-dir", str(data)]
+    port = occupied_port
     if how == "environment":
-        env["LIVEVOTE_SERVER__PORT"] = str(occupied_port)
-        source = "LIVEVOTE_SERVER__PORT"
+        env["LIVEVOTE_SERVER__PORT"] = str(port)
+        source = "from LIVEVOTE_SERVER__PORT"
+    elif how == "config file":
+        config = tmp_path / "livevote.yaml"
+        config.write_text(f"server:\n  port: {port}\n", encoding="utf-8")
+        args += ["--config", str(config)]
+        source = f"from {config}"
+    elif how == "default":
+        port, source = ServerConfig().port, "default"
     else:
-        args += ["--port", str(occupied_port)]
-        source = "--port"
+        args += ["--port", str(port)]
+        source = "from --port"
     if "--workers" in how:  # the parent binds before it prepares the store (Redis is never asked)
         args += ["--workers", "2", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"]
     finished = await run_server_py(*args, env=env)
     assert finished.code == 2
-    assert one_line(finished) == f"livevote: server.port (from {source}): 127.0.0.1:{occupied_port} is already in use"
+    assert one_line(finished) == f"livevote: server.port ({source}): 127.0.0.1:{port} is already in use"
     assert not data.exists()
 
 
@@ -205,6 +216,60 @@ async def test_reconcile_refuses_a_data_dir_without_a_database(tmp_path: Path, s
         f"livevote: server.data_dir (from --data-dir): no database at {data / 'livevote.db'}; nothing to reconcile"
     )
     assert (list(data.iterdir()) == []) if state == "empty" else not data.exists()
+
+
+HTTP_WORDS = re.compile(r"\b(HTTP|request|body|JSON|status|field)\b", re.IGNORECASE)
+TAKEN = "boss"
+
+
+@pytest.fixture(scope="module")
+def store_with_an_account(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir whose store exists and holds the account TAKEN."""
+    data = tmp_path_factory.mktemp("accounts") / "data"
+    created = subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), "create-user", TAKEN, "--password-stdin", "--data-dir", str(data)],
+        input=b"a long admin password\n", capture_output=True, env=server_env(), timeout=60, check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    return data
+
+
+@pytest.mark.parametrize("args, password, store, code, expected", [
+    (["create-user", "Bo"], "a long admin password", "fresh", 2, "livevote: NAME: must be 3 to 32 letters, "),
+    (["create-user", "no spaces"], "a long admin password", "fresh", 2, "livevote: NAME: must be 3 to 32 letters, "),
+    (["create-user", "x" * 33], "a long admin password", "fresh", 2, "livevote: NAME: must be 3 to 32 letters, "),
+    (["create-user", "newbie"], "short", "fresh", 2, "livevote: password: string should have at least 8 characters"),
+    (["create-user", "Bo"], "", "fresh", 2, "livevote: NAME: must be 3 to 32 letters, "),
+    (["create-user", "newbie"], "password", "existing", 2, "livevote: password: is too easy to guess"),
+    (["create-user", "newbie"], "newbie-and-more-words", "existing", 2,
+     "livevote: password: must not contain the username"),
+    (["create-user", TAKEN.upper()], "a long admin password", "existing", 1,
+     f"livevote: The username '{TAKEN.upper()}' is taken."),
+    (["--host", "999.1.1.1", "--port", "0"], None, "fresh", 2,
+     "livevote: server.host (from --host): cannot listen on 999.1.1.1:0: not an address of this host"),
+    (["--host", "192.0.2.1", "--port", "0"], None, "fresh", 2,
+     "livevote: server.host (from --host): cannot listen on 192.0.2.1:0: not an address of this host"),
+    (["--host", "no-such-host.invalid", "--port", "0"], None, "fresh", 2,
+     "livevote: server.host (from --host): cannot listen on no-such-host.invalid:0: not an address of this host"),
+], ids=["short name", "name with a space", "long name", "short password", "empty password", "guessable password",
+        "password holds the name", "taken name", "not an IP", "address of no interface", "unknown host name"])
+async def test_bad_command_line_input_is_one_line_in_command_line_words(
+    tmp_path: Path, store_with_an_account: Path, args: list[str], password: str | None, store: str, code: int,
+    expected: str,
+) -> None:
+    """Whatever is wrong with what an operator typed: one line naming it as the command line
+    does (NAME, password, --host), without traceback or the API's HTTP words, and a fresh data
+    dir left uncreated."""
+    data = tmp_path / "fresh" if store == "fresh" else store_with_an_account
+    if password is not None:
+        args = [*args, "--password-stdin"]
+    stdin = None if password is None else password.encode() + b"\n"
+    finished = await run_server_py(*args, "--data-dir", str(data), stdin=stdin)
+    assert finished.code == code, finished.stderr
+    line = one_line(finished)
+    assert line.startswith(expected), line
+    assert not HTTP_WORDS.search(line), line
+    assert store == "existing" or not data.exists()
 
 
 async def test_reconcile_recounts_an_existing_database(tmp_path: Path) -> None:

@@ -186,7 +186,8 @@ async def test_sigint_stops_cleanly(spawn: Spawn, tmp_path: Path) -> None:
 ])
 async def test_bad_config_exits_2_with_one_clear_message(env: dict[str, str], message: str, tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "server.py"), "--data-dir", str(tmp_path), env={**env, "PATH": "/usr/bin:/bin"},
+        sys.executable, str(ROOT / "server.py"), "--data-dir", str(tmp_path),
+        env={"LIVEVOTE_SERVER__PORT": "0", **env, "PATH": "/usr/bin:/bin"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     _, stderr = await asyncio.wait_for(process.communicate(), 20)

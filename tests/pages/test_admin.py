@@ -114,7 +114,7 @@ async def test_an_admin_creates_and_edits_a_subject_and_a_teacher_and_sees_them_
     await page.locator("#teacher-submit").click()
     await expect(page.locator("#notice")).to_have_text("已保存老师「钱老」。 Teacher saved.")
     await expect(teacher_row(page, tno).locator(".row-name")).to_have_text("钱老")
-    await expect(teacher_row(page, tno).locator(".sex")).to_have_text("女 F")
+    await expect(teacher_row(page, tno).locator(".sex")).to_have_text("女 Female")
     await expect(page.locator("#teacher-form")).to_have_attribute("data-mode", "create")
     stored = (await admin.get(f"/api/teachers/{tno}/")).json()
     assert (stored["name"], stored["sex"], stored["birth"], stored["subject"]) == ("钱老", False, "1911-12-11", sno)

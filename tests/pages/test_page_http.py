@@ -15,6 +15,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 PAGES = ["/", "/teachers.html?sno=1", "/login.html", "/dashboard.html", "/admin.html", "/api/docs"]
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 LINKED = re.compile(r'(?:src|href)="(/static/[^"]+)"')
+ICON = re.compile(r'<link rel="icon" href="(/static/[^"?]+)')
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -53,3 +54,15 @@ async def test_templates_are_not_served_raw(server: LiveServer, path: str) -> No
 async def test_only_pages_are_rendered_by_name(server: LiveServer, path: str) -> None:
     """layout.html and 404.html are templates, not pages: asked for by name, they are not there."""
     assert (await server.get(path, headers=BROWSER)).status == 404
+
+
+@pytest.mark.parametrize("path", ["/favicon.ico"])
+async def test_what_a_browser_asks_for_unprompted_is_the_pages_own_file(server: LiveServer, path: str) -> None:
+    """Browsers, bookmarks and feed readers fetch /favicon.ico without a page naming it: it
+    leads to the icon the pages link, not to a 404."""
+    icon = ICON.search((await server.get("/", headers=BROWSER)).body.decode())
+    assert icon, "the layout links an icon"
+    answer = await server.get(path)
+    assert answer.status == 301 and answer.headers["Location"] == icon.group(1)
+    target = await server.get(answer.headers["Location"])
+    assert target.status == 200 and target.content_type == "image/svg+xml"

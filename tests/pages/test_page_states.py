@@ -54,7 +54,7 @@ async def test_an_unknown_address_shows_the_404_page_and_api_addresses_stay_prob
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "same-origin"
-        await expect(page.locator("main h1")).to_have_text("页面不存在")
+        await expect(page.locator("main h1")).to_have_text("页面不存在 Page not found")
         await expect(page.locator("main")).to_contain_text("Page not found")
         text = await page.locator("main").inner_text()
         assert text.index("页面不存在") < text.index("Page not found"), "Chinese first, English second"
@@ -209,6 +209,41 @@ async def test_the_header_fits_a_390_px_phone_on_every_page(
 
     log.assert_clean()
     await anonymous.close()
+    await context.close()
+
+
+NAME_CELLS = """links => links.map((link) => ({
+  name: link.textContent,
+  lines: new Set([...link.getClientRects()].map((line) => Math.round(line.top))).size,
+  ems: link.parentElement.getBoundingClientRect().width / parseFloat(getComputedStyle(link).fontSize),
+}))"""
+"""Each dashboard name: its text, the lines it takes, and its cell's width in characters (ems)."""
+HEADER_ENGLISH = ["Subjects", "Dashboard", "API docs", "Log out", "Log out everywhere"]
+
+
+async def test_on_a_phone_subject_names_keep_their_width_and_the_header_its_english(
+    browser: Browser, server: LiveServer
+) -> None:
+    """At 390 px the dashboard's counts take only their digits' width, so that no subject's name
+    is squeezed to a few characters a line; and the header keeps its English glosses (wrapping,
+    never past the edge) on every page."""
+    await sign_up(server, LONGEST_NAME)
+    context = await logged_in_context(browser, server, LONGEST_NAME, PASSWORD, viewport=PHONE)
+    log = PageLog()
+    page = await open_live(log.watch(await context.new_page()), "/dashboard.html")
+    await expect(page.locator("#totals tr")).to_have_count(5)
+    cells = await page.locator("#totals .subject-name").evaluate_all(NAME_CELLS)
+    squeezed = [cell for cell in cells if cell["ems"] < 8 or cell["lines"] > 2]
+    assert not squeezed, squeezed
+    for path in ("/", "/teachers.html?sno=1", "/dashboard.html", "/login.html"):
+        await page.goto(path)
+        await expect(page.locator("#account")).not_to_be_empty()
+        header = await page.locator("header").inner_text()  # as rendered: hidden words are not in it
+        assert [word for word in HEADER_ENGLISH[:3] if word not in header] == [], (path, header)
+        if path != "/login.html":
+            assert [word for word in HEADER_ENGLISH[3:] if word not in header] == [], (path, header)
+        await assert_fits(page, path, [".brand", ".nav", "#account"])
+    log.assert_clean()
     await context.close()
 
 

@@ -113,7 +113,10 @@ async def test_login_page_registers_logs_in_and_returns_to_the_page(browser: Bro
     await page.goto("/teachers.html?sno=2")  # anyone may watch; voting asks for an account
     await expect(conn(page)).to_have_attribute("data-state", LIVE)
     await teacher(page, 4).locator(".vote-good").click()
-    await expect(page).to_have_url(re.compile(r"/login\.html\?next=%2Fteachers\.html%3Fsno%3D2$"))
+    # the vote rides along to be cast on the way back
+    await expect(page).to_have_url(re.compile(
+        r"/login\.html\?next=%2Fteachers\.html%3Fsno%3D2%26teacher%3D4%26vote%3Dgood$"
+    ))
     await page.locator("#tab-register").click()
     await page.locator("#username").fill("dave")
     await page.locator("#password").fill(PASSWORD)
@@ -127,7 +130,7 @@ async def test_login_page_registers_logs_in_and_returns_to_the_page(browser: Bro
     await page.locator("#username").fill("dave")
     await page.locator("#password").fill("wrong password")
     await page.locator("#submit").click()
-    await expect(page.locator("#notice")).to_have_text("用户名或密码不正确。")
+    await expect(page.locator("#notice")).to_have_text("用户名或密码不正确。 Wrong username or password.")
 
     await page.goto("/login.html?next=//evil.example/steal")
     await page.locator("#username").fill("dave")
@@ -154,7 +157,7 @@ async def test_register_shows_translated_errors_next_to_their_fields(browser: Br
         await page.locator("#submit").click()
         await expect(page.locator("#password-error")).to_contain_text(expected)
         await expect(page.locator("#password-error")).not_to_contain_text("must")
-        await expect(page.locator("#notice")).to_have_text("请修改标出的内容。")
+        await expect(page.locator("#notice")).to_have_text("请修改标出的内容。 Please correct the marked fields.")
     log.assert_clean()
     await context.close()
 
