@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
 
 from tests.harness.pages import conn, launch_chromium, logged_in_context, teacher  # noqa: E402
-from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin  # noqa: E402
+from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin, viewer_token  # noqa: E402
 from tests.harness.ws_client import LiveClient  # noqa: E402
 
 DESKTOP = {"width": 1280, "height": 800}
@@ -41,7 +41,8 @@ WAVES = [  # one a second while the dashboard is open: its chart draws vote chan
     ["carol 4 good", "dave 9 good", "erin 13 good"],
 ]
 WATCHERS = {1: 3, 2: 1, 3: 2}
-"""Sockets that watch these subjects besides the pages, for the "N 人在看" figures."""
+"""People (one viewer token each) who watch these subjects besides the pages, for the "N 人在看"
+figures."""
 
 
 async def cast(users: dict[str, UserClient], votes: list[str]) -> None:
@@ -134,7 +135,7 @@ async def main(out: Path) -> None:
             await cast(users, BEFORE)
             for sno, count in WATCHERS.items():
                 for _ in range(count):
-                    watchers.append(client := await LiveClient.connect(server.base_url, users[VIEWER].access_token))
+                    watchers.append(client := await LiveClient.connect(server.base_url, await viewer_token(server)))
                     assert (await client.request("subscribe", channel=f"subject:{sno}"))["type"] == "ack"
             async with async_playwright() as playwright:
                 browser = await launch_chromium(playwright)

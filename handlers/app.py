@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from tornado.httputil import HTTPServerRequest
-from tornado.web import Application, HTTPError, RedirectHandler, RequestHandler, stream_request_body
+from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
 from handlers.auth import (
     LoginHandler,
@@ -37,7 +37,15 @@ from handlers.headers import PROBLEM_JSON, declares_body
 from handlers.listener import GuardedHTTPServer, default_max_connections
 from handlers.live import LiveSocket
 from handlers.ops import HealthHandler, MetricsHandler, OpenApiHandler, ReadyHandler, StatsHandler
-from handlers.pages import STATIC_DIR, TEMPLATES_DIR, ApiDocsHandler, NotFoundHandler, PageHandler, StaticAssetHandler
+from handlers.pages import (
+    STATIC_DIR,
+    TEMPLATES_DIR,
+    ApiDocsHandler,
+    IconHandler,
+    NotFoundHandler,
+    PageHandler,
+    StaticAssetHandler,
+)
 from handlers.votes import VoteHandler
 from services.container import Services
 
@@ -74,8 +82,7 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/()", PageHandler, {}),
         (r"/([a-z-]+\.html)", PageHandler, {}),
         (r"/static/(.*)", StaticAssetHandler, {"path": str(STATIC_DIR)}),
-        # browsers and feed readers ask for it unprompted: the pages' own icon rather than a 404
-        (r"/favicon\.ico", RedirectHandler, {"url": "/static/images/favicon.svg", "permanent": True}),
+        (r"/favicon\.ico", IconHandler, {"url": "/static/images/favicon.svg", "permanent": True}),
     ]
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tornado.httputil import HTTPServerRequest
-from tornado.web import HTTPError, RequestHandler, StaticFileHandler
+from tornado.web import HTTPError, RedirectHandler, RequestHandler, StaticFileHandler
 
 from handlers.base import AllowOn405, ApiHandler, HeadAsGet
 from handlers.headers import accepts_html
@@ -118,6 +118,10 @@ class StaticAssetHandler(PageErrors, StaticFileHandler):
     def set_extra_headers(self, path: str) -> None:
         if "v" not in self.request.arguments:
             self.set_header("Cache-Control", REVALIDATE)
+
+
+class IconHandler(HeadAsGet, PageErrors, RedirectHandler):
+    """Browsers and feed readers ask for /favicon.ico unprompted: the pages' own icon, not a 404."""
 
 
 class ApiDocsHandler(PageHandler):

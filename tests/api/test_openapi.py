@@ -21,7 +21,7 @@ from handlers.base import ApiHandler, allowed_methods
 from handlers.openapi import openapi_document
 from tests.harness.server import ROOT, JsonClient, LiveServer, Response, UserClient, log_in
 
-UNDOCUMENTED = {r"/static/(.*)$", r"/()$", r"/([a-z-]+\.html)$"}
+UNDOCUMENTED = {r"/static/(.*)$", r"/()$", r"/([a-z-]+\.html)$", r"/favicon\.ico$"}
 """Pages and their assets, not API."""
 SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
 TAGS = {"catalog", "accounts", "votes", "live", "operations"}

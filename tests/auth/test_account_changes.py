@@ -20,7 +20,6 @@ import jwt
 import pytest
 
 from services.backends.store_sqlite import SqliteStore
-from tests.auth.test_scaled_auth import two_processes
 from tests.conftest import ServerFactory
 from tests.harness.cli import run_server_py
 from tests.harness.redis_server import RedisServer
@@ -31,6 +30,7 @@ from tests.harness.server import (
     assert_problem,
     log_in,
     sign_up_admin,
+    two_processes,
     wait_for,
 )
 from tests.harness.ws_client import LiveClient, welcomed

@@ -170,7 +170,7 @@ async def test_the_register_form_tells_the_password_rule_before_submit(api: Live
             await page.locator("#username").fill("dave")
             await page.locator("#password").fill("short")
             await page.locator("#submit").click()
-            await expect(page.locator("#password-error")).to_have_text("密码至少需要 8 个字符。")
+            await expect(page.locator("#password-error")).to_have_text("密码至少需要 8 个字符。 At least 8 characters.")
             await page.locator("#password").fill("password")
             await page.locator("#submit").click()
             await expect(page.locator("#password-error")).to_contain_text("密码太容易被猜到")

@@ -10,18 +10,9 @@ import orjson
 from services.events import REVOKED
 from tests.conftest import ServerFactory
 from tests.harness.redis_server import RedisServer
-from tests.harness.server import UserClient, assert_problem, sign_up, wait_for
+from tests.harness.server import UserClient, assert_problem, sign_up, two_processes, wait_for
 from tests.harness.tcp_proxy import TcpProxy
 from tests.harness.ws_client import LiveClient
-
-
-async def two_processes(start_server: ServerFactory, redis_server: RedisServer, tmp_path: Path, **overrides: object):  # type: ignore[no-untyped-def]
-    """Two servers as two processes of one host: one SQLite file, one Redis, nothing else shared."""
-    shared = {"redis__url": redis_server.url, **overrides}
-    return (
-        await start_server(tmp_path / "host", **shared),
-        await start_server(tmp_path / "host", **shared),
-    )
 
 
 async def test_a_session_works_on_every_process(

@@ -20,6 +20,7 @@ from services.config import Config, load_config
 from services.container import Services
 from services.wiring import build_services
 from tests.harness.environment import FAST_ARGON2, TEST_SECRET
+from tests.harness.redis_server import RedisServer
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,3 +211,12 @@ async def wait_for(
         if loop.time() > deadline:
             raise TimeoutError(f"{what} not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+async def two_processes(start_server: Callable[..., Awaitable[LiveServer]], redis: RedisServer | None,
+                        tmp_path: Path, **overrides: object) -> tuple[LiveServer, LiveServer]:
+    """Two servers as two processes of one host: one SQLite file, one Redis, nothing else shared.
+    Embedded (no Redis) a host is one process: both are the same server."""
+    shared = {"redis__url": redis.url, **overrides} if redis else dict(overrides)
+    first = await start_server(tmp_path / "host", **shared)
+    return first, (await start_server(tmp_path / "host", **shared) if redis else first)

@@ -9,7 +9,7 @@ from tests.conftest import ServerFactory
 from tests.harness.live_views import subscribe
 from tests.harness.page_model import wait_showing_the_store
 from tests.harness.redis_server import RedisServer
-from tests.harness.server import LiveServer, sign_up, sign_up_admin
+from tests.harness.server import LiveServer, sign_up, sign_up_admin, two_processes
 from tests.harness.ws_client import LiveClient, welcomed
 
 NEW_TEACHER = {"name": "钱学森", "sex": True, "birth": "1911-12-11", "subject": 1}
@@ -72,14 +72,6 @@ async def watching(server: LiveServer, token: str, channel: str) -> LiveClient:
     client = await welcomed(server, token)
     await subscribe(client, channel)
     return client
-
-
-async def two_processes(start_server: ServerFactory, redis: RedisServer | None, tmp_path: Path,
-                        **overrides: object) -> tuple[LiveServer, LiveServer]:
-    """The admin's process and the sockets' process: one and the same when embedded."""
-    shared = {"redis__url": redis.url, **overrides} if redis else dict(overrides)
-    writer = await start_server(tmp_path / "host", **shared)
-    return writer, (await start_server(tmp_path / "host", **shared) if redis else writer)
 
 
 async def test_a_teacher_channel_follows_its_teacher_to_another_subject(

@@ -44,7 +44,10 @@ def traced_after_collecting() -> int:
 
 
 async def test_connect_subscribe_close_cycles_do_not_grow_memory(start_server: ServerFactory) -> None:
-    server = await start_server(ws__rate_limit=1000, ws__rate_burst=1000)
+    caps = SOCKETS * CYCLES  # one token from one address, as no real client would
+    server = await start_server(
+        ws__rate_limit=1000, ws__rate_burst=1000, ws__max_sockets_per_address=caps, ws__max_sockets_per_token=caps,
+    )
     token = (await sign_up(server, "churner")).access_token
     tracemalloc.start()
     try:
