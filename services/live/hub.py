@@ -163,7 +163,9 @@ class Hub:
         change that arrived meanwhile is already on the board and in the
         snapshot. Later sockets are served from the board, which the feed has
         kept current since (a broker gap re-reads every channel), so a
-        reconnect storm costs no reads.
+        reconnect storm costs no reads. The snapshot is built after the last
+        await, since the socket hears the channel's news from its join on: a
+        record removed meanwhile must not come back in an older snapshot.
         """
         kind, number = parse_channel(name)
         if name not in peer.channels and len(peer.channels) >= limit:
@@ -172,9 +174,9 @@ class Hub:
             channel = self._channels.get(name) or await self._open_channel(name, kind, number)
             channel.peers.add(peer)
             peer.channels.add(name)
-            return self._snapshot_frame(channel)
         finally:
             await self._feeds.sync()
+        return self._snapshot_frame(channel)
 
     async def _open_channel(self, name: str, kind: str, number: int | None) -> Channel:
         """The first subscriber reads the store; those arriving meanwhile wait for that one read.
