@@ -113,10 +113,14 @@ async def prepare(name: str) -> tuple[Path, Process, str]:
     return work, redis, f"redis://127.0.0.1:{port}/0"
 
 
-def livevote_process(name: str, work: Path, port: int, redis_url: str | None, **config: Any) -> Process:
-    """`python server.py` with LIVEVOTE_<SECTION>__<KEY> settings from `section__key=value`."""
-    env = {"PYTHONUNBUFFERED": "1", **config_env({"auth.secret": SECRET, **ONE_CLIENT_MANY_SOCKETS, **config})}
-    args = [sys.executable, "server.py", "--port", str(port), "--data-dir", str(work / name)]
+def livevote_process(name: str, work: Path, port: int, redis_url: str | None, checkout: Path = ROOT,
+                     **config: Any) -> Process:
+    """`python server.py` of `checkout` with LIVEVOTE_<SECTION>__<KEY> settings from `section__key=value`.
+    The socket caps are raised where the checkout has them (a baseline from before them has none,
+    and would refuse the unknown keys)."""
+    caps = ONE_CLIENT_MANY_SOCKETS if "max_sockets_per_token" in (checkout / "services/config.py").read_text() else {}
+    env = {"PYTHONUNBUFFERED": "1", **config_env({"auth.secret": SECRET, **caps, **config})}
+    args = [sys.executable, str(checkout / "server.py"), "--port", str(port), "--data-dir", str(work / name)]
     if redis_url:
         args += ["--redis-url", redis_url]
     return Process(name, args, env)

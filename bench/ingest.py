@@ -87,9 +87,8 @@ def livevote_server(name: str, work: Path, checkout: Path, **config: Any) -> Ser
     """Embedded mode from `checkout`, with argon2 as cheap as in bench/votes.py: sign-in is not
     measured. REST votes have no rate limit to raise."""
     port = free_port()
-    process = livevote_process(name, work, port, None, auth__argon2_memory_kib=8192, auth__argon2_time_cost=1,
+    process = livevote_process(name, work, port, None, checkout, auth__argon2_memory_kib=8192, auth__argon2_time_cost=1,
                                **config)
-    process.args[1] = str(checkout / "server.py")  # which reads the config.yaml beside it
     return Server(name, process, port, work / name / "livevote.db", register=True, token_field="access_token")
 
 
