@@ -493,8 +493,9 @@ class Hub:
         for peer in list(channel.peers):
             peer.send(removed)
         if kind == "teacher" and number is not None:
-            self._remove_teacher(number)
-        self._close_channel(channel.name)
+            self._remove_teacher(number)  # which closes its channel
+        else:
+            self._close_channel(channel.name)
 
     async def _resnapshot(self) -> None:
         """After a broker gap: every channel gets a fresh snapshot from the store, records
