@@ -6,6 +6,7 @@
                      [--redis-url URL] [--redis-cluster] [--no-seed]
     python server.py set-role NAME user|admin [--config FILE] [--data-dir D] [--store URL]
     python server.py reconcile [--config FILE] [--data-dir D] [--store URL]
+    python server.py migrate [--config FILE] [--data-dir D] [--store URL] [--no-seed]
 
 The command line, serving one process or N workers, and the sub-commands. The
 application is handlers/app.py's `make_app(services)`; the services come from
@@ -43,6 +44,8 @@ from services.wiring import (
     build_services,
     close_services,
     failure_reason,
+    migrate_store,
+    open_reachable,
     open_store_to_reconcile,
     prepare_store,
 )
@@ -218,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="recount every teacher's good/bad counts from the votes",
         description="Recount every teacher's good/bad counts from the vote records of an existing store.",
     )
+    commands.add_parser(
+        "migrate", parents=[flag_parser(*STORE_KEYS, "server.seed")],
+        help="bring the store's schema up to date, then exit",
+        description="Apply the store's pending schema migrations, as every start does, for deployments that"
+                    " migrate before rolling a new version out (a store this creates is seeded unless --no-seed)."
+                    " Safe while other processes start or serve.",
+    )
     return parser
 
 
@@ -275,7 +285,7 @@ async def set_role(config: Config, username: str, role: str) -> User:
 async def reconcile_counts(config: Config) -> int:
     """Recount every teacher from its votes (say after a crash on a standalone MongoDB); how many were fixed."""
     store = open_store_to_reconcile(config)
-    await store.open()
+    await open_reachable(store, config)
     try:
         return await store.reconcile()
     finally:
@@ -297,6 +307,11 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
         fixed = asyncio.run(reconcile_counts(config))
         print(f"reconcile: corrected {fixed} teacher{'s' * (fixed != 1)} whose counts differed from the votes"
               " (recounted, version bumped)" if fixed else "reconcile: all counts agree with the votes; nothing to fix")
+    elif args.command == "migrate":
+        created = asyncio.run(migrate_store(config))
+        seeded = " and seeded it with demo data" if created and config.server.seed else ""
+        print(f"migrate: created the schema of {config.store_description}{seeded}" if created
+              else f"migrate: the schema of {config.store_description} is up to date")
     else:
         sockets = listen(config)
         if config.server.workers > 1:

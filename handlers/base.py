@@ -318,7 +318,7 @@ class ApiHandler(HeadAsGet):
             status_code = DOMAIN_STATUS.get(type(exc), 500)
             detail = exc.detail
             errors = getattr(exc, "errors", [])
-            if isinstance(exc, RateLimited):
+            if isinstance(exc, (RateLimited, Unavailable)):
                 self.set_header("Retry-After", str(max(int(exc.retry_after), 1)))
         elif isinstance(exc, Problem):
             detail = exc.detail

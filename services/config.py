@@ -91,6 +91,11 @@ class ServerConfig(_Section):
 
 class StoreConfig(_Section):
     url: str | None = None
+    connect_timeout: float = Field(3.0, gt=0, le=300)
+    statement_timeout: float = Field(5.0, gt=0, le=3600)
+    acquire_timeout: float = Field(3.0, gt=0, le=300)
+    pool_size: int = Field(10, ge=1, le=1000)
+    """The four waits and the pool of a PostgreSQL store (seconds; connections per process)."""
 
 
 class RedisConfig(_Section):
@@ -179,7 +184,7 @@ class Config(_Section):
 
     @property
     def store_description(self) -> str:
-        """The store in words, safe to log: "SQLite at /abs/path.db", "MongoDB at HOSTS/DATABASE"."""
+        """The store in words, safe to log: "SQLite at /abs/path.db", "PostgreSQL at HOSTS/DATABASE"."""
         return describe_store(self.store_url)
 
     @property
@@ -196,7 +201,8 @@ def describe_store(url: str) -> str:
     if url.startswith("sqlite:///"):
         return f"SQLite at {Path(url.removeprefix('sqlite:///')).resolve()}"
     parts = urlsplit(url)
-    kind = "MongoDB" if parts.scheme.startswith("mongodb") else parts.scheme
+    kind = {"mongodb": "MongoDB", "mongodb+srv": "MongoDB", "postgresql": "PostgreSQL", "postgres": "PostgreSQL"}.get(
+        parts.scheme, parts.scheme)
     return f"{kind} at {_without_credentials(parts.netloc)}{parts.path}"
 
 

@@ -62,7 +62,11 @@ class Forbidden(DomainError):
 
 
 class Unavailable(DomainError):
-    """A backing service (store, Redis) cannot be reached right now."""
+    """A backing service (store, Redis) cannot be reached right now: try again after `retry_after` s."""
+
+    def __init__(self, detail: str, retry_after: float = 1.0) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class RateLimited(DomainError):

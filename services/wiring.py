@@ -26,6 +26,7 @@ from services.backends.broker_redis_cluster import ClusterBroker
 from services.backends.counters import LocalCounters
 from services.backends.counters_redis import RedisCounters
 from services.backends.mongo_db import is_mongo_url
+from services.backends.postgres_db import Limits, is_postgres_url
 from services.backends.presence import LocalPresence
 from services.backends.presence_redis import RedisPresence
 from services.backends.redis_client import RedisClient, connect_redis
@@ -33,10 +34,12 @@ from services.backends.sessions_redis import RedisSessionStore
 from services.backends.sessions_sqlite import SqliteSessionStore
 from services.backends.store import Store
 from services.backends.store_mongo import MongoStore
+from services.backends.store_postgres import PostgresStore
 from services.backends.store_sqlite import SqliteStore, sqlite_path
 from services.catalog import CatalogService
 from services.config import Config, ConfigError
 from services.container import Backends, Services
+from services.errors import Unavailable
 from services.events import EventBus
 from services.live.heartbeat import Heartbeat
 from services.live.hub import Hub
@@ -68,14 +71,20 @@ def open_store(config: Config, *, serving: bool = True) -> Store:
     url = config.store_url
     if url.startswith("sqlite:///"):
         return SqliteStore(sqlite_path(url))
-    if is_mongo_url(url):
-        if serving and config.redis.url is None:
-            raise ConfigError("a MongoDB store needs redis.url too (sessions and pub/sub live in Redis)", "store.url")
-        try:
-            return MongoStore.from_url(url)
-        except ValueError as exc:
-            raise ConfigError(str(exc), "store.url") from None
-    raise ConfigError(f"unsupported store {url!r} (expected sqlite:///PATH or mongodb://HOST/DATABASE)", "store.url")
+    kind = "PostgreSQL" if is_postgres_url(url) else "MongoDB" if is_mongo_url(url) else None
+    if kind is None:
+        raise ConfigError(f"unsupported store {url!r} (expected sqlite:///PATH, postgresql://HOST/DATABASE"
+                          " or mongodb://HOST/DATABASE)", "store.url")
+    if serving and config.redis.url is None:
+        raise ConfigError(f"a {kind} store needs redis.url too (sessions and pub/sub live in Redis)", "store.url")
+    if kind == "PostgreSQL":
+        store = config.store
+        return PostgresStore(url, Limits(store.connect_timeout, store.statement_timeout, store.acquire_timeout,
+                                         store.pool_size))
+    try:
+        return MongoStore.from_url(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "store.url") from None
 
 
 def open_store_to_reconcile(config: Config) -> Store:
@@ -92,7 +101,7 @@ def open_store_to_reconcile(config: Config) -> Store:
 async def open_backends(config: Config) -> tuple[Backends, bool]:
     """Open the store and, in scaled mode, Redis; True when the store was just created."""
     store = open_store(config)
-    created = await store.open()
+    created = await open_reachable(store, config)
     if config.redis.url is None:
         assert isinstance(store, SqliteStore)
         backends = Backends(
@@ -108,6 +117,27 @@ async def open_backends(config: Config) -> tuple[Backends, bool]:
         )
     await backends.session_store.open()
     return backends, created
+
+
+async def open_reachable(store: Store, config: Config) -> bool:
+    """Open the store, so that one that cannot be reached stops the start with its address."""
+    try:
+        return await store.open()
+    except Unavailable as exc:
+        raise Unreachable(f"{config.store_description} is unreachable: {failure_reason(exc)}", "store.url") from exc
+
+
+async def migrate_store(config: Config) -> bool:
+    """Bring the store's schema up to date, as every start does, without serving; a store this
+    created is seeded as a start would have (server.seed). True when it was created."""
+    store = open_store(config, serving=False)
+    created = await open_reachable(store, config)
+    try:
+        if created and config.server.seed:
+            await seed_demo_data(store)
+    finally:
+        await store.close()
+    return created
 
 
 async def open_redis(config: Config) -> RedisClient:

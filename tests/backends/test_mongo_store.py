@@ -194,9 +194,10 @@ async def test_start_up_without_mongodb_prints_one_line_and_exits(tmp_path: Path
         finished = await run_server_py(*command, "--data-dir", str(tmp_path), "--store", url)
         assert finished.code == 1, finished.stderr
         lines = finished.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("livevote: MongoDB is not reachable: 127.0.0.1:"), (
+        assert len(lines) == 1 and lines[0].startswith("livevote: store.url (from --store): MongoDB at 127.0.0.1:"), (
             finished.stderr
         )
+        assert "is unreachable" in lines[0]
 
 
 async def test_bad_mongodb_settings_are_config_errors(tmp_path: Path) -> None:
@@ -210,7 +211,7 @@ async def test_bad_mongodb_settings_are_config_errors(tmp_path: Path) -> None:
     err = finished.stderr
     assert finished.code == 2 and err.startswith("livevote: store.url (from --store): ") and "needs redis.url" in err
     assert len(err.strip().splitlines()) == 1
-    finished = await run_server_py("--data-dir", str(tmp_path), "--port", "0", "--store", "postgres://db/livevote")
+    finished = await run_server_py("--data-dir", str(tmp_path), "--port", "0", "--store", "mysql://db/livevote")
     err = finished.stderr
     assert finished.code == 2 and err.startswith("livevote: store.url (from --store): unsupported store"), err
 

@@ -12,6 +12,7 @@ import pytest
 
 from services.backends.store import Store
 from services.backends.store_mongo import MongoStore
+from services.backends.store_postgres import PostgresStore
 from services.backends.store_sqlite import SqliteStore
 from services.errors import Conflict, Invalid, NotFound
 from services.models import User
@@ -204,9 +205,13 @@ async def test_concurrent_votes_keep_counts_equal_to_votes(store: Store) -> None
     subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
     teacher = await store.create_teacher(teacher_fields(subject.no))
     users = [await store.create_user(f"user{i}", "h", "user") for i in range(20)]
-    await asyncio.gather(*(
-        store.set_vote(user.id, teacher.no, value) for user in users for value in ("good", "bad", "good")
-    ))
+
+    async def change_mind(user: User) -> None:
+        """One user's votes in turn, as a page sends them; the users at once."""
+        for value in ("good", "bad", "good"):
+            await store.set_vote(user.id, teacher.no, value)
+
+    await asyncio.gather(*(change_mind(user) for user in users))
     counts = (await store.counts(subject.no))[0]
     assert (counts.good_count, counts.bad_count) == await store.tally_votes(teacher.no) == (20, 0)
     assert counts.version == 60
@@ -244,6 +249,9 @@ async def break_counts(store: Store, teacher: int, good: int, bad: int) -> None:
         await store.database.write(
             lambda conn: conn.execute("UPDATE teachers SET good_count = ?, bad_count = ? WHERE no = ?",
                                       (good, bad, teacher)))
+    elif isinstance(store, PostgresStore):
+        await store.database.fetch("UPDATE teachers SET good_count = $1, bad_count = $2 WHERE no = $3",
+                                   good, bad, teacher)
     else:
         assert isinstance(store, MongoStore)
         await store.database["teachers"].update_one({"_id": teacher}, {"$set": {"good_count": good, "bad_count": bad}})
@@ -255,6 +263,9 @@ async def write_vote_only(store: Store, user: int, teacher: int, value: str) -> 
         await store.database.write(
             lambda conn: conn.execute("INSERT INTO votes (user_id, teacher, value) VALUES (?, ?, ?)",
                                       (user, teacher, value)))
+    elif isinstance(store, PostgresStore):
+        await store.database.fetch("INSERT INTO votes (user_id, teacher, value) VALUES ($1, $2, $3)",
+                                   user, teacher, value)
     else:
         assert isinstance(store, MongoStore)
         await store.database["votes"].insert_one({"user": user, "teacher": teacher, "value": value})

@@ -1,6 +1,7 @@
 """The stores the contract suites open, and the databases they opened, dropped after each test.
 
-SQLite, the MongoDB emulation, and a real MongoDB when LIVEVOTE_TEST_MONGODB_URL names one.
+SQLite, a real PostgreSQL server (started for the run), the MongoDB emulation, and a real
+MongoDB when LIVEVOTE_TEST_MONGODB_URL names one.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from pymongo import AsyncMongoClient
 
+from services.backends.postgres_db import Limits
 from services.backends.store import Store
 from services.backends.store_mongo import MongoStore
+from services.backends.store_postgres import PostgresStore
 from services.backends.store_sqlite import SqliteStore
 from tests.harness.mongo_emulation import EmulatedServer
+from tests.harness.postgres_server import SharedPostgres
 
 # A real MongoDB, when there is one: `mongodb://HOST[:PORT]/` (the tests pick their own database names).
 MONGODB_URL = os.environ.get("LIVEVOTE_TEST_MONGODB_URL")
 NO_MONGODB = "LIVEVOTE_TEST_MONGODB_URL is not set: no real MongoDB server to test against"
 # Not MongoDB: mongomock behind PyMongo's async method names (see tests/harness/mongo_emulation.py).
 EMULATED_MONGODB = EmulatedServer()
+POSTGRES = SharedPostgres()
 OPENED_DATABASES: list[str] = []
 
 
@@ -38,6 +43,10 @@ def database_name(path: Path) -> str:
     name = "livevote_test_" + hashlib.sha256(str(path).encode()).hexdigest()[:20]
     OPENED_DATABASES.append(name)
     return name
+
+
+def open_postgres(tmp_path: Path) -> Store:
+    return PostgresStore(POSTGRES.database(database_name(tmp_path)), Limits(pool_size=4))
 
 
 def mongodb_url(database: str) -> str:
@@ -55,19 +64,22 @@ def open_mongodb(tmp_path: Path) -> Store:
     return MongoStore.from_url(mongodb_url(database_name(tmp_path)))
 
 
-STORES: dict[str, Callable[[Path], Store]] = {"sqlite": open_sqlite, "mongodb-emulated": open_emulated_mongodb}
+STORES: dict[str, Callable[[Path], Store]] = {
+    "sqlite": open_sqlite, "postgresql": open_postgres, "mongodb-emulated": open_emulated_mongodb,
+}
 if MONGODB_URL:
     STORES["mongodb"] = open_mongodb
-STORE_PARAMS = ["sqlite", "mongodb-emulated",
+STORE_PARAMS = ["sqlite", "postgresql", "mongodb-emulated",
                 pytest.param("mongodb", marks=pytest.mark.skipif(not MONGODB_URL, reason=NO_MONGODB))]
 
 
 @pytest.fixture(autouse=True)
 async def drop_test_databases() -> AsyncIterator[None]:
-    """Drop the MongoDB databases a test opened (real and emulated) once it is over."""
+    """Drop the databases a test opened (PostgreSQL, MongoDB real and emulated) once it is over."""
     yield
     names = list(dict.fromkeys(OPENED_DATABASES))
     OPENED_DATABASES.clear()
+    await POSTGRES.drop(names)
     emulated = EMULATED_MONGODB.client()
     for name in names:
         await emulated.drop_database(name)
