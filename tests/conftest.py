@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from services.config import ServerConfig
 from tests.harness.ports import held_busy
+from tests.harness.postgres_server import POSTGRES
 from tests.harness.redis_cluster import ClusterServers
 from tests.harness.redis_server import RedisServer, RedisTarget
 from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin
@@ -69,6 +72,15 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
     server = await RedisServer(tmp_path / "redis").start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """The URL of a new, empty database on a real PostgreSQL server started once for the run
+    (tests/harness/postgres_server.py), dropped afterwards. Fault tests start servers of their own."""
+    name = f"livevote_{uuid.uuid4().hex[:16]}"
+    yield await asyncio.to_thread(POSTGRES.database, name)
+    await POSTGRES.drop([name])
 
 
 @pytest.fixture(params=["embedded", "redis"])

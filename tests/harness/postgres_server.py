@@ -193,6 +193,10 @@ class SharedPostgres:
                 await self._server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+POSTGRES = SharedPostgres()
+"""The run's shared server: the store contract suite and the `postgres_url` fixture use it."""
+
+
 def _in_thread(work: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to its end on a loop of its own, whether or not this thread runs one."""
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -23,14 +23,13 @@ from services.backends.store_mongo import MongoStore
 from services.backends.store_postgres import PostgresStore
 from services.backends.store_sqlite import SqliteStore
 from tests.harness.mongo_emulation import EmulatedServer
-from tests.harness.postgres_server import SharedPostgres
+from tests.harness.postgres_server import POSTGRES
 
 # A real MongoDB, when there is one: `mongodb://HOST[:PORT]/` (the tests pick their own database names).
 MONGODB_URL = os.environ.get("LIVEVOTE_TEST_MONGODB_URL")
 NO_MONGODB = "LIVEVOTE_TEST_MONGODB_URL is not set: no real MongoDB server to test against"
 # Not MongoDB: mongomock behind PyMongo's async method names (see tests/harness/mongo_emulation.py).
 EMULATED_MONGODB = EmulatedServer()
-POSTGRES = SharedPostgres()
 OPENED_DATABASES: list[str] = []
 
 
