@@ -32,6 +32,7 @@ SERVE_FLAGS = {"--config", "--host", "--port", "--workers", "--dev", "--no-seed"
 CREATE_USER_FLAGS = {"--config", "--data-dir", "--store", "--redis-url", "--redis-cluster", "--no-seed",
                      "--admin", "--password-stdin"}
 RECONCILE_FLAGS = {"--config", "--data-dir", "--store"}
+MIGRATE_FLAGS = {*RECONCILE_FLAGS, "--no-seed"}
 
 
 def one_line(finished: Finished) -> str:
@@ -55,12 +56,13 @@ def occupied_port() -> Iterator[int]:
 async def test_help_lists_the_sub_commands() -> None:
     finished = await run_server_py("--help")
     assert finished.code == 0, finished.stderr
-    for command in ("serve", "create-user", "reconcile"):
+    for command in ("serve", "create-user", "reconcile", "migrate"):
         assert re.search(rf"^\s+{command}\s", finished.stdout, re.MULTILINE), finished.stdout
 
 
 @pytest.mark.parametrize("command, flags", [
     ("serve", SERVE_FLAGS), ("create-user", CREATE_USER_FLAGS), ("reconcile", RECONCILE_FLAGS),
+    ("migrate", MIGRATE_FLAGS),
 ])
 async def test_each_sub_command_shows_only_its_own_flags(command: str, flags: set[str]) -> None:
     finished = await run_server_py(command, "--help")
@@ -302,6 +304,27 @@ async def test_start_up_log_names_the_data_dir_and_backends_without_credentials(
         assert not [logged for logged in server.lines if "s3cret" in logged]
     finally:
         await server.stop()
+
+
+async def test_migrate_creates_and_seeds_once_then_finds_the_schema_up_to_date(postgres_url: str) -> None:
+    described = f"PostgreSQL at {postgres_url.partition('@')[2]}"
+    first, again = [await run_server_py("migrate", "--store", postgres_url) for _ in range(2)]
+    assert (first.code, first.stdout.strip()) == (0, f"migrate: created the schema of {described}"
+                                                     " and seeded it with demo data"), first.stderr
+    assert (again.code, again.stdout.strip()) == (0, f"migrate: the schema of {described} is up to date")
+
+
+async def test_migrate_against_an_unreachable_postgresql_is_one_line() -> None:
+    url = f"postgresql://livevote:s3cret@127.0.0.1:{free_port()}/livevote"
+    finished = await run_server_py("migrate", "--store", url)
+    assert finished.code == 1
+    assert one_line(finished) == (f"livevote: store.url (from --store): PostgreSQL at {url.partition('@')[2]}"
+                                  " is unreachable: Connection refused")
+    serving = await run_server_py("--port", "0", "--store", url)
+    assert serving.code == 2 and one_line(serving) == (
+        "livevote: store.url (from --store): a PostgreSQL store needs redis.url too"
+        " (sessions and pub/sub live in Redis)"
+    )
 
 
 def test_a_mongodb_store_is_named_without_user_password_or_options() -> None:
