@@ -267,7 +267,7 @@ class Hub:
             try:
                 self._merge_teacher((await self._store.get_teacher(no)).to_json())
             except NotFound:
-                self._remove_teacher(no)
+                self._gone("teacher", no)
 
     async def _records_of(self, kind: str, number: int | None) -> tuple[list[Subject], list[Teacher]]:
         if kind == "teacher":
@@ -487,15 +487,19 @@ class Hub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _gone(self, channel: Channel, kind: str, number: int | None) -> None:
-        """A channel's record was deleted during a gap: its sockets hear it as they would have."""
-        removed = frame("catalog", channel=channel.name, kind=kind, removed=number)
-        for peer in list(channel.peers):
-            peer.send(removed)
-        if kind == "teacher" and number is not None:
+    def _gone(self, kind: str, number: int) -> None:
+        """A record was deleted without its event reaching this process (a gap), or before the
+        event came: the sockets of its channel hear it as they would have, then it closes."""
+        name = f"{kind}:{number}"
+        channel = self._channels.get(name)
+        if channel is not None:
+            removed = frame("catalog", channel=name, kind=kind, removed=number)
+            for peer in list(channel.peers):
+                peer.send(removed)
+        if kind == "teacher":
             self._remove_teacher(number)  # which closes its channel
         else:
-            self._close_channel(channel.name)
+            self._close_channel(name)
 
     async def _resnapshot(self) -> None:
         """After a broker gap: every channel gets a fresh snapshot from the store, records
@@ -507,7 +511,8 @@ class Hub:
             try:
                 await self._read(kind, number)
             except NotFound:
-                self._gone(channel, kind, number)
+                assert number is not None  # only a record's channel can be not found
+                self._gone(kind, number)
                 continue
             except Exception:
                 log.exception("could not refresh channel %s after a broker gap", name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.harness import page_model
+from tests.harness.postgres_server import POSTGRES
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import LiveServer, UserClient, log_in, make_config, sign_up, sign_up_admin
 from tests.harness.ws_client import LiveClient
@@ -74,10 +76,10 @@ class Page:
 class Harness:
     """The server, its loop and the voters, shared by every example of one run."""
 
-    def __init__(self, tmp_path: Path, with_redis: bool) -> None:
+    def __init__(self, tmp_path: Path, mode: str) -> None:
         self.loop = asyncio.new_event_loop()
         self.tmp_path = tmp_path
-        self.with_redis = with_redis
+        self.mode = mode
         self.redis: RedisServer | None = None
         self.server: LiveServer | None = None
         self.voters: list[LiveClient] = []
@@ -90,9 +92,11 @@ class Harness:
 
     async def start(self) -> None:
         overrides: dict[str, Any] = {"ws__coalesce_ms": 20, "ws__rate_limit": 10_000, "ws__rate_burst": 10_000}
-        if self.with_redis:
+        if self.mode != "embedded":
             self.redis = await RedisServer(self.tmp_path / "redis").start()
             overrides["redis__url"] = self.redis.url
+        if self.mode == "postgresql":  # reads and writes run at once on a pool, not in turn on one thread
+            overrides["store__url"] = await asyncio.to_thread(POSTGRES.database, f"hub_{uuid.uuid4().hex[:12]}")
         self.server = await LiveServer(make_config(self.tmp_path / "data", **overrides)).start()
         users = [await sign_up(self.server, f"voter{index}") for index in range(VOTERS + 1)]
         self.tokens = [user.access_token for user in users]
@@ -177,7 +181,7 @@ def pick(numbers: list[int], index: int) -> int:
 
 
 def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
-    ops = st.one_of(OPS, st.tuples(st.just("gap"), st.just(0), st.none())) if harness.with_redis else OPS
+    ops = st.one_of(OPS, st.tuples(st.just("gap"), st.just(0), st.none())) if harness.redis is not None else OPS
 
     class HubMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -295,9 +299,9 @@ async def _wait(check: Callable[[], Coroutine[Any, Any, bool]], timeout: float =
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.parametrize("mode", ["embedded", "redis"])
+@pytest.mark.parametrize("mode", ["embedded", "redis", "postgresql"])
 def test_every_subscriber_converges_whatever_the_interleaving(tmp_path: Path, mode: str) -> None:
-    harness = Harness(tmp_path, with_redis=mode == "redis")
+    harness = Harness(tmp_path, mode)
     harness.run(harness.start())
     try:
         run_state_machine_as_test(
