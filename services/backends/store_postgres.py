@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from services.backends.postgres_db import Limits, PostgresDatabase
+from services.backends.postgres_votes import VoteBatches
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound
 from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
@@ -30,11 +31,13 @@ class PostgresStore(Store):
     def __init__(self, url: str, limits: Limits | None = None) -> None:
         self.database = PostgresDatabase(url, limits or Limits())
         self._db = self.database
+        self._votes = VoteBatches(self.database)
 
     async def open(self) -> bool:
         return await self._db.open()
 
     async def close(self) -> None:
+        await self._votes.close()
         await self._db.close()
 
     async def ping(self) -> None:
@@ -139,7 +142,7 @@ class PostgresStore(Store):
 
     async def set_vote(self, user_id: int, teacher: int, value: VoteValue | None) -> VoteResult:
         try:
-            row = await self._db.fetchrow("SELECT * FROM set_vote($1, $2, $3)", user_id, teacher, value)
+            row = await self._votes.set_vote(user_id, teacher, value)
         except asyncpg.ForeignKeyViolationError:  # the teacher was locked: the user is gone
             raise NotFound(f"There is no user {user_id}.") from None
         if row is None:
