@@ -6,7 +6,8 @@
 wrk (C, pinned to the client's core, one thread) drives each server (pinned to core 0) over
 keep-alive connections: first GET /healthz, the server's HTTP ceiling, then votes from
 bench/wrk/votes.lua, each of which changes a stored vote. After each vote run the server's
-SQLite file is opened read-only and every teacher's counters are compared with its votes.
+store (its SQLite file, read-only, or its PostgreSQL database) is read and every teacher's
+counters are compared with its votes.
 
 Servers, one at a time: livevote in embedded mode, as configured by default and with
 server.access_log off ("livevote-quiet": gunicorn, like the peer, logs no requests by
@@ -16,9 +17,10 @@ same body (bench/peers/tornado_bare.py: what the trivial endpoint's CPU is compa
 and with --baseline-rev, livevote at that revision from a git worktree, so that new and old
 code are compared in the same run.
 
-With --store postgresql the servers are livevote on SQLite as above, livevote on PostgreSQL
-(with Redis, which a PostgreSQL store needs) as one process and as two (--workers 2), with
-each --pool-sizes and with --commit-delay, and the DRF peer on PostgreSQL (psycopg 3). The run
+With --store postgresql the servers are livevote on SQLite as above and with Redis, livevote
+on PostgreSQL (with Redis, which a PostgreSQL store needs) as one process and as two
+(--workers 2), with each --pool-sizes and with --commit-delay (µs), and the DRF peer on
+PostgreSQL (psycopg 3, one gthread worker with GUNICORN_THREADS_POSTGRES threads). The run
 starts a PostgreSQL of its own with fsync on (the tests' servers have it off), so that a commit
 is as durable as SQLite's synchronous=FULL, pinned to the server's core as SQLite is, in the
 server's process; each server gets a fresh database. Its processes' CPU (the postmaster and
