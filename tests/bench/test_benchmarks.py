@@ -42,3 +42,13 @@ async def test_instruction_counts_compare_the_two_servers(tmp_path: Path) -> Non
     counts = {row["server"]: row["instructions/request"] for row in result["rows"]}
     assert set(counts) == {"livevote", "tornado"}
     assert all(50_000 < count < 10_000_000 for count in counts.values()), counts
+
+
+async def test_postgres_votes_one_by_one_and_batched(tmp_path: Path) -> None:
+    """bench/pgbatch.py on its own fsync-on PostgreSQL: every vote changes a count, and the counts
+    equal the votes at the end (it exits non-zero otherwise)."""
+    result = await run_bench(tmp_path, "pgbatch", "--seconds", "1", "--rounds", "1", "--pool-sizes", "10",
+                             "--batches", "4")
+    modes = {row["mode"]: row for row in result["rows"]}
+    assert set(modes) == {"store, pool 10", "4 per statement, pool 4"}, modes
+    assert all(row["votes/s"] > 0 and row["postgres us/vote"] > 0 for row in modes.values()), modes

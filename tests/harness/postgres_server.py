@@ -4,7 +4,9 @@ restarted at will, and a streaming standby of it that can be promoted.
 initdb refuses to run as root, so the cluster belongs to the `postgres` user (`runuser`) and
 lives in a directory of its own under the system temp dir, which that user can reach. fsync is
 off: these servers never outlive the machine, and a crash of the server process (what the fault
-tests do) loses nothing that was committed, as the WAL is in the kernel's page cache.
+tests do) loses nothing that was committed, as the WAL is in the kernel's page cache. A
+benchmark of what a durable commit costs asks for `durable=True`: fsync and full_page_writes
+at PostgreSQL's defaults (on).
 """
 
 from __future__ import annotations
@@ -65,10 +67,11 @@ def owned_temp_dir(prefix: str) -> Path:
 class PostgresServer:
     """One cluster: `await start()`, then `url(database)`; `stop(mode)`, `kill()`, `start()` again."""
 
-    def __init__(self, home: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, home: Path | None = None, port: int | None = None, *, durable: bool = False) -> None:
         self.home = home or owned_temp_dir("livevote-pg-")
         self.data = self.home / "data"
         self.port = port or free_port()
+        self.durable = durable
 
     def url(self, database: str = "postgres", **options: str) -> str:
         query = "&".join(f"{key}={value}" for key, value in options.items())
@@ -80,7 +83,8 @@ class PostgresServer:
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.home}'\n"
-                "fsync = off\nfull_page_writes = off\nmax_connections = 200\nshared_buffers = 32MB\n"
+                + ("" if self.durable else "fsync = off\nfull_page_writes = off\n")
+                + "max_connections = 200\nshared_buffers = 32MB\n"
                 "wal_level = replica\nmax_wal_senders = 4\nwal_keep_size = 64MB\nlogging_collector = off\n"
             )
         with (self.data / "pg_hba.conf").open("a") as hba:

@@ -20,6 +20,9 @@ def main(users: int) -> None:
 
     from bench.peers.drf.models import Teacher
 
+    # The apps with migrations (auth) first: run_syncdb creates the peer's tables before them,
+    # and PostgreSQL, unlike SQLite, checks that a foreign key's table (auth_user) exists.
+    call_command("migrate", verbosity=0)
     call_command("migrate", run_syncdb=True, verbosity=0)
     Teacher.objects.bulk_create(Teacher() for _ in range(TEACHERS))
     for index in range(users):

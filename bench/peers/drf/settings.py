@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 DEBUG = False
 # Generated at start unless given: one gunicorn worker signs and checks its own tokens.
@@ -18,11 +19,22 @@ MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "django.middlewar
 ROOT_URLCONF = "bench.peers.drf.urls"
 WSGI_APPLICATION = "bench.peers.drf.wsgi.application"
 
-# As livevote's SQLite: WAL, a commit durable before the answer (synchronous=FULL), and writes
+# DRF_BENCH_DB is a SQLite file, or a postgresql:// URL (bench/ingest.py --store postgresql).
+# On SQLite, as livevote's: WAL, a commit durable before the answer (synchronous=FULL), and writes
 # that take the lock when they begin (BEGIN IMMEDIATE), so two threads never deadlock upgrading
-# a read lock. CONN_MAX_AGE=None keeps one connection per gunicorn thread instead of one per request.
+# a read lock. On PostgreSQL, psycopg 3 in autocommit (Django's default), each vote one
+# transaction.atomic. CONN_MAX_AGE=None keeps one connection per gunicorn thread instead of one
+# per request.
+_DB = urlsplit(os.environ["DRF_BENCH_DB"])
 DATABASES = {
     "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _DB.path.lstrip("/"),
+        "USER": _DB.username or "",
+        "HOST": _DB.hostname or "",
+        "PORT": _DB.port or "",
+        "CONN_MAX_AGE": None,
+    } if _DB.scheme in ("postgresql", "postgres") else {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ["DRF_BENCH_DB"],
         "CONN_MAX_AGE": None,

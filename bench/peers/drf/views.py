@@ -45,9 +45,10 @@ def set_vote(user: AbstractBaseUser, no: int, value: str | None) -> Teacher:
     that changes nothing writes nothing."""
     old = Vote.objects.filter(user=user, teacher_id=no).values_list("value", flat=True).first()
     if old != value:
+        # int(): PostgreSQL has no integer + boolean (SQLite takes a bool as 0 or 1).
         moved = Teacher.objects.filter(no=no).update(
-            good_count=F("good_count") + (value == "good") - (old == "good"),
-            bad_count=F("bad_count") + (value == "bad") - (old == "bad"),
+            good_count=F("good_count") + int(value == "good") - int(old == "good"),
+            bad_count=F("bad_count") + int(value == "bad") - int(old == "bad"),
             version=F("version") + 1,
         )
         if not moved:
