@@ -1,13 +1,14 @@
-"""What a vote costs PostgreSQL: one per round trip and transaction, as PostgresStore casts it,
-against N votes in one statement and one transaction, what a store that batched would send.
+"""What batching votes buys on PostgreSQL: the store, which sends the votes that arrive together in
+one statement (services/backends/postgres_votes.py), against fixed N votes per statement.
 
-    python bench/pgbatch.py [--seconds 6] [--rounds 2] [--pool-sizes 4,10,20] [--batches 4,16]
+    python bench/pgbatch.py [--seconds 6] [--rounds 2] [--pool-sizes 4,10,20] [--batches 1,4,16]
 
 This process (on the client's core) is the only client of a PostgreSQL started as
 bench/ingest.py starts it (fsync on, on the server's core). One at a time: PostgresStore's
 set_vote from 64 tasks (wrk's 64 connections) through a pool of each --pool-sizes; then, for
 each --batches N, 4 tasks (4 pooled connections) each sending N votes at once to the schema's
-set_vote function through the store's own pool. Every vote changes a stored vote (good, bad,
+set_votes function through the store's own pool (N = 1: one vote per round trip, as the store
+sends a vote that finds nothing else queued). Every vote changes a stored vote (good, bad,
 withdrawn in turn, as bench/wrk/votes.lua), and the counts are checked against the votes at the
 end. The modes take turns in each round; each row is the median of the rounds. The store's
 path costs the client more than livevote's REST path would add around it: this is the
@@ -40,8 +41,7 @@ from tests.harness.procfs import cpu_seconds
 IN_FLIGHT = 64
 BATCH_TASKS = 4
 VALUES: tuple[VoteValue | None, ...] = ("good", "bad", None)
-BATCH_SQL = ("SELECT s.* FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS v (voter, target, wanted),"
-             " LATERAL set_vote(v.voter, v.target, v.wanted) s")
+BATCH_SQL = "SELECT * FROM set_votes($1, $2, $3)"
 """N votes, one round trip, one transaction; the teachers in order, so two batches never deadlock."""
 COLUMNS = ["mode", "votes/s", "postgres us/vote", "client us/vote", "votes/s ratio", "postgres cpu ratio", "rounds"]
 
@@ -104,8 +104,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each measured run")
     parser.add_argument("--rounds", type=int, default=2, help="turns of every mode")
-    parser.add_argument("--pool-sizes", default="4,10,20", help="store.pool_size of the one-per-round-trip runs")
-    parser.add_argument("--batches", default="4,16", help="votes per statement of the batched runs")
+    parser.add_argument("--pool-sizes", default="4,10,20", help="store.pool_size of the store's runs")
+    parser.add_argument("--batches", default="1,4,16", help="votes per statement of the batched runs")
     options = parser.parse_args()
     pool_sizes = [int(size) for size in options.pool_sizes.split(",")]
     batch_sizes = [int(size) for size in options.batches.split(",")]
