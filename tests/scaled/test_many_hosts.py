@@ -177,6 +177,8 @@ async def test_three_hosts_on_one_store_share_votes_and_catalog_and_lose_nothing
         await wait_for(all_ready, timeout=20, what="every host ready after the faults")
         await stream.stop()
         print(f"votes by phase: { {phase: dict(outcomes) for phase, outcomes in stream.outcomes.items()} }")
+        # A fault is an outage (503, or nginx's 502), never an error: a 500 said nothing of the vote.
+        assert not [phase for phase, outcomes in stream.outcomes.items() if outcomes["REST 500"]], stream.outcomes
 
         # No acknowledged vote lost: each voter's last acknowledged value per teacher is its row in
         # the votes table (no row: withdrawn), and the teachers' counts add those rows up.
