@@ -57,7 +57,8 @@ recover (the server's exit code and ERROR lines are reported, not judged):
   the voting time, sampled every second; a worker started after a kill is a row of its own.
 - pub/sub per vote, over the voting time, divided by the count changes (the sum of the teachers'
   version increments): livevote_vote_feed_messages_total summed over workers (each scraped on a
-  keep-alive connection of its own, found through /proc; read just before a worker is killed, a
-  new worker counted from 0), and cmdstat_spublish calls summed over the cluster's nodes
-  (INFO commandstats; read just before a master is killed, a restarted node counted from 0).
+  keep-alive connection of its own, found through /proc and opened again after the worker's idle
+  timeout closed it; read just before a worker is killed, a new worker counted from 0), and
+  cmdstat_spublish calls summed over the cluster's nodes (INFO commandstats; read just before a
+  master is killed, a restarted node counted from 0).
 """
