@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tornado.httpclient import HTTPClientError
 
 from services.events import subject_votes
 from tests.harness.cli import run_server_py
 from tests.harness.environment import server_env
 from tests.harness.live_cluster import PREFIX
 from tests.harness.live_views import close_all, subscribe
-from tests.harness.nginx import Nginx, NginxFactory, start_nginx  # noqa: F401  (start_nginx: a fixture)
+from tests.harness.nginx import NginxFactory, start_nginx  # noqa: F401  (start_nginx: a fixture)
 from tests.harness.page_model import wait_showing_the_store
 from tests.harness.postgres_server import PostgresServer
 from tests.harness.redis_cluster import ClusterServers
@@ -78,7 +79,7 @@ class Host:
 
 async def ready(server: JsonClient | None) -> bool:
     """/readyz: the store, the sessions and the broker all reachable from this process."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, HTTPClientError):  # refused, or a timeout
         return server is not None and (await server.get("/readyz", request_timeout=2)).status == 200
     return False
 
@@ -156,7 +157,9 @@ async def test_three_hosts_on_one_store_share_votes_and_catalog_and_lose_nothing
         await killed.process.wait_exit()
         await votes_flow("host killed")
         stream.phase = "host restarted"
-        await killed.start()  # on its port again, where nginx looks for it
+        port = killed.port
+        await killed.start()
+        assert killed.port == port, "on its port again, where nginx looks for it"
         await votes_flow("host restarted")
 
         master = await redis_cluster.master_for_key(PREFIX + subject_votes(1))  # serves a watched feed
