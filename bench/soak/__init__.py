@@ -1,6 +1,7 @@
 """Soak: the scaled deployment under load and recurring faults, checked for lost votes and stale pages.
 
     python -m bench.soak [--duration 600] [--sockets 1000] [--voters 20] [--rate 20] [--fault-every 60]
+                         [--store sqlite|postgresql]
 
 from the repository root. The package by concern: options (the command line), stack (the
 deployment, started and stopped whole), accounts (users and voters), pages (the live sockets),
@@ -11,8 +12,11 @@ and the run's order, the only module that knows them all; none imports it).
 What runs, on free ports in one temp dir, all stopped and removed at the end (Ctrl-C included):
 a 3 master + 3 replica Redis Cluster (tests/harness/redis_cluster.py), one `python server.py --workers 3
 --redis-cluster` (server.xheaders on), and nginx from deploy/nginx.conf in front of it over TLS
-(tests/harness/nginx.py). Not pinned to cores, unlike the throughput benchmarks: this one is
-about correctness under faults, on whatever the machine has.
+(tests/harness/nginx.py). The store is SQLite under the work dir, or with `--store postgresql` a
+throwaway PostgreSQL the soak starts itself (tests/harness/postgres_server.py, one database that
+every worker uses): not a URL of yours, as its fault restarts the server. Not pinned to cores,
+unlike the throughput benchmarks: this one is about correctness under faults, on whatever the
+machine has.
 
 - Pages: --sockets WebSockets through nginx with the page's Origin and a bearer subprotocol
   (docs/protocol.md), each on one channel (subject:1..N round robin with dashboard). Like
@@ -29,7 +33,9 @@ about correctness under faults, on whatever the machine has.
   that a short run sees each kind: kill -9 of a worker (the supervisor forks a new one; done when
   the new one logs that it listens), kill -9 of a Redis master (done when its replica has taken
   over and the node, started again, has rejoined as a replica and the cluster is healthy), SIGHUP
-  to nginx (a reload; done when a new nginx worker exists and /healthz answers through it).
+  to nginx (a reload; done when a new nginx worker exists and /healthz answers through it), and
+  with --store postgresql a PostgreSQL restart (pg_ctl stop -m fast, then start; done when /readyz,
+  which pings the store, answers 200 through nginx again).
 
 What it reports, as tables and then one JSON line (the last line of stdout); the exit status is
 1 when lost, mismatch, stale_sockets, unsettled_votes or wrong_acks is not 0, or a fault did not
@@ -51,7 +57,8 @@ recover (the server's exit code and ERROR lines are reported, not judged):
   the voting time, sampled every second; a worker started after a kill is a row of its own.
 - pub/sub per vote, over the voting time, divided by the count changes (the sum of the teachers'
   version increments): livevote_vote_feed_messages_total summed over workers (each scraped on a
-  keep-alive connection of its own, found through /proc; read just before a worker is killed, a
-  new worker counted from 0), and cmdstat_spublish calls summed over the cluster's nodes
-  (INFO commandstats; read just before a master is killed, a restarted node counted from 0).
+  keep-alive connection of its own, found through /proc and opened again after the worker's idle
+  timeout closed it; read just before a worker is killed, a new worker counted from 0), and
+  cmdstat_spublish calls summed over the cluster's nodes (INFO commandstats; read just before a
+  master is killed, a restarted node counted from 0).
 """

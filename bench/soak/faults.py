@@ -1,5 +1,6 @@
 """The soak's faults, one every --fault-every s, the kinds in a new shuffled order each round: kill -9
-of a worker, kill -9 of a Redis master, SIGHUP to nginx; each done when the deployment recovered."""
+of a worker, kill -9 of a Redis master, SIGHUP to nginx, and on a PostgreSQL store a restart of
+PostgreSQL; each done when the deployment recovered."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from bench.soak.stack import WORKERS, Stack
 from tests.harness.procfs import child_pids
 from tests.harness.server import wait_for
 
-FAULT_KINDS = ("worker", "redis", "nginx")
+POSTGRES_FAULT = "postgres"
+FAULT_KINDS = ("worker", "redis", "nginx", POSTGRES_FAULT)
 FAULT_TIMEOUT = 90.0
 """A fault not recovered by then is reported as failed (and fails the run)."""
 NO_FAULT_TAIL = 5.0
@@ -50,7 +52,8 @@ class Faults:
                 order = random.sample(self.kinds, len(self.kinds))
             fault = Fault(order.pop(), now())
             self.injected.append(fault)
-            inject = {"worker": self.kill_worker, "redis": self.kill_master, "nginx": self.reload_nginx}[fault.kind]
+            inject = {"worker": self.kill_worker, "redis": self.kill_master, "nginx": self.reload_nginx,
+                      POSTGRES_FAULT: self.restart_postgres}[fault.kind]
             try:
                 await asyncio.wait_for(inject(fault, feeds, spublish), FAULT_TIMEOUT)
             except Exception as error:
@@ -105,3 +108,20 @@ class Faults:
             return False
 
         await wait_for(reloaded, timeout=30, what="nginx reloaded")
+
+    async def restart_postgres(self, fault: Fault, _feeds: WorkerFeeds, _spublish: SpublishCalls) -> None:
+        """A planned restart (clients disconnected, a checkpoint): every pooled connection breaks, so
+        requests meanwhile are 503s until the pools reconnect; done when /readyz, which pings the
+        store, answers 200 through nginx again."""
+        postgres, nginx = self.stack.postgres, self.stack.nginx
+        assert postgres is not None and nginx is not None
+        fault.target = f"postgresql :{postgres.port} (stop -m fast, start)"
+        await postgres.stop("fast")
+        await postgres.start()
+
+        async def ready() -> bool:
+            with contextlib.suppress(Exception):
+                return (await nginx.get("/readyz", request_timeout=2)).status == 200
+            return False
+
+        await wait_for(ready, timeout=30, what="/readyz 200 after the PostgreSQL restart")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from time import monotonic as now
 
 import redis.asyncio as redis
@@ -44,19 +45,33 @@ class WorkerFeeds:
                 self.connections[owner] = connection
 
     async def scrape(self) -> None:
-        for pid, connection in list(self.connections.items()):
-            try:
-                status, body = await asyncio.wait_for(connection.request("GET", "/metrics"), 5)
-                value = find_sample(body.decode(), FEED_MESSAGES)
-            except Exception:
-                del self.connections[pid]
-                await _close(connection)
-                continue
-            if status != 200 or value is None:
-                continue
+        """Each worker's count; a connection its worker closed meanwhile (server.idle_timeout, 60 s,
+        no longer than the time between two faults) is opened again and asked again, else that
+        worker's count would stay where it was."""
+        closed = [pid for pid in list(self.connections) if not await self._scrape(pid)]
+        alive = [pid for pid in closed if Path(f"/proc/{pid}").exists()]
+        with contextlib.suppress(TimeoutError):
+            await self.connect(alive)
+        for pid in alive:
+            await self._scrape(pid)
+
+    async def _scrape(self, pid: int) -> bool:
+        """False when the connection failed (it is then dropped)."""
+        connection = self.connections.get(pid)
+        if connection is None:
+            return False
+        try:
+            status, body = await asyncio.wait_for(connection.request("GET", "/metrics"), 5)
+            value = find_sample(body.decode(), FEED_MESSAGES)
+        except Exception:
+            del self.connections[pid]
+            await _close(connection)
+            return False
+        if status == 200 and value is not None:
             self.last[pid] = value
             if pid not in self.first:
                 self.first[pid] = 0.0 if self.counting else value  # a worker started during the run counts from 0
+        return True
 
     @property
     def total(self) -> float:

@@ -38,7 +38,7 @@ CONNECT_CONCURRENCY = 100
 @dataclass
 class Soak:
     options: Options
-    stack: Stack = field(default_factory=lambda: Stack(Path(tempfile.mkdtemp(prefix="livevote-soak-"))))
+    stack: Stack = field(init=False)
     faults: Faults = field(init=False)
     pages: list[Page] = field(default_factory=list)
     voters: list[Voter] = field(default_factory=list)
@@ -46,6 +46,7 @@ class Soak:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.stack = Stack(Path(tempfile.mkdtemp(prefix="livevote-soak-")), self.options.store)
         self.faults = Faults(self.stack, self.options.fault_every, self.options.faults)
 
     def watchers(self) -> int:

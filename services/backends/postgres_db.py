@@ -14,6 +14,7 @@ writable now.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -188,12 +189,23 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        """A connection of the pool, waited for at most acquire_timeout."""
-        if self._pool is None:
+        """A connection of the pool, waited for at most acquire_timeout.
+
+        Its release cannot fail the work done on it: when the server shuts down just after a
+        statement, the reset asyncpg runs on release may fail (InternalClientError), though the
+        statement, a vote say, was committed; asyncpg has then closed the connection, and the
+        pool opens another one when needed."""
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("database is not open")
         with unavailable_on_outage():
-            async with self._pool.acquire(timeout=self._limits.acquire_timeout) as conn:
+            conn = await pool.acquire(timeout=self._limits.acquire_timeout)
+        try:
+            with unavailable_on_outage():
                 yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                await pool.release(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -233,6 +245,9 @@ def unavailable_on_outage() -> Iterator[None]:
 
 
 def is_outage(exc: BaseException) -> bool:
+    """InternalClientError too: a statement sent on a connection whose server shut down while it
+    sat in the pool fails with it ("cannot switch to state 12; another operation (2) is in
+    progress"), before anything reaches the server."""
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "")[:2] in UNAVAILABLE_CLASSES
-    return isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError))
+    return isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))

@@ -18,6 +18,8 @@ Voter = UserClient | LiveClient
 """A REST voter (PUT / DELETE /api/teachers/N/vote) or a socket voter (the `vote` op)."""
 Script = Sequence[tuple[int, Value]]
 """A voter's votes in order: (teacher, value)."""
+RESEND_AFTER = 0.1
+"""Seconds before an unacknowledged vote is sent again (VoteStream's `resend`)."""
 
 
 async def cast(voter: Voter, teacher: int, value: Value) -> tuple[bool, Any]:
@@ -54,18 +56,22 @@ class VoteStream:
 
     def __init__(
         self, voters: Sequence[Voter], teachers: Sequence[int], phase: str = "before", *, pause: float = 0.0,
-        tolerate: tuple[type[Exception], ...] = (Exception,), log_in_again: bool = False,
+        tolerate: tuple[type[Exception], ...] = (Exception,), log_in_again: bool = False, resend: bool = False,
     ) -> None:
         """`tolerate`: errors that leave a vote unanswered (a request failed in transit), filed in
         `unknown` and the outcomes while the voter goes on; any other error ends the voter and
         stop() raises it. `log_in_again`: a REST voter refused with 401 logs in again (Redis came
-        back empty, its sessions gone)."""
+        back empty, its sessions gone). `resend`: a vote refused or unanswered (a 502 from a proxy
+        whose upstream died after its commit, a 503 while the store restarts) is sent again,
+        unchanged, until acknowledged, and stop() waits for that: a vote sets a value, so a repeat
+        is harmless, and the ledger is then exact whatever happened in transit."""
         self.voters = list(voters)
         self.teachers = teachers
         self.phase = phase
         self.pause = pause
         self.tolerate = tolerate
         self.log_in_again = log_in_again
+        self.resend = resend
         self.outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         """Per phase: how many votes were "acknowledged", "refused" or got "no answer", and each
         reply by voter kind ("REST 200", "socket ack", "REST ConnectionRefusedError", ...)."""
@@ -81,21 +87,25 @@ class VoteStream:
     async def _run(self, index: int) -> None:
         rng = random.Random(index)
         loop = asyncio.get_running_loop()
-        while not self._stop.is_set():
+        unacknowledged: tuple[int, Value] | None = None
+        while not self._stop.is_set() or unacknowledged is not None:
             phase = self.phase
             voter = self.voters[index]
             kind = "socket" if isinstance(voter, LiveClient) else "REST"
-            teacher, value = rng.choice(self.teachers), rng.choice(VALUES)
+            teacher, value = unacknowledged or (rng.choice(self.teachers), rng.choice(VALUES))
+            unacknowledged = (teacher, value) if self.resend else None  # until acknowledged
             started = loop.time()
             try:
                 acknowledged, reply = await cast(voter, teacher, value)
             except self.tolerate as exc:
-                self.unknown.append((index, teacher, value, repr(exc)))
+                if not self.resend:
+                    self.unknown.append((index, teacher, value, repr(exc)))
                 self.outcomes[phase][f"{kind} {type(exc).__name__}"] += 1
                 self.outcomes[phase]["no answer"] += 1
             else:
                 if acknowledged:
                     self.acked[index, teacher] = value
+                    unacknowledged = None
                     self.slowest[phase] = max(self.slowest[phase], round(loop.time() - started, 3))
                 outcome = reply.get("code", reply["type"]) if isinstance(reply, dict) else reply.status
                 self.outcomes[phase][f"{kind} {outcome}"] += 1
@@ -103,7 +113,7 @@ class VoteStream:
                 if self.log_in_again and isinstance(voter, UserClient) and outcome == 401:
                     self.voters[index] = await log_in(voter.server, voter.username, voter.password)
             self._changed.set()
-            await asyncio.sleep(self.pause)
+            await asyncio.sleep(RESEND_AFTER if unacknowledged else self.pause)
 
     def count(self, phase: str, acknowledged_only: bool = False) -> int:
         outcomes = self.outcomes[phase]
