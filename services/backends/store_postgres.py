@@ -13,17 +13,19 @@ import asyncpg
 
 from services.backends.postgres_db import Limits, PostgresDatabase
 from services.backends.postgres_votes import VoteBatches
+from services.backends.sql_columns import (
+    COUNTS_ROW,
+    SUBJECT_COLUMNS,
+    SUBJECT_ROW,
+    TEACHER_COLUMNS,
+    TEACHER_ROW,
+    USER_ROW,
+)
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound
 from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
 from services.schemas import account_key, username_key
 
-SUBJECT_COLUMNS = ("name", "intro", "is_hot")
-TEACHER_COLUMNS = ("name", "sex", "birth", "photo", "intro", "subject")
-SUBJECT_ROW = "no, name, intro, is_hot"
-TEACHER_ROW = "no, name, sex, birth, photo, intro, subject, good_count, bad_count, version"
-USER_ROW = "id, username, role"
-COUNTS_ROW = "no, subject, good_count, bad_count, version"
 TABLES = {"subjects": SUBJECT_ROW, "teachers": TEACHER_ROW}
 
 

@@ -9,18 +9,20 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from services.backends.sql_columns import (
+    COUNTS_ROW,
+    SUBJECT_COLUMNS,
+    SUBJECT_ROW,
+    TEACHER_COLUMNS,
+    TEACHER_ROW,
+    USER_ROW,
+)
 from services.backends.sqlite_db import SqliteDatabase
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound
 from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
 from services.schemas import account_key, username_key
 
-SUBJECT_COLUMNS = ("name", "intro", "is_hot")
-TEACHER_COLUMNS = ("name", "sex", "birth", "photo", "intro", "subject")
-SUBJECT_ROW = "no, name, intro, is_hot"
-TEACHER_ROW = "no, name, sex, birth, photo, intro, subject, good_count, bad_count, version"
-USER_ROW = "id, username, role"
-COUNTS_ROW = "no, subject, good_count, bad_count, version"
 COUNT_DELTAS = {"good": (1, 0), "bad": (0, 1), None: (0, 0)}
 
 

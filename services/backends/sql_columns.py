@@ -1,0 +1,12 @@
+"""The columns the SQL stores (SQLite, PostgreSQL) write and read, in the order of the models'
+fields (services/models.py), so that a row makes a model positionally."""
+
+from __future__ import annotations
+
+SUBJECT_COLUMNS = ("name", "intro", "is_hot")
+TEACHER_COLUMNS = ("name", "sex", "birth", "photo", "intro", "subject")
+"""What a create or an update may set."""
+SUBJECT_ROW = "no, name, intro, is_hot"
+TEACHER_ROW = "no, name, sex, birth, photo, intro, subject, good_count, bad_count, version"
+USER_ROW = "id, username, role"
+COUNTS_ROW = "no, subject, good_count, bad_count, version"
