@@ -186,17 +186,33 @@ class PostgresDatabase:
             yield conn
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.connection() as conn:
-            return list(await conn.fetch(sql, *args))
+        return list(await self._run("fetch", sql, args))
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        async with self.connection() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
-            return row
+        row: asyncpg.Record | None = await self._run("fetchrow", sql, args)
+        return row
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchval", sql, args)
+
+    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        """One statement. A connection lost under it (a restart, a failover, pg_terminate_backend)
+        most likely went with the others of the pool, which may not have noticed yet: they are all
+        replaced at their next use. Then a SELECT is sent once more: a read is safe to repeat, and
+        so is a function called with SELECT (set_vote: the same vote again changes nothing)."""
+        try:
+            return await self._run_once(method, sql, args)
+        except Unavailable as exc:
+            if not is_lost_connection(exc.__cause__) or self._pool is None:
+                raise
+            await self._pool.expire_connections()
+            if not sql.startswith("SELECT"):
+                raise
+        return await self._run_once(method, sql, args)
+
+    async def _run_once(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         async with self.connection() as conn:
-            return await conn.fetchval(sql, *args)
+            return await getattr(conn, method)(sql, *args)
 
 
 @contextmanager
@@ -212,6 +228,15 @@ def unavailable_on_outage() -> Iterator[None]:
 
 
 def is_outage(exc: BaseException) -> bool:
+    """InternalClientError too: a connection the server ended, used before the driver saw it close
+    ("cannot switch to state ..."), or no host of a multi-host URL writable (mid-failover)."""
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "")[:2] in UNAVAILABLE_CLASSES
-    return isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError))
+    return isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
+
+
+def is_lost_connection(exc: BaseException | None) -> bool:
+    """The connection was gone under the statement (rather than the server slow, or refusing it)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "")[:2] == "08" or exc.sqlstate in ("57P01", "57P02")
+    return isinstance(exc, (ConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError))
