@@ -134,6 +134,7 @@ class PostgresDatabase:
         self._url = url
         self._limits = limits
         self._pool: asyncpg.Pool | None = None
+        self._releasing: set[asyncio.Future[None]] = set()
 
     async def open(self) -> bool:
         """Connect and migrate; True when this call created the schema."""
@@ -173,12 +174,33 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        """A connection of the pool, waited for at most acquire_timeout."""
+        """A connection of the pool, waited for at most acquire_timeout. One whose statement timed
+        out goes back to the pool in the background: the driver holds it until the server confirms
+        the cancel it sent, or for statement_timeout more from a server gone silent, and the request
+        need not wait for that. (Dropping it instead would leave the cancel unsent, and a commit
+        waiting for a synchronous standby that is gone would wait there for good, its rows locked.)"""
         if self._pool is None:
             raise RuntimeError("database is not open")
+        pool = self._pool
         with unavailable_on_outage():
-            async with self._pool.acquire(timeout=self._limits.acquire_timeout) as conn:
+            conn = await pool.acquire(timeout=self._limits.acquire_timeout)
+            try:
                 yield conn
+            except TimeoutError:
+                task = asyncio.ensure_future(pool.release(conn))
+                self._releasing.add(task)
+                task.add_done_callback(self._released)
+                raise
+            except BaseException:
+                await pool.release(conn)
+                raise
+            await pool.release(conn)
+
+    def _released(self, task: asyncio.Future[None]) -> None:
+        """A connection the release could not reset was closed: nothing more to do or report."""
+        self._releasing.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:

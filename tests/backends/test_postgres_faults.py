@@ -1,5 +1,5 @@
 """The PostgreSQL store under faults: the real app on a real redis-server and real PostgreSQL
-servers that the tests restart and crash while votes flow.
+servers that the tests restart, crash and cut off while votes flow.
 
 What must hold each time: every request is answered, and quickly (a 503 with Retry-After
 while the database cannot serve, never a 500 and never a hang), the service comes back by
@@ -21,6 +21,7 @@ from tests.conftest import ServerFactory
 from tests.harness.postgres_server import PostgresServer
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import LiveServer, Response, UserClient, assert_problem, sign_up, wait_for
+from tests.harness.tcp_proxy import TcpProxy
 from tests.harness.voting import VoteStream
 
 DATABASE = "livevote"
@@ -203,3 +204,46 @@ async def test_backends_killed_mid_transaction_cost_a_few_503s_and_the_pool_heal
     assert await postgres.fetch(TERMINATE)
     response = await voters[0].request("PUT", "/api/teachers/1/vote", json_body={"value": "good"})
     assert response.status == 200, response.body
+
+
+async def test_a_blackhole_to_postgresql_is_503s_in_bounds_while_the_loop_serves(
+    postgres: PostgresServer, redis_server: RedisServer, start_server: ServerFactory
+) -> None:
+    """No byte passes and nothing closes: only livevote's own timeouts end the waits. A statement
+    is refused after statement_timeout, not after the cancel that cannot arrive as well (which
+    the driver would wait for, up to statement_timeout more); a request after acquire_timeout +
+    statement_timeout at most, as it may wait for a connection first."""
+    proxy = await TcpProxy(postgres.port).start()
+    app = await start_livevote(start_server, f"postgresql://postgres@127.0.0.1:{proxy.port}/{DATABASE}", redis_server)
+    app.request_timeout = 3.0
+    voters, replies, stream = await voting(app)
+    prober = await sign_up(app, "prober")
+    loop = asyncio.get_running_loop()
+    try:
+        await stream.wait_votes("before", 30, acknowledged_only=True)
+        proxy.blackhole()
+        probe_sent = loop.time()
+        stream.phase = "blackhole"
+        probe = asyncio.ensure_future(prober.request("PUT", "/api/teachers/2/vote", json_body={"value": "bad"}))
+        while not probe.done():
+            started = loop.time()
+            assert (await app.get("/healthz")).status == 200
+            assert loop.time() - started < 0.5
+        assert_problem(probe.result(), 503)
+        probe_took = loop.time() - probe_sent
+        await stream.wait_votes("blackhole", 2 * VOTERS)
+        lifted = loop.time()
+        proxy.restore()
+        stream.phase = "after"
+        await stream.wait_votes("after", 30, acknowledged_only=True)
+    finally:
+        await stream.stop()
+        await proxy.stop()
+    recovery = replies.first_acknowledged_after(lifted) - lifted
+    print(f"\nblackhole: a vote refused after {probe_took:.3f} s; first vote acknowledged {recovery:.3f} s after it"
+          f" lifted; slowest acknowledged {dict(stream.slowest)}")
+    assert replies.acknowledged_before("blackhole", lifted) == 0
+    assert all_replies(stream).keys() <= {"REST 200", "REST 503"}
+    assert probe_took < 1.7
+    assert recovery < 3
+    await assert_store_holds(postgres, stream, voters, replies)
