@@ -1,5 +1,5 @@
 """The PostgreSQL store under faults: the real app on a real redis-server and real PostgreSQL
-servers that the tests restart, crash and cut off while votes flow.
+servers that the tests restart, crash, cut off and fail over while votes flow.
 
 What must hold each time: every request is answered, and quickly (a 503 with Retry-After
 while the database cannot serve, never a 500 and never a hang), the service comes back by
@@ -247,3 +247,78 @@ async def test_a_blackhole_to_postgresql_is_503s_in_bounds_while_the_loop_serves
     assert probe_took < 1.7
     assert recovery < 3
     await assert_store_holds(postgres, stream, voters, replies)
+
+
+async def replayed(standby: PostgresServer) -> bool:
+    rows = await standby.fetch("SELECT pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() AS done")
+    return bool(rows[0]["done"])
+
+
+async def stream_through(standby: PostgresServer, link: TcpProxy) -> None:
+    """Have the standby stream from its primary through `link`, which the test can blackhole."""
+    await standby.execute(f"ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={link.port} user=postgres'")
+    await standby.execute("SELECT pg_reload_conf()")
+    await wait_for(lambda: standby.fetch(
+        "SELECT 1 FROM pg_stat_wal_receiver WHERE sender_port = $1 AND status = 'streaming'", link.port
+    ), what="the standby streaming through the link")
+
+
+@pytest.mark.parametrize("replication", ["async", "sync"])
+async def test_a_failover_to_the_promoted_standby_goes_on_without_a_restart(
+    replication: str, postgres: PostgresServer, redis_server: RedisServer, start_server: ServerFactory
+) -> None:
+    """livevote names both servers and asks for the writable one. The standby falls behind (its
+    link blackholed), the primary dies (kill -9), the standby is promoted. Asynchronous
+    replication loses the votes acknowledged meanwhile: they are counted and reported, and the
+    new primary's counts must still be a recount of its votes. Synchronous replication must
+    acknowledge none of them, and so lose none."""
+    standby = await postgres.standby()
+    link = await TcpProxy(postgres.port).start()
+    try:
+        await stream_through(standby, link)
+        if replication == "sync":
+            await postgres.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            await postgres.execute("SELECT pg_reload_conf()")
+            await wait_for(lambda: postgres.fetch("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'"),
+                           what="a synchronous standby")
+        url = (f"postgresql://postgres@127.0.0.1:{postgres.port},127.0.0.1:{standby.port}/{DATABASE}"
+               "?target_session_attrs=read-write")
+        app = await start_livevote(start_server, url, redis_server)
+        voters, replies, stream = await voting(app)
+        loop = asyncio.get_running_loop()
+        try:
+            await stream.wait_votes("before", 40, acknowledged_only=True)
+            link.blackhole()
+            stream.phase = "standby behind"
+            await stream.wait_votes("standby behind", 2 * VOTERS)
+            killed = loop.time()
+            await postgres.kill()
+            stream.phase = "primary gone"
+            await stream.wait_votes("primary gone", 2 * VOTERS)
+            await wait_for(lambda: replayed(standby), what="the standby replaying all it received")
+            kept = await versions(standby)
+            acknowledged = list(replies.acknowledged)
+            await standby.promote()
+            promoted = loop.time()
+            stream.phase = "after"
+            await stream.wait_votes("after", 30, acknowledged_only=True)
+        finally:
+            await stream.stop()
+        lost = [body for _, _, body in acknowledged if body["version"] > kept[body["teacher"]]]
+        first_failure = min(time for time in replies.refused if time >= killed)
+        back = replies.first_acknowledged_after(promoted)
+        print(f"\nfailover ({replication}): votes failed for {back - first_failure:.3f} s after the kill,"
+              f" {back - promoted:.3f} s after pg_ctl promote; {len(lost)} of {len(acknowledged)} acknowledged"
+              f" votes lost; while the standby was behind: {dict(stream.replies('standby behind'))}")
+        assert back - promoted < 2.0
+        assert all_replies(stream).keys() <= {"REST 200", "REST 503"}
+        if replication == "sync":
+            assert stream.replies("standby behind").keys() == {"REST 503"}
+            assert not lost
+            await assert_store_holds(standby, stream, voters, replies)
+        else:
+            assert lost
+            await assert_counts_are_a_recount(standby)
+    finally:
+        await link.stop()
+        await standby.destroy()
