@@ -149,6 +149,7 @@ class PostgresDatabase:
         self._url = url
         self._limits = limits
         self._pool: asyncpg.Pool | None = None
+        self._releasing: set[asyncio.Future[None]] = set()
 
     async def open(self) -> bool:
         """Connect and migrate; True when this call created the schema."""
@@ -189,23 +190,36 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        """A connection of the pool, waited for at most acquire_timeout.
-
-        Its release cannot fail the work done on it: when the server shuts down just after a
-        statement, the reset asyncpg runs on release may fail (InternalClientError), though the
-        statement, a vote say, was committed; asyncpg has then closed the connection, and the
-        pool opens another one when needed."""
-        pool = self._pool
-        if pool is None:
+        """A connection of the pool, waited for at most acquire_timeout. One whose statement timed
+        out goes back to the pool in the background: the driver holds it until the server confirms
+        the cancel it sent, or for statement_timeout more from a server gone silent, and the request
+        need not wait for that. (Dropping it instead would leave the cancel unsent, and a commit
+        waiting for a synchronous standby that is gone would wait there for good, its rows locked.)"""
+        if self._pool is None:
             raise RuntimeError("database is not open")
+        pool = self._pool
         with unavailable_on_outage():
             conn = await pool.acquire(timeout=self._limits.acquire_timeout)
-        try:
-            with unavailable_on_outage():
+            try:
                 yield conn
-        finally:
-            with contextlib.suppress(Exception):
-                await pool.release(conn)
+            except TimeoutError:
+                task = asyncio.ensure_future(self._release(conn))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
+                raise
+            except BaseException:
+                await self._release(conn)
+                raise
+            await self._release(conn)
+
+    async def _release(self, conn: Connection) -> None:
+        """A release cannot fail the work done on the connection: when the server shuts down just
+        after a statement, the release may fail (InternalClientError) though the statement, a vote
+        say, was committed. asyncpg has then closed the connection, and the pool opens another one
+        when needed."""
+        assert self._pool is not None
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -213,17 +227,33 @@ class PostgresDatabase:
             yield conn
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.connection() as conn:
-            return list(await conn.fetch(sql, *args))
+        return list(await self._run("fetch", sql, args))
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        async with self.connection() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
-            return row
+        row: asyncpg.Record | None = await self._run("fetchrow", sql, args)
+        return row
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchval", sql, args)
+
+    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        """One statement. A connection lost under it (a restart, a failover, pg_terminate_backend)
+        most likely went with the others of the pool, which may not have noticed yet: they are all
+        replaced at their next use. Then a SELECT is sent once more: a read is safe to repeat, and
+        so is a function called with SELECT (set_vote: the same vote again changes nothing)."""
+        try:
+            return await self._run_once(method, sql, args)
+        except Unavailable as exc:
+            if not is_lost_connection(exc.__cause__) or self._pool is None:
+                raise
+            await self._pool.expire_connections()
+            if not sql.startswith("SELECT"):
+                raise
+        return await self._run_once(method, sql, args)
+
+    async def _run_once(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         async with self.connection() as conn:
-            return await conn.fetchval(sql, *args)
+            return await getattr(conn, method)(sql, *args)
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
@@ -245,9 +275,16 @@ def unavailable_on_outage() -> Iterator[None]:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """InternalClientError too: a statement sent on a connection whose server shut down while it
-    sat in the pool fails with it ("cannot switch to state 12; another operation (2) is in
-    progress"), before anything reaches the server."""
+    """InternalClientError too: a connection the server ended, used before the driver saw it close
+    ("cannot switch to state 12; another operation (2) is in progress", before anything reaches
+    the server), or no host of a multi-host URL writable (mid-failover)."""
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "")[:2] in UNAVAILABLE_CLASSES
     return isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
+
+
+def is_lost_connection(exc: BaseException | None) -> bool:
+    """The connection was gone under the statement (rather than the server slow, or refusing it)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "")[:2] == "08" or exc.sqlstate in ("57P01", "57P02")
+    return isinstance(exc, (ConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError))

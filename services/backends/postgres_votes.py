@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.backends.postgres_db import PostgresDatabase
+from services.errors import Unavailable
 from services.models import VoteValue
 
 MAX_BATCH = 256
@@ -66,34 +67,47 @@ class VoteBatches:
             await self._sender
 
     async def _send_waiting(self) -> None:
+        """Batch after batch while votes wait. When the database did not answer one (an outage),
+        the votes queued behind it fail with it at once: they would wait as long again, and their
+        callers are better told to retry (503) within one statement_timeout."""
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
                 if len(batch) == 1:
-                    await self._send_one(batch[0])
+                    outage = await self._send_one(batch[0])
                 else:
-                    await self._send(sorted(batch, key=lambda vote: vote.teacher))
+                    outage = await self._send(sorted(batch, key=lambda vote: vote.teacher))
+                if outage is not None:
+                    queued, self._waiting = self._waiting, []
+                    for vote in queued:
+                        vote.settle(error=outage)
         finally:
             self._sender = None
 
-    async def _send(self, batch: list[_Vote]) -> None:
+    async def _send(self, batch: list[_Vote]) -> Unavailable | None:
         try:
             rows = await self._db.fetch(
                 MANY, [vote.user for vote in batch], [vote.teacher for vote in batch], [vote.value for vote in batch]
             )
         except asyncpg.ForeignKeyViolationError:
-            for vote in batch:
-                await self._send_one(vote)
-            return
+            for index, vote in enumerate(batch):
+                if (outage := await self._send_one(vote)) is not None:
+                    for rest in batch[index + 1:]:
+                        rest.settle(error=outage)
+                    return outage
+            return None
         except Exception as exc:
             for vote in batch:
                 vote.settle(error=exc)
-            return
+            return exc if isinstance(exc, Unavailable) else None
         for vote, row in zip(batch, rows, strict=True):
             vote.settle(row if row["no"] is not None else None)
+        return None
 
-    async def _send_one(self, vote: _Vote) -> None:
+    async def _send_one(self, vote: _Vote) -> Unavailable | None:
         try:
             vote.settle(await self._db.fetchrow(ONE, vote.user, vote.teacher, vote.value))
         except Exception as exc:
             vote.settle(error=exc)
+            return exc if isinstance(exc, Unavailable) else None
+        return None

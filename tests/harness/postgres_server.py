@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from tests.harness.ports import free_port
+from tests.harness.procfs import alive
 
 OWNER = "postgres"
 T = TypeVar("T")
@@ -111,7 +112,7 @@ class PostgresServer:
         os.kill(pid, signal.SIGKILL)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while _alive(pid) and loop.time() < deadline:  # noqa: ASYNC110  (not our child: nothing to wait() on)
+        while alive(pid) and loop.time() < deadline:  # noqa: ASYNC110  (not our child: nothing to wait() on)
             await asyncio.sleep(0.02)
 
     async def promote(self) -> None:
@@ -131,7 +132,7 @@ class PostgresServer:
             pid = int((self.data / "postmaster.pid").read_text().split()[0])
         except (FileNotFoundError, IndexError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     async def execute(self, sql: str, database: str = "postgres") -> None:
         conn = await asyncpg.connect(self.url(database), timeout=10)
@@ -161,12 +162,6 @@ class PostgresServer:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class SharedPostgres:

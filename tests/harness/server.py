@@ -51,6 +51,8 @@ class JsonClient:
     """Requests against `base_url`, with JSON bodies encoded for you."""
 
     port: int
+    request_timeout: float = 30.0
+    """Each request's bound, unless it passes its own; a reply that takes longer raises."""
 
     @property
     def base_url(self) -> str:
@@ -77,7 +79,7 @@ class JsonClient:
             headers=all_headers,
             allow_nonstandard_methods=True,
             follow_redirects=False,
-            **{"request_timeout": 30, **options},
+            **{"request_timeout": self.request_timeout, **options},
         )
         reply = await AsyncHTTPClient().fetch(request, raise_error=False)
         return Response(reply.code, reply.headers, reply.body or b"")

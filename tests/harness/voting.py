@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tests.harness.server import UserClient, log_in, wait_signalled
@@ -19,7 +19,7 @@ Voter = UserClient | LiveClient
 Script = Sequence[tuple[int, Value]]
 """A voter's votes in order: (teacher, value)."""
 RESEND_AFTER = 0.1
-"""Seconds before an unacknowledged vote is sent again (VoteStream's `resend`)."""
+"""Seconds before an unacknowledged vote is sent again (VoteStream's `retry`)."""
 
 
 async def cast(voter: Voter, teacher: int, value: Value) -> tuple[bool, Any]:
@@ -56,22 +56,25 @@ class VoteStream:
 
     def __init__(
         self, voters: Sequence[Voter], teachers: Sequence[int], phase: str = "before", *, pause: float = 0.0,
-        tolerate: tuple[type[Exception], ...] = (Exception,), log_in_again: bool = False, resend: bool = False,
+        tolerate: tuple[type[Exception], ...] = (Exception,), log_in_again: bool = False,
+        retry: bool = False, on_reply: Callable[[str, Any], None] | None = None,
     ) -> None:
         """`tolerate`: errors that leave a vote unanswered (a request failed in transit), filed in
         `unknown` and the outcomes while the voter goes on; any other error ends the voter and
         stop() raises it. `log_in_again`: a REST voter refused with 401 logs in again (Redis came
-        back empty, its sessions gone). `resend`: a vote refused or unanswered (a 502 from a proxy
-        whose upstream died after its commit, a 503 while the store restarts) is sent again,
-        unchanged, until acknowledged, and stop() waits for that: a vote sets a value, so a repeat
-        is harmless, and the ledger is then exact whatever happened in transit."""
+        back empty, its sessions gone). `retry`: a vote not acknowledged is sent again, the same,
+        until it is, as a client that must know its vote counted would; the ledger then holds
+        what the store must hold even when a refused vote was in fact stored. `on_reply` sees
+        each reply as it comes, with the phase its vote was sent in (an error it raises ends the
+        voter, and stop() raises it)."""
         self.voters = list(voters)
         self.teachers = teachers
         self.phase = phase
         self.pause = pause
         self.tolerate = tolerate
         self.log_in_again = log_in_again
-        self.resend = resend
+        self.retry = retry
+        self.on_reply = on_reply
         self.outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         """Per phase: how many votes were "acknowledged", "refused" or got "no answer", and each
         reply by voter kind ("REST 200", "socket ack", "REST ConnectionRefusedError", ...)."""
@@ -88,24 +91,26 @@ class VoteStream:
         rng = random.Random(index)
         loop = asyncio.get_running_loop()
         unacknowledged: tuple[int, Value] | None = None
-        while not self._stop.is_set() or unacknowledged is not None:
+        while not self._stop.is_set() or unacknowledged:  # a retried vote ends acknowledged
             phase = self.phase
             voter = self.voters[index]
             kind = "socket" if isinstance(voter, LiveClient) else "REST"
             teacher, value = unacknowledged or (rng.choice(self.teachers), rng.choice(VALUES))
-            unacknowledged = (teacher, value) if self.resend else None  # until acknowledged
+            unacknowledged = (teacher, value) if self.retry else None
             started = loop.time()
             try:
                 acknowledged, reply = await cast(voter, teacher, value)
             except self.tolerate as exc:
-                if not self.resend:
+                if not self.retry:
                     self.unknown.append((index, teacher, value, repr(exc)))
                 self.outcomes[phase][f"{kind} {type(exc).__name__}"] += 1
                 self.outcomes[phase]["no answer"] += 1
             else:
+                if self.on_reply is not None:
+                    self.on_reply(phase, reply)
                 if acknowledged:
-                    self.acked[index, teacher] = value
                     unacknowledged = None
+                    self.acked[index, teacher] = value
                     self.slowest[phase] = max(self.slowest[phase], round(loop.time() - started, 3))
                 outcome = reply.get("code", reply["type"]) if isinstance(reply, dict) else reply.status
                 self.outcomes[phase][f"{kind} {outcome}"] += 1

@@ -143,7 +143,7 @@ async def test_three_hosts_on_one_store_share_votes_and_catalog_and_lose_nothing
 
         # Faults under a steady stream of votes through nginx, each vote resent until acknowledged.
         voters = [await sign_up(nginx, f"voter{i}") for i in range(6)]
-        stream = VoteStream(voters, VOTED, pause=0.01, resend=True, log_in_again=True)
+        stream = VoteStream(voters, VOTED, pause=0.01, retry=True, log_in_again=True)
 
         async def votes_flow(phase: str, count: int = 20) -> None:
             """Until `count` votes sent since `phase` began are acknowledged: the deployment serves again."""
