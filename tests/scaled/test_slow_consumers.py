@@ -166,7 +166,8 @@ async def test_slow_consumer_memory_stays_bounded_and_it_converges(tmp_path: Pat
                 drained = await raw.read_until(lambda raw=raw: converged(raw.view, store, totals), timeout=60)
             except TimeoutError:
                 raise AssertionError(f"not converged 60 s after the flood: {stale(raw.view, store, totals)}") from None
-            assert drained, f"closed {raw.close_code} while draining"
+            assert drained, (f"closed {raw.close_code} while draining, {len(raw.messages) - subscribed} messages"
+                             f" read, {raw.pings} pings: {stale(raw.view, store, totals)}")
             later = raw.messages[subscribed:]
             got_votes = sum(1 for m in later if m["type"] == "votes")
             got_snapshots = sum(1 for m in later if m["type"] == "snapshot")
