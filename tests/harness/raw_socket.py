@@ -41,11 +41,20 @@ class RawSocket:
         self._close_sent = False
 
     @classmethod
-    async def connect(cls, port: int, token: str, receive_buffer: int = 4096, timeout: float = 10.0) -> RawSocket:
+    async def connect(
+        cls, port: int, token: str, receive_buffer: int = 4096, timeout: float = 10.0, segment: int | None = 1024
+    ) -> RawSocket:
+        """`segment`: the largest TCP segment either side sends (None: loopback's 64 KiB). One smaller
+        than the receive buffer lets Linux reopen the window as the test reads: with a larger one it
+        never does by itself once the window was full, and the server waits for its zero-window
+        probes, whose backoff reaches tens of seconds while the test reads other sockets. A socket
+        that floods the server with large messages wants None, or it sends slowly."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            if segment is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, segment)
             sock.setblocking(False)
             await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), timeout)
             key = base64.b64encode(os.urandom(16)).decode()

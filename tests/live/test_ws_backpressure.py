@@ -62,7 +62,7 @@ async def test_a_flood_of_replies_nobody_reads_stays_bounded_and_is_closed(tmp_p
     try:
         assert server.process is not None
         user = await sign_up(server, "flooder")
-        sockets = [await RawSocket.connect(server.port, user.access_token) for _ in range(SOCKETS)]
+        sockets = [await RawSocket.connect(server.port, user.access_token, segment=None) for _ in range(SOCKETS)]
         before = rss_kib(server.process.pid)
         floods = [asyncio.create_task(flood(sock, FLOOD_SECONDS)) for sock in sockets]
         peak = before
