@@ -58,7 +58,7 @@ def votes() -> Iterator[Vote]:
         yield pair % USERS + 1, pair // USERS + 1, VALUES[step // pairs % 3]
 
 
-async def one_per_round_trip(store: PostgresStore, cast: Iterator[Vote], seconds: float) -> int:
+async def through_the_store(store: PostgresStore, cast: Iterator[Vote], seconds: float) -> int:
     done = 0
     end = time.monotonic() + seconds
 
@@ -120,7 +120,7 @@ async def main() -> None:
             await setup.create_user(f"bench{index}", "not a hash: nobody signs in", "user")
         await setup.close()
         modes: dict[str, tuple[int, Callable[[PostgresStore, Iterator[Vote], float], Awaitable[int]]]] = {
-            f"store, pool {size}": (size, one_per_round_trip) for size in pool_sizes}
+            f"store, pool {size}": (size, through_the_store) for size in pool_sizes}
         for size in batch_sizes:
             modes[f"{size} per statement, pool {BATCH_TASKS}"] = (
                 BATCH_TASKS, lambda store, cast, seconds, size=size: batched(store, cast, seconds, size))

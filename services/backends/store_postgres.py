@@ -27,6 +27,10 @@ from services.models import Counts, Credentials, Page, Subject, SubjectTotals, T
 from services.schemas import account_key, username_key
 
 TABLES = {"subjects": SUBJECT_ROW, "teachers": TEACHER_ROW}
+GET_VOTE = (
+    f"SELECT v.value, {', '.join('t.' + column for column in COUNTS_ROW.split(', '))} FROM teachers t"
+    " LEFT JOIN votes v ON v.teacher = t.no AND v.user_id = $1 WHERE t.no = $2"
+)
 
 
 class PostgresStore(Store):
@@ -153,11 +157,7 @@ class PostgresStore(Store):
         return VoteResult(value, Counts(*counts), changed=changed)
 
     async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
-        row = await self._db.fetchrow(
-            f"SELECT v.value, {', '.join('t.' + c for c in COUNTS_ROW.split(', '))} FROM teachers t"
-            " LEFT JOIN votes v ON v.teacher = t.no AND v.user_id = $1 WHERE t.no = $2",
-            user_id, teacher,
-        )
+        row = await self._db.fetchrow(GET_VOTE, user_id, teacher)
         if row is None:
             raise NotFound(f"There is no teacher {teacher}.")
         value, *counts = row

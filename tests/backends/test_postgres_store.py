@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.backends.store_postgres import PostgresStore
 from services.errors import NotFound
@@ -50,3 +52,40 @@ async def test_votes_cast_together_go_in_batches_and_a_failing_one_fails_alone(s
 
     await wait_for(reported, timeout=10)
     assert 1 <= (await function_calls(store)).get("set_votes", 0) <= 2, "the votes cast together went together"
+
+
+VOTE = st.tuples(st.integers(0, 5), st.integers(0, 3), st.sampled_from(["good", "bad", None]))
+"""(user, teacher, value) by index: user 5 and teacher 3 do not exist."""
+
+
+@given(waves=st.lists(st.lists(VOTE, min_size=1, max_size=24), min_size=1, max_size=4))
+async def test_any_mix_of_votes_cast_together_answers_each_alone_and_counts_hold(
+    store: PostgresStore, waves: list[list[tuple[int, int, str | None]]]
+) -> None:
+    """Batches whatever they hold: repeated pairs, unknown users and teachers among good votes.
+    Each vote gets its own answer, and the counts and versions follow the answered changes."""
+    subjects = (await store.list_subjects()).items
+    if not subjects:  # the first example of the run sets the catalog up; the others vote on
+        subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+        for i in range(3):
+            await store.create_teacher(teacher_fields(subject.no, f"t{i}"))
+        for i in range(5):
+            await store.create_user(f"voter{i}", "h", "user")
+    teachers = [t.no for t in (await store.list_teachers()).items] + [10**9]
+    users = [(await store.find_credentials(f"voter{i}")).user.id for i in range(5)] + [10**9]  # type: ignore[union-attr]
+    versions = {c.no: c.version for c in await store.counts()}
+    for wave in waves:
+        results = await asyncio.wait_for(asyncio.gather(  # every vote is answered: none left waiting
+            *(store.set_vote(users[u], teachers[t], value) for u, t, value in wave), return_exceptions=True
+        ), timeout=30)
+        for (u, t, value), result in zip(wave, results, strict=True):
+            if t == 3 or (u == 5 and value is not None):
+                assert isinstance(result, NotFound), result
+                continue
+            assert not isinstance(result, BaseException), result
+            assert result.value == value and result.counts.no == teachers[t]
+            assert not (u == 5 and result.changed), "nobody's withdrawal changes nothing"
+            versions[teachers[t]] += result.changed
+        for counts in await store.counts():
+            assert (counts.good_count, counts.bad_count) == await store.tally_votes(counts.no)
+            assert counts.version == versions[counts.no], "one version per answered change"
