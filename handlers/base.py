@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
@@ -75,11 +76,14 @@ class Problem(HTTPError):
         self.errors = errors or []
 
 
-def problem_json(status: int, detail: str, errors: list[FieldError] | None = None) -> bytes:
-    """An RFC 9457 problem document."""
+def problem_json(status: int, detail: str, errors: list[FieldError] | None = None, code: str | None = None) -> bytes:
+    """An RFC 9457 problem document; `code`, for programs, where the status alone does not say
+    what went wrong (voting_closed)."""
     problem: dict[str, Any] = {
         "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
     }
+    if code is not None:
+        problem["code"] = code
     if errors:
         problem["errors"] = [{"field": error.field, "code": error.code, "message": error.message} for error in errors]
     return orjson.dumps(problem)
@@ -293,7 +297,7 @@ class ApiHandler(HeadAsGet):
         query.update(page=str(number), page_size=str(size))
         return f"{self.request.path}?{urlencode(query)}"
 
-    def created(self, data: dict[str, Any], location: str) -> None:
+    def created(self, data: Mapping[str, Any], location: str) -> None:
         self.set_header("Location", location)
         self.write_json(data, 201)
 
@@ -314,9 +318,11 @@ class ApiHandler(HeadAsGet):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         detail = HTTPStatus(status_code).description
         errors: list[FieldError] = []
+        code = None
         if isinstance(exc, DomainError):
-            status_code = DOMAIN_STATUS.get(type(exc), 500)
+            status_code = next((DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in DOMAIN_STATUS), 500)
             detail = exc.detail
+            code = getattr(exc, "code", None)
             errors = getattr(exc, "errors", [])
             if isinstance(exc, (RateLimited, Unavailable)):
                 self.set_header("Retry-After", str(max(int(exc.retry_after), 1)))
@@ -332,4 +338,4 @@ class ApiHandler(HeadAsGet):
             self.set_header("Allow", ", ".join(allowed_methods(type(self))))
             detail = f"{self.request.method} is not allowed here."
         self.set_header("Content-Type", PROBLEM_JSON)
-        self.finish(problem_json(status_code, detail, errors))
+        self.finish(problem_json(status_code, detail, errors, code))

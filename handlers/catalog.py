@@ -7,7 +7,7 @@ from typing_extensions import TypedDict
 from handlers.base import ApiHandler, record_no
 from handlers.openapi import BODY, PAGING_422, ListOrPage, Operation, query
 from services.errors import NotFound
-from services.models import Subject, Teacher
+from services.models import SubjectJson, Teacher
 from services.schemas import (
     SubjectCreate,
     SubjectPatch,
@@ -46,13 +46,13 @@ class CatalogHandler(ApiHandler):
 
 class SubjectListHandler(CatalogHandler):
     @Operation("listSubjects", "catalog", "List subjects", ok="Every subject, or one page of them",
-               returns=ListOrPage(Subject), errors=(404, 422, 503),
+               returns=ListOrPage(SubjectJson), errors=(404, 422, 503),
                notes={404: "A page past the end", 422: PAGING_422})
     async def get(self) -> None:
         offset, limit = self.page_window()
         self.write_list(await self.services.catalog.list_subjects(offset, limit), offset, limit)
 
-    @Operation("createSubject", "catalog", "Create a subject", ok="Created", status=201, returns=Subject,
+    @Operation("createSubject", "catalog", "Create a subject", ok="Created", status=201, returns=SubjectJson,
                headers=LOCATION, request=SubjectCreate, secured=True, errors=ADMIN_WRITE)
     async def post(self) -> None:
         await self.authenticate_admin()
@@ -61,13 +61,13 @@ class SubjectListHandler(CatalogHandler):
 
 
 class SubjectHandler(CatalogHandler):
-    @Operation("getSubject", "catalog", "Get a subject", ok="The subject", returns=Subject,
+    @Operation("getSubject", "catalog", "Get a subject", ok="The subject", returns=SubjectJson,
                errors=(404, 503), notes=NO_SUBJECT)
     async def get(self, no: str) -> None:
         subject = await self.services.catalog.get_subject(record_no(no, "subject"))
         self.write_json(subject.to_json())
 
-    @Operation("replaceSubject", "catalog", "Replace a subject", ok="The subject as stored", returns=Subject,
+    @Operation("replaceSubject", "catalog", "Replace a subject", ok="The subject as stored", returns=SubjectJson,
                request=SubjectReplace, secured=True, errors=(*ADMIN_WRITE, 404), notes=NO_SUBJECT)
     async def put(self, no: str) -> None:
         await self.authenticate_admin()
@@ -75,7 +75,7 @@ class SubjectHandler(CatalogHandler):
         self.write_json(subject.to_json())
 
     @Operation("updateSubject", "catalog", "Change some fields of a subject", ok="The subject as stored",
-               returns=Subject, request=SubjectPatch, secured=True, errors=(*ADMIN_WRITE, 404), notes=NO_SUBJECT)
+               returns=SubjectJson, request=SubjectPatch, secured=True, errors=(*ADMIN_WRITE, 404), notes=NO_SUBJECT)
     async def patch(self, no: str) -> None:
         await self.authenticate_admin()
         subject = await self.services.catalog.patch_subject(record_no(no, "subject"), self.json_body())

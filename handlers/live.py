@@ -43,7 +43,16 @@ from handlers.protocol import (
 from handlers.ws_protocol import StrictProtocol
 from services.auth.tokens import AccessClaims, ViewerClaims
 from services.container import Services
-from services.errors import DomainError, Forbidden, Invalid, NotFound, RateLimited, Unauthorized, Unavailable
+from services.errors import (
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    VotingClosed,
+)
 from services.live.messages import CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED, BadChannel, frame
 from services.live.peer import Peer
 from services.live.quota import RETRY_AFTER, Admission
@@ -79,6 +88,7 @@ HANDSHAKE_HEADERS = [
 ]
 ERROR_CODES: list[tuple[type[DomainError], str]] = [
     (BadChannel, "bad_channel"),
+    (VotingClosed, VotingClosed.code),
     (Forbidden, "forbidden"),
     (Invalid, "invalid"),
     (NotFound, "not_found"),

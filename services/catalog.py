@@ -10,13 +10,15 @@ re-read every open channel from the store, records included.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
 
 from services.backends.store import Store
+from services.errors import FieldError, Invalid
 from services.events import CATALOG, EventBus
-from services.models import Page, Subject, Teacher
+from services.models import Page, Subject, Teacher, VotingState, utc_now
 from services.schemas import (
     SubjectCreate,
     SubjectPatch,
@@ -51,7 +53,10 @@ class CatalogService:
         return await self._announced(await self._store.update_subject(no, parse(SubjectReplace, body).model_dump()))
 
     async def patch_subject(self, no: int, body: Any) -> Subject:
-        return await self._announced(await self._store.update_subject(no, changes(parse(SubjectPatch, body))))
+        fields = changes(parse(SubjectPatch, body))
+        if fields.keys() & {"state", "opens_at", "closes_at"}:
+            fields = window_change(await self._store.get_subject(no), fields, utc_now())
+        return await self._announced(await self._store.update_subject(no, fields))
 
     async def delete_subject(self, no: int) -> None:
         await self._store.delete_subject(no)
@@ -95,3 +100,22 @@ class CatalogService:
         except Exception as exc:
             log.warning("could not announce a catalog change (%r); the other processes show it after the gap", exc)
             self._events.on_message(CATALOG, data)
+
+
+def window_change(subject: Subject, fields: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A PATCH's fields with `state` turned into the window it means, checked against the
+    window the subject has: opening now opens from now (keeping a close still to come),
+    closing now closes from now (and drops an opening still to come)."""
+    fields = dict(fields)
+    wanted: VotingState | None = fields.pop("state", None)
+    if wanted is not None and wanted != subject.state(now):
+        if wanted == "open":
+            keep = subject.closes_at is not None and subject.closes_at > now
+            fields.update(opens_at=now, closes_at=subject.closes_at if keep else None)
+        else:
+            fields.update(opens_at=subject.opens_at if subject.state(now) == "open" else None, closes_at=now)
+    opens_at, closes_at = fields.get("opens_at", subject.opens_at), fields.get("closes_at", subject.closes_at)
+    if opens_at is not None and closes_at is not None and closes_at <= opens_at:
+        error = FieldError("closes_at", "closes_before_opens", "closes_at must be later than opens_at")
+        raise Invalid("The voting window must close after it opens.", [error])
+    return fields

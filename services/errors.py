@@ -27,6 +27,9 @@ FIELD_CODES = {
     "password_has_username": "the password contains the username",
     "password_too_weak": "the password is too easy to guess",
     "no_such_subject": "the subject named does not exist",
+    "closes_before_opens": "a voting window must close after it opens",
+    "state_with_schedule": "`state` sets the window now: it cannot come with opens_at or closes_at",
+    "datetime_type": "not an ISO 8601 date and time with a time zone",
 }
 """The codes livevote itself gives, besides pydantic's (docs/api.md lists both)."""
 
@@ -45,6 +48,15 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     pass
+
+
+class VotingClosed(Conflict):
+    """A vote that would change something, on a subject whose voting window is closed."""
+
+    code = "voting_closed"
+
+    def __init__(self, subject: int) -> None:
+        super().__init__(f"Voting on subject {subject} is closed.")
 
 
 class Invalid(DomainError):

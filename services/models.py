@@ -10,13 +10,35 @@ other on Python 3.11.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from typing_extensions import TypedDict
 
 Item = TypeVar("Item")
 VoteValue = Literal["good", "bad"]
+VotingState = Literal["open", "closed"]
+Visibility = Literal["always", "after_vote", "after_close", "hidden"]
+"""Who sees a subject's counts: everyone; a user once they voted in it; everyone once it
+closed; admins only. Admins always see them."""
+
+
+def voting_state(opens_at: datetime | None, closes_at: datetime | None, now: datetime) -> VotingState:
+    """Open from `opens_at` (none: since ever) until `closes_at` (none: for ever). The state is
+    derived from the time, so a scheduled change needs no timer that a restart could lose."""
+    opened = opens_at is None or opens_at <= now
+    return "open" if opened and (closes_at is None or now < closes_at) else "closed"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """2026-12-06T20:15:00Z: UTC, with Z, as every timestamp livevote writes."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +47,33 @@ class Subject:
     name: str
     intro: str
     is_hot: bool
+    opens_at: datetime | None = None
+    closes_at: datetime | None = None
+    visibility: Visibility = "always"
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def state(self, now: datetime | None = None) -> VotingState:
+        return voting_state(self.opens_at, self.closes_at, now or utc_now())
+
+    def to_json(self) -> SubjectJson:
+        return {
+            "no": self.no, "name": self.name, "intro": self.intro, "is_hot": self.is_hot,
+            "opens_at": iso_utc(self.opens_at), "closes_at": iso_utc(self.closes_at),
+            "visibility": self.visibility, "state": self.state(),
+        }
+
+
+class SubjectJson(TypedDict):
+    """A subject. `state` is the voting state when it was written: `opens_at` and `closes_at`
+    (UTC; null: no bound) tell when it changes. `visibility` says who sees its counts."""
+
+    no: int
+    name: str
+    intro: str
+    is_hot: bool
+    opens_at: str | None
+    closes_at: str | None
+    visibility: Visibility
+    state: VotingState
 
 
 @dataclass(frozen=True, slots=True)

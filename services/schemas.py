@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date
+from datetime import UTC, date
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,6 +24,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -70,6 +72,21 @@ IsoDate = Annotated[
 Id = Annotated[int, BeforeValidator(_json_integer), Field(ge=1, le=MAX_ID)]
 
 
+def _iso_datetime_only(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "must be an ISO 8601 date and time such as 2026-12-06T09:00:00Z")
+    return value
+
+
+UtcDatetime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_iso_datetime_only),
+    AfterValidator(lambda moment: moment.astimezone(UTC)),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""A moment with its time zone (Z or an offset), kept as UTC."""
+
+
 _ABSENT: Any = Field(default=None)
 """Default of PATCH fields: absent is allowed, an explicit null is not."""
 
@@ -78,22 +95,51 @@ class InputModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SubjectCreate(InputModel):
+class Window(InputModel):
+    """A voting window: it must close after it opens."""
+
+    @model_validator(mode="after")
+    def _closes_after_opens(self) -> Window:
+        opens_at, closes_at = getattr(self, "opens_at", None), getattr(self, "closes_at", None)
+        if opens_at is not None and closes_at is not None and closes_at <= opens_at:
+            raise PydanticCustomError("closes_before_opens", "closes_at must be later than opens_at")
+        return self
+
+
+class SubjectCreate(Window):
     name: Name
     intro: Intro = ""
     is_hot: StrictBool = False
+    opens_at: UtcDatetime | None = None
+    closes_at: UtcDatetime | None = None
 
 
-class SubjectReplace(InputModel):
+class SubjectReplace(Window):
+    """Every field; a window left out is no window (open), as in a create."""
+
     name: Name
     intro: Intro
     is_hot: StrictBool
+    opens_at: UtcDatetime | None = None
+    closes_at: UtcDatetime | None = None
 
 
-class SubjectPatch(InputModel):
+class SubjectPatch(Window):
+    """`state` opens or closes voting now (the server's clock sets opens_at / closes_at); it
+    cannot come with either of them."""
+
     name: Name = _ABSENT
     intro: Intro = _ABSENT
     is_hot: StrictBool = _ABSENT
+    opens_at: UtcDatetime | None = None
+    closes_at: UtcDatetime | None = None
+    state: Literal["open", "closed"] = _ABSENT
+
+    @model_validator(mode="after")
+    def _state_alone(self) -> SubjectPatch:
+        if "state" in self.model_fields_set and self.model_fields_set & {"opens_at", "closes_at"}:
+            raise PydanticCustomError("state_with_schedule", "state cannot come with opens_at or closes_at")
+        return self
 
 
 class TeacherCreate(InputModel):

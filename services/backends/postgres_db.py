@@ -115,6 +115,68 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     $$;
     """,
+    """
+    -- Voting windows and results visibility (services/models.py). A vote that would change
+    -- something on a closed subject is refused in its own transaction: the row says `closed`.
+    ALTER TABLE subjects ADD COLUMN opens_at timestamptz, ADD COLUMN closes_at timestamptz,
+        ADD COLUMN visibility text NOT NULL DEFAULT 'always'
+            CHECK (visibility IN ('always', 'after_vote', 'after_close', 'hidden'));
+    DROP FUNCTION set_votes(bigint[], bigint[], text[]);
+    DROP FUNCTION set_vote(bigint, bigint, text);
+    CREATE FUNCTION set_vote(voter bigint, target bigint, wanted text)
+    RETURNS TABLE (value text, no bigint, subject bigint, good_count bigint, bad_count bigint,
+                   version bigint, changed boolean, closed boolean)
+    LANGUAGE plpgsql AS $$
+    #variable_conflict use_column
+    DECLARE
+        old text;
+        opens timestamptz;
+        closes timestamptz;
+    BEGIN
+        PERFORM FROM teachers t WHERE t.no = target FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        SELECT v.value INTO old FROM votes v WHERE v.user_id = voter AND v.teacher = target;
+        IF old IS NOT DISTINCT FROM wanted THEN
+            RETURN QUERY SELECT old, t.no, t.subject, t.good_count, t.bad_count, t.version, false, false
+                FROM teachers t WHERE t.no = target;
+            RETURN;
+        END IF;
+        SELECT s.opens_at, s.closes_at INTO opens, closes
+            FROM subjects s JOIN teachers t ON t.subject = s.no WHERE t.no = target;
+        IF NOT ((opens IS NULL OR opens <= now()) AND (closes IS NULL OR now() < closes)) THEN
+            RETURN QUERY SELECT old, t.no, t.subject, t.good_count, t.bad_count, t.version, false, true
+                FROM teachers t WHERE t.no = target;
+            RETURN;
+        END IF;
+        IF wanted IS NULL THEN
+            DELETE FROM votes v WHERE v.user_id = voter AND v.teacher = target;
+        ELSE
+            INSERT INTO votes (user_id, teacher, value) VALUES (voter, target, wanted)
+                ON CONFLICT (user_id, teacher) DO UPDATE SET value = excluded.value;
+        END IF;
+        RETURN QUERY UPDATE teachers t SET
+                good_count = t.good_count + (wanted IS NOT DISTINCT FROM 'good')::int
+                    - (old IS NOT DISTINCT FROM 'good')::int,
+                bad_count = t.bad_count + (wanted IS NOT DISTINCT FROM 'bad')::int
+                    - (old IS NOT DISTINCT FROM 'bad')::int,
+                version = t.version + 1
+            WHERE t.no = target
+            RETURNING wanted, t.no, t.subject, t.good_count, t.bad_count, t.version, true, false;
+    END;
+    $$;
+    CREATE FUNCTION set_votes(voters bigint[], targets bigint[], wanted text[])
+    RETURNS TABLE (value text, no bigint, subject bigint, good_count bigint, bad_count bigint,
+                   version bigint, changed boolean, closed boolean)
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        RETURN QUERY SELECT s.* FROM unnest(voters, targets, wanted) WITH ORDINALITY AS v (voter, target, wish, turn)
+            LEFT JOIN LATERAL set_vote(v.voter, v.target, v.wish) AS s ON true
+            ORDER BY v.turn;
+    END;
+    $$;
+    """,
 )
 """Each entry one version of the schema, applied once, in order, in one transaction."""
 

@@ -3,10 +3,10 @@ fields (services/models.py), so that a row makes a model positionally."""
 
 from __future__ import annotations
 
-SUBJECT_COLUMNS = ("name", "intro", "is_hot")
+SUBJECT_COLUMNS = ("name", "intro", "is_hot", "opens_at", "closes_at", "visibility")
 TEACHER_COLUMNS = ("name", "sex", "birth", "photo", "intro", "subject")
 """What a create or an update may set."""
-SUBJECT_ROW = "no, name, intro, is_hot"
+SUBJECT_ROW = "no, name, intro, is_hot, opens_at, closes_at, visibility"
 TEACHER_ROW = "no, name, sex, birth, photo, intro, subject, good_count, bad_count, version"
 USER_ROW = "id, username, role"
 COUNTS_ROW = "no, subject, good_count, bad_count, version"

@@ -85,6 +85,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX refresh_tokens_by_sid ON refresh_tokens(sid);
     """,
+    """
+    ALTER TABLE subjects ADD COLUMN opens_at TEXT;
+    ALTER TABLE subjects ADD COLUMN closes_at TEXT;
+    ALTER TABLE subjects ADD COLUMN visibility TEXT NOT NULL DEFAULT 'always'
+        CHECK (visibility IN ('always', 'after_vote', 'after_close', 'hidden'));
+    """,
 )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from pymongo import ReturnDocument
@@ -44,13 +44,27 @@ from services.backends.mongo_db import (
     reachable,
 )
 from services.backends.store import Store
-from services.errors import Conflict, FieldError, Invalid, NotFound, Unavailable
-from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
+from services.errors import Conflict, FieldError, Invalid, NotFound, Unavailable, VotingClosed
+from services.models import (
+    Counts,
+    Credentials,
+    Page,
+    Subject,
+    SubjectTotals,
+    Teacher,
+    User,
+    VoteResult,
+    VoteValue,
+    utc_now,
+    voting_state,
+)
 from services.schemas import account_key, username_key
 
 T = TypeVar("T")
 
-SUBJECT_FIELDS = {"name": None, "intro": "", "is_hot": False}
+SUBJECT_FIELDS = {
+    "name": None, "intro": "", "is_hot": False, "opens_at": None, "closes_at": None, "visibility": "always",
+}
 TEACHER_FIELDS = {"name": None, "sex": None, "birth": None, "photo": "", "intro": "", "subject": None}
 COUNT_FIELDS = {"subject": 1, "good_count": 1, "bad_count": 1, "version": 1}
 COUNT_DELTAS = {"good": (1, 0), "bad": (0, 1), None: (0, 0)}
@@ -254,6 +268,7 @@ class MongoStore(Store):
         key = {"user": user_id, "teacher": teacher}
         if await self._users.find_one({"_id": user_id}, {"_id": 1}, session=session) is None:
             raise NotFound(f"There is no user {user_id}.")  # no foreign key here: asked first, on both paths alike
+        await self._check_open(before.subject, key, value, session)
         if value is None:
             previous = await self._votes.find_one_and_delete(key, session=session)
         else:
@@ -271,6 +286,16 @@ class MongoStore(Store):
             await self._votes.delete_many({"teacher": teacher}, session=session)
             raise NotFound(f"There is no teacher {teacher}.")
         return VoteResult(value, _counts(doc), changed=True)
+
+    async def _check_open(self, subject: int, key: Doc, value: VoteValue | None, session: Session) -> None:
+        """VotingClosed for a vote that would change something on a closed subject."""
+        window = await self._subjects.find_one({"_id": subject}, {"opens_at": 1, "closes_at": 1}, session=session)
+        if window is None or voting_state(_moment(window.get("opens_at")), _moment(window.get("closes_at")),
+                                          utc_now()) == "open":
+            return
+        vote = await self._votes.find_one(key, {"value": 1}, session=session)
+        if (None if vote is None else vote["value"]) != value:
+            raise VotingClosed(subject)
 
     async def _upsert_vote(self, key: Doc, value: str, session: Session) -> Doc | None:
         """Set the vote; the document as it was before (None: there was none)."""
@@ -399,7 +424,16 @@ def _with_defaults(fields: dict[str, Any], allowed: dict[str, Any]) -> Doc:
 
 
 def _subject(doc: Doc) -> Subject:
-    return Subject(no=doc["_id"], name=doc["name"], intro=doc["intro"], is_hot=bool(doc["is_hot"]))
+    return Subject(
+        no=doc["_id"], name=doc["name"], intro=doc["intro"], is_hot=bool(doc["is_hot"]),
+        opens_at=_moment(doc.get("opens_at")), closes_at=_moment(doc.get("closes_at")),
+        visibility=doc.get("visibility", "always"),
+    )
+
+
+def _moment(text: str | None) -> datetime | None:
+    """Moments are stored as ISO 8601 text in UTC, like birth dates."""
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _teacher(doc: Doc) -> Teacher:

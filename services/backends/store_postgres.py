@@ -22,7 +22,7 @@ from services.backends.sql_columns import (
     USER_ROW,
 )
 from services.backends.store import Store
-from services.errors import Conflict, FieldError, Invalid, NotFound
+from services.errors import Conflict, FieldError, Invalid, NotFound, VotingClosed
 from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
 from services.schemas import account_key, username_key
 
@@ -153,7 +153,9 @@ class PostgresStore(Store):
             raise NotFound(f"There is no user {user_id}.") from None
         if row is None:
             raise NotFound(f"There is no teacher {teacher}.")
-        value, *counts, changed = row
+        value, *counts, changed, closed = row
+        if closed:
+            raise VotingClosed(row["subject"])
         return VoteResult(value, Counts(*counts), changed=changed)
 
     async def get_vote(self, user_id: int, teacher: int) -> VoteResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,20 @@ from services.backends.sql_columns import (
 )
 from services.backends.sqlite_db import SqliteDatabase
 from services.backends.store import Store
-from services.errors import Conflict, FieldError, Invalid, NotFound
-from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
+from services.errors import Conflict, FieldError, Invalid, NotFound, VotingClosed
+from services.models import (
+    Counts,
+    Credentials,
+    Page,
+    Subject,
+    SubjectTotals,
+    Teacher,
+    User,
+    VoteResult,
+    VoteValue,
+    utc_now,
+    voting_state,
+)
 from services.schemas import account_key, username_key
 
 COUNT_DELTAS = {"good": (1, 0), "bad": (0, 1), None: (0, 0)}
@@ -150,8 +162,16 @@ class SqliteStore(Store):
 
 
 def _subject(row: tuple[Any, ...]) -> Subject:
-    no, name, intro, is_hot = row
-    return Subject(no=no, name=name, intro=intro, is_hot=bool(is_hot))
+    no, name, intro, is_hot, opens_at, closes_at, visibility = row
+    return Subject(
+        no=no, name=name, intro=intro, is_hot=bool(is_hot),
+        opens_at=_moment(opens_at), closes_at=_moment(closes_at), visibility=visibility,
+    )
+
+
+def _moment(text: str | None) -> datetime | None:
+    """Moments are stored as ISO 8601 text in UTC."""
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _teacher(row: tuple[Any, ...]) -> Teacher:
@@ -301,6 +321,10 @@ def _set_vote(conn: sqlite3.Connection, user_id: int, teacher: int, value: VoteV
     old = current.value
     if old == value:
         return current
+    subject = current.counts.subject
+    opens_at, closes_at = conn.execute("SELECT opens_at, closes_at FROM subjects WHERE no = ?", (subject,)).fetchone()
+    if voting_state(_moment(opens_at), _moment(closes_at), utc_now()) == "closed":
+        raise VotingClosed(subject)
     if value is None:
         conn.execute("DELETE FROM votes WHERE user_id = ? AND teacher = ?", (user_id, teacher))
     else:

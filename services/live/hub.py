@@ -57,8 +57,9 @@ from services.live.messages import (
     totals,
 )
 from services.live.peer import Backpressure, Peer, Person, Transport
+from services.live.windows import WindowWatch, state_of
 from services.metrics import Metrics
-from services.models import Counts, Subject, Teacher
+from services.models import Counts, Subject, Teacher, iso_utc, utc_now
 
 log = logging.getLogger("livevote.hub")
 
@@ -107,6 +108,7 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watching: dict[int, int] = {}
         """People watching each subject, across every process, as last reported."""
+        self._windows = WindowWatch(self._window_passed)
 
     @property
     def peer_count(self) -> int:
@@ -122,6 +124,7 @@ class Hub:
         self._feeds.start()
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        self._windows.stop()
         for peers in list(self._peers_by_sid.values()):
             for peer in list(peers):
                 peer.transport.close(code, reason)
@@ -254,10 +257,12 @@ class Hub:
             if generation == self._catalog_generation:
                 break
         for subject in subjects:
-            self._subjects[subject.no] = subject.to_json()
+            self._subjects[subject.no] = dict(subject.to_json())
         if kind == DASHBOARD:
             for no in set(self._subjects) - {subject.no for subject in subjects}:
                 del self._subjects[no]
+        if subjects:
+            self._windows.watch(self._subjects.values())
         for teacher in teachers:
             self._merge_teacher(teacher.to_json())
         if kind == "teacher":
@@ -360,16 +365,21 @@ class Hub:
         _, profile = self._profiles.get(counts.no, (0, {}))
         return {"no": counts.no, **profile, "subject": counts.subject, **counts_json(counts)}
 
+    def _subject_json(self, no: int) -> dict[str, Any]:
+        """A subject's record with its voting state as of now; {} while it is not known."""
+        record = self._subjects.get(no)
+        return {} if record is None else {**record, "state": state_of(record)}
+
     def _snapshot_frame(self, channel: Channel) -> bytes:
-        message: dict[str, Any] = {"channel": channel.name}
+        message: dict[str, Any] = {"channel": channel.name, "now": iso_utc(utc_now())}
         if channel.name == DASHBOARD:
             summed = totals(sum_by_subject(self._latest(channel), self._subject_names()))
-            message["subjects"] = [{**self._subjects.get(s["no"], {}), **s} for s in summed["subjects"]]
+            message["subjects"] = [{**self._subject_json(s["no"]), **s} for s in summed["subjects"]]
             message["votes_total"] = summed["votes_total"]
         else:
             subject = subject_of_channel(channel.name)
             if subject is not None and subject in self._subjects:
-                message["subject"] = self._subjects[subject]
+                message["subject"] = self._subject_json(subject)
             message["teachers"] = [self._teacher_json(counts) for counts in self._latest(channel)]
         watching = self._watching_of(channel.name)
         if watching is not None:
@@ -455,6 +465,8 @@ class Hub:
             self._subjects[number] = record
         elif kind == "subject":
             self._subjects.pop(number, None)
+        if kind == "subject":
+            self._windows.watch(self._subjects.values())
         elif record is not None:
             self._merge_teacher(record)
         audience = DASHBOARD if kind == "subject" else "subject:"
@@ -467,6 +479,19 @@ class Hub:
             self._remove_teacher(removed)
         elif removed is not None:
             self._close_channel(f"subject:{removed}")
+
+    def _window_passed(self, no: int) -> None:
+        """A scheduled opening or closing of subject `no` passed: its pages hear the subject as
+        after an admin's change, with the state it has now."""
+        record = self._subject_json(no)
+        if not record:
+            return
+        for name in (f"subject:{no}", DASHBOARD):
+            channel = self._channels.get(name)
+            if channel is not None:
+                catalog = frame("catalog", channel=name, kind="subject", record=record)
+                for peer in list(channel.peers):
+                    peer.send(catalog)
 
     def _on_revoked(self, _channel: str, data: bytes) -> None:
         for sid in orjson.loads(data)["sids"]:

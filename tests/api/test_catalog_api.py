@@ -16,7 +16,8 @@ async def test_subjects_list_is_a_plain_array_of_the_seed(api: LiveServer) -> No
     assert response.status == 200 and response.content_type == "application/json"
     subjects = response.json()
     assert isinstance(subjects, list) and len(subjects) >= 5
-    assert set(subjects[0]) == {"no", "name", "intro", "is_hot"}
+    assert set(subjects[0]) == {"no", "name", "intro", "is_hot", "opens_at", "closes_at", "visibility", "state"}
+    assert (subjects[0]["state"], subjects[0]["visibility"]) == ("open", "always")
     assert any(s["is_hot"] for s in subjects)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from services.backends.store import Store
 from services.backends.store_mongo import MongoStore
 from services.backends.store_postgres import PostgresStore
 from services.backends.store_sqlite import SqliteStore
-from services.errors import Conflict, Invalid, NotFound
+from services.errors import Conflict, Invalid, NotFound, VotingClosed
 from services.models import User
 from tests.harness.server import ROOT
 from tests.harness.stores import (
@@ -199,6 +199,38 @@ async def test_votes_move_counts_in_one_step(store: Store) -> None:
         await store.set_vote(user.id, 4242, "good")
     with pytest.raises(NotFound):
         await store.get_vote(user.id, 4242)
+
+
+async def test_a_closed_window_refuses_changes_in_the_votes_own_step(store: Store) -> None:
+    """The window is checked where the vote is written: votes batched together (PostgreSQL)
+    are refused one by one, and a vote already there may be sent again."""
+    now = datetime.now(UTC)
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    other = await store.create_subject({"name": "T", "intro": "", "is_hot": False})
+    teacher, open_teacher = [await store.create_teacher(teacher_fields(no)) for no in (subject.no, other.no)]
+    users = [await store.create_user(f"voter{i}", "h", "user") for i in range(3)]
+    await store.set_vote(users[0].id, teacher.no, "good")
+    closed = await store.update_subject(subject.no, {"closes_at": now})
+    assert (closed.closes_at, closed.opens_at, closed.state()) == (now, None, "closed")
+    assert await store.get_subject(subject.no) == closed
+    results = await asyncio.gather(
+        *(store.set_vote(user.id, teacher.no, "bad") for user in users),
+        *(store.set_vote(user.id, open_teacher.no, "bad") for user in users),
+        store.set_vote(users[0].id, teacher.no, "good"),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, VotingClosed) for result in results[:3]), results
+    assert [result.counts.bad_count for result in results[3:6]] == [1, 2, 3]  # type: ignore[union-attr]
+    assert results[6].changed is False  # type: ignore[union-attr]
+    with pytest.raises(VotingClosed):
+        await store.set_vote(users[0].id, teacher.no, None)
+    assert await store.tally_votes(teacher.no) == (1, 0) and (await store.get_teacher(teacher.no)).version == 1
+    scheduled = await store.update_subject(subject.no, {"opens_at": now + timedelta(hours=1), "closes_at": None})
+    assert scheduled.state() == "closed" and scheduled.state(now + timedelta(hours=2)) == "open"
+    with pytest.raises(VotingClosed):
+        await store.set_vote(users[1].id, teacher.no, "good")
+    await store.update_subject(subject.no, {"opens_at": now - timedelta(seconds=1)})
+    assert (await store.set_vote(users[1].id, teacher.no, "good")).counts.good_count == 2
 
 
 async def test_concurrent_votes_keep_counts_equal_to_votes(store: Store) -> None:
