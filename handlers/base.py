@@ -38,8 +38,9 @@ from services.errors import (
     Unauthorized,
     Unavailable,
 )
-from services.models import Page, PageJson
+from services.models import Page, PageJson, User
 from services.schemas import canonical_int
+from services.visibility import ANONYMOUS, Reader
 
 log = logging.getLogger("livevote.http")
 
@@ -254,6 +255,18 @@ class ApiHandler(HeadAsGet):
         """As authenticate, and 403 unless the user is an administrator now (whatever the token says)."""
         return await self.services.sessions.authenticate_admin(self._bearer_token())
 
+    async def authenticated_user(self) -> User:
+        """The bearer's user (401 unless the token is valid and its session active), with the role
+        they have now (read within a second)."""
+        return await self.services.sessions.reader(self._bearer_token())
+
+    async def reader(self) -> Reader:
+        """Who reads counts: the bearer's user when a token is sent (401 if it is not valid),
+        else anyone."""
+        if "Authorization" not in self.request.headers:
+            return ANONYMOUS
+        return Reader.of(await self.authenticated_user())
+
     def _bearer_token(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -272,9 +285,10 @@ class ApiHandler(HeadAsGet):
         self.set_header("Content-Type", JSON)
         self.finish(orjson.dumps(data))
 
-    def write_list(self, page: Page, offset: int, limit: int | None) -> None:
-        """A plain array, or a DRF-style page when the client asked for one."""
-        results = [item.to_json() for item in page.items]
+    def write_list(self, page: Page, offset: int, limit: int | None, results: list[Any] | None = None) -> None:
+        """A plain array, or a DRF-style page when the client asked for one: of the page's items,
+        or of `results` made from them."""
+        results = [item.to_json() for item in page.items] if results is None else results
         if limit is None:
             self.write_json(results)
             return

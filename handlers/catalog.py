@@ -7,7 +7,7 @@ from typing_extensions import TypedDict
 from handlers.base import ApiHandler, record_no
 from handlers.openapi import BODY, PAGING_422, ListOrPage, Operation, query
 from services.errors import NotFound
-from services.models import SubjectJson, Teacher
+from services.models import SubjectJson, TeacherJson
 from services.schemas import (
     SubjectCreate,
     SubjectPatch,
@@ -35,7 +35,7 @@ class SubjectTeachersJson(TypedDict):
     """A subject and all its teachers."""
 
     subject: SubjectNameJson
-    teachers: list[Teacher]
+    teachers: list[TeacherJson]
 
 
 class CatalogHandler(ApiHandler):
@@ -91,12 +91,13 @@ class SubjectHandler(CatalogHandler):
 
 class SubjectTeachersHandler(CatalogHandler):
     @Operation("listSubjectTeachers", "catalog", "Teachers of a subject",
-               ok="The subject's teachers, or one page of them", returns=ListOrPage(Teacher), errors=(404, 422, 503),
+               ok="The subject's teachers, or one page of them", returns=ListOrPage(TeacherJson),
+               errors=(404, 422, 503),
                notes={404: "No such subject, or a page past the end", 422: PAGING_422})
     async def get(self, no: str) -> None:
         offset, limit = self.page_window()
         page = await self.services.catalog.list_teachers(record_no(no, "subject"), offset, limit)
-        self.write_list(page, offset, limit)
+        self.write_list(page, offset, limit, await self.services.visibility.teachers(await self.reader(), page.items))
 
 
 class TeacherListHandler(CatalogHandler):
@@ -110,10 +111,11 @@ class TeacherListHandler(CatalogHandler):
         if canonical_int(raw) is None:
             raise NotFound("Name a subject with ?sno=<number>.")
         subject, teachers = await self.services.catalog.subject_with_teachers(record_no(raw, "subject"))
-        body: SubjectTeachersJson = {"subject": {"no": subject.no, "name": subject.name}, "teachers": teachers}
+        shown = await self.services.visibility.teachers(await self.reader(), teachers)
+        body: SubjectTeachersJson = {"subject": {"no": subject.no, "name": subject.name}, "teachers": shown}
         self.write_json(body)
 
-    @Operation("createTeacher", "catalog", "Create a teacher", ok="Created", status=201, returns=Teacher,
+    @Operation("createTeacher", "catalog", "Create a teacher", ok="Created", status=201, returns=TeacherJson,
                headers=LOCATION, request=TeacherCreate, secured=True, errors=ADMIN_WRITE, notes=NO_SUBJECT_422)
     async def post(self) -> None:
         await self.authenticate_admin()
@@ -122,13 +124,13 @@ class TeacherListHandler(CatalogHandler):
 
 
 class TeacherHandler(CatalogHandler):
-    @Operation("getTeacher", "catalog", "Get a teacher", ok="The teacher, with its counts", returns=Teacher,
+    @Operation("getTeacher", "catalog", "Get a teacher", ok="The teacher, with its counts", returns=TeacherJson,
                errors=(404, 503), notes=NO_TEACHER)
     async def get(self, no: str) -> None:
         teacher = await self.services.catalog.get_teacher(record_no(no, "teacher"))
-        self.write_json(teacher.to_json())
+        self.write_json((await self.services.visibility.teachers(await self.reader(), [teacher]))[0])
 
-    @Operation("replaceTeacher", "catalog", "Replace a teacher", ok="The teacher as stored", returns=Teacher,
+    @Operation("replaceTeacher", "catalog", "Replace a teacher", ok="The teacher as stored", returns=TeacherJson,
                request=TeacherReplace, secured=True, errors=(*ADMIN_WRITE, 404), notes={**NO_TEACHER, **NO_SUBJECT_422})
     async def put(self, no: str) -> None:
         await self.authenticate_admin()
@@ -136,7 +138,7 @@ class TeacherHandler(CatalogHandler):
         self.write_json(teacher.to_json())
 
     @Operation("updateTeacher", "catalog", "Change some fields of a teacher", ok="The teacher as stored",
-               returns=Teacher, request=TeacherPatch, secured=True, errors=(*ADMIN_WRITE, 404),
+               returns=TeacherJson, request=TeacherPatch, secured=True, errors=(*ADMIN_WRITE, 404),
                notes={**NO_TEACHER, **NO_SUBJECT_422})
     async def patch(self, no: str) -> None:
         await self.authenticate_admin()

@@ -242,6 +242,7 @@ class LiveSocket(WebSocketHandler):
             who: dict[str, Any] = {"user": None, "session": None, "role": claims.role}
         else:
             user = await self.services.accounts.get(claims.user_id)
+            self.peer.admin = user.is_admin
             who = {"user": user.to_json(), "session": claims.sid, "role": user.role}
         self.send(frame("welcome", **who, expires_at=claims.expires_at, server_time=time.time()))
 
@@ -367,6 +368,7 @@ class LiveSocket(WebSocketHandler):
         if claims.user_id != self.claims.user_id:
             raise Invalid("That token belongs to another user.")
         self.claims = claims
+        self.peer.admin = claims.role == "admin"
         self.services.token_clock.track(self)
         if self.peer.sid != claims.sid:
             self.services.hub.move(self.peer, claims.sid)

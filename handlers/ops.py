@@ -68,7 +68,7 @@ class StatsHandler(ApiHandler):
     @Operation("getStats", "live", "Votes per subject and open sockets, cluster-wide",
                ok="The totals the dashboard starts from", returns=StatsJson, errors=(503,))
     async def get(self) -> None:
-        self.write_json(await self.services.stats.snapshot())
+        self.write_json(await self.services.stats.snapshot(await self.reader()))
 
 
 class MetricsHandler(HeadAsGet, AllowOn405):

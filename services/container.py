@@ -23,6 +23,7 @@ from services.live.quota import LiveQuota
 from services.live.token_clock import TokenClock
 from services.metrics import Metrics
 from services.stats import StatsService
+from services.visibility import VisibilityService
 from services.votes import VoteService
 
 
@@ -63,3 +64,4 @@ class Services:
     presence: PresenceService
     quota: LiveQuota
     metrics: Metrics
+    visibility: VisibilityService

@@ -9,6 +9,7 @@ other on Python 3.11.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -32,6 +33,23 @@ def voting_state(opens_at: datetime | None, closes_at: datetime | None, now: dat
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def moment(text: str | None) -> datetime | None:
+    """A timestamp as livevote writes it (iso_utc), read back."""
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def state_of(record: Mapping[str, Any], now: datetime | None = None) -> VotingState:
+    """A subject's voting state now, from its JSON record (SubjectJson)."""
+    return voting_state(moment(record.get("opens_at")), moment(record.get("closes_at")), now or utc_now())
+
+
+def is_public(record: Mapping[str, Any]) -> bool:
+    """Whether everyone may see a subject's counts now, from its JSON record: `always`, or
+    `after_close` once closed (services/visibility.py has the whole rule)."""
+    visibility = record.get("visibility", "always")
+    return visibility == "always" or (visibility == "after_close" and state_of(record) == "closed")
 
 
 def iso_utc(moment: datetime | None) -> str | None:
@@ -89,10 +107,28 @@ class Teacher:
     bad_count: int
     version: int
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["birth"] = self.birth.isoformat()
-        return data
+    def to_json(self) -> TeacherJson:
+        return {
+            "no": self.no, "name": self.name, "sex": self.sex, "birth": self.birth.isoformat(),
+            "photo": self.photo, "intro": self.intro, "subject": self.subject,
+            "good_count": self.good_count, "bad_count": self.bad_count, "version": self.version,
+        }
+
+
+class TeacherJson(TypedDict):
+    """A teacher and its counts; the counts are null where the subject's visibility withholds them
+    from the reader (`version` still moves with every change)."""
+
+    no: int
+    name: str
+    sex: bool
+    birth: str
+    photo: str
+    intro: str
+    subject: int
+    good_count: int | None
+    bad_count: int | None
+    version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,21 +195,22 @@ class VoteResult:
     counts: Counts
     changed: bool
 
-    def to_json(self) -> VoteResultJson:
+    def to_json(self, shown: bool = True) -> VoteResultJson:
+        """`shown`: False where the subject's visibility withholds the counts from the voter."""
         return {
             "teacher": self.counts.no,
             "value": self.value,
-            "good_count": self.counts.good_count,
-            "bad_count": self.counts.bad_count,
+            "good_count": self.counts.good_count if shown else None,
+            "bad_count": self.counts.bad_count if shown else None,
             "version": self.counts.version,
         }
 
 
 class VoteResultJson(TypedDict):
-    """Your vote on a teacher (null: none) and the teacher's counts."""
+    """Your vote on a teacher (null: none) and the teacher's counts (null: withheld)."""
 
     teacher: int
     value: VoteValue | None
-    good_count: int
-    bad_count: int
+    good_count: int | None
+    bad_count: int | None
     version: int

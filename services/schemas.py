@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from services.errors import FieldError, Invalid
+from services.models import Visibility
 
 MAX_ID = 2**63 - 1
 
@@ -112,16 +113,18 @@ class SubjectCreate(Window):
     is_hot: StrictBool = False
     opens_at: UtcDatetime | None = None
     closes_at: UtcDatetime | None = None
+    visibility: Visibility = "always"
 
 
 class SubjectReplace(Window):
-    """Every field; a window left out is no window (open), as in a create."""
+    """Every field; a window left out is no window (open), and visibility `always`, as in a create."""
 
     name: Name
     intro: Intro
     is_hot: StrictBool
     opens_at: UtcDatetime | None = None
     closes_at: UtcDatetime | None = None
+    visibility: Visibility = "always"
 
 
 class SubjectPatch(Window):
@@ -133,6 +136,7 @@ class SubjectPatch(Window):
     is_hot: StrictBool = _ABSENT
     opens_at: UtcDatetime | None = None
     closes_at: UtcDatetime | None = None
+    visibility: Visibility = _ABSENT
     state: Literal["open", "closed"] = _ABSENT
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import orjson
 
@@ -35,14 +36,32 @@ PUBLISH_PATIENCE = 0.5
 retries for seconds) its teachers are republished from the store, and the next batch goes."""
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A teacher's counts after a vote, and who voted: cast (a vote now) or withdrew."""
+
+    counts: Counts
+    voter: int
+    cast: bool
+
+    def encode(self) -> bytes:
+        counts = self.counts
+        return orjson.dumps({
+            "no": counts.no, "subject": counts.subject, "good_count": counts.good_count,
+            "bad_count": counts.bad_count, "version": counts.version, "voter": self.voter, "cast": self.cast,
+        })
+
+
 class VoteService:
     def __init__(self, store: Store, events: EventBus, metrics: Metrics) -> None:
         self._store = store
         self._events = events
         self._metrics = metrics
-        self._outbox: list[Counts] = []
+        self._outbox: list[Change] = []
         self._publishing: asyncio.Task[None] | None = None
-        self._unannounced: set[int] = set()
+        self._unannounced: dict[int, dict[int, bool]] = {}
+        """Teachers whose counts could not be published, and per teacher the voters of those
+        votes (whether each cast a vote or withdrew one): after_vote sight follows them."""
         self._republishing: asyncio.Task[None] | None = None
 
     async def cast(self, user_id: int, teacher: int, body: object) -> VoteResult:
@@ -53,7 +72,7 @@ class VoteService:
         result = await self._store.set_vote(user_id, teacher, value)
         if result.changed:
             self._metrics.votes.inc()
-            self._announce(result.counts)
+            self._announce(Change(result.counts, user_id, value is not None))
         return result
 
     async def get(self, user_id: int, teacher: int) -> VoteResult:
@@ -67,8 +86,8 @@ class VoteService:
             self._republishing.cancel()
             await asyncio.gather(self._republishing, return_exceptions=True)
 
-    def _announce(self, counts: Counts) -> None:
-        self._outbox.append(counts)
+    def _announce(self, change: Change) -> None:
+        self._outbox.append(change)
         if self._publishing is None:
             self._publishing = asyncio.ensure_future(self._publish_queued())
 
@@ -80,21 +99,21 @@ class VoteService:
                     async with asyncio.timeout(PUBLISH_PATIENCE):
                         await self._publish(batch)
                 except Exception as exc:
-                    teachers = {counts.no for counts in batch}
+                    for change in batch:
+                        self._unannounced.setdefault(change.counts.no, {})[change.voter] = change.cast
                     log.warning("could not publish the counts of %d teacher(s) (%r); will publish them again",
-                                len(teachers), exc)
-                    self._unannounced |= teachers
+                                len({change.counts.no for change in batch}), exc)
                     if self._republishing is None or self._republishing.done():
                         self._republishing = asyncio.ensure_future(self._republish())
         finally:
             self._publishing = None
 
-    async def _publish(self, batch: list[Counts]) -> None:
+    async def _publish(self, batch: list[Change]) -> None:
         """Each on its subject's feed and on the dashboards' feed."""
         messages = []
-        for counts in batch:
-            data = orjson.dumps(counts)
-            messages += [(subject_votes(counts.subject), data), (ALL_VOTES, data)]
+        for change in batch:
+            data = change.encode()
+            messages += [(subject_votes(change.counts.subject), data), (ALL_VOTES, data)]
         await self._events.publish_many(messages)
 
     async def _republish(self) -> None:
@@ -102,11 +121,15 @@ class VoteService:
         while self._unannounced:
             await asyncio.sleep(PUBLISH_RETRY_DELAYS[min(attempt, len(PUBLISH_RETRY_DELAYS) - 1)])
             attempt += 1
-            teachers, self._unannounced = self._unannounced, set()
+            teachers, self._unannounced = self._unannounced, {}
             try:
-                await self._publish([counts for counts in await self._store.counts() if counts.no in teachers])
+                latest = [counts for counts in await self._store.counts() if counts.no in teachers]
+                await self._publish([
+                    Change(counts, voter, cast) for counts in latest for voter, cast in teachers[counts.no].items()
+                ])
             except Exception as exc:
                 log.warning("publishing %d teacher(s) again failed (%s); retrying", len(teachers), exc)
-                self._unannounced |= teachers
+                for no, voters in teachers.items():
+                    self._unannounced[no] = {**voters, **self._unannounced.get(no, {})}
             else:
                 log.info("published the latest counts again after a broker failure")

@@ -49,6 +49,7 @@ from services.live.token_clock import TokenClock
 from services.metrics import Metrics
 from services.seed import seed_demo_data
 from services.stats import StatsService
+from services.visibility import VisibilityService
 from services.votes import VoteService
 
 log = logging.getLogger("livevote")
@@ -205,6 +206,7 @@ async def build_services(config: Config) -> Services:
     accounts = AccountService(backends.store, passwords, throttle)
     sessions = SessionService(backends.session_store, accounts, tokens, events, auth, throttle)
     await sessions.start()
+    visibility = VisibilityService(backends.store)
     return Services(
         config=config,
         backends=backends,
@@ -217,7 +219,8 @@ async def build_services(config: Config) -> Services:
         hub=hub,
         token_clock=TokenClock(auth.refresh_ahead, auth.push_tokens),
         heartbeat=Heartbeat(config.ws.ping_interval),
-        stats=StatsService(backends.store, presence),
+        stats=StatsService(backends.store, presence, visibility),
+        visibility=visibility,
         presence=presence,
         quota=LiveQuota(config.ws.max_sockets_per_address, config.ws.max_sockets_per_token, metrics),
         metrics=metrics,

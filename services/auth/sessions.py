@@ -223,6 +223,10 @@ class SessionService:
             raise Forbidden("This needs an administrator.")
         return claims
 
+    async def reader(self, access_token: str) -> User:
+        """The user of a valid token whose session is active, with their role as of FRESH_FOR."""
+        return await self._active_user(self._tokens.verify(access_token))
+
     async def admit(self, access_token: str) -> AccessClaims | ViewerClaims:
         """The live channel's handshake: a user's token of an active session, or a viewer token."""
         claims = self._tokens.verify_any(access_token)

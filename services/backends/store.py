@@ -95,6 +95,14 @@ class Store(ABC):
         """The user's vote on the teacher (value None: no vote); NotFound for an unknown teacher."""
 
     @abstractmethod
+    async def voted_subjects(self, user_id: int) -> set[int]:
+        """The subjects in which the user has a vote now (who may see `after_vote` counts)."""
+
+    @abstractmethod
+    async def voters(self, subject: int) -> set[int]:
+        """The users who have a vote in the subject now."""
+
+    @abstractmethod
     async def counts(self, subject: int | None = None) -> list[Counts]:
         """Live state of every teacher (of one subject), ordered by teacher no."""
 

@@ -316,6 +316,17 @@ class MongoStore(Store):
         return VoteResult(None if doc is None else doc["value"], counts, changed=False)
 
     @reachable
+    async def voted_subjects(self, user_id: int) -> set[int]:
+        teachers = [doc["teacher"] for doc in await self._votes.find({"user": user_id}, {"teacher": 1}).to_list()]
+        found = await self._teachers.find({"_id": {"$in": teachers}}, {"subject": 1}).to_list()
+        return {doc["subject"] for doc in found}
+
+    @reachable
+    async def voters(self, subject: int) -> set[int]:
+        teachers = [doc["_id"] for doc in await self._teachers.find({"subject": subject}, {"_id": 1}).to_list()]
+        return {doc["user"] for doc in await self._votes.find({"teacher": {"$in": teachers}}, {"user": 1}).to_list()}
+
+    @reachable
     async def counts(self, subject: int | None = None) -> list[Counts]:
         query = {} if subject is None else {"subject": subject}
         return [_counts(doc) for doc in await self._teachers.find(query, COUNT_FIELDS).sort("_id", 1).to_list()]

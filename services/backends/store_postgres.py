@@ -20,6 +20,8 @@ from services.backends.sql_columns import (
     TEACHER_COLUMNS,
     TEACHER_ROW,
     USER_ROW,
+    VOTED_SUBJECTS,
+    VOTERS,
 )
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound, VotingClosed
@@ -164,6 +166,12 @@ class PostgresStore(Store):
             raise NotFound(f"There is no teacher {teacher}.")
         value, *counts = row
         return VoteResult(value, Counts(*counts), changed=False)
+
+    async def voted_subjects(self, user_id: int) -> set[int]:
+        return {row[0] for row in await self._db.fetch(VOTED_SUBJECTS, user_id)}
+
+    async def voters(self, subject: int) -> set[int]:
+        return {row[0] for row in await self._db.fetch(VOTERS, subject)}
 
     async def counts(self, subject: int | None = None) -> list[Counts]:
         rows = await self._db.fetch(

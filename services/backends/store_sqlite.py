@@ -16,6 +16,8 @@ from services.backends.sql_columns import (
     TEACHER_COLUMNS,
     TEACHER_ROW,
     USER_ROW,
+    VOTED_SUBJECTS,
+    VOTERS,
 )
 from services.backends.sqlite_db import SqliteDatabase
 from services.backends.store import Store
@@ -129,6 +131,14 @@ class SqliteStore(Store):
 
     async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
         return await self._read(_get_vote, user_id, teacher)
+
+    async def voted_subjects(self, user_id: int) -> set[int]:
+        rows = await self._read(_fetch_all, VOTED_SUBJECTS.replace("$1", "?"), (user_id,))
+        return {row[0] for row in rows}
+
+    async def voters(self, subject: int) -> set[int]:
+        rows = await self._read(_fetch_all, VOTERS.replace("$1", "?"), (subject,))
+        return {row[0] for row in rows}
 
     async def counts(self, subject: int | None = None) -> list[Counts]:
         where, params = ("WHERE subject = ?", (subject,)) if subject is not None else ("", ())

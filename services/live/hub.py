@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -57,9 +57,10 @@ from services.live.messages import (
     totals,
 )
 from services.live.peer import Backpressure, Peer, Person, Transport
-from services.live.windows import WindowWatch, state_of
+from services.live.sight import NOTHING, Sight
+from services.live.windows import WindowWatch
 from services.metrics import Metrics
-from services.models import Counts, Subject, Teacher, iso_utc, utc_now
+from services.models import Counts, Subject, Teacher, iso_utc, state_of, utc_now
 
 log = logging.getLogger("livevote.hub")
 
@@ -109,6 +110,7 @@ class Hub:
         self._watching: dict[int, int] = {}
         """People watching each subject, across every process, as last reported."""
         self._windows = WindowWatch(self._window_passed)
+        self._sight = Sight(store)
 
     @property
     def peer_count(self) -> int:
@@ -131,9 +133,9 @@ class Hub:
 
     # -- membership ---------------------------------------------------------
 
-    def join(self, transport: Transport, sid: str, person: Person) -> Peer:
+    def join(self, transport: Transport, sid: str, person: Person, admin: bool = False) -> Peer:
         """A new socket of session `sid` (revoking that session closes it), watched by `person`."""
-        peer = Peer(transport, sid, self.backpressure, person)
+        peer = Peer(transport, sid, self.backpressure, person, admin)
         self._add(peer)
         return peer
 
@@ -179,7 +181,7 @@ class Hub:
             peer.channels.add(name)
         finally:
             await self._feeds.sync()
-        return self._snapshot_frame(channel)
+        return self._snapshot_frame(channel, self._sight.withheld(peer, self._private_shown(channel)))
 
     async def _open_channel(self, name: str, kind: str, number: int | None) -> Channel:
         """The first subscriber reads the store; those arriving meanwhile wait for that one read.
@@ -262,22 +264,27 @@ class Hub:
             for no in set(self._subjects) - {subject.no for subject in subjects}:
                 del self._subjects[no]
         if subjects:
-            self._windows.watch(self._subjects.values())
+            self._subjects_changed()
+            shown = {subject.no for subject in subjects} if kind == DASHBOARD else {subjects[0].no}
+            if after_vote := self._sight.after_vote(shown):
+                for voted_in, user in (await self._sight.read_voters(after_vote, again=True))[1]:
+                    self._spawn(self._recheck(voted_in, user))
         for teacher in teachers:
-            self._merge_teacher(teacher.to_json())
+            self._merge_teacher(dict(teacher.to_json()))
         if kind == "teacher":
             return
         listed = {teacher.no for teacher in teachers}
         for no in [no for no, counts in self._board.items() if no not in listed and number in (None, counts.subject)]:
             try:
-                self._merge_teacher((await self._store.get_teacher(no)).to_json())
+                self._merge_teacher(dict((await self._store.get_teacher(no)).to_json()))
             except NotFound:
                 self._gone("teacher", no)
 
     async def _records_of(self, kind: str, number: int | None) -> tuple[list[Subject], list[Teacher]]:
         if kind == "teacher":
             assert number is not None
-            return [], [await self._store.get_teacher(number)]
+            teacher = await self._store.get_teacher(number)
+            return [await self._store.get_subject(teacher.subject)], [teacher]
         if kind == "subject":
             assert number is not None
             subjects = [await self._store.get_subject(number)]
@@ -361,26 +368,31 @@ class Hub:
     def _subject_names(self) -> dict[int, str]:
         return {no: subject["name"] for no, subject in self._subjects.items()}
 
-    def _teacher_json(self, counts: Counts) -> dict[str, Any]:
+    def _teacher_json(self, counts: Counts, withheld: bool = False) -> dict[str, Any]:
         _, profile = self._profiles.get(counts.no, (0, {}))
-        return {"no": counts.no, **profile, "subject": counts.subject, **counts_json(counts)}
+        shown: dict[str, int | None] = {**counts_json(counts)}
+        if withheld:
+            shown.update(good_count=None, bad_count=None)
+        return {"no": counts.no, **profile, "subject": counts.subject, **shown}
 
     def _subject_json(self, no: int) -> dict[str, Any]:
         """A subject's record with its voting state as of now; {} while it is not known."""
         record = self._subjects.get(no)
         return {} if record is None else {**record, "state": state_of(record)}
 
-    def _snapshot_frame(self, channel: Channel) -> bytes:
+    def _snapshot_frame(self, channel: Channel, hidden: frozenset[int] = NOTHING) -> bytes:
+        """The channel's whole state, less the counts of the `hidden` subjects."""
         message: dict[str, Any] = {"channel": channel.name, "now": iso_utc(utc_now())}
         if channel.name == DASHBOARD:
-            summed = totals(sum_by_subject(self._latest(channel), self._subject_names()))
+            summed = totals(sum_by_subject(self._latest(channel), self._subject_names()), hidden=hidden)
             message["subjects"] = [{**self._subject_json(s["no"]), **s} for s in summed["subjects"]]
             message["votes_total"] = summed["votes_total"]
         else:
             subject = subject_of_channel(channel.name)
             if subject is not None and subject in self._subjects:
                 message["subject"] = self._subject_json(subject)
-            message["teachers"] = [self._teacher_json(counts) for counts in self._latest(channel)]
+            message["teachers"] = [self._teacher_json(counts, counts.subject in hidden)
+                                   for counts in self._latest(channel)]
         watching = self._watching_of(channel.name)
         if watching is not None:
             message["watching"] = channel.watching = watching
@@ -419,28 +431,129 @@ class Hub:
     # -- fan-out ------------------------------------------------------------
 
     def _on_votes(self, _channel: str, data: bytes) -> None:
+        """Counts that changed; a vote's message also names its voter, for after_vote sight."""
         self._metrics.feed_messages.inc()
-        self._apply(Counts(**orjson.loads(data)))
+        fields = orjson.loads(data)
+        voter, cast = fields.pop("voter", None), fields.pop("cast", None)
+        counts = Counts(**fields)
+        self._apply(counts)
+        if voter is not None:
+            gained = self._sight.voted(counts.subject, voter, cast)
+            if gained is None:
+                self._spawn(self._recheck(counts.subject, voter))
+            elif gained:
+                self._resend(counts.subject, voter)
+
+    async def _recheck(self, subject: int, user: int) -> None:
+        """A withdrawal in an after_vote subject: the user's pages lose sight if it was their last."""
+        try:
+            lost = await self._sight.recheck(subject, user)
+        except Exception as exc:  # the next gap's re-read corrects it
+            log.warning("could not check the votes of user %s in subject %s: %r", user, subject, exc)
+            return
+        if lost:
+            self._resend(subject, user)
 
     def _flush(self, channel: Channel) -> None:
         if not channel.pending and not channel.regrouped:
             channel.cooling = False
             return
         changed, channel.pending = channel.pending, {}
-        message: dict[str, Any] = {"channel": channel.name}
-        if channel.name == DASHBOARD:
-            only = channel.regrouped | {counts.subject for counts in changed.values()}
-            channel.regrouped = set()
-            message.update(totals(sum_by_subject(self._latest(channel), self._subject_names()), only=only))
-        else:
-            message["updates"] = [counts_json(counts) for counts in changed.values()]
-        votes = frame("votes", **message)
+        regrouped, channel.regrouped = channel.regrouped, set()
+
+        def votes(hidden: frozenset[int]) -> bytes | None:
+            message: dict[str, Any] = {"channel": channel.name}
+            if channel.name == DASHBOARD:
+                only = (regrouped | {counts.subject for counts in changed.values()}) - hidden
+                if not only:
+                    return None
+                summed = sum_by_subject(self._latest(channel), self._subject_names())
+                message.update(totals(summed, only=only, hidden=hidden))
+            else:
+                message["updates"] = [counts_json(c) for c in changed.values() if c.subject not in hidden]
+                if not message["updates"]:
+                    return None
+            return frame("votes", **message)
+
         self._metrics.broadcasts.inc()
-        for peer in list(channel.peers):
-            peer.send(votes, channel.name)
+        self._send_each(channel, votes, list(channel.peers), broadcast=True)
         if self._coalesce:
             channel.cooling = True
             asyncio.get_running_loop().call_later(self._coalesce, self._flush, channel)
+
+    def _send_each(
+        self, channel: Channel, build: Callable[[frozenset[int]], bytes | None], peers: list[Peer], broadcast: bool,
+        private: set[int] | None = None,
+    ) -> None:
+        """One frame per visibility class among `peers` (by the `private` subjects, by default
+        those the channel shows): while every subject is public (the usual case) that is one
+        frame for all, with no question per socket."""
+        private = self._private_shown(channel) if private is None else private
+        classes: dict[frozenset[int], list[Peer]] = {NOTHING: peers}
+        if private:
+            classes = {}
+            for peer in peers:
+                classes.setdefault(self._sight.withheld(peer, private), []).append(peer)
+        for hidden, members in classes.items():
+            data = build(hidden)
+            if data is not None:
+                for peer in members:
+                    peer.send(data, channel.name if broadcast else None)
+
+    def _private_shown(self, channel: Channel) -> set[int]:
+        """The subjects the channel shows whose counts not everyone may see now."""
+        if not self._sight.private:
+            return set()
+        if channel.name == DASHBOARD:
+            return set(self._sight.private)
+        subject = subject_of_channel(channel.name)
+        if subject is None:
+            _, number = parse_channel(channel.name)
+            known = self._board.get(number) if number is not None else None
+            subject = known.subject if known is not None else None
+        return self._sight.shown(() if subject is None else (subject,))
+
+    def _send_snapshots(self, channel: Channel, peers: list[Peer] | None = None) -> None:
+        """A fresh snapshot to the channel's sockets (or these of them), one per visibility class."""
+        self._send_each(channel, lambda hidden: self._snapshot_frame(channel, hidden),
+                        list(channel.peers) if peers is None else peers, broadcast=False)
+
+    def _resend(self, subject: int, user: int | None = None) -> None:
+        """Who may see the subject's counts changed (for everyone, or for one user): the channels
+        that show it send their sockets (that user's) a snapshot of what they may see now."""
+        for channel in list(self._channels.values()):
+            if channel.name != DASHBOARD and subject not in self._subjects_of(channel):
+                continue
+            peers = [peer for peer in channel.peers if user is None or peer.person == user]
+            if peers:
+                self._send_snapshots(channel, peers)
+
+    def _subjects_of(self, channel: Channel) -> set[int]:
+        subject = subject_of_channel(channel.name)
+        if subject is not None:
+            return {subject}
+        _, number = parse_channel(channel.name)
+        known = self._board.get(number) if number is not None else None
+        return set() if known is None else {known.subject}
+
+    def _subjects_changed(self) -> list[int]:
+        """The subjects' records changed: watch their windows, and resend where sight changed.
+        Returns the after_vote subjects whose voters are still to be read."""
+        self._windows.watch(self._subjects.values())
+        for subject in self._sight.update(self._subjects.values()):
+            self._resend(subject)
+        return self._sight.unread_voters()
+
+    async def _read_voters(self, subjects: list[int]) -> None:
+        try:
+            read, rechecks = await self._sight.read_voters(subjects)
+        except Exception as exc:  # they stay unseen until the next gap's re-read
+            log.warning("could not read the voters of subjects %s: %r", subjects, exc)
+            return
+        for subject in read:
+            self._resend(subject)
+        for subject, user in rechecks:
+            self._spawn(self._recheck(subject, user))
 
     def catch_up(self, peer: Peer, missed: set[str]) -> None:
         """A socket that fell behind has drained: send it the latest state of what it missed."""
@@ -448,7 +561,7 @@ class Hub:
             channel = self._channels.get(name)
             if channel is not None and peer in channel.peers:
                 self._metrics.catch_ups.inc()
-                peer.send(self._snapshot_frame(channel))
+                self._send_snapshots(channel, [peer])
 
     # -- events -------------------------------------------------------------
 
@@ -465,16 +578,21 @@ class Hub:
             self._subjects[number] = record
         elif kind == "subject":
             self._subjects.pop(number, None)
-        if kind == "subject":
-            self._windows.watch(self._subjects.values())
         elif record is not None:
             self._merge_teacher(record)
         audience = DASHBOARD if kind == "subject" else "subject:"
+        counted = self._sight.shown([record["subject"]]) if kind == "teacher" and record is not None else set()
         for channel in list(self._channels.values()):
             if channel.name == f"{kind}:{number}" or channel.name.startswith(audience):
-                catalog = frame("catalog", channel=channel.name, **event)
-                for peer in list(channel.peers):
-                    peer.send(catalog)
+
+                def catalog(hidden: frozenset[int], name: str = channel.name) -> bytes:
+                    if hidden:  # a teacher's record, of a subject whose counts these sockets may not see
+                        return frame("catalog", channel=name, **{**event, "record": _withheld(event["record"])})
+                    return frame("catalog", channel=name, **event)
+
+                self._send_each(channel, catalog, list(channel.peers), broadcast=False, private=counted)
+        if kind == "subject" and (unread := self._subjects_changed()):
+            self._spawn(self._read_voters(unread))
         if kind == "teacher" and removed is not None:
             self._remove_teacher(removed)
         elif removed is not None:
@@ -492,6 +610,7 @@ class Hub:
                 catalog = frame("catalog", channel=name, kind="subject", record=record)
                 for peer in list(channel.peers):
                     peer.send(catalog)
+        self._subjects_changed()  # an after_close subject that closed shows its counts now
 
     def _on_revoked(self, _channel: str, data: bytes) -> None:
         for sid in orjson.loads(data)["sids"]:
@@ -543,6 +662,8 @@ class Hub:
                 log.exception("could not refresh channel %s after a broker gap", name)
                 continue
             if self._channels.get(name) is channel:
-                snapshot = self._snapshot_frame(channel)
-                for peer in list(channel.peers):
-                    peer.send(snapshot)
+                self._send_snapshots(channel)
+
+
+def _withheld(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "good_count": None, "bad_count": None}

@@ -85,8 +85,8 @@ class SubjectTotalsJson(TypedDict):
     # and every flush of the dashboard's channel writes these
     no: int
     name: str
-    good_count: int
-    bad_count: int
+    good_count: int | None
+    bad_count: int | None
 
 
 class TotalsJson(TypedDict):
@@ -96,13 +96,17 @@ class TotalsJson(TypedDict):
     votes_total: int
 
 
-def totals(subjects: Iterable[SubjectTotals], only: Collection[int] | None = None) -> TotalsJson:
-    """Per subject (all, or `only` those) and the votes of all of them."""
+def totals(
+    subjects: Iterable[SubjectTotals], only: Collection[int] | None = None, hidden: Collection[int] = ()
+) -> TotalsJson:
+    """Per subject (all, or `only` those) and the votes of all of them; the `hidden` subjects'
+    counts are null and left out of the total, so that no sum gives them away."""
     subjects = list(subjects)
     return {
         "subjects": [
+            {"no": s.no, "name": s.name, "good_count": None, "bad_count": None} if s.no in hidden else
             {"no": s.no, "name": s.name, "good_count": s.good_count, "bad_count": s.bad_count}
             for s in subjects if only is None or s.no in only
         ],
-        "votes_total": sum(s.good_count + s.bad_count for s in subjects),
+        "votes_total": sum(s.good_count + s.bad_count for s in subjects if s.no not in hidden),
     }

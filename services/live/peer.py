@@ -62,13 +62,17 @@ class Peer:
     it drains it gets a snapshot of what it missed.
     """
 
-    __slots__ = ("transport", "sid", "person", "channels", "direct", "_rule", "_queued", "_missed", "_stall_timer")
+    __slots__ = (
+        "transport", "sid", "person", "admin", "channels", "direct", "_rule", "_queued", "_missed", "_stall_timer",
+    )
 
-    def __init__(self, transport: Transport, sid: str, rule: Backpressure, person: Person) -> None:
+    def __init__(self, transport: Transport, sid: str, rule: Backpressure, person: Person, admin: bool = False) -> None:
         self.transport = transport
         self.sid = sid
         self.person = person
         """Who watches through this socket: presence counts each person once per subject."""
+        self.admin = admin
+        """An administrator's socket sees every count (as its token says)."""
         self.channels: set[str] = set()
         self.direct = transport.sink()
         """The socket, while frames may go straight to it; None once one was queued, or when

@@ -13,19 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from services.models import VotingState, utc_now, voting_state
+from services.models import moment, utc_now
 
 RECHECK = 60.0
 """The longest the timer sleeps in one go: the wall clock may be set while it waits."""
 
 
-def state_of(record: Mapping[str, Any], now: datetime | None = None) -> VotingState:
-    """A subject's state now, from its JSON record (SubjectJson)."""
-    return voting_state(_moment(record.get("opens_at")), _moment(record.get("closes_at")), now or utc_now())
-
-
-def _moment(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
 
 
 class WindowWatch:
@@ -40,8 +33,8 @@ class WindowWatch:
         """The subjects shown now (their records); moments already past are not watched."""
         now = utc_now()
         self._moments = sorted(
-            (moment, record["no"]) for record in subjects for key in ("opens_at", "closes_at")
-            if (moment := _moment(record.get(key))) is not None and moment > now
+            (at, record["no"]) for record in subjects for key in ("opens_at", "closes_at")
+            if (at := moment(record.get(key))) is not None and at > now
         )
         self._arm(now)
 
@@ -59,8 +52,8 @@ class WindowWatch:
     def _fire(self) -> None:
         self._timer = None
         now = utc_now()
-        passed = [no for moment, no in self._moments if moment <= now]
-        self._moments = [(moment, no) for moment, no in self._moments if moment > now]
+        passed = [no for at, no in self._moments if at <= now]
+        self._moments = [(at, no) for at, no in self._moments if at > now]
         for no in dict.fromkeys(passed):
             self._on_change(no)
         self._arm(now)

@@ -233,6 +233,24 @@ async def test_a_closed_window_refuses_changes_in_the_votes_own_step(store: Stor
     assert (await store.set_vote(users[1].id, teacher.no, "good")).counts.good_count == 2
 
 
+async def test_voters_and_voted_subjects_follow_the_votes(store: Store) -> None:
+    subjects = [await store.create_subject({"name": name, "intro": "", "is_hot": False}) for name in "ST"]
+    first, second, third = [await store.create_teacher(teacher_fields(s.no)) for s in (*subjects, subjects[0])]
+    ann, bob = [await store.create_user(name, "h", "user") for name in ("ann", "bob")]
+    assert await store.voters(subjects[0].no) == set() and await store.voted_subjects(ann.id) == set()
+    await store.set_vote(ann.id, first.no, "good")
+    await store.set_vote(ann.id, third.no, "bad")
+    await store.set_vote(bob.id, second.no, "bad")
+    assert await store.voters(subjects[0].no) == {ann.id} and await store.voters(subjects[1].no) == {bob.id}
+    assert await store.voted_subjects(ann.id) == {subjects[0].no}
+    await store.set_vote(ann.id, first.no, None)
+    assert await store.voters(subjects[0].no) == {ann.id}  # a vote on the other teacher remains
+    await store.set_vote(ann.id, third.no, None)
+    assert await store.voters(subjects[0].no) == set() and await store.voted_subjects(ann.id) == set()
+    await store.update_teacher(second.no, {"subject": subjects[0].no})  # votes move with their teacher
+    assert await store.voted_subjects(bob.id) == {subjects[0].no}
+
+
 async def test_concurrent_votes_keep_counts_equal_to_votes(store: Store) -> None:
     subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
     teacher = await store.create_teacher(teacher_fields(subject.no))
