@@ -10,7 +10,7 @@ other on Python 3.11.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from typing_extensions import TypedDict
@@ -131,3 +131,35 @@ class VoteResultJson(TypedDict):
     good_count: int
     bad_count: int
     version: int
+
+
+AuditKind = Literal["subject", "teacher", "user"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One administrator's change, as the audit log keeps it (services/audit.py).
+
+    `user_id` and `username` are who made it, both null for the command line (`via` "cli");
+    `kind` and `no` name the record (a user's `no` is its id); `before` and `after` are the record's
+    JSON, null before a create and after a delete. `at` is UTC, ISO 8601 with a Z; `id` grows with
+    every entry, so the newest has the highest."""
+
+    id: int
+    at: str
+    user_id: int | None
+    username: str | None
+    via: Literal["api", "cli"]
+    action: str
+    kind: AuditKind
+    no: int
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def utc_iso(moment: datetime) -> str:
+    """An audit entry's time: UTC, ISO 8601 to the millisecond, with a Z."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

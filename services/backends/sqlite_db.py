@@ -85,6 +85,21 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX refresh_tokens_by_sid ON refresh_tokens(sid);
     """,
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        user_id INTEGER,
+        username TEXT,
+        via TEXT NOT NULL,
+        action TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        no INTEGER NOT NULL,
+        before_json TEXT,
+        after_json TEXT
+    );
+    CREATE INDEX audit_by_record ON audit(kind, no, id);
+    """,
 )
 
 
