@@ -24,6 +24,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from handlers.headers import JSON, PROBLEM_JSON, accepts_json, declared_length, is_json_media_type, origin_allowed
 from handlers.json_input import loads_strict
+from services.audit import Actor
 from services.auth.tokens import AccessClaims
 from services.container import Services
 from services.errors import (
@@ -249,6 +250,11 @@ class ApiHandler(HeadAsGet):
     async def authenticate_admin(self) -> AccessClaims:
         """As authenticate, and 403 unless the user is an administrator now (whatever the token says)."""
         return await self.services.sessions.authenticate_admin(self._bearer_token())
+
+    async def acting_admin(self) -> Actor:
+        """As authenticate_admin, and who that administrator is, for the audit log of their change."""
+        claims = await self.authenticate_admin()
+        return Actor.of(await self.services.accounts.get(claims.user_id))
 
     def _bearer_token(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.audit import AuditService
 from services.auth.accounts import AccountService
 from services.auth.sessions import SessionService
 from services.auth.tokens import TokenService
@@ -63,3 +64,4 @@ class Services:
     presence: PresenceService
     quota: LiveQuota
     metrics: Metrics
+    audit: AuditService

@@ -134,11 +134,16 @@ class VoteResultJson(TypedDict):
 
 
 AuditKind = Literal["subject", "teacher", "user"]
+AuditAction = Literal[
+    "subject.create", "subject.update", "subject.delete",
+    "teacher.create", "teacher.update", "teacher.delete",
+    "user.role",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One administrator's change, as the audit log keeps it (services/audit.py).
+    """One administrator's change, as the audit log keeps it.
 
     `user_id` and `username` are who made it, both null for the command line (`via` "cli");
     `kind` and `no` name the record (a user's `no` is its id); `before` and `after` are the record's
@@ -150,7 +155,7 @@ class AuditEntry:
     user_id: int | None
     username: str | None
     via: Literal["api", "cli"]
-    action: str
+    action: AuditAction
     kind: AuditKind
     no: int
     before: dict[str, Any] | None
