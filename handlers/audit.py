@@ -47,9 +47,8 @@ class AuditHandler(ApiHandler):
         raw = self.get_query_argument("kind", None, strip=False)
         if raw is None:
             return None
-        for kind in KINDS:
-            if raw == kind:
-                return kind
+        if raw in KINDS:
+            return raw
         raise Invalid("Query parameter kind is not valid.",
                       [FieldError("kind", "literal_error", f"must be one of {', '.join(KINDS)}")])
 
