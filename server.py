@@ -33,6 +33,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from handlers.app import LivevoteApplication, http_server, make_app
+from services.audit import COMMAND_LINE
 from services.config import Config, ConfigError, ConfigSources, load_config_and_sources
 from services.container import Services
 from services.errors import DomainError, Invalid
@@ -277,7 +278,8 @@ async def create_user(config: Config, username: str, admin: bool, password: str)
 async def set_role(config: Config, username: str, role: str) -> User:
     services = await build_services(config)
     try:
-        return await services.accounts.set_role((await services.accounts.find(username)).id, {"role": role})
+        user = await services.accounts.find(username)
+        return await services.accounts.set_role(user.id, {"role": role}, COMMAND_LINE)
     finally:
         await close_services(services)
 

@@ -14,6 +14,7 @@ from typing import Any
 from tornado.httputil import HTTPServerRequest
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
+from handlers.audit import AuditHandler
 from handlers.auth import (
     LoginHandler,
     LogoutAllHandler,
@@ -74,6 +75,7 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/api/auth/session/?", SessionCookieHandler, api),
         (r"/api/auth/me/?", MeHandler, api),
         (r"/api/users/([0-9]+)/?", UserHandler, api),
+        (r"/api/audit/?", AuditHandler, api),
         (r"/api/stats/?", StatsHandler, api),
         (r"/metrics", MetricsHandler, plain),
         (r"/api/openapi\.json", OpenApiHandler, api),

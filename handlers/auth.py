@@ -198,6 +198,6 @@ class UserHandler(ApiHandler):
                returns=User, request=RoleChange, secured=True, errors=(401, 403, 404, *BODY, 503),
                notes={404: "No such user", 422: "`role` is neither user nor admin"})
     async def patch(self, id: str) -> None:
-        await self.authenticate_admin()
-        user = await self.services.accounts.set_role(record_no(id, "user"), self.json_body())
+        actor = await self.acting_admin()
+        user = await self.services.accounts.set_role(record_no(id, "user"), self.json_body(), actor)
         self.write_json(user.to_json())

@@ -25,6 +25,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from handlers.headers import JSON, PROBLEM_JSON, accepts_json, declared_length, is_json_media_type, origin_allowed
 from handlers.json_input import loads_strict
+from services.audit import Actor
 from services.auth.tokens import AccessClaims
 from services.container import Services
 from services.errors import (
@@ -266,6 +267,11 @@ class ApiHandler(HeadAsGet):
         if "Authorization" not in self.request.headers:
             return ANONYMOUS
         return Reader.of(await self.authenticated_user())
+
+    async def acting_admin(self) -> Actor:
+        """As authenticate_admin, and who that administrator is, for the audit log of their change."""
+        claims = await self.authenticate_admin()
+        return Actor.of(await self.services.accounts.get(claims.user_id))
 
     def _bearer_token(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")

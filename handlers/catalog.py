@@ -55,8 +55,8 @@ class SubjectListHandler(CatalogHandler):
     @Operation("createSubject", "catalog", "Create a subject", ok="Created", status=201, returns=SubjectJson,
                headers=LOCATION, request=SubjectCreate, secured=True, errors=ADMIN_WRITE)
     async def post(self) -> None:
-        await self.authenticate_admin()
-        subject = await self.services.catalog.create_subject(self.json_body())
+        actor = await self.acting_admin()
+        subject = await self.services.catalog.create_subject(self.json_body(), actor)
         self.created(subject.to_json(), f"/api/subjects/{subject.no}/")
 
 
@@ -70,22 +70,22 @@ class SubjectHandler(CatalogHandler):
     @Operation("replaceSubject", "catalog", "Replace a subject", ok="The subject as stored", returns=SubjectJson,
                request=SubjectReplace, secured=True, errors=(*ADMIN_WRITE, 404), notes=NO_SUBJECT)
     async def put(self, no: str) -> None:
-        await self.authenticate_admin()
-        subject = await self.services.catalog.replace_subject(record_no(no, "subject"), self.json_body())
+        actor = await self.acting_admin()
+        subject = await self.services.catalog.replace_subject(record_no(no, "subject"), self.json_body(), actor)
         self.write_json(subject.to_json())
 
     @Operation("updateSubject", "catalog", "Change some fields of a subject", ok="The subject as stored",
                returns=SubjectJson, request=SubjectPatch, secured=True, errors=(*ADMIN_WRITE, 404), notes=NO_SUBJECT)
     async def patch(self, no: str) -> None:
-        await self.authenticate_admin()
-        subject = await self.services.catalog.patch_subject(record_no(no, "subject"), self.json_body())
+        actor = await self.acting_admin()
+        subject = await self.services.catalog.patch_subject(record_no(no, "subject"), self.json_body(), actor)
         self.write_json(subject.to_json())
 
     @Operation("deleteSubject", "catalog", "Delete a subject", ok="Deleted", status=204, secured=True,
                errors=(401, 403, 404, 409, 503), notes={**NO_SUBJECT, 409: "The subject still has teachers"})
     async def delete(self, no: str) -> None:
-        await self.authenticate_admin()
-        await self.services.catalog.delete_subject(record_no(no, "subject"))
+        actor = await self.acting_admin()
+        await self.services.catalog.delete_subject(record_no(no, "subject"), actor)
         self.no_content()
 
 
@@ -118,8 +118,8 @@ class TeacherListHandler(CatalogHandler):
     @Operation("createTeacher", "catalog", "Create a teacher", ok="Created", status=201, returns=TeacherJson,
                headers=LOCATION, request=TeacherCreate, secured=True, errors=ADMIN_WRITE, notes=NO_SUBJECT_422)
     async def post(self) -> None:
-        await self.authenticate_admin()
-        teacher = await self.services.catalog.create_teacher(self.json_body())
+        actor = await self.acting_admin()
+        teacher = await self.services.catalog.create_teacher(self.json_body(), actor)
         self.created(teacher.to_json(), f"/api/teachers/{teacher.no}/")
 
 
@@ -133,21 +133,21 @@ class TeacherHandler(CatalogHandler):
     @Operation("replaceTeacher", "catalog", "Replace a teacher", ok="The teacher as stored", returns=TeacherJson,
                request=TeacherReplace, secured=True, errors=(*ADMIN_WRITE, 404), notes={**NO_TEACHER, **NO_SUBJECT_422})
     async def put(self, no: str) -> None:
-        await self.authenticate_admin()
-        teacher = await self.services.catalog.replace_teacher(record_no(no, "teacher"), self.json_body())
+        actor = await self.acting_admin()
+        teacher = await self.services.catalog.replace_teacher(record_no(no, "teacher"), self.json_body(), actor)
         self.write_json(teacher.to_json())
 
     @Operation("updateTeacher", "catalog", "Change some fields of a teacher", ok="The teacher as stored",
                returns=TeacherJson, request=TeacherPatch, secured=True, errors=(*ADMIN_WRITE, 404),
                notes={**NO_TEACHER, **NO_SUBJECT_422})
     async def patch(self, no: str) -> None:
-        await self.authenticate_admin()
-        teacher = await self.services.catalog.patch_teacher(record_no(no, "teacher"), self.json_body())
+        actor = await self.acting_admin()
+        teacher = await self.services.catalog.patch_teacher(record_no(no, "teacher"), self.json_body(), actor)
         self.write_json(teacher.to_json())
 
     @Operation("deleteTeacher", "catalog", "Delete a teacher", ok="Deleted", status=204, secured=True,
                errors=(401, 403, 404, 503), notes=NO_TEACHER)
     async def delete(self, no: str) -> None:
-        await self.authenticate_admin()
-        await self.services.catalog.delete_teacher(record_no(no, "teacher"))
+        actor = await self.acting_admin()
+        await self.services.catalog.delete_teacher(record_no(no, "teacher"), actor)
         self.no_content()

@@ -60,6 +60,7 @@ TAGS = [
     {"name": "votes", "description": "Your good or bad vote on a teacher."},
     {"name": "live", "description": "Live counts: the WebSocket channel and the dashboard's totals."},
     {"name": "operations", "description": "Health, readiness, metrics and this description."},
+    {"name": "audit", "description": "Who changed what: administrators' changes, read by administrators."},
 ]
 TAG_ORDER = [tag["name"] for tag in TAGS]
 

@@ -4,7 +4,9 @@ Every write that the store took is announced on the CATALOG channel, so that
 open pages show a new, renamed or removed record without a reload. The store
 is the truth: an announcement the broker refused is logged, and this process
 hears it at once; the others lost the broker too, and after that gap they
-re-read every open channel from the store, records included.
+re-read every open channel from the store, records included. Every write is
+also written to the audit log (services/audit.py), with the record before and
+after, by the actor the caller names.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from services.audit import Actor, AuditService
 from services.backends.store import Store
 from services.errors import FieldError, Invalid
 from services.events import CATALOG, EventBus
@@ -36,9 +39,10 @@ RecordT = TypeVar("RecordT", Subject, Teacher)
 
 
 class CatalogService:
-    def __init__(self, store: Store, events: EventBus) -> None:
+    def __init__(self, store: Store, events: EventBus, audit: AuditService) -> None:
         self._store = store
         self._events = events
+        self._audit = audit
 
     async def list_subjects(self, offset: int = 0, limit: int | None = None) -> Page:
         return await self._store.list_subjects(offset, limit)
@@ -46,20 +50,30 @@ class CatalogService:
     async def get_subject(self, no: int) -> Subject:
         return await self._store.get_subject(no)
 
-    async def create_subject(self, body: Any) -> Subject:
-        return await self._announced(await self._store.create_subject(parse(SubjectCreate, body).model_dump()))
+    async def create_subject(self, body: Any, actor: Actor) -> Subject:
+        subject = await self._store.create_subject(parse(SubjectCreate, body).model_dump())
+        await self._audit.record(actor, "subject.create", subject.no, None, subject)
+        return await self._announced(subject)
 
-    async def replace_subject(self, no: int, body: Any) -> Subject:
-        return await self._announced(await self._store.update_subject(no, parse(SubjectReplace, body).model_dump()))
+    async def replace_subject(self, no: int, body: Any, actor: Actor) -> Subject:
+        return await self._update_subject(no, parse(SubjectReplace, body).model_dump(), actor)
 
-    async def patch_subject(self, no: int, body: Any) -> Subject:
-        fields = changes(parse(SubjectPatch, body))
+    async def patch_subject(self, no: int, body: Any, actor: Actor) -> Subject:
+        return await self._update_subject(no, changes(parse(SubjectPatch, body)), actor)
+
+    async def _update_subject(self, no: int, fields: dict[str, Any], actor: Actor) -> Subject:
+        """The whole subject before and after goes to the audit log, whichever fields changed."""
+        before = await self._store.get_subject(no)
         if fields.keys() & {"state", "opens_at", "closes_at"}:
-            fields = window_change(await self._store.get_subject(no), fields, utc_now())
-        return await self._announced(await self._store.update_subject(no, fields))
+            fields = window_change(before, fields, utc_now())
+        after = await self._store.update_subject(no, fields)
+        await self._audit.record(actor, "subject.update", no, before, after)
+        return await self._announced(after)
 
-    async def delete_subject(self, no: int) -> None:
+    async def delete_subject(self, no: int, actor: Actor) -> None:
+        before = await self._store.get_subject(no)
         await self._store.delete_subject(no)
+        await self._audit.record(actor, "subject.delete", no, before, None)
         await self._announce({"kind": "subject", "removed": no})
 
     async def list_teachers(
@@ -76,17 +90,27 @@ class CatalogService:
     async def get_teacher(self, no: int) -> Teacher:
         return await self._store.get_teacher(no)
 
-    async def create_teacher(self, body: Any) -> Teacher:
-        return await self._announced(await self._store.create_teacher(parse(TeacherCreate, body).model_dump()))
+    async def create_teacher(self, body: Any, actor: Actor) -> Teacher:
+        teacher = await self._store.create_teacher(parse(TeacherCreate, body).model_dump())
+        await self._audit.record(actor, "teacher.create", teacher.no, None, teacher)
+        return await self._announced(teacher)
 
-    async def replace_teacher(self, no: int, body: Any) -> Teacher:
-        return await self._announced(await self._store.update_teacher(no, parse(TeacherReplace, body).model_dump()))
+    async def replace_teacher(self, no: int, body: Any, actor: Actor) -> Teacher:
+        return await self._update_teacher(no, parse(TeacherReplace, body).model_dump(), actor)
 
-    async def patch_teacher(self, no: int, body: Any) -> Teacher:
-        return await self._announced(await self._store.update_teacher(no, changes(parse(TeacherPatch, body))))
+    async def patch_teacher(self, no: int, body: Any, actor: Actor) -> Teacher:
+        return await self._update_teacher(no, changes(parse(TeacherPatch, body)), actor)
 
-    async def delete_teacher(self, no: int) -> None:
+    async def _update_teacher(self, no: int, fields: dict[str, Any], actor: Actor) -> Teacher:
+        before = await self._store.get_teacher(no)
+        after = await self._store.update_teacher(no, fields)
+        await self._audit.record(actor, "teacher.update", no, before, after)
+        return await self._announced(after)
+
+    async def delete_teacher(self, no: int, actor: Actor) -> None:
+        before = await self._store.get_teacher(no)
         await self._store.delete_teacher(no)
+        await self._audit.record(actor, "teacher.delete", no, before, None)
         await self._announce({"kind": "teacher", "removed": no})
 
     async def _announced(self, record: RecordT) -> RecordT:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.audit import AuditService
 from services.auth.accounts import AccountService
 from services.auth.sessions import SessionService
 from services.auth.tokens import TokenService
@@ -65,3 +66,4 @@ class Services:
     quota: LiveQuota
     metrics: Metrics
     visibility: VisibilityService
+    audit: AuditService

@@ -52,11 +52,10 @@ def is_public(record: Mapping[str, Any]) -> bool:
     return visibility == "always" or (visibility == "after_close" and state_of(record) == "closed")
 
 
-def iso_utc(moment: datetime | None) -> str | None:
-    """2026-12-06T20:15:00Z: UTC, with Z, as every timestamp livevote writes."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def iso_utc(moment: datetime, timespec: str = "auto") -> str:
+    """2026-12-06T20:15:00Z: UTC, with Z, as every timestamp livevote writes (the audit log's to
+    the millisecond)."""
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +74,8 @@ class Subject:
     def to_json(self) -> SubjectJson:
         return {
             "no": self.no, "name": self.name, "intro": self.intro, "is_hot": self.is_hot,
-            "opens_at": iso_utc(self.opens_at), "closes_at": iso_utc(self.closes_at),
+            "opens_at": None if self.opens_at is None else iso_utc(self.opens_at),
+            "closes_at": None if self.closes_at is None else iso_utc(self.closes_at),
             "visibility": self.visibility, "state": self.state(),
         }
 
@@ -214,3 +214,35 @@ class VoteResultJson(TypedDict):
     good_count: int | None
     bad_count: int | None
     version: int
+
+
+AuditKind = Literal["subject", "teacher", "user"]
+AuditAction = Literal[
+    "subject.create", "subject.update", "subject.delete",
+    "teacher.create", "teacher.update", "teacher.delete",
+    "user.role",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One administrator's change, as the audit log keeps it.
+
+    `user_id` and `username` are who made it, both null for the command line (`via` "cli");
+    `kind` and `no` name the record (a user's `no` is its id); `before` and `after` are the record's
+    JSON, null before a create and after a delete. `at` is UTC, ISO 8601 with a Z; `id` grows with
+    every entry, so the newest has the highest."""
+
+    id: int
+    at: str
+    user_id: int | None
+    username: str | None
+    via: Literal["api", "cli"]
+    action: AuditAction
+    kind: AuditKind
+    no: int
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

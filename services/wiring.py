@@ -14,6 +14,7 @@ import os
 
 from redis.exceptions import RedisClusterException, RedisError
 
+from services.audit import AuditService
 from services.auth.accounts import AccountService
 from services.auth.passwords import Passwords
 from services.auth.secret_file import load_or_create_secret
@@ -203,7 +204,8 @@ async def build_services(config: Config) -> Services:
     await presence.start()
     metrics.count_sockets(lambda: hub.peer_count)
     metrics.start()
-    accounts = AccountService(backends.store, passwords, throttle)
+    audit = AuditService(backends.store)
+    accounts = AccountService(backends.store, passwords, throttle, audit)
     sessions = SessionService(backends.session_store, accounts, tokens, events, auth, throttle)
     await sessions.start()
     visibility = VisibilityService(backends.store)
@@ -211,7 +213,7 @@ async def build_services(config: Config) -> Services:
         config=config,
         backends=backends,
         events=events,
-        catalog=CatalogService(backends.store, events),
+        catalog=CatalogService(backends.store, events, audit),
         tokens=tokens,
         accounts=accounts,
         sessions=sessions,
@@ -224,6 +226,7 @@ async def build_services(config: Config) -> Services:
         presence=presence,
         quota=LiveQuota(config.ws.max_sockets_per_address, config.ws.max_sockets_per_token, metrics),
         metrics=metrics,
+        audit=audit,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from services.audit import Actor, AuditService
 from services.auth.passwords import Passwords
 from services.auth.throttle import LoginThrottle
 from services.backends.store import Store
@@ -28,9 +29,11 @@ reads the store once, and a change made elsewhere is seen within this."""
 
 class AccountService:
     def __init__(
-        self, store: Store, passwords: Passwords, throttle: LoginThrottle, clock: Callable[[], float] = time.monotonic
+        self, store: Store, passwords: Passwords, throttle: LoginThrottle, audit: AuditService,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._audit = audit
         self._passwords = passwords
         self._throttle = throttle
         self._clock = clock
@@ -92,9 +95,14 @@ class AccountService:
             raise NotFound(f"There is no user {username!r}.")
         return credentials.user
 
-    async def set_role(self, user_id: int, body: object) -> User:
-        """The user with the role of `body` (RoleChange); NotFound for an unknown user."""
-        return self._remember(await self._store.set_user_role(user_id, parse(RoleChange, body).role))
+    async def set_role(self, user_id: int, body: object, actor: Actor) -> User:
+        """The user with the role of `body` (RoleChange); NotFound for an unknown user. The change is
+        written to the audit log as `actor`'s."""
+        role = parse(RoleChange, body).role
+        before = await self._store.get_user(user_id)
+        after = self._remember(await self._store.set_user_role(user_id, role))
+        await self._audit.record(actor, "user.role", user_id, before, after)
+        return after
 
     def _remember(self, user: User) -> User:
         self._users.pop(user.id, None)

@@ -91,6 +91,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE subjects ADD COLUMN visibility TEXT NOT NULL DEFAULT 'always'
         CHECK (visibility IN ('always', 'after_vote', 'after_close', 'hidden'));
     """,
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        user_id INTEGER,
+        username TEXT,
+        via TEXT NOT NULL,
+        action TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        no INTEGER NOT NULL,
+        before_json TEXT,
+        after_json TEXT
+    );
+    CREATE INDEX audit_by_record ON audit(kind, no, id);
+    """,
 )
 
 

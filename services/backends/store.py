@@ -10,7 +10,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
+from services.models import (
+    AuditEntry,
+    AuditKind,
+    Counts,
+    Credentials,
+    Page,
+    Subject,
+    SubjectTotals,
+    Teacher,
+    User,
+    VoteResult,
+    VoteValue,
+)
 
 
 class Store(ABC):
@@ -121,3 +133,15 @@ class Store(ABC):
         Each teacher whose counts were wrong gets the recounted ones and its
         version bumped by one; returns how many were corrected (0: all agreed).
         """
+
+    # -- audit log -----------------------------------------------------------
+
+    @abstractmethod
+    async def record_audit(self, entry: AuditEntry) -> AuditEntry:
+        """Keep the entry; returned with the id the store gave it (entry.id is ignored)."""
+
+    @abstractmethod
+    async def list_audit(
+        self, offset: int = 0, limit: int | None = None, kind: AuditKind | None = None, no: int | None = None
+    ) -> Page:
+        """Entries newest first (highest id first), of one kind of record and one number if given."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -46,6 +47,8 @@ from services.backends.mongo_db import (
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound, Unavailable, VotingClosed
 from services.models import (
+    AuditEntry,
+    AuditKind,
     Counts,
     Credentials,
     Page,
@@ -112,6 +115,7 @@ class MongoStore(Store):
         await self._votes.create_index([("teacher", 1), ("value", 1)], name="votes_by_teacher")
         await self._users.create_index([("username_key", 1)], unique=True, name="unique_username")
         await self._teachers.create_index([("subject", 1), ("_id", 1)], name="teachers_by_subject")
+        await self.database["audit"].create_index([("kind", 1), ("no", 1), ("_id", -1)], name="audit_by_record")
 
     async def _mark_created(self) -> bool:
         try:
@@ -369,6 +373,27 @@ class MongoStore(Store):
             await self._votes.delete_many({"teacher": {"$in": orphans}})
         return corrected
 
+    # -- audit log ---------------------------------------------------------
+
+    @reachable
+    async def record_audit(self, entry: AuditEntry) -> AuditEntry:
+        saved = replace(entry, id=await next_id(self._counters, "audit"))
+        doc = saved.to_json()
+        await self.database["audit"].insert_one({"_id": doc.pop("id"), **doc})
+        return saved
+
+    @reachable
+    async def list_audit(
+        self, offset: int = 0, limit: int | None = None, kind: AuditKind | None = None, no: int | None = None
+    ) -> Page:
+        query = {name: value for name, value in (("kind", kind), ("no", no)) if value is not None}
+        audit = self.database["audit"]
+        cursor = audit.find(query).sort("_id", -1).skip(offset)
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        docs = [] if limit is not None and limit <= 0 else await cursor.to_list()
+        return Page([_audit_entry(doc) for doc in docs], await audit.count_documents(query))
+
     async def _recount(self, teacher: int, session: Session) -> int:
         """1 when the teacher's counts were wrong and are now fixed (version bumped), else 0."""
         for _ in range(10):
@@ -461,3 +486,8 @@ def _user(doc: Doc) -> User:
 
 def _counts(doc: Doc) -> Counts:
     return Counts(doc["_id"], doc["subject"], doc["good_count"], doc["bad_count"], doc["version"])
+
+
+def _audit_entry(doc: Doc) -> AuditEntry:
+    fields = dict(doc)
+    return AuditEntry(id=fields.pop("_id"), **fields)

@@ -7,9 +7,12 @@ its commit. Constraint violations become the domain errors the Store port names.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from services.backends.postgres_db import Limits, PostgresDatabase
 from services.backends.postgres_votes import VoteBatches
@@ -25,7 +28,20 @@ from services.backends.sql_columns import (
 )
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound, VotingClosed
-from services.models import Counts, Credentials, Page, Subject, SubjectTotals, Teacher, User, VoteResult, VoteValue
+from services.models import (
+    AuditEntry,
+    AuditKind,
+    Counts,
+    Credentials,
+    Page,
+    Subject,
+    SubjectTotals,
+    Teacher,
+    User,
+    VoteResult,
+    VoteValue,
+    iso_utc,
+)
 from services.schemas import account_key, username_key
 
 TABLES = {"subjects": SUBJECT_ROW, "teachers": TEACHER_ROW}
@@ -210,6 +226,34 @@ class PostgresStore(Store):
             )
         return corrected
 
+    # -- audit log ---------------------------------------------------------
+
+    async def record_audit(self, entry: AuditEntry) -> AuditEntry:
+        new_id = await self._db.fetchval(
+            "INSERT INTO audit (at, user_id, username, via, action, kind, no, before_json, after_json)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            datetime.fromisoformat(entry.at), entry.user_id, entry.username, entry.via, entry.action, entry.kind,
+            entry.no, _json_text(entry.before), _json_text(entry.after),
+        )
+        return replace(entry, id=new_id)
+
+    async def list_audit(
+        self, offset: int = 0, limit: int | None = None, kind: AuditKind | None = None, no: int | None = None
+    ) -> Page:
+        """As _page: the rows with the total beside them, or the count alone past the end."""
+        where = "WHERE ($3::text IS NULL OR kind = $3) AND ($4::bigint IS NULL OR no = $4)"
+        rows = await self._db.fetch(
+            "SELECT id, at, user_id, username, via, action, kind, no, before_json, after_json, count(*) OVER ()"
+            f" FROM audit {where} ORDER BY id DESC LIMIT $1 OFFSET $2",
+            limit, offset, kind, no,
+        )
+        if rows:
+            return Page([_audit_entry(row) for row in rows], rows[0][-1])
+        total = 0 if offset == 0 else await self._db.fetchval(
+            f"SELECT count(*) FROM audit {where.replace('$3', '$1').replace('$4', '$2')}", kind, no
+        )
+        return Page([], total)
+
     # -- helpers -----------------------------------------------------------
 
     async def _page(
@@ -258,3 +302,15 @@ def _columns(fields: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]
 def _no_such_subject(subject: int) -> Invalid:
     error = FieldError("subject", "no_such_subject", f"there is no subject {subject}")
     return Invalid("The request body is not valid.", [error])
+
+
+def _json_text(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _audit_entry(row: asyncpg.Record) -> AuditEntry:
+    id, at, user_id, username, via, action, kind, no, before, after, _total = row
+    return AuditEntry(
+        id, iso_utc(at, "milliseconds"), user_id, username, via, action, kind, no,
+        None if before is None else orjson.loads(before), None if after is None else orjson.loads(after),
+    )

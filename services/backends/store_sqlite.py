@@ -5,9 +5,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from services.backends.sql_columns import (
     COUNTS_ROW,
@@ -23,6 +26,8 @@ from services.backends.sqlite_db import SqliteDatabase
 from services.backends.store import Store
 from services.errors import Conflict, FieldError, Invalid, NotFound, VotingClosed
 from services.models import (
+    AuditEntry,
+    AuditKind,
     Counts,
     Credentials,
     Page,
@@ -166,6 +171,16 @@ class SqliteStore(Store):
 
     async def reconcile(self) -> int:
         return await self._write(_reconcile)
+
+    # -- audit log ---------------------------------------------------------
+
+    async def record_audit(self, entry: AuditEntry) -> AuditEntry:
+        return await self._write(_insert_audit, entry)
+
+    async def list_audit(
+        self, offset: int = 0, limit: int | None = None, kind: AuditKind | None = None, no: int | None = None
+    ) -> Page:
+        return await self._read(_audit_page, offset, limit, kind, no)
 
 
 # -- statements, run on the store's thread -------------------------------------
@@ -368,3 +383,43 @@ def _reconcile(conn: sqlite3.Connection) -> int:
         [(good, bad, no) for no, good, bad in rows],
     )
     return len(rows)
+
+
+AUDIT_ROW = "id, at, user_id, username, via, action, kind, no, before_json, after_json"
+
+
+def _insert_audit(conn: sqlite3.Connection, entry: AuditEntry) -> AuditEntry:
+    cursor = conn.execute(
+        f"INSERT INTO audit ({AUDIT_ROW.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry.at, entry.user_id, entry.username, entry.via, entry.action, entry.kind, entry.no,
+         _json_text(entry.before), _json_text(entry.after)),
+    )
+    return replace(entry, id=int(cursor.lastrowid or 0))
+
+
+def _audit_page(
+    conn: sqlite3.Connection, offset: int, limit: int | None, kind: str | None, no: int | None
+) -> Page:
+    filters = {"kind": kind, "no": no}
+    where = " AND ".join(f"{name} = ?" for name, value in filters.items() if value is not None)
+    where = f"WHERE {where}" if where else ""
+    params = tuple(value for value in filters.values() if value is not None)
+    rows = conn.execute(
+        f"SELECT {AUDIT_ROW} FROM audit {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*params, -1 if limit is None else limit, offset),
+    ).fetchall()
+    total = conn.execute(f"SELECT count(*) FROM audit {where}", params).fetchone()[0]
+    return Page([_audit_entry(row) for row in rows], total)
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    id, at, user_id, username, via, action, kind, no, before, after = row
+    return AuditEntry(id, at, user_id, username, via, action, kind, no, _json_value(before), _json_value(after))
+
+
+def _json_text(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _json_value(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else orjson.loads(text)

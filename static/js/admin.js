@@ -3,8 +3,9 @@
 // from a <template>); anyone else logged in is told so, and a visitor goes to log in. The API
 // refuses everyone but admins anyway (401 / 403).
 //
-// How a form writes, and says what went wrong, is admin-forms.js. Every write is followed by a
-// fresh read of the lists.
+// How a form writes, and says what went wrong, is admin-forms.js; the audit log below the lists is
+// admin-audit.js. Every write is followed by a fresh read of the lists and of the log's newest page.
+import { loadAudit, wireAudit } from "./admin-audit.js";
 import { DENIED, clearFieldErrors, confirmDelete, warn, write, writeFailure } from "./admin-forms.js";
 import {
   HttpError,
@@ -145,6 +146,7 @@ async function saveSubject(event) {
   await loadSubjects();
   if (no === null) await choose(saved.no); // on to its teachers
   else await loadTeachers();
+  await loadAudit(1);
 }
 
 async function deleteSubject(subject) {
@@ -340,10 +342,11 @@ async function deleteTeacher(teacher) {
   await refresh();
 }
 
-/** Read both lists again (after every write). */
+/** Read both lists again, and the audit log's newest entries (after every write). */
 async function refresh() {
   await loadSubjects();
   await loadTeachers();
+  await loadAudit(1);
 }
 
 // -- start ---------------------------------------------------------------------------------------
@@ -364,6 +367,7 @@ function wire() {
   $("teacher-cancel").addEventListener("click", resetTeacherForm);
   $("confirm-yes").addEventListener("click", () => $("confirm").close("delete"));
   $("confirm-no").addEventListener("click", () => $("confirm").close("cancel"));
+  wireAudit();
 }
 
 async function main() {
@@ -384,6 +388,7 @@ async function main() {
   resetSubjectForm();
   resetTeacherForm();
   const loaded = await loadSubjects();
+  loadAudit(1); // beside the lists, not before them
   box.removeAttribute("aria-busy");
   if (!loaded) return;
   const wanted = new URLSearchParams(window.location.search).get("sno");

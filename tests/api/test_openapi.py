@@ -24,7 +24,7 @@ from tests.harness.server import ROOT, JsonClient, LiveServer, Response, UserCli
 UNDOCUMENTED = {r"/static/(.*)$", r"/()$", r"/([a-z-]+\.html)$", r"/favicon\.ico$"}
 """Pages and their assets, not API."""
 SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
-TAGS = {"catalog", "accounts", "votes", "live", "operations"}
+TAGS = {"catalog", "accounts", "votes", "live", "operations", "audit"}
 PYDANTIC_ONLY = {"ge", "le", "gt", "lt"}
 """pydantic's names for bounds; JSON Schema says minimum, maximum, exclusiveMinimum, exclusiveMaximum."""
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,7 @@ from services.backends.store_mongo import MongoStore
 from services.backends.store_postgres import PostgresStore
 from services.backends.store_sqlite import SqliteStore
 from services.errors import Conflict, Invalid, NotFound, VotingClosed
-from services.models import User
+from services.models import AuditEntry, Page, User
 from tests.harness.server import ROOT
 from tests.harness.stores import (
     STORE_PARAMS,
@@ -385,3 +387,54 @@ async def test_reconcile_command_prints_what_it_fixed(tmp_path: Path) -> None:
     counts = (await again.counts())[0]
     assert (counts.good_count, counts.bad_count, counts.version) == (1, 0, 2)
     await again.close()
+
+
+# -- the audit log -------------------------------------------------------------------------------
+
+
+def audit_entry(action: str, no: int, before: dict[str, Any] | None, after: dict[str, Any] | None) -> AuditEntry:
+    kind: Any = action.split(".")[0]
+    return AuditEntry(0, "2026-12-06T20:01:02.345Z", 7, "Ada", "api", action, kind, no, before, after)
+
+
+async def test_audit_entries_come_back_whole_and_newest_first(store: Store) -> None:
+    subject = {"no": 3, "name": "数学 <b>", "intro": "a \"quoted\"\nline", "is_hot": True}
+    teacher = {"no": 9, "name": "Zhao", "sex": False, "birth": "1980-05-17", "photo": "", "intro": "",
+               "subject": 3, "good_count": 12, "bad_count": 0, "version": 4}
+    written = [
+        await store.record_audit(audit_entry("subject.create", 3, None, subject)),
+        await store.record_audit(audit_entry("teacher.delete", 9, teacher, None)),
+        await store.record_audit(replace(
+            audit_entry("user.role", 7, {"id": 7, "username": "Ada", "role": "admin"},
+                        {"id": 7, "username": "Ada", "role": "user"}),
+            user_id=None, username=None, via="cli", at="2026-12-06T20:01:03.000Z",
+        )),
+    ]
+    assert written[0].id < written[1].id < written[2].id
+    assert [replace(entry, id=0) for entry in written] == [
+        audit_entry("subject.create", 3, None, subject), audit_entry("teacher.delete", 9, teacher, None),
+        replace(audit_entry("user.role", 7, {"id": 7, "username": "Ada", "role": "admin"},
+                            {"id": 7, "username": "Ada", "role": "user"}),
+                user_id=None, username=None, via="cli", at="2026-12-06T20:01:03.000Z"),
+    ]
+    listed = await store.list_audit()
+    assert listed.items == written[::-1] and listed.total == 3
+    assert list(listed.items[1].before or {}) == list(teacher)  # the record's own field order
+
+
+async def test_audit_entries_are_paged_and_filtered_by_record(store: Store) -> None:
+    for no in (1, 2, 1, 1):
+        await store.record_audit(audit_entry("subject.update", no, {"no": no}, {"no": no}))
+    await store.record_audit(audit_entry("teacher.update", 1, {"no": 1}, {"no": 1}))
+    everything = await store.list_audit()
+    newest_first = [entry.id for entry in everything.items]
+    assert newest_first == sorted(newest_first, reverse=True) and everything.total == 5
+    middle = await store.list_audit(offset=1, limit=2)
+    assert [entry.id for entry in middle.items] == newest_first[1:3] and middle.total == 5
+    subject_1 = await store.list_audit(kind="subject", no=1, offset=1, limit=5)
+    assert [(e.kind, e.no) for e in subject_1.items] == [("subject", 1)] * 2 and subject_1.total == 3
+    assert (await store.list_audit(kind="teacher")).total == 1
+    assert (await store.list_audit(no=2)).total == 1
+    past_the_end = await store.list_audit(kind="subject", offset=10, limit=2)
+    assert past_the_end.items == [] and past_the_end.total == 4
+    assert (await store.list_audit(kind="user")) == Page([], 0)

@@ -1,7 +1,8 @@
 """The catalog's admin page (/admin.html) in Chromium: an administrator lists, creates, edits and
 deletes subjects and teachers through its forms; field errors are shown next to their fields in
 the page's words; deletes are confirmed in a <dialog>; a subject that still has teachers is not
-deleted (409, explained); nobody else gets the controls, and the API refuses them anyway."""
+deleted (409, explained); an edit shows at the top of the audit log; nobody else gets the controls,
+and the API refuses them anyway."""
 
 from __future__ import annotations
 
@@ -134,6 +135,14 @@ async def test_an_admin_creates_and_edits_a_subject_and_a_teacher_and_sees_them_
     assert (await admin.get(f"/api/subjects/{sno}/")).json() == {
         "no": sno, "name": "量子信息", "intro": "量子通信与计算。", "is_hot": False,
     }
+    # The audit log shows the edit on top: who, what, and each field that changed.
+    newest = page.locator("#audit-rows tr").first
+    await expect(newest).to_have_attribute("data-action", "subject.update")
+    await expect(newest.locator(".audit-who")).to_have_text(ADMIN)
+    await expect(newest.locator(".audit-record")).to_have_text(f"科目 Subject #{sno} 「量子信息」")
+    await expect(newest.locator(".audit-field")).to_have_text(
+        ["name: 量子计算 → 量子信息", "intro: 从量子比特到算法。 → 量子通信与计算。", "is_hot: true → false"]
+    )
 
     # Move the teacher to the first subject: it leaves this list.
     await teacher_row(page, tno).locator(".edit").click()
@@ -368,6 +377,7 @@ async def test_markup_in_names_is_shown_as_text(browser: Browser, server: LiveSe
     sno = next(s["no"] for s in (await admin.get("/api/subjects/")).json() if s["name"] == MARKUP)
     await expect(subject_row(page, sno).locator(".row-name")).to_have_text(MARKUP)
     await expect(subject_row(page, sno).locator(".intro-cell")).to_have_text("<script>window.__pwned = 1</script>")
+    await expect(page.locator("#audit-rows tr").first.locator(".audit-record")).to_contain_text(MARKUP)
     await expect(page.locator("#teachers-view")).to_contain_text(MARKUP)
     await expect(page.locator("#teacher-subject option", has_text=MARKUP)).to_have_count(1)
 
