@@ -41,6 +41,7 @@ from services.config import Config, ConfigError
 from services.container import Backends, Services
 from services.errors import Unavailable
 from services.events import EventBus
+from services.history import HistoryService
 from services.live.heartbeat import Heartbeat
 from services.live.hub import Hub
 from services.live.presence import PresenceService
@@ -221,6 +222,7 @@ async def build_services(config: Config) -> Services:
         presence=presence,
         quota=LiveQuota(config.ws.max_sockets_per_address, config.ws.max_sockets_per_token, metrics),
         metrics=metrics,
+        history=HistoryService(backends.store),
     )
 
 
