@@ -83,7 +83,7 @@ async def dashboard(browser: Browser, server: LiveServer, users: dict[str, UserC
     subjects = (await server.get("/api/stats")).json()["subjects"]
     await expect(page.locator("#totals td.watching")).to_have_text([str(WATCHERS.get(s["no"], 0)) for s in subjects])
     await expect(page.locator("#sockets")).to_have_text(re.compile(r"^[1-9]"))
-    await expect(page.locator("#votes-rate")).not_to_have_text("0.0")
+    await expect(page.locator("#votes-rate")).not_to_have_text("0.00")
     await shoot(page, out, "dashboard")
 
 
