@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import time
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from tornado.web import Application
+
+from handlers.base import InFlight
+from handlers.history import RESULT_COLUMNS, ExportHandler
 from services.backends.store_sqlite import SqliteStore
+from services.errors import Unavailable
 from tests.harness.server import LiveServer, UserClient, assert_problem, sign_up
 
 SUBJECT = 2
@@ -178,3 +190,45 @@ async def test_a_long_history_export_streams_in_chunks(api: LiveServer, admin: U
     lines = list(csv.reader(io.StringIO(b"".join(chunks).decode("utf-8-sig"))))
     assert len(lines) == 1 + 2999 and lines[-1][3] == "3000"
     assert [int(line[3]) for line in lines[1:4]] == [2, 3, 4], "counts run on from before the span's first minute"
+
+
+class ExportThatFails(ExportHandler):
+    """An export whose rows stop coming after the first page (as when the store goes away), once
+    the client has that page."""
+
+    def initialize(self, page_seen: asyncio.Event, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(**kwargs)
+        self.page_seen = page_seen
+
+    async def get(self) -> None:
+        async def pages() -> AsyncIterator[list[Sequence[Any]]]:
+            yield [(1, "赵一鸣", 1, 0, 1)]
+            await asyncio.wait_for(self.page_seen.wait(), 10)
+            raise Unavailable("The store went away.")
+
+        await self.stream("broken", RESULT_COLUMNS, pages())
+
+
+async def test_an_export_cut_short_does_not_end_as_if_whole(api: LiveServer) -> None:
+    """The client must not take a cut file for a whole one: the response never ends properly."""
+    assert api.services is not None
+    page_seen = asyncio.Event()
+    handler_args = {"services": api.services, "in_flight": InFlight(), "page_seen": page_seen}
+    sock, port = bind_unused_port()
+    server = HTTPServer(Application([("/export", ExportThatFails, handler_args)]))
+    server.add_sockets([sock])
+    chunks: list[bytes] = []
+
+    def received(chunk: bytes) -> None:
+        chunks.append(chunk)
+        if "赵一鸣".encode() in b"".join(chunks):
+            page_seen.set()
+
+    try:
+        request = HTTPRequest(f"http://127.0.0.1:{port}/export", streaming_callback=received, request_timeout=10)
+        with pytest.raises(HTTPClientError) as failed:
+            await AsyncHTTPClient().fetch(request)
+        assert failed.value.code == 599, failed.value
+        assert b"".join(chunks).decode("utf-8-sig") == "no,name,good,bad,version\r\n1,赵一鸣,1,0,1\r\n"
+    finally:
+        server.stop()

@@ -420,6 +420,17 @@ async def test_history_sums_teachers_and_pages_by_minute(store: Store) -> None:
     assert await store.history_minutes([first, second], now - 5, now + 1, None, 10) == pages[2:]
 
 
+async def test_history_counts_votes_cast_together(store: Store) -> None:
+    """Votes that arrive at once go in one batch or transaction (group commit): each is recorded."""
+    teacher, users = await a_teacher_and_voters(store, 12)
+    casts = [store.set_vote(user, teacher, "good" if index % 2 else "bad") for index, user in enumerate(users)]
+    results = await asyncio.gather(*casts)
+    assert all(result.changed for result in results)
+    now = this_minute()
+    buckets = await store.history([teacher], now - 1, now + 1, 2)
+    assert [(b.good_count, b.bad_count, b.votes) for b in buckets] == [(6, 6, 12)]
+
+
 async def test_history_goes_with_its_teacher(store: Store) -> None:
     teacher, (user,) = await a_teacher_and_voters(store, 1)
     await store.set_vote(user, teacher, "good")
