@@ -120,11 +120,14 @@ def parse_span(query: Mapping[str, str | None], now: float, max_buckets: int | N
     if errors:
         raise Invalid("The history's query parameters are not valid.", errors)
     size = STEP_MINUTES[step]
+    if since is not None:
+        since = min(max(since, 0), LAST_MINUTE - size) // size * size
     if until is None:
-        until = int(now // 60) + 1 if since is None or since <= now // 60 else since + size
-    until = -(-until // size) * size
-    since = until - DEFAULT_BUCKETS[step] * size if since is None else since // size * size
-    since, until = max(since, 0), min(until, LAST_MINUTE)
+        current = int(now // 60) + 1
+        until = current if since is None or since < current else since + size
+    until = -(-min(max(until, 0), LAST_MINUTE) // size) * size
+    if since is None:
+        since = max(until - DEFAULT_BUCKETS[step] * size, 0)
     if until <= since:
         raise Invalid("The history's span is empty.", [FieldError("to", "after_from", "must be after from")])
     span = Span(since, until, step)
