@@ -2,9 +2,9 @@
 
 The store keeps each teacher's changes per minute (services/backends/history_sums.py); here a
 request's span is read and bounded, a subject's teachers are gathered, and minutes become the
-buckets a chart or a spreadsheet wants. Every read of history that shows counts to anyone goes
-through `HistoryService.history`, one method, so that a rule about who may see a subject's
-counts has one place to wrap.
+buckets a chart or a spreadsheet wants. Every history answer that anyone may read goes through
+`HistoryService.history`, one method, so that a rule about who may see a subject's counts has
+one place to wrap; the exports, for administrators, go through `results` and `buckets`.
 """
 
 from __future__ import annotations

@@ -190,6 +190,10 @@ async def test_a_long_history_export_streams_in_chunks(api: LiveServer, admin: U
     lines = list(csv.reader(io.StringIO(b"".join(chunks).decode("utf-8-sig"))))
     assert len(lines) == 1 + 2999 and lines[-1][3] == "3000"
     assert [int(line[3]) for line in lines[1:4]] == [2, 3, 4], "counts run on from before the span's first minute"
+    hourly = await admin.get(f"/api/subjects/{SUBJECT}/history.csv?from={since}&step=hour")
+    hours = list(csv.DictReader(io.StringIO(hourly.body.decode("utf-8-sig"))))
+    assert len(hours) in (50, 51) and sum(int(hour["votes"]) for hour in hours) == 2999, "split hours"
+    assert len({hour["at"] for hour in hours}) == len(hours) and hours[-1]["good"] == "3000"
 
 
 class ExportThatFails(ExportHandler):
