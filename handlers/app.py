@@ -35,6 +35,12 @@ from handlers.catalog import (
     TeacherListHandler,
 )
 from handlers.headers import PROBLEM_JSON, declares_body
+from handlers.history import (
+    HistoryExportHandler,
+    ResultsExportHandler,
+    SubjectHistoryHandler,
+    TeacherHistoryHandler,
+)
 from handlers.listener import GuardedHTTPServer, default_max_connections
 from handlers.live import LiveSocket
 from handlers.ops import HealthHandler, MetricsHandler, OpenApiHandler, ReadyHandler, StatsHandler
@@ -66,6 +72,10 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/api/subjects/([0-9]+)/teachers/?", SubjectTeachersHandler, api),
         (r"/api/teachers/?", TeacherListHandler, api),
         (r"/api/teachers/([0-9]+)/?", TeacherHandler, api),
+        (r"/api/teachers/([0-9]+)/history/?", TeacherHistoryHandler, api),
+        (r"/api/subjects/([0-9]+)/history/?", SubjectHistoryHandler, api),
+        (r"/api/subjects/([0-9]+)/results\.csv", ResultsExportHandler, api),
+        (r"/api/subjects/([0-9]+)/history\.csv", HistoryExportHandler, api),
         (r"/api/auth/register/?", RegisterHandler, api),
         (r"/api/auth/login/?", LoginHandler, api),
         (r"/api/auth/refresh/?", RefreshHandler, api),

@@ -166,6 +166,14 @@ class ApiHandler(HeadAsGet):
         self._body_too_large = False
         self._tracked = False
 
+    not_acceptable = "This resource is only available as application/json."
+    """The detail of a 406, when accepts() refuses the request's Accept header."""
+
+    def accepts(self, accept: str) -> bool:
+        """Whether this resource has an answer that an Accept header admits; a handler that speaks
+        more than JSON says which."""
+        return accepts_json(accept)
+
     @property
     def body_limit(self) -> int:
         return self.services.config.server.max_body_size
@@ -177,8 +185,8 @@ class ApiHandler(HeadAsGet):
     def prepare(self) -> None:
         self.in_flight.started()
         self._tracked = True
-        if not accepts_json(self.request.headers.get("Accept", "")):
-            raise Problem(406, "This resource is only available as application/json.")
+        if not self.accepts(self.request.headers.get("Accept", "")):
+            raise Problem(406, self.not_acceptable)
         repeated = next((name for name, values in self.request.query_arguments.items() if len(values) > 1), None)
         if repeated is not None:
             raise Problem(400, f"Query parameter {repeated} is given more than once; give it once.")

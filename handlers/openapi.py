@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from functools import cache
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
@@ -61,6 +61,8 @@ TAGS = [
     {"name": "live", "description": "Live counts: the WebSocket channel and the dashboard's totals."},
     {"name": "operations", "description": "Health, readiness, metrics and this description."},
     {"name": "audit", "description": "Who changed what: administrators' changes, read by administrators."},
+    {"name": "history", "description": "Counts over time, and a subject's results and history as exports"
+                                        " (administrators)."},
 ]
 TAG_ORDER = [tag["name"] for tag in TAGS]
 
@@ -130,6 +132,8 @@ class Operation:
     """The success body's type: a TypedDict or dataclass (a schema in components, named after it less
     a `Json` suffix), a ListOrPage, any other type (inline), or None for no body."""
     media_type: str = JSON
+    also: Mapping[str, object] = field(default_factory=dict)
+    """The success answer in other media types, chosen by Accept: media type -> body type, as `returns`."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Headers of the success answer: name -> what it holds."""
     request: type[BaseModel] | None = None
@@ -242,6 +246,8 @@ def _operation(
     body = schemas.response(declared.returns)
     if body is not None or declared.media_type != JSON:
         success["content"] = {declared.media_type: {} if body is None else {"schema": body}}
+    for media_type, returns in declared.also.items():
+        success.setdefault("content", {})[media_type] = {"schema": schemas.response(returns)}
     if declared.headers:
         success["headers"] = {
             name: {"description": text, "schema": {"type": "string"}} for name, text in declared.headers.items()
@@ -311,6 +317,8 @@ class Schemas:
             return {"oneOf": [{"type": "array", "items": self.ref(returns.item, "serialization")}, page]}
         if isinstance(returns, type):
             return self.ref(returns, "serialization")
+        if get_origin(returns) is list:
+            return {"type": "array", "items": self.ref(get_args(returns)[0], "serialization")}
         return _clean(TypeAdapter(returns).json_schema(mode="serialization"))
 
     def ref(self, kind: Any, mode: Literal["validation", "serialization"], name: str | None = None) -> dict[str, str]:

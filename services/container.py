@@ -17,6 +17,7 @@ from services.backends.store import Store
 from services.catalog import CatalogService
 from services.config import Config
 from services.events import EventBus
+from services.history import HistoryService
 from services.live.heartbeat import Heartbeat
 from services.live.hub import Hub
 from services.live.presence import PresenceService
@@ -67,3 +68,4 @@ class Services:
     metrics: Metrics
     visibility: VisibilityService
     audit: AuditService
+    history: HistoryService

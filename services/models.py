@@ -246,3 +246,25 @@ class AuditEntry:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBucket:
+    """One stretch of a vote history: the counts at its end and how many votes changed within it.
+    `minute` is its start, in whole minutes since 1970-01-01 UTC."""
+
+    minute: int
+    good_count: int
+    bad_count: int
+    votes: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMinute:
+    """One minute of one teacher's history in which its counts changed (an export's row)."""
+
+    teacher: int
+    minute: int
+    good_count: int
+    bad_count: int
+    votes: int

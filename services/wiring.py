@@ -42,6 +42,7 @@ from services.config import Config, ConfigError
 from services.container import Backends, Services
 from services.errors import Unavailable
 from services.events import EventBus
+from services.history import HistoryService
 from services.live.heartbeat import Heartbeat
 from services.live.hub import Hub
 from services.live.presence import PresenceService
@@ -227,6 +228,7 @@ async def build_services(config: Config) -> Services:
         quota=LiveQuota(config.ws.max_sockets_per_address, config.ws.max_sockets_per_token, metrics),
         metrics=metrics,
         audit=audit,
+        history=HistoryService(backends.store),
     )
 
 

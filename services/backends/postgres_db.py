@@ -193,6 +193,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_by_record ON audit (kind, no, id);
     """,
+    """
+    -- Vote history: each teacher's net change of its counts per minute (minutes since 1970 UTC),
+    -- and how many changes. The trigger writes it in the transaction that moves the counts, so
+    -- set_vote, set_votes and reconcile are all recorded without a change of their own, and the
+    -- counts at the end of any minute are the current ones less the changes after it. The teacher's
+    -- row is locked by the update that fires it, so its upserts never race.
+    CREATE TABLE vote_history (
+        teacher bigint NOT NULL REFERENCES teachers (no) ON DELETE CASCADE,
+        minute bigint NOT NULL,
+        good bigint NOT NULL DEFAULT 0,
+        bad bigint NOT NULL DEFAULT 0,
+        votes bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (teacher, minute)
+    );
+    CREATE FUNCTION record_vote_history() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO vote_history AS h (teacher, minute, good, bad, votes)
+            VALUES (NEW.no, floor(extract(epoch FROM now()) / 60)::bigint,
+                    NEW.good_count - OLD.good_count, NEW.bad_count - OLD.bad_count, 1)
+            ON CONFLICT (teacher, minute) DO UPDATE SET
+                good = h.good + excluded.good, bad = h.bad + excluded.bad, votes = h.votes + 1;
+        RETURN NULL;
+    END;
+    $$;
+    CREATE TRIGGER vote_history_of_counts AFTER UPDATE OF good_count, bad_count ON teachers
+        FOR EACH ROW WHEN (NEW.good_count <> OLD.good_count OR NEW.bad_count <> OLD.bad_count)
+        EXECUTE FUNCTION record_vote_history();
+    """,
 )
 """Each entry one version of the schema, applied once, in order, in one transaction."""
 

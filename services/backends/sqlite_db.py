@@ -106,6 +106,29 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_by_record ON audit(kind, no, id);
     """,
+    """
+    -- Vote history: each teacher's net change of its counts per minute (minutes since 1970 UTC),
+    -- and how many changes. The trigger writes it in the transaction that moves the counts, so a
+    -- vote, a batch of them and a reconcile correction are all recorded, and the counts at the end
+    -- of any minute are the current ones less the changes after it.
+    CREATE TABLE vote_history (
+        teacher INTEGER NOT NULL REFERENCES teachers(no) ON DELETE CASCADE,
+        minute INTEGER NOT NULL,
+        good INTEGER NOT NULL DEFAULT 0,
+        bad INTEGER NOT NULL DEFAULT 0,
+        votes INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (teacher, minute)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER vote_history_of_counts AFTER UPDATE OF good_count, bad_count ON teachers
+    WHEN NEW.good_count <> OLD.good_count OR NEW.bad_count <> OLD.bad_count
+    BEGIN
+        INSERT INTO vote_history (teacher, minute, good, bad, votes)
+        VALUES (NEW.no, CAST(strftime('%s', 'now') AS INTEGER) / 60,
+                NEW.good_count - OLD.good_count, NEW.bad_count - OLD.bad_count, 1)
+        ON CONFLICT (teacher, minute) DO UPDATE SET
+            good = good + excluded.good, bad = bad + excluded.bad, votes = votes + 1;
+    END;
+    """,
 )
 
 
@@ -237,7 +260,19 @@ def _run_group(conn: sqlite3.Connection, group: list[_Write]) -> None:
 def _migrate(conn: sqlite3.Connection) -> bool:
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     for script in MIGRATIONS[version:]:
-        for statement in filter(str.strip, script.split(";")):
+        for statement in _statements(script):
             conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
     return version == 0
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements; a trigger's body holds semicolons of its own, so a piece ends a
+    statement only where SQLite says the statement is complete."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    return [statement for statement in statements if statement.strip("; \n")]

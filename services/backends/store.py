@@ -8,6 +8,7 @@ is a fault of the backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 from services.models import (
@@ -15,6 +16,8 @@ from services.models import (
     AuditKind,
     Counts,
     Credentials,
+    HistoryBucket,
+    HistoryMinute,
     Page,
     Subject,
     SubjectTotals,
@@ -145,3 +148,18 @@ class Store(ABC):
         self, offset: int = 0, limit: int | None = None, kind: AuditKind | None = None, no: int | None = None
     ) -> Page:
         """Entries newest first (highest id first), of one kind of record and one number if given."""
+    # -- vote history (services/backends/history_sums.py) --------------------
+
+    @abstractmethod
+    async def history(self, teachers: Sequence[int], since: int, until: int, step: int) -> list[HistoryBucket]:
+        """The teachers' votes summed, in buckets of `step` minutes from minute `since` to `until`
+        (minutes since 1970 UTC; until - since a multiple of step): every bucket, with the counts
+        at its end and the number of vote changes within it. Unknown teachers count nothing."""
+
+    @abstractmethod
+    async def history_minutes(
+        self, teachers: Sequence[int], since: int, until: int, after: HistoryMinute | None, limit: int
+    ) -> list[HistoryMinute]:
+        """Each teacher's minutes with a change from `since` to `until`, in (teacher, minute) order:
+        at most `limit` of them, those after `after` (the last of the previous page), so that a long
+        history is read page by page."""

@@ -2,16 +2,21 @@
 
 Documents: `subjects` and `teachers` keyed by `_id` = no, `users` by `_id` =
 id; ids come from `counters` ($inc, never reused). `votes` hold
-{user, teacher, value}, unique on (user, teacher).
+{user, teacher, value}, unique on (user, teacher). `vote_history` holds
+{teacher, minute, good, bad, votes}, unique on (teacher, minute): the net change
+of a teacher's counts in one minute (since 1970 UTC) and how many changes, moved
+with the counts (services/backends/history_sums.py).
 
 Guarantees of a vote and its counts:
 - replica set or sharded cluster (`hello` names a setName, or is mongos): the
   vote document and the teacher's counts and version change in one transaction.
 - standalone server (no transactions): the vote document changes first, in one
   atomic find-and-modify that returns the value it replaced, then the teacher's
-  counts move by the difference. Concurrent votes stay exact, since each change
-  sees exactly the value it replaced; a crash between the two writes leaves one
-  teacher's counts off by that vote, which `reconcile()` repairs.
+  counts move by the difference, then its minute of history. Concurrent votes stay
+  exact, since each change sees exactly the value it replaced; a crash between the
+  writes leaves one teacher's counts off by that vote, which `reconcile()` repairs
+  (or its history short of it, which nothing repairs: only a replica set makes the
+  history exact).
 
 A lost connection raises Unavailable (503); the driver reconnects by itself. The
 plumbing (the client, transactions, ids) is services/backends/mongo_db.py's.
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -34,6 +39,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
+from services.backends import history_sums
 from services.backends.mongo_db import (
     Doc,
     Session,
@@ -51,6 +57,8 @@ from services.models import (
     AuditKind,
     Counts,
     Credentials,
+    HistoryBucket,
+    HistoryMinute,
     Page,
     Subject,
     SubjectTotals,
@@ -91,6 +99,7 @@ class MongoStore(Store):
         self._votes = database["votes"]
         self._counters = database["counters"]
         self._meta = database["meta"]
+        self._history = database["vote_history"]
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MongoStore:
@@ -116,6 +125,7 @@ class MongoStore(Store):
         await self._users.create_index([("username_key", 1)], unique=True, name="unique_username")
         await self._teachers.create_index([("subject", 1), ("_id", 1)], name="teachers_by_subject")
         await self.database["audit"].create_index([("kind", 1), ("no", 1), ("_id", -1)], name="audit_by_record")
+        await self._history.create_index([("teacher", 1), ("minute", 1)], unique=True, name="one_history_per_minute")
 
     async def _mark_created(self) -> bool:
         try:
@@ -218,6 +228,7 @@ class MongoStore(Store):
             if (await self._teachers.delete_one({"_id": no}, session=session)).deleted_count == 0:
                 raise NotFound(f"There is no teacher {no}.")
             await self._votes.delete_many({"teacher": no}, session=session)
+            await self._history.delete_many({"teacher": no}, session=session)
 
         await self._atomic(delete)
 
@@ -289,6 +300,7 @@ class MongoStore(Store):
         if doc is None:  # standalone only: the teacher was deleted meanwhile; take the vote back
             await self._votes.delete_many({"teacher": teacher}, session=session)
             raise NotFound(f"There is no teacher {teacher}.")
+        await self._record_change(teacher, good, bad, session)
         return VoteResult(value, _counts(doc), changed=True)
 
     async def _check_open(self, subject: int, key: Doc, value: VoteValue | None, session: Session) -> None:
@@ -300,6 +312,18 @@ class MongoStore(Store):
         vote = await self._votes.find_one(key, {"value": 1}, session=session)
         if (None if vote is None else vote["value"]) != value:
             raise VotingClosed(subject)
+    async def _record_change(self, teacher: int, good: int, bad: int, session: Session) -> None:
+        """One change of the teacher's counts, in this minute's history, with the change itself."""
+        key = {"teacher": teacher, "minute": int(time.time() // 60)}
+        for attempt in range(2):
+            try:
+                await self._history.update_one(
+                    key, {"$inc": {"good": good, "bad": bad, "votes": 1}}, upsert=True, session=session
+                )
+                return
+            except DuplicateKeyError:  # a concurrent first change of the minute inserted it
+                if attempt or session is not None:
+                    raise
 
     async def _upsert_vote(self, key: Doc, value: str, session: Session) -> Doc | None:
         """Set the vote; the document as it was before (None: there was none)."""
@@ -408,8 +432,68 @@ class MongoStore(Store):
                 {"$set": {"good_count": good, "bad_count": bad}, "$inc": {"version": 1}}, session=session,
             )
             if fixed.modified_count:
+                await self._record_change(teacher, good - doc["good_count"], bad - doc["bad_count"], session)
                 return 1
         raise Unavailable(f"Teacher {teacher} kept changing while being recounted; try again.")
+
+    # -- vote history ------------------------------------------------------
+
+    @reachable
+    async def history(self, teachers: Sequence[int], since: int, until: int, step: int) -> list[HistoryBucket]:
+        """In a transaction where there are some, so that the counts and the changes agree."""
+        return await self._atomic(functools.partial(self._history_in, list(teachers), since, until, step))
+
+    async def _history_in(
+        self, teachers: list[int], since: int, until: int, step: int, session: Session
+    ) -> list[HistoryBucket]:
+        starts = (await self._starts(teachers, since, session)).values()
+        cursor = await self._history.aggregate([
+            {"$match": {"teacher": {"$in": teachers}, "minute": {"$gte": since, "$lt": until}}},
+            {"$group": {
+                "_id": {"$subtract": ["$minute", {"$mod": [{"$subtract": ["$minute", since]}, step]}]},
+                "good": {"$sum": "$good"}, "bad": {"$sum": "$bad"}, "votes": {"$sum": "$votes"},
+            }},
+        ], session=session)
+        changes = {int(doc["_id"]): (doc["good"], doc["bad"], doc["votes"]) for doc in await cursor.to_list()}
+        start = (sum(good for good, _ in starts), sum(bad for _, bad in starts))
+        return history_sums.buckets(start, changes, since, until, step)
+
+    @reachable
+    async def history_minutes(
+        self, teachers: Sequence[int], since: int, until: int, after: HistoryMinute | None, limit: int
+    ) -> list[HistoryMinute]:
+        return await self._atomic(functools.partial(self._history_minutes_in, list(teachers), since, until,
+                                                    after, limit))
+
+    async def _history_minutes_in(
+        self, teachers: list[int], since: int, until: int, after: HistoryMinute | None, limit: int, session: Session
+    ) -> list[HistoryMinute]:
+        if limit <= 0:
+            return []
+        query: Doc = {"teacher": {"$in": teachers}, "minute": {"$gte": since, "$lt": until}}
+        if after is not None:
+            query["$or"] = [
+                {"teacher": {"$gt": after.teacher}}, {"teacher": after.teacher, "minute": {"$gt": after.minute}},
+            ]
+        cursor = self._history.find(query, session=session).sort([("teacher", 1), ("minute", 1)]).limit(limit)
+        docs = await cursor.to_list()
+        rows = [(doc["teacher"], doc["minute"], doc["good"], doc["bad"], doc["votes"]) for doc in docs]
+        starts = await self._starts(history_sums.new_teachers(rows, after), since, session)
+        return history_sums.minutes(rows, after, starts)
+
+    async def _starts(self, teachers: list[int], since: int, session: Session) -> dict[int, tuple[int, int]]:
+        """Each teacher's counts at the start of minute `since`: its counts less the changes since."""
+        counts = await self._teachers.find({"_id": {"$in": teachers}}, COUNT_FIELDS, session=session).to_list()
+        cursor = await self._history.aggregate([
+            {"$match": {"teacher": {"$in": teachers}, "minute": {"$gte": since}}},
+            {"$group": {"_id": "$teacher", "good": {"$sum": "$good"}, "bad": {"$sum": "$bad"}}},
+        ], session=session)
+        since_then = {doc["_id"]: (doc["good"], doc["bad"]) for doc in await cursor.to_list()}
+        return {
+            doc["_id"]: (doc["good_count"] - since_then.get(doc["_id"], (0, 0))[0],
+                         doc["bad_count"] - since_then.get(doc["_id"], (0, 0))[1])
+            for doc in counts
+        }
 
     # -- helpers -----------------------------------------------------------
 

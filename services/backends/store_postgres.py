@@ -7,13 +7,16 @@ its commit. Constraint violations become the domain errors the Store port names.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
 
+from services.backends import history_sums
 from services.backends.postgres_db import Limits, PostgresDatabase
 from services.backends.postgres_votes import VoteBatches
 from services.backends.sql_columns import (
@@ -33,6 +36,8 @@ from services.models import (
     AuditKind,
     Counts,
     Credentials,
+    HistoryBucket,
+    HistoryMinute,
     Page,
     Subject,
     SubjectTotals,
@@ -43,6 +48,9 @@ from services.models import (
     iso_utc,
 )
 from services.schemas import account_key, username_key
+
+if TYPE_CHECKING:
+    from services.backends.postgres_db import Connection
 
 TABLES = {"subjects": SUBJECT_ROW, "teachers": TEACHER_ROW}
 GET_VOTE = (
@@ -253,6 +261,37 @@ class PostgresStore(Store):
             f"SELECT count(*) FROM audit {where.replace('$3', '$1').replace('$4', '$2')}", kind, no
         )
         return Page([], total)
+    # -- vote history (the trigger of postgres_db.MIGRATIONS writes it) ------------
+
+    async def history(self, teachers: Sequence[int], since: int, until: int, step: int) -> list[HistoryBucket]:
+        async with self._snapshot() as conn:
+            starts = (await _starts(conn, list(teachers), since)).values()
+            rows = await conn.fetch(
+                "SELECT $2 + (minute - $2) / $4 * $4, sum(good)::bigint, sum(bad)::bigint, sum(votes)::bigint"
+                " FROM vote_history WHERE teacher = ANY($1::bigint[]) AND minute >= $2 AND minute < $3 GROUP BY 1",
+                list(teachers), since, until, step,
+            )
+        start = (sum(good for good, _ in starts), sum(bad for _, bad in starts))
+        return history_sums.buckets(start, {row[0]: tuple(row[1:]) for row in rows}, since, until, step)
+
+    async def history_minutes(
+        self, teachers: Sequence[int], since: int, until: int, after: HistoryMinute | None, limit: int
+    ) -> list[HistoryMinute]:
+        teacher, minute = (after.teacher, after.minute) if after else (0, since - 1)
+        async with self._snapshot() as conn:
+            rows = [tuple(row) for row in await conn.fetch(
+                "SELECT teacher, minute, good, bad, votes FROM vote_history WHERE teacher = ANY($1::bigint[])"
+                " AND minute >= $2 AND minute < $3 AND (teacher, minute) > ($4, $5) ORDER BY teacher, minute LIMIT $6",
+                list(teachers), since, until, teacher, minute, limit,
+            )]
+            starts = await _starts(conn, history_sums.new_teachers(rows, after), since)
+        return history_sums.minutes(rows, after, starts)
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[Connection]:
+        """Reads that see one state: the current counts and the changes after a minute agree."""
+        async with self._db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
 
     # -- helpers -----------------------------------------------------------
 
@@ -290,6 +329,17 @@ class PostgresStore(Store):
         return await self._db.fetchrow(
             f"UPDATE {table} SET {', '.join(assignments)} WHERE no = $1 RETURNING {TABLES[table]}", no, *values.values()
         )
+
+
+async def _starts(conn: Connection, teachers: list[int], since: int) -> dict[int, tuple[int, int]]:
+    """Each teacher's counts at the start of minute `since`: its counts less the changes since."""
+    rows = await conn.fetch(
+        "SELECT t.no, t.good_count - coalesce(sum(h.good), 0)::bigint, t.bad_count - coalesce(sum(h.bad), 0)::bigint"
+        " FROM teachers t LEFT JOIN vote_history h ON h.teacher = t.no AND h.minute >= $2"
+        " WHERE t.no = ANY($1::bigint[]) GROUP BY t.no",
+        teachers, since,
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}
 
 
 def _columns(fields: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:

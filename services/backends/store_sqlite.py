@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from services.backends import history_sums
 from services.backends.sql_columns import (
     COUNTS_ROW,
     SUBJECT_COLUMNS,
@@ -30,6 +32,8 @@ from services.models import (
     AuditKind,
     Counts,
     Credentials,
+    HistoryBucket,
+    HistoryMinute,
     Page,
     Subject,
     SubjectTotals,
@@ -181,6 +185,15 @@ class SqliteStore(Store):
         self, offset: int = 0, limit: int | None = None, kind: AuditKind | None = None, no: int | None = None
     ) -> Page:
         return await self._read(_audit_page, offset, limit, kind, no)
+    # -- vote history (the trigger of sqlite_db.MIGRATIONS writes it) ------------
+
+    async def history(self, teachers: Sequence[int], since: int, until: int, step: int) -> list[HistoryBucket]:
+        return await self._read(_in_snapshot, _history, json.dumps(list(teachers)), since, until, step)
+
+    async def history_minutes(
+        self, teachers: Sequence[int], since: int, until: int, after: HistoryMinute | None, limit: int
+    ) -> list[HistoryMinute]:
+        return await self._read(_in_snapshot, _history_minutes, json.dumps(list(teachers)), since, until, after, limit)
 
 
 # -- statements, run on the store's thread -------------------------------------
@@ -423,3 +436,50 @@ def _json_text(value: dict[str, Any] | None) -> str | None:
 
 def _json_value(text: str | None) -> dict[str, Any] | None:
     return None if text is None else orjson.loads(text)
+# -- vote history --------------------------------------------------------------
+
+TEACHERS_IN = "IN (SELECT value FROM json_each(?))"
+"""The teachers asked for, given as one JSON array (any number, one parameter)."""
+
+
+def _in_snapshot(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """Several reads that see one state of the file, whatever other processes write meanwhile."""
+    conn.execute("BEGIN")
+    try:
+        return fn(conn, *args)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _starts(conn: sqlite3.Connection, teachers: str, since: int) -> dict[int, tuple[int, int]]:
+    """Each teacher's counts at the start of minute `since`: its counts less the changes since."""
+    rows = conn.execute(
+        "SELECT t.no, t.good_count - coalesce(sum(h.good), 0), t.bad_count - coalesce(sum(h.bad), 0)"
+        f" FROM teachers t LEFT JOIN vote_history h ON h.teacher = t.no AND h.minute >= ? WHERE t.no {TEACHERS_IN}"
+        " GROUP BY t.no",
+        (since, teachers),
+    ).fetchall()
+    return {no: (good, bad) for no, good, bad in rows}
+
+
+def _history(conn: sqlite3.Connection, teachers: str, since: int, until: int, step: int) -> list[HistoryBucket]:
+    starts = _starts(conn, teachers, since).values()
+    rows = conn.execute(
+        "SELECT ? + (minute - ?) / ? * ?, sum(good), sum(bad), sum(votes) FROM vote_history"
+        f" WHERE teacher {TEACHERS_IN} AND minute >= ? AND minute < ? GROUP BY 1",
+        (since, since, step, step, teachers, since, until),
+    ).fetchall()
+    start = (sum(good for good, _ in starts), sum(bad for _, bad in starts))
+    return history_sums.buckets(start, {row[0]: row[1:] for row in rows}, since, until, step)
+
+
+def _history_minutes(
+    conn: sqlite3.Connection, teachers: str, since: int, until: int, after: HistoryMinute | None, limit: int
+) -> list[HistoryMinute]:
+    teacher, minute = (after.teacher, after.minute) if after else (0, since - 1)
+    rows = conn.execute(
+        f"SELECT teacher, minute, good, bad, votes FROM vote_history WHERE teacher {TEACHERS_IN}"
+        " AND minute >= ? AND minute < ? AND (teacher, minute) > (?, ?) ORDER BY teacher, minute LIMIT ?",
+        (teachers, since, until, teacher, minute, limit),
+    ).fetchall()
+    return history_sums.minutes(rows, after, _starts(conn, json.dumps(history_sums.new_teachers(rows, after)), since))

@@ -1,34 +1,29 @@
 // The realtime dashboard: totals per subject (channel `dashboard`), a chart of
-// vote changes per second over the last 3 minutes, and open sockets (/api/stats).
+// votes per minute over the last hour, and open sockets (/api/stats).
 //
-// "Votes per second" counts changes of the per-subject counts: a cast or a
-// withdrawal is 1, a switch good <-> bad is 2 (one count down, one up).
+// "Votes" are vote changes, as the stored history counts them: a cast, a withdrawal or a switch
+// is one. The chart starts from every subject's history (so a reload keeps it) and goes on from
+// the socket's totals, where a change is counted from how the counts moved (a switch moves one
+// down and the other up: one change); the next load or snapshot reads the stored history again.
 import { LiveClient, SUBJECTS_DID_NOT_LOAD, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
+import { MinuteSeries, chartFrame, loadHistory } from "./history.js";
 import { ratioBar, votingPageUrl } from "./widgets.js";
 
-const WINDOW_SECONDS = 180;
-const RATE_SECONDS = 10;
 const STATS_EVERY_MS = 3000;
-const TICKS = 4;
 
 /** subject no -> {no, name, good_count, bad_count} */
 const subjects = new Map();
-/** epoch second -> vote changes seen in that second */
-const perSecond = new Map();
+/** the last hour's votes per minute, of all subjects */
+const series = new MinuteSeries();
 const rows = new Map();
 /** subject no -> people watching it, on every server process */
 let watching = {};
 
 const numberFormat = new Intl.NumberFormat("zh-CN");
 
-function nowSecond() {
-  return Math.floor(Date.now() / 1000);
-}
-
-function record(changes) {
-  if (changes <= 0) return;
-  const second = nowSecond();
-  perSecond.set(second, (perSecond.get(second) || 0) + changes);
+/** The fewest vote changes that move counts by (good, bad): a switch moves both, one each way. */
+function changesOf(good, bad) {
+  return Math.sign(good) * Math.sign(bad) < 0 ? Math.max(Math.abs(good), Math.abs(bad)) : Math.abs(good) + Math.abs(bad);
 }
 
 function row(subject) {
@@ -77,12 +72,12 @@ function applySubjects(list, counting) {
   for (const subject of list) {
     const known = subjects.get(subject.no);
     if (known && counting) {
-      changes += Math.abs(subject.good_count - known.good_count) + Math.abs(subject.bad_count - known.bad_count);
+      changes += changesOf(subject.good_count - known.good_count, subject.bad_count - known.bad_count);
     }
     subjects.set(subject.no, { ...subject });
     renderSubject(subject);
   }
-  record(changes);
+  if (changes > 0) series.record(null, null, changes);
   renderTotal();
   draw();
 }
@@ -121,76 +116,51 @@ function onMessage(message) {
   if (message.channel !== "dashboard") return;
   if (message.type === "catalog") applyCatalog(message);
   if (message.watching !== undefined) showWatching(message.watching);
-  if (message.type === "snapshot") applySnapshot(message.subjects || []);
+  if (message.type === "snapshot") {
+    applySnapshot(message.subjects || []);
+    readHistory(); // the socket was away (or just came): what it missed is in the store
+  }
   else if (message.type === "votes") applySubjects(message.subjects || [], true);
 }
 
 // -- chart ---------------------------------------------------------------------
 
-/** A round step for TICKS grid lines that covers `value`: 1, 2, 5, 10, 20, 50… */
-function niceStep(value) {
-  const rough = Math.max(1, value / TICKS);
-  const magnitude = 10 ** Math.floor(Math.log10(rough));
-  for (const step of [1, 2, 5, 10]) if (rough <= step * magnitude) return step * magnitude;
-  return 10 * magnitude;
+let reading = null;
+
+/** Every subject's history of the last hour, summed, in place of what the chart had. */
+function readHistory() {
+  reading ??= (async () => {
+    try {
+      const list = await api("/api/subjects/");
+      series.load(await loadHistory(list.map((subject) => `/api/subjects/${encodeURIComponent(subject.no)}/history`)));
+      draw();
+    } catch {
+      // the chart goes on from the socket; the next snapshot reads the history again
+    } finally {
+      reading = null;
+    }
+  })();
 }
 
 function draw() {
   const canvas = document.getElementById("chart");
-  const ratio = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth;
-  const height = canvas.clientHeight;
-  if (!width || !height) return;
-  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
-    canvas.width = Math.round(width * ratio);
-    canvas.height = Math.round(height * ratio);
-  }
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, width, height);
-
-  const end = nowSecond();
-  const values = [];
-  for (let second = end - WINDOW_SECONDS + 1; second <= end; second++) values.push(perSecond.get(second) || 0);
-  for (const second of perSecond.keys()) if (second <= end - WINDOW_SECONDS) perSecond.delete(second);
-
-  const left = 34;
-  const top = 8;
-  const bottom = 6;
-  const plotWidth = width - left - 4;
-  const plotHeight = height - top - bottom;
-  const step = niceStep(Math.max(...values));
-  const ceiling = step * TICKS;
-
-  ctx.font = "12px system-ui, sans-serif";
-  ctx.textAlign = "right";
-  ctx.textBaseline = "middle";
-  for (let i = 0; i <= TICKS; i++) {
-    const y = top + plotHeight - (plotHeight * i) / TICKS;
-    ctx.strokeStyle = i === 0 ? "#c9d0de" : "#edf0f5";
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.moveTo(left, Math.round(y) + 0.5);
-    ctx.lineTo(width - 4, Math.round(y) + 0.5);
-    ctx.stroke();
-    ctx.fillStyle = "#8a94a6";
-    ctx.fillText(String(step * i), left - 6, y);
-  }
-
-  const slot = plotWidth / WINDOW_SECONDS;
-  const gradient = ctx.createLinearGradient(0, top, 0, top + plotHeight);
+  const values = series.window().map((point) => point.votes);
+  canvas.dataset.votes = String(values.reduce((sum, value) => sum + value, 0));
+  document.getElementById("votes-rate").textContent = series.rate().toFixed(2);
+  const plot = chartFrame(canvas, Math.max(...values));
+  if (!plot) return;
+  const { ctx } = plot;
+  const slot = plot.width / values.length;
+  const gradient = ctx.createLinearGradient(0, plot.top, 0, plot.top + plot.height);
   gradient.addColorStop(0, "#4c6ef5");
   gradient.addColorStop(1, "#91a7ff");
   ctx.fillStyle = gradient;
   values.forEach((value, index) => {
     if (!value) return;
-    const barHeight = Math.max(2, (plotHeight * value) / ceiling);
-    const x = left + index * slot;
-    ctx.fillRect(x + slot * 0.12, top + plotHeight - barHeight, Math.max(1, slot * 0.76), barHeight);
+    const barHeight = Math.max(2, (plot.height * value) / plot.ceiling);
+    const x = plot.left + index * slot;
+    ctx.fillRect(x + slot * 0.12, plot.top + plot.height - barHeight, Math.max(1, slot * 0.76), barHeight);
   });
-
-  const recent = values.slice(-RATE_SECONDS).reduce((sum, value) => sum + value, 0) / RATE_SECONDS;
-  document.getElementById("votes-rate").textContent = recent.toFixed(1);
 }
 
 // -- open sockets ------------------------------------------------------------------
@@ -216,6 +186,7 @@ async function main() {
   };
   new LiveClient({ channels: ["dashboard"], onState, onMessage }).start();
   pollStats();
+  readHistory();
   setInterval(pollStats, STATS_EVERY_MS);
   setInterval(draw, 1000);
   window.addEventListener("resize", draw);

@@ -1,4 +1,5 @@
-// The teachers of one subject: vote 好评 / 差评, switch or withdraw, watch the counts move live.
+// The teachers of one subject: vote 好评 / 差评, switch or withdraw, watch the counts move live,
+// and the subject's good and bad counts over the last hour (its history, then live).
 import {
   HttpError,
   LiveClient,
@@ -13,6 +14,7 @@ import {
   showAccount,
   showState,
 } from "./livevote.js";
+import { MinuteSeries, drawLines, loadHistory } from "./history.js";
 import { ratioBar } from "./widgets.js";
 
 const counts = new VersionedCounts();
@@ -22,6 +24,8 @@ const mine = new Map();
 const cards = new Map();
 
 const LABELS = { good: "好评 Good", bad: "差评 Bad" };
+/** the subject's counts over the last hour, minute by minute */
+const series = new MinuteSeries();
 
 function photoUrl(photo) {
   return photo ? `/static/images/${encodeURIComponent(photo)}` : "/static/images/placeholder.svg";
@@ -107,14 +111,65 @@ function render(no) {
 }
 
 function applyCounts(update) {
-  if (counts.apply(update)) render(update.no);
+  const before = counts.get(update.no)?.version;
+  if (counts.apply(update)) {
+    render(update.no);
+    recordTotals(before === undefined ? 0 : update.version - before); // each vote bumps the version by one
+  }
 }
 
 /** A vote reply ({teacher, value, good_count, bad_count, version}) from REST. */
 function applyVote(result) {
   mine.set(result.teacher, result.value);
-  counts.apply({ no: result.teacher, ...result });
+  applyCounts({ no: result.teacher, ...result });
   render(result.teacher);
+}
+
+// -- the last hour -----------------------------------------------------------------
+
+/** The subject's counts now, as the page shows them, in this minute of the chart. */
+function recordTotals(votes) {
+  let good = 0;
+  let bad = 0;
+  for (const no of cards.keys()) {
+    const state = counts.get(no);
+    if (state) {
+      good += state.good_count;
+      bad += state.bad_count;
+    }
+  }
+  series.record(good, bad, votes);
+  drawHistory();
+}
+
+function drawHistory() {
+  const canvas = document.getElementById("history-chart");
+  const points = series.window();
+  const last = points[points.length - 1];
+  Object.assign(canvas.dataset, {
+    good: String(last.good), bad: String(last.bad), votes: String(points.reduce((sum, point) => sum + point.votes, 0)),
+  });
+  const style = getComputedStyle(document.documentElement);
+  drawLines(canvas, [
+    { values: points.map((point) => point.good), colour: style.getPropertyValue("--good").trim() || "green" },
+    { values: points.map((point) => point.bad), colour: style.getPropertyValue("--bad").trim() || "red" },
+  ]);
+}
+
+let reading = null;
+
+/** The subject's history of the last hour, in place of what the chart had. */
+function readHistory(sno) {
+  reading ??= (async () => {
+    try {
+      series.load(await loadHistory([`/api/subjects/${encodeURIComponent(sno)}/history`]));
+      drawHistory();
+    } catch {
+      // the chart goes on from the socket; the next snapshot reads the history again
+    } finally {
+      reading = null;
+    }
+  })();
 }
 
 function setBusy(no, busy) {
@@ -215,7 +270,7 @@ function showTeacher(record) {
 
 function dropTeacher(no) {
   cards.get(no)?.card.remove();
-  cards.delete(no);
+  if (cards.delete(no)) recordTotals(0);
   showIfEmpty();
 }
 
@@ -263,7 +318,10 @@ function onMessage(message, channel) {
   if (message.channel !== channel) return;
   if (message.type === "catalog") applyCatalog(message, Number(channel.slice("subject:".length)));
   if (message.watching !== undefined) showWatching(message.watching);
-  if (message.type === "snapshot") applySnapshot(message);
+  if (message.type === "snapshot") {
+    applySnapshot(message);
+    readHistory(channel.slice("subject:".length)); // the socket was away (or just came): what it missed is in the store
+  }
   else if (message.type === "votes") for (const update of message.updates || []) applyCounts(update);
 }
 
@@ -294,6 +352,9 @@ async function main() {
     if (state === "live") clearOfflineNotice();
   };
   const live = new LiveClient({ channels: [channel], onState, onMessage: (m) => onMessage(m, channel) }).start();
+  readHistory(sno);
+  setInterval(drawHistory, 10_000); // the window moves on while nobody votes
+  window.addEventListener("resize", drawHistory);
   window.addEventListener("online", () => {
     if (live.state === "live") clearOfflineNotice(); // the socket stayed up while the network was away
   });

@@ -116,11 +116,16 @@ async def test_a_query_parameter_given_twice_is_refused_on_every_route(api: Live
     assert repeated in problem["detail"], problem
 
 
-async def test_a_query_parameter_given_once_is_read(api: LiveServer, admin: UserClient) -> None:
-    """The refusal above is of the repetition: the same parameters once each are served."""
+QUERY_VALUES = {"from": "2026-05-01T08:00:00Z", "to": "2026-05-01T09:00:00Z", "step": "minute"}
+"""A valid value of each query parameter that takes no number."""
+
+
+async def test_a_query_parameter_given_once_is_read(admin: UserClient) -> None:
+    """The refusal above is of the repetition: the same parameters once each are served (to an
+    administrator, since some operations are theirs)."""
     for method, path, names in QUERY_OPERATIONS:
-        query = urlencode([(name, QUERY_EXAMPLES.get(name, "1")) for name in names])
-        response = await (admin if path in SECURED else api).request(method, f"{path}?{query}")
+        query = urlencode([(name, QUERY_VALUES.get(name, "1")) for name in names])
+        response = await admin.request(method, f"{path}?{query}")
         assert response.status == 200, (method, path, response.body)
 
 

@@ -24,7 +24,7 @@ from tests.harness.server import ROOT, JsonClient, LiveServer, Response, UserCli
 UNDOCUMENTED = {r"/static/(.*)$", r"/()$", r"/([a-z-]+\.html)$", r"/favicon\.ico$"}
 """Pages and their assets, not API."""
 SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
-TAGS = {"catalog", "accounts", "votes", "live", "operations", "audit"}
+TAGS = {"catalog", "accounts", "votes", "live", "operations", "audit", "history"}
 PYDANTIC_ONLY = {"ge", "le", "gt", "lt"}
 """pydantic's names for bounds; JSON Schema says minimum, maximum, exclusiveMinimum, exclusiveMaximum."""
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -197,6 +197,8 @@ async def test_answers_have_exactly_their_documented_shape(api: LiveServer, admi
         (bob, "PUT", f"/api/teachers/{teacher}/vote", {"value": "good"}),
         (bob, "GET", f"/api/teachers/{teacher}/vote", None),
         (api, "GET", "/api/stats", None),
+        (api, "GET", f"/api/teachers/{teacher}/history", None),
+        (api, "GET", f"/api/subjects/{subject}/history?step=day", None),
         (bob, "DELETE", f"/api/teachers/{teacher}/vote", None),
         (admin, "PATCH", f"/api/users/{bob.pair['user']['id']}", {"role": "user"}),
         (api, "GET", "/healthz", None),

@@ -245,6 +245,8 @@ READS = [
     ("/api/teachers/", ("sno",)),
     ("/api/teachers/{}/", ()),
     ("/api/teachers/{}/vote", ()),
+    ("/api/teachers/{}/history", ("from", "to", "step")),
+    ("/api/subjects/{}/history", ("from", "to", "step")),
     ("/api/auth/me", ()),
     ("/api/stats", ()),
     ("/api/openapi.json", ()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -11,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.backends.store import Store
 from services.backends.store_mongo import MongoStore
 from services.backends.store_postgres import PostgresStore
 from services.backends.store_sqlite import SqliteStore
 from services.errors import Conflict, Invalid, NotFound, VotingClosed
-from services.models import AuditEntry, Page, User
+from services.models import AuditEntry, HistoryMinute, Page, User
 from tests.harness.server import ROOT
 from tests.harness.stores import (
     STORE_PARAMS,
@@ -25,6 +28,7 @@ from tests.harness.stores import (
     drop_test_databases,  # noqa: F401  (autouse: drops the databases these tests open)
     teacher_fields,
 )
+from tests.harness.strategies import examples
 
 
 @pytest.fixture(params=STORE_PARAMS)
@@ -438,3 +442,130 @@ async def test_audit_entries_are_paged_and_filtered_by_record(store: Store) -> N
     past_the_end = await store.list_audit(kind="subject", offset=10, limit=2)
     assert past_the_end.items == [] and past_the_end.total == 4
     assert (await store.list_audit(kind="user")) == Page([], 0)
+# -- vote history: per-minute changes kept with the counts ---------------------
+
+
+def this_minute() -> int:
+    return int(time.time() // 60)
+
+
+async def age_history(store: Store, minutes: int) -> None:
+    """Move every minute of history `minutes` into the past, as if the votes were cast that long ago."""
+    if isinstance(store, SqliteStore):
+        await store.database.write(lambda conn: conn.execute("UPDATE vote_history SET minute = minute - ?", (minutes,)))
+    elif isinstance(store, PostgresStore):
+        await store.database.fetch("UPDATE vote_history SET minute = minute - $1", minutes)
+    else:
+        assert isinstance(store, MongoStore)
+        await store.database["vote_history"].update_many({}, {"$inc": {"minute": -minutes}})
+
+
+async def a_teacher_and_voters(store: Store, voters: int, name: str = "t") -> tuple[int, list[int]]:
+    subject = await store.create_subject({"name": "S", "intro": "", "is_hot": False})
+    teacher = await store.create_teacher(teacher_fields(subject.no, name))
+    return teacher.no, [(await store.create_user(f"{name}-voter{i}", "h", "user")).id for i in range(voters)]
+
+
+async def test_history_records_votes_switches_and_withdrawals(store: Store) -> None:
+    teacher, (ann, bob) = await a_teacher_and_voters(store, 2)
+    for user, value in ((ann, "good"), (bob, "bad"), (ann, "bad"), (bob, None), (ann, "bad")):
+        await store.set_vote(user, teacher, value)
+    now = this_minute()
+    buckets = await store.history([teacher], now - 4, now + 1, 1)
+    assert [bucket.minute for bucket in buckets] == list(range(now - 4, now + 1)), "every minute, changed or not"
+    assert (buckets[-1].good_count, buckets[-1].bad_count) == (0, 1)
+    assert sum(bucket.votes for bucket in buckets) == 4, "the same vote again is no change"
+    assert (buckets[0].good_count, buckets[0].bad_count, buckets[0].votes) == (0, 0, 0)
+
+
+async def test_history_buckets_are_the_counts_at_their_end(store: Store) -> None:
+    """Three rounds of votes, aged to 195 and 65 minutes ago and now: hourly buckets show each."""
+    teacher, users = await a_teacher_and_voters(store, 3)
+    for user, value in zip(users, ("good", "good", "bad"), strict=True):
+        await store.set_vote(user, teacher, value)
+    await age_history(store, 130)
+    await store.set_vote(users[0], teacher, "bad")
+    await store.set_vote(users[2], teacher, None)
+    await age_history(store, 65)
+    await store.set_vote(users[2], teacher, "good")
+    since = this_minute() - 250  # the rounds fall at 55, 185 and 250 minutes after it (a minute may pass)
+    hourly = await store.history([teacher], since, since + 300, 60)
+    assert [(b.minute - since, b.good_count, b.bad_count, b.votes) for b in hourly] == [
+        (0, 2, 1, 3), (60, 2, 1, 0), (120, 2, 1, 0), (180, 1, 1, 2), (240, 2, 1, 1)]
+    by_minute = await store.history([teacher], since, since + 300, 1)
+    assert len(by_minute) == 300 and sum(b.votes for b in by_minute) == 6
+    assert [(b.good_count, b.bad_count) for b in by_minute[59::60]] == [(b.good_count, b.bad_count) for b in hourly]
+    later = await store.history([teacher], since + 120, since + 300, 60)
+    assert [(b.good_count, b.bad_count, b.votes) for b in later] == [(2, 1, 0), (1, 1, 2), (2, 1, 1)], (
+        "a span that starts after some votes starts from the counts they left")
+
+
+async def test_history_sums_teachers_and_pages_by_minute(store: Store) -> None:
+    first, users = await a_teacher_and_voters(store, 2, "first")
+    second = (await store.create_teacher(teacher_fields((await store.get_teacher(first)).subject, "second"))).no
+    await store.set_vote(users[0], first, "good")
+    await store.set_vote(users[1], second, "bad")
+    await age_history(store, 10)
+    await store.set_vote(users[0], second, "good")
+    now = this_minute()
+    both = await store.history([first, second, 4242], now - 20, now + 1, 21)
+    assert [(b.good_count, b.bad_count, b.votes) for b in both] == [(2, 1, 3)]
+    pages: list[HistoryMinute] = []
+    after = None
+    while page := await store.history_minutes([first, second], now - 20, now + 1, after, 1):
+        pages += page
+        after = page[-1]
+    assert [(row.teacher, row.good_count, row.bad_count) for row in pages] == [
+        (first, 1, 0), (second, 0, 1), (second, 1, 1)]
+    assert [row.votes for row in pages] == [1, 1, 1] and pages[1].minute < pages[2].minute
+    assert await store.history_minutes([first, second], now - 5, now + 1, None, 10) == pages[2:]
+
+
+async def test_history_counts_votes_cast_together(store: Store) -> None:
+    """Votes that arrive at once go in one batch or transaction (group commit): each is recorded."""
+    teacher, users = await a_teacher_and_voters(store, 12)
+    casts = [store.set_vote(user, teacher, "good" if index % 2 else "bad") for index, user in enumerate(users)]
+    results = await asyncio.gather(*casts)
+    assert all(result.changed for result in results)
+    now = this_minute()
+    buckets = await store.history([teacher], now - 1, now + 1, 2)
+    assert [(b.good_count, b.bad_count, b.votes) for b in buckets] == [(6, 6, 12)]
+
+
+async def test_history_goes_with_its_teacher(store: Store) -> None:
+    teacher, (user,) = await a_teacher_and_voters(store, 1)
+    await store.set_vote(user, teacher, "good")
+    await store.delete_teacher(teacher)
+    now = this_minute()
+    assert [(b.good_count, b.bad_count, b.votes) for b in await store.history([teacher], now - 1, now + 1, 2)] == [
+        (0, 0, 0)]
+    assert await store.history_minutes([teacher], now - 1, now + 1, None, 10) == []
+
+
+async def test_history_ends_at_the_recounted_counts_after_reconcile(store: Store) -> None:
+    teacher, (user,) = await a_teacher_and_voters(store, 1)
+    await store.set_vote(user, teacher, "good")
+    await break_counts(store, teacher, 5, 5)
+    await store.reconcile()
+    now = this_minute()
+    last = (await store.history([teacher], now - 1, now + 1, 1))[-1]
+    assert (last.good_count, last.bad_count) == (1, 0)
+
+
+VOTE_SEQUENCES = st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["good", "bad", None])), max_size=12)
+
+
+@examples(0.25)
+@given(steps=VOTE_SEQUENCES)
+async def test_any_votes_end_the_history_at_the_counts(store: Store, steps: list[tuple[int, str | None]]) -> None:
+    """Whatever the votes, withdrawals and switches: the last bucket's counts are the teacher's, and
+    the history counts every change, and only changes."""
+    teacher, users = await a_teacher_and_voters(store, 3, f"p{time.monotonic_ns()}")
+    changes = 0
+    for user, value in steps:
+        changes += (await store.set_vote(users[user], teacher, value)).changed  # type: ignore[arg-type]
+    now = this_minute()
+    buckets = await store.history([teacher], now - 2, now + 1, 1)
+    counts = await store.get_teacher(teacher)
+    assert (buckets[-1].good_count, buckets[-1].bad_count) == (counts.good_count, counts.bad_count)
+    assert sum(bucket.votes for bucket in buckets) == changes

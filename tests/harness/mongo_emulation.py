@@ -99,7 +99,7 @@ class EmulatedCollection:
 
 
 OPERATIONS = frozenset({
-    "insert_one", "find_one", "find_one_and_update", "find_one_and_delete", "update_one",
+    "insert_one", "find_one", "find_one_and_update", "find_one_and_delete", "update_one", "update_many",
     "delete_one", "delete_many", "count_documents", "create_index", "index_information",
 })
 

@@ -78,7 +78,7 @@ async def test_every_page_renders_under_the_csp(browser: Browser, server: LiveSe
         assert (await carol.request("PUT", f"/api/teachers/{no}/vote", json_body={"value": "good"})).status == 200
     await expect(page.locator("#votes-total")).to_have_text("5", timeout=1000)
     await expect(page.locator('#totals tr[data-no="3"] td.good')).to_have_text("2")
-    await expect(page.locator("#votes-rate")).not_to_have_text("0.0")
+    await expect(page.locator("#votes-rate")).not_to_have_text("0.00")
     await screenshot(page, shots, "dashboard")
     await page.set_viewport_size({"width": 390, "height": 844})
     await screenshot(page, shots, "dashboard-phone")
