@@ -88,7 +88,6 @@ function windowCell(subject) {
     openNow.hidden = state === "open";
     closeNow.hidden = state !== "open";
   } });
-  rowWindows.get(subject.no)?.stop();
   rowWindows.set(subject.no, status.voting);
   status.voting.show(subject);
   const times = [["开始 Opens", subject.opens_at], ["截止 Closes", subject.closes_at]]
@@ -141,6 +140,8 @@ function clearSchedule() {
 }
 
 function renderSubjects() {
+  for (const voting of rowWindows.values()) voting.stop(); // the rows are drawn anew, with their own
+  rowWindows.clear();
   const rows = $("subject-rows");
   rows.replaceChildren(...subjects.map(subjectRow));
   if (!subjects.length) rows.append(el("tr", { class: "empty-row" }, el("td", { colspan: 5 }, "还没有科目。 No subjects yet.")));

@@ -97,6 +97,10 @@ function showSubject(record) {
 function applyCatalog(message) {
   if (message.kind === "subject") {
     if (message.record?.no === subjectNo) showSubject(message.record);
+    if (message.removed === subjectNo) {
+      for (const no of [...rows.keys()]) dropTeacher(no);
+      document.getElementById("bars").replaceChildren(el("div", { class: "empty" }, "这个科目已被删除。 This subject was removed."));
+    }
     return;
   }
   if (message.record && message.record.subject === subjectNo) showTeacher(message.record);
