@@ -51,6 +51,7 @@ from handlers.pages import (
     IconHandler,
     NotFoundHandler,
     PageHandler,
+    PresentationHandler,
     StaticAssetHandler,
 )
 from handlers.votes import VoteHandler
@@ -93,6 +94,7 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/api/docs/?()", ApiDocsHandler, {"page": "docs"}),
         (r"/()", PageHandler, {}),
         (r"/([a-z-]+\.html)", PageHandler, {}),
+        (r"/present/([0-9]+)", PresentationHandler, plain),
         (r"/static/(.*)", StaticAssetHandler, {"path": str(STATIC_DIR)}),
         (r"/favicon\.ico", IconHandler, {"url": "/static/images/favicon.svg", "permanent": True}),
     ]

@@ -15,20 +15,32 @@ page. A page is therefore always current, its entry is the file its ?v= names, a
 that entry imports are the current ones: old and new modules never mix.
 
 An address nothing serves gets the 404 page when a browser asks for a page outside /api; under
-/api, and for programs, the 404 stays problem+json."""
+/api, and for programs, the 404 stays problem+json.
+
+/present/{no} is a subject's page for a projector: its live counts, its voting state, and a QR
+code of its voting page's address, drawn here as SVG so that the page needs no script or
+service from elsewhere to show it."""
 
 from __future__ import annotations
 
+import logging
+from functools import lru_cache
+from html import escape
 from pathlib import Path
 from typing import Any
 
+import qrcode
+from qrcode.constants import ERROR_CORRECT_M
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RedirectHandler, RequestHandler, StaticFileHandler
 
-from handlers.base import AllowOn405, ApiHandler, HeadAsGet
-from handlers.headers import accepts_html
+from handlers.base import DOMAIN_STATUS, AllowOn405, ApiHandler, HeadAsGet, problem_json, record_no
+from handlers.headers import PROBLEM_JSON, accepts_html
 from handlers.openapi import Operation
-from services.errors import NotFound
+from services.container import Services
+from services.errors import DomainError, NotFound, RateLimited, Unavailable
+
+log = logging.getLogger("livevote.pages")
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -143,3 +155,79 @@ class NotFoundHandler(ApiHandler):
             send_not_found_page(self)
             return
         raise NotFound(f"There is nothing at {self.request.path}.")
+
+
+def voting_page_url(request: HTTPServerRequest, no: int) -> str:
+    """The absolute address of subject `no`'s voting page, as the client reached this server:
+    its Host, and its scheme (behind a proxy, server.xheaders makes that the client's)."""
+    return f"{request.protocol}://{request.host}/teachers.html?sno={no}"
+
+
+@lru_cache(maxsize=256)
+def qr_svg(text: str) -> str:
+    """`text` as a QR code in SVG: dark modules on white with the standard quiet zone (scanners
+    read that best), one path of horizontal runs, crisp at any size. Medium error correction
+    survives a projector's glare. The markup holds no text but the escaped `text` in its title."""
+    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
+    code.add_data(text)
+    code.make(fit=True)
+    matrix = code.get_matrix()
+    runs = []
+    for y, row in enumerate(matrix):
+        x = 0
+        while x < len(row):
+            if not row[x]:
+                x += 1
+                continue
+            start = x
+            while x < len(row) and row[x]:
+                x += 1
+            runs.append(f"M{start} {y}h{x - start}v1h-{x - start}z")
+    size = len(matrix)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="qr" viewBox="0 0 {size} {size}" role="img"'
+        f' aria-labelledby="qr-title" shape-rendering="crispEdges" data-modules="{size}">'
+        f'<title id="qr-title">{escape(text)}</title>'
+        f'<rect width="{size}" height="{size}" fill="#fff"/><path fill="#000" d="{"".join(runs)}"/></svg>'
+    )
+
+
+class PresentationHandler(HeadAsGet, PageErrors):
+    """/present/{no}: a subject on a projector. Unknown subject: the 404 page for a browser,
+    problem+json for a program; a store that is down, 503, never a traceback."""
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    @Operation("getPresentation", "live", "A subject's page for a projector", media_type="text/html",
+               ok="An HTML page: the subject's live counts, its voting state and countdown, and a QR code"
+                  " of its voting page's address", errors=(404, 503),
+               notes={404: "No such subject (a browser asking for a page gets the 404 page)"})
+    async def get(self, no: str) -> None:
+        subject = await self.services.catalog.get_subject(record_no(no, "subject"))
+        url = voting_page_url(self.request, subject.no)
+        self.set_header("Cache-Control", REVALIDATE)
+        self.finish(self.render_string("present.html", page="present", subject=subject.to_json(), voting_url=url,
+                                       qr_svg=qr_svg(url)))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """An unknown subject is an answer, not a fault; an outage is one line, not a traceback."""
+        if isinstance(value, Unavailable):
+            log.warning("%s %s: %s", self.request.method, self.request.path, value.detail)
+        elif not isinstance(value, DomainError):
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if not isinstance(exc, DomainError):
+            super().write_error(status_code, **kwargs)
+            return
+        status = next((DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in DOMAIN_STATUS), 500)
+        if status == 404 and wants_page(self.request):
+            send_not_found_page(self)
+            return
+        if isinstance(exc, (RateLimited, Unavailable)):
+            self.set_header("Retry-After", str(max(int(exc.retry_after), 1)))
+        self.set_status(status)
+        self.set_header("Content-Type", PROBLEM_JSON)
+        self.finish(problem_json(status, exc.detail))

@@ -18,6 +18,7 @@ import {
   showAccount,
   tryLogin,
 } from "./livevote.js";
+import { localInputValue, utcFromLocalInput, votingStatus } from "./voting-window.js";
 import { votingPageUrl } from "./widgets.js";
 
 /** The subjects as last listed, in order. */
@@ -60,6 +61,7 @@ function subjectRow(subject) {
       subject.is_hot ? el("span", { class: "hot" }, "热门 Hot") : null,
     ),
     el("td", { class: "intro-col" }, el("div", { class: "intro-cell", translate: "no" }, subject.intro || "")),
+    windowCell(subject),
     el(
       "td",
       {},
@@ -74,10 +76,76 @@ function subjectRow(subject) {
   );
 }
 
+// -- voting windows ------------------------------------------------------------------------------
+
+/** subject no -> its row's VotingWindow (stopped when the rows are drawn again). */
+const rowWindows = new Map();
+
+/** A subject's voting state, countdown and schedule (local time), with 现在开放 Open now or 现在关闭 Close now. */
+function windowCell(subject) {
+  const openNow = actionButton("open-now", "现在开放 Open now", () => setVotingState(subject, "open"));
+  const closeNow = actionButton("close-now", "现在关闭 Close now", () => setVotingState(subject, "closed"));
+  const status = votingStatus({ tag: "div", onChange(state) {
+    openNow.hidden = state === "open";
+    closeNow.hidden = state !== "open";
+  } });
+  rowWindows.set(subject.no, status.voting);
+  status.voting.show(subject);
+  const times = [["开始 Opens", subject.opens_at], ["截止 Closes", subject.closes_at]]
+    .filter(([, at]) => at)
+    .map(([label, at]) => el("div", { class: "window-time" }, `${label} ${localInputValue(at).replace("T", " ")}`));
+  return el("td", { class: "window-cell" }, status.node, ...times, el("div", { class: "actions" }, openNow, closeNow));
+}
+
+/** PATCH {"state": ...}: open or close voting now, on the server's clock. */
+async function setVotingState(subject, state) {
+  notify("");
+  try {
+    await api(`/api/subjects/${encodeURIComponent(subject.no)}/`, { method: "PATCH", body: { state }, auth: true });
+    notify(state === "open"
+      ? `「${subject.name}」投票已开放。 Voting is open.`
+      : `「${subject.name}」投票已关闭。 Voting is closed.`, "info");
+  } catch (error) {
+    warn(writeFailure(error, "window"));
+  }
+  await loadSubjects();
+}
+
+/** The schedule inputs as the form filled them, so that only what the admin changed is sent. */
+let scheduleShown = { opens_at: "", closes_at: "" };
+
+/**
+ * The schedule inputs' changes as PATCH fields: a moment in UTC, null for a cleared one. Fields
+ * left as shown are not sent, so a "close now" meanwhile is not undone by saving a name.
+ */
+function scheduleChanges() {
+  const changes = {};
+  for (const [field, input] of [["opens_at", $("subject-opens")], ["closes_at", $("subject-closes")]]) {
+    if (input.value !== scheduleShown[field]) changes[field] = utcFromLocalInput(input.value);
+  }
+  return changes;
+}
+
+function showSchedule(subject) {
+  scheduleShown = {
+    opens_at: subject ? localInputValue(subject.opens_at) : "",
+    closes_at: subject ? localInputValue(subject.closes_at) : "",
+  };
+  $("subject-opens").value = scheduleShown.opens_at;
+  $("subject-closes").value = scheduleShown.closes_at;
+}
+
+function clearSchedule() {
+  $("subject-opens").value = "";
+  $("subject-closes").value = "";
+}
+
 function renderSubjects() {
+  for (const voting of rowWindows.values()) voting.stop(); // the rows are drawn anew, with their own
+  rowWindows.clear();
   const rows = $("subject-rows");
   rows.replaceChildren(...subjects.map(subjectRow));
-  if (!subjects.length) rows.append(el("tr", { class: "empty-row" }, el("td", { colspan: 4 }, "还没有科目。 No subjects yet.")));
+  if (!subjects.length) rows.append(el("tr", { class: "empty-row" }, el("td", { colspan: 5 }, "还没有科目。 No subjects yet.")));
   // The teacher form's subject choices follow the list; a choice that is gone is dropped.
   const select = $("teacher-subject");
   const keep = select.value;
@@ -111,6 +179,7 @@ function resetSubjectForm() {
   name.value = "";
   intro.value = "";
   hot.checked = false;
+  showSchedule(null);
   clearFieldErrors(form);
   $("subject-form-title").textContent = "新建科目 New subject";
   $("subject-submit").textContent = "新建 Create";
@@ -125,6 +194,7 @@ function editSubject(subject) {
   name.value = subject.name;
   intro.value = subject.intro || "";
   hot.checked = Boolean(subject.is_hot);
+  showSchedule(subject);
   clearFieldErrors(form);
   $("subject-form-title").textContent = `编辑科目「${subject.name}」 Edit subject`;
   $("subject-submit").textContent = "保存 Save";
@@ -135,11 +205,13 @@ function editSubject(subject) {
 async function saveSubject(event) {
   event.preventDefault();
   const { form, name, intro, hot } = subjectForm();
-  const body = { name: name.value.trim(), intro: intro.value, is_hot: hot.checked };
   const no = editingSubject;
+  // PATCH, not PUT: a PUT replaces every field, and would drop a voting window it does not send.
+  const body = { name: name.value.trim(), intro: intro.value, is_hot: hot.checked,
+    ...scheduleChanges() };
   const saved = await write(form, "subject", () => no === null
     ? api("/api/subjects/", { method: "POST", body, auth: true })
-    : api(`/api/subjects/${encodeURIComponent(no)}/`, { method: "PUT", body, auth: true }), refresh);
+    : api(`/api/subjects/${encodeURIComponent(no)}/`, { method: "PATCH", body, auth: true }), refresh);
   if (!saved) return;
   resetSubjectForm();
   notify(no === null ? `已新建科目「${saved.name}」。 Subject created.` : `已保存科目「${saved.name}」。 Subject saved.`, "info");
@@ -210,6 +282,8 @@ function showChosen() {
     view.replaceChildren(
       `「${name}」的老师 · Teachers of "${name}" `,
       el("a", { href: votingPageUrl(no), id: "voting-page" }, "投票页 Voting page →"),
+      " · ",
+      el("a", { href: `/present/${encodeURIComponent(no)}`, id: "present-page" }, "投影 Projector view →"),
     );
   }
   for (const row of $("subject-rows").querySelectorAll("tr[data-no]")) {
@@ -363,6 +437,7 @@ function showDenied(box) {
 function wire() {
   $("subject-form").addEventListener("submit", saveSubject);
   $("subject-cancel").addEventListener("click", resetSubjectForm);
+  $("subject-clear-schedule").addEventListener("click", clearSchedule);
   $("teacher-form").addEventListener("submit", saveTeacher);
   $("teacher-cancel").addEventListener("click", resetTeacherForm);
   $("confirm-yes").addEventListener("click", () => $("confirm").close("delete"));

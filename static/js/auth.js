@@ -178,6 +178,15 @@ export async function loginOrWatch() {
   return null;
 }
 
+/**
+ * A viewer token, whoever is logged in on this browser: for a read-only page that must show what
+ * anyone may see (a projector), never what this user's account may see.
+ */
+export async function watchOnly() {
+  watching = true; // set first: a socket that reconnects after a failed request asks for a viewer token again
+  await takeViewerToken();
+}
+
 /** A token for a (re)connecting socket: a new viewer token when the page only watches, else one by cookie. */
 export function renewToken() {
   return watching ? takeViewerToken() : refreshByCookie();

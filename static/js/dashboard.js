@@ -7,7 +7,8 @@
 // down and the other up: one change); the next load or snapshot reads the stored history again.
 import { LiveClient, SUBJECTS_DID_NOT_LOAD, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
 import { MinuteSeries, chartFrame, loadHistory } from "./history.js";
-import { ratioBar, votingPageUrl } from "./widgets.js";
+import { serverClock, stateBadge } from "./voting-window.js";
+import { countText, isWithheld, ratioBar, votingPageUrl } from "./widgets.js";
 
 const STATS_EVERY_MS = 3000;
 
@@ -34,16 +35,17 @@ function row(subject) {
   const viewers = el("td", { class: "num watching" });
   const ratio = ratioBar("bar");
   const name = el("a", { class: "subject-name", href: votingPageUrl(subject.no), translate: "no" });
+  const badge = stateBadge();
   const tr = el(
     "tr",
     { dataset: { no: subject.no } },
-    el("td", {}, name),
+    el("td", {}, name, " ", badge.node),
     el("td", { class: "bar-cell" }, ratio.node),
     good,
     bad,
     viewers,
   );
-  parts = { tr, name, good, bad, viewers, ratio };
+  parts = { tr, name, good, bad, viewers, ratio, badge };
   rows.set(subject.no, parts);
   const body = document.getElementById("totals");
   const after = [...rows.keys()].filter((no) => no > subject.no).sort((a, b) => a - b)[0];
@@ -54,15 +56,15 @@ function row(subject) {
 function renderSubject(subject) {
   const parts = row(subject);
   parts.name.textContent = subject.name;
-  parts.good.textContent = numberFormat.format(subject.good_count);
-  parts.bad.textContent = numberFormat.format(subject.bad_count);
+  parts.good.textContent = countText(subject.good_count, (value) => numberFormat.format(value));
+  parts.bad.textContent = countText(subject.bad_count, (value) => numberFormat.format(value));
   parts.viewers.textContent = numberFormat.format(watching[subject.no] || 0);
   parts.ratio.show(subject.good_count, subject.bad_count);
 }
 
 function renderTotal() {
   let total = 0;
-  for (const subject of subjects.values()) total += subject.good_count + subject.bad_count;
+  for (const subject of subjects.values()) total += (subject.good_count ?? 0) + (subject.bad_count ?? 0);
   document.getElementById("votes-total").textContent = numberFormat.format(total);
 }
 
@@ -71,7 +73,7 @@ function applySubjects(list, counting) {
   let changes = 0;
   for (const subject of list) {
     const known = subjects.get(subject.no);
-    if (known && counting) {
+    if (known && counting && ![known, subject].some((s) => isWithheld(s.good_count) || isWithheld(s.bad_count))) {
       changes += changesOf(subject.good_count - known.good_count, subject.bad_count - known.bad_count);
     }
     subjects.set(subject.no, { ...subject });
@@ -101,6 +103,7 @@ function applyCatalog(message) {
 
 function dropSubject(no) {
   subjects.delete(no);
+  rows.get(no)?.badge.voting.stop();
   rows.get(no)?.tr.remove();
   rows.delete(no);
 }
@@ -121,6 +124,16 @@ function onMessage(message) {
     readHistory(); // the socket was away (or just came): what it missed is in the store
   }
   else if (message.type === "votes") applySubjects(message.subjects || [], true);
+  showWindows(message);
+}
+
+// -- voting state --------------------------------------------------------------------------------
+
+/** Each subject's badge follows its voting window, from snapshots and catalog changes. */
+function showWindows(message) {
+  if (message.now) serverClock.sync(message.now);
+  const records = message.type === "snapshot" ? message.subjects || [] : message.type === "catalog" && message.kind === "subject" ? [message.record] : [];
+  for (const record of records) if (record) rows.get(record.no)?.badge.voting.show(record);
 }
 
 // -- chart ---------------------------------------------------------------------
@@ -194,7 +207,10 @@ async function main() {
     if (!subjects.size) {
       const list = await api("/api/subjects/");
       for (const subject of list) {
-        if (!subjects.has(subject.no)) applySubjects([{ no: subject.no, name: subject.name, good_count: 0, bad_count: 0 }], false);
+        if (!subjects.has(subject.no)) {
+          applySubjects([{ no: subject.no, name: subject.name, good_count: 0, bad_count: 0 }], false);
+          showWindows({ type: "catalog", record: subject });
+        }
       }
     }
   } catch {

@@ -1,7 +1,7 @@
 // The subjects page: public. Each card shows its subject's live vote totals and how many
 // people watch it, from the dashboard channel (on a viewer token when nobody is logged in).
 import { LiveClient, SUBJECTS_DID_NOT_LOAD, api, el, loginOrWatch, notify, showAccount, showState } from "./livevote.js";
-import { votingPageUrl } from "./widgets.js";
+import { countText, votingPageUrl } from "./widgets.js";
 
 /** subject no -> {card, line: the card's live line, record} */
 const cards = new Map();
@@ -57,7 +57,7 @@ function show(no, change) {
   const state = { good_count: 0, bad_count: 0, watching: 0, ...shown.get(no), ...change };
   shown.set(no, state);
   const line = cards.get(no)?.line;
-  if (line) line.textContent = `好评 Good ${state.good_count} · 差评 Bad ${state.bad_count} · ${state.watching} 人在看 watching`;
+  if (line) line.textContent = `好评 Good ${countText(state.good_count)} · 差评 Bad ${countText(state.bad_count)} · ${state.watching} 人在看 watching`;
 }
 
 function onMessage(message) {

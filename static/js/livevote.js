@@ -16,6 +16,7 @@ export {
   safeNext,
   tryLogin,
   user,
+  watchOnly,
 } from "./auth.js";
 export { VersionedCounts } from "./counts.js";
 export { el, notify } from "./dom.js";

@@ -15,7 +15,8 @@ import {
   showState,
 } from "./livevote.js";
 import { MinuteSeries, drawLines, loadHistory } from "./history.js";
-import { ratioBar } from "./widgets.js";
+import { VOTING_CLOSED, serverClock, votingStatusLine } from "./voting-window.js";
+import { countText, ratioBar } from "./widgets.js";
 
 const counts = new VersionedCounts();
 /** teacher no -> "good" | "bad" | null: this user's own vote. */
@@ -86,7 +87,7 @@ function teacherCard(teacher) {
 }
 
 function setCount(node, value) {
-  const text = String(value);
+  const text = countText(value);
   if (node.textContent === text) return;
   node.textContent = text;
   node.classList.remove("bump");
@@ -105,6 +106,7 @@ function render(no) {
   const value = mine.get(no) ?? null;
   parts.good.button.setAttribute("aria-pressed", String(value === "good"));
   parts.bad.button.setAttribute("aria-pressed", String(value === "bad"));
+  showOpenness(parts);
   parts.mineLine.textContent = isWatchingOnly()
     ? "登录后即可投票。 Log in to vote."
     : value ? `你的评价 Your vote：${LABELS[value]}（再点一次撤回 click again to withdraw）` : "你还没有评价这位老师。 Not rated by you yet.";
@@ -175,8 +177,8 @@ function readHistory(sno) {
 function setBusy(no, busy) {
   const parts = cards.get(no);
   if (!parts) return;
-  parts.good.button.disabled = busy;
-  parts.bad.button.disabled = busy;
+  parts.busy = busy;
+  showOpenness(parts);
 }
 
 const OFFLINE_NOTICE = "投票没有成功：连接已断开，恢复后请再投一次。 Vote not saved: the connection is down; vote again once it is back.";
@@ -184,6 +186,7 @@ const OFFLINE_NOTICE = "投票没有成功：连接已断开，恢复后请再�
 /** Why a vote failed, in the page's languages: never the error's own (English) text. */
 function voteFailure(error) {
   if (!(error instanceof HttpError)) return OFFLINE_NOTICE; // fetch found no server
+  if (error.status === 409 && error.problem.code === "voting_closed") return VOTING_CLOSED;
   if (error.status === 404) return "投票没有成功：没有这位老师。 Vote not saved: no such teacher.";
   if (error.status === 429) return "投票太频繁，请稍等再试。 Too many votes; wait a moment and try again.";
   if (error.status === 503) return "服务暂时不可用，请稍后再投。 The service is unavailable; vote again shortly.";
@@ -286,7 +289,10 @@ function showIfEmpty() {
 /** A teacher or this subject was added, changed or removed elsewhere: show it without a reload. */
 function applyCatalog(message, subjectNo) {
   if (message.kind === "subject") {
-    if (message.record && message.record.no === subjectNo) showSubjectName(message.record.name);
+    if (message.record && message.record.no === subjectNo) {
+      showSubjectName(message.record.name);
+      votingStatus.voting.show(message.record);
+    }
     if (message.removed === subjectNo) {
       for (const no of [...cards.keys()]) dropTeacher(no);
       notify("这个科目已被删除。 This subject was removed.");
@@ -303,7 +309,11 @@ let snapshotShown = false;
 function applySnapshot(message) {
   snapshotShown = true;
   document.getElementById("teachers").removeAttribute("aria-busy");
-  if (message.subject) showSubjectName(message.subject.name);
+  if (message.now) serverClock.sync(message.now);
+  if (message.subject) {
+    showSubjectName(message.subject.name);
+    votingStatus.voting.show(message.subject);
+  }
   const listed = new Set();
   for (const teacher of message.teachers || []) {
     listed.add(teacher.no);
@@ -325,6 +335,28 @@ function onMessage(message, channel) {
   else if (message.type === "votes") for (const update of message.updates || []) applyCounts(update);
 }
 
+// -- the voting window -------------------------------------------------------------------------
+
+/** The subject's voting state and countdown; the vote buttons follow it. */
+const votingStatus = votingStatusLine(showVotingState);
+
+function votingClosed() {
+  return votingStatus.voting.state === "closed";
+}
+
+/** A card's buttons: disabled while a vote is under way or voting is closed. */
+function showOpenness(parts) {
+  const disabled = Boolean(parts.busy) || votingClosed();
+  parts.good.button.disabled = disabled;
+  parts.bad.button.disabled = disabled;
+}
+
+function showVotingState(state) {
+  document.getElementById("teachers").dataset.voting = state;
+  for (const parts of cards.values()) showOpenness(parts);
+  if (state === "open" && document.getElementById("notice")?.textContent === VOTING_CLOSED) notify("");
+}
+
 async function loadMyVotes(teachers) {
   await Promise.all(teachers.map(async (teacher) => {
     try {
@@ -343,6 +375,7 @@ async function main() {
     notify("没有这个科目，请从科目列表选择。 No such subject; pick one from the list.");
     return;
   }
+  document.getElementById("subject-hint").after(votingStatus.node);
   const who = await loginOrWatch();
   showAccount(who);
   const channel = `subject:${sno}`;
@@ -362,6 +395,7 @@ async function main() {
     const data = await api(`/api/teachers/?sno=${encodeURIComponent(sno)}`);
     if (!snapshotShown) { // else the live snapshot, as new or newer, is already on the page
       showSubjectName(data.subject.name);
+      votingStatus.voting.show(data.subject);
       for (const teacher of data.teachers) showTeacher(teacher);
       showIfEmpty();
     }

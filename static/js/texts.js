@@ -27,6 +27,12 @@ const FIELD_TEXT = {
   password_has_username: "密码不能包含用户名 Must not contain the username",
   password_too_weak: "密码太容易被猜到，请换一个更长或更少见的 Too easy to guess",
   no_such_subject: "没有这个科目 No such subject",
+  closes_before_opens: "截止时间必须晚于开始时间 Must close after it opens",
+  state_with_schedule: "不能同时设置状态和时间 State and schedule cannot come together",
+  datetime_type: "应为日期和时间 Must be a date and time",
+  datetime_from_date_parsing: "应为日期和时间 Must be a date and time",
+  datetime_parsing: "应为日期和时间 Must be a date and time",
+  timezone_aware: "需要时区 Needs a time zone",
 };
 
 export function fieldText(code) {

@@ -134,6 +134,7 @@ async def test_an_admin_creates_and_edits_a_subject_and_a_teacher_and_sees_them_
     await expect(page.locator("#teachers-view")).to_contain_text("量子信息")
     assert (await admin.get(f"/api/subjects/{sno}/")).json() == {
         "no": sno, "name": "量子信息", "intro": "量子通信与计算。", "is_hot": False,
+        "opens_at": None, "closes_at": None, "visibility": "always", "state": "open",
     }
     # The audit log shows the edit on top: who, what, and each field that changed.
     newest = page.locator("#audit-rows tr").first

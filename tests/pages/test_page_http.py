@@ -8,11 +8,11 @@ import re
 import pytest
 
 from handlers.pages import CONTENT_SECURITY_POLICY
-from tests.harness.server import LiveServer
+from tests.harness.server import LiveServer, sign_up_admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-PAGES = ["/", "/teachers.html?sno=1", "/login.html", "/dashboard.html", "/admin.html", "/api/docs"]
+PAGES = ["/", "/teachers.html?sno=1", "/login.html", "/dashboard.html", "/admin.html", "/api/docs", "/present/1"]
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 LINKED = re.compile(r'(?:src|href)="(/static/[^"]+)"')
 ICON = re.compile(r'<link rel="icon" href="(/static/[^"?]+)')
@@ -66,3 +66,34 @@ async def test_what_a_browser_asks_for_unprompted_is_the_pages_own_file(server: 
     assert answer.status == 301 and answer.headers["Location"] == icon.group(1)
     target = await server.get(answer.headers["Location"])
     assert target.status == 200 and target.content_type == "image/svg+xml"
+
+
+async def test_the_presentation_view_is_a_page_with_its_qr_code_and_only_escaped_data(server: LiveServer) -> None:
+    """/present/N: the pages' headers, the QR code inline as SVG with the voting page's address
+    (built from the request's Host) as its title and as text; a subject's name is data, escaped."""
+    admin = await sign_up_admin(server)
+    created = await admin.request("POST", "/api/subjects/", json_body={"name": "<b>粗体</b>&"})
+    no = created.json()["no"]
+    page = await server.get(f"/present/{no}", headers={**BROWSER, "Host": "vote.example:8443"})
+    assert page.status == 200 and page.content_type == "text/html; charset=UTF-8"
+    assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    body = page.body.decode()
+    url = f"http://vote.example:8443/teachers.html?sno={no}"
+    assert re.search(rf'<svg [^>]*class="qr"[^>]*><title id="qr-title">{re.escape(url)}</title>', body)
+    assert f'id="voting-url" translate="no">{url}</p>' in body
+    assert "&lt;b&gt;粗体&lt;/b&gt;&amp;" in body and "<b>粗体" not in body
+    scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", body, re.S)
+    assert scripts == [""] and re.search(r'<script type="module" src="/static/js/present\.js\?v=', body)
+    head = await server.request("HEAD", f"/present/{no}", headers=BROWSER)
+    assert head.status == 200 and head.body == b""
+
+
+@pytest.mark.parametrize("path", ["/present/999", "/present/99999999999999999999999"])
+async def test_an_unknown_subject_has_no_presentation(server: LiveServer, path: str) -> None:
+    page = await server.get(path, headers=BROWSER)
+    assert page.status == 404 and page.content_type == "text/html; charset=UTF-8"
+    assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert "页面不存在" in page.body.decode()
+    problem = await server.get(path)
+    assert problem.status == 404 and problem.content_type == "application/problem+json"
+    assert problem.json()["detail"].startswith("There is no subject")
