@@ -96,7 +96,6 @@ def query_operations() -> list[tuple[str, str, list[str]]]:
 
 SECURED: set[str] = set()
 QUERY_OPERATIONS = query_operations()
-QUERY_EXAMPLES = {"kind": "subject"}
 """A valid value of each query parameter that is not a number."""
 values = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=6) | st.integers(1, 3).map(str)
 
@@ -116,7 +115,7 @@ async def test_a_query_parameter_given_twice_is_refused_on_every_route(api: Live
     assert repeated in problem["detail"], problem
 
 
-QUERY_VALUES = {"from": "2026-05-01T08:00:00Z", "to": "2026-05-01T09:00:00Z", "step": "minute"}
+QUERY_VALUES = {"from": "2026-05-01T08:00:00Z", "to": "2026-05-01T09:00:00Z", "step": "minute", "kind": "subject"}
 """A valid value of each query parameter that takes no number."""
 
 
