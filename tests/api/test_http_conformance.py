@@ -96,7 +96,6 @@ def query_operations() -> list[tuple[str, str, list[str]]]:
 
 SECURED: set[str] = set()
 QUERY_OPERATIONS = query_operations()
-"""A valid value of each query parameter that is not a number."""
 values = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=6) | st.integers(1, 3).map(str)
 
 
