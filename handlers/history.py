@@ -1,6 +1,7 @@
 """Vote history over REST, and a subject's exports (CSV or JSON, streamed).
 
-History is read by anyone, through HistoryService.history. The exports are for administrators:
+History is read by anyone, through HistoryService.history, with counts as the subject's
+visibility allows the reader. The exports are for administrators:
 a spreadsheet of a subject's results or of its history, written page by page as the store is
 read, so that a long history costs a page of memory, not all of it.
 """
@@ -74,7 +75,8 @@ class HistoryHandler(ApiHandler):
 
     async def answer(self, of: HistoryOf) -> None:
         history = await self.services.history.history(of, self.span_query())
-        body: HistoryJson = history.to_json()
+        shown = await self.services.visibility.shows(await self.reader(), history.subject)
+        body: HistoryJson = history.to_json(shown)
         self.write_json(body)
 
 

@@ -3,8 +3,9 @@
 The store keeps each teacher's changes per minute (services/backends/history_sums.py); here a
 request's span is read and bounded, a subject's teachers are gathered, and minutes become the
 buckets a chart or a spreadsheet wants. Every history answer that anyone may read goes through
-`HistoryService.history`, one method, so that a rule about who may see a subject's counts has
-one place to wrap; the exports, for administrators, go through `results` and `buckets`.
+`HistoryService.history`, and shows its counts as the subject's visibility allows the reader
+(handlers/history.py asks services/visibility.py); the exports, for administrators, go through
+`results` and `buckets`.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ class HistoryBucketJson(TypedDict):
     """A stretch of time: the counts at its end, and how many votes changed within it."""
 
     at: str
-    good_count: int
-    bad_count: int
+    good_count: int | None
+    bad_count: int | None
     votes: int
 
 
@@ -85,7 +86,9 @@ class History:
     span: Span
     buckets: list[HistoryBucket]
 
-    def to_json(self) -> HistoryJson:
+    def to_json(self, shown: bool = True) -> HistoryJson:
+        """`shown`: False where the subject's visibility withholds its counts from the reader (the
+        number of votes in each bucket is activity, not results: it stays)."""
         return {
             "subject": self.subject,
             "teacher": self.teacher,
@@ -93,8 +96,8 @@ class History:
             "from": iso_minute(self.span.since),
             "to": iso_minute(self.span.until),
             "buckets": [
-                {"at": iso_minute(bucket.minute), "good_count": bucket.good_count, "bad_count": bucket.bad_count,
-                 "votes": bucket.votes}
+                {"at": iso_minute(bucket.minute), "good_count": bucket.good_count if shown else None,
+                 "bad_count": bucket.bad_count if shown else None, "votes": bucket.votes}
                 for bucket in self.buckets
             ],
         }

@@ -46,6 +46,10 @@ class VisibilityService:
             voted = await self._store.voted_subjects(reader.user_id)
         return {no for no, visibility in restricted.items() if visibility != "after_vote" or no not in voted}
 
+    async def shows(self, reader: Reader, subject: int) -> bool:
+        """Whether the reader may see the subject's counts now."""
+        return not await self.withheld(reader, [await self._store.get_subject(subject)])
+
     async def teachers(self, reader: Reader, teachers: Iterable[Teacher]) -> list[TeacherJson]:
         teachers = list(teachers)
         numbers = {teacher.subject for teacher in teachers}

@@ -51,7 +51,11 @@ async def test_hidden_counts_reach_admins_only(api: LiveServer, admin: UserClien
         seed_view = (await reader.get(f"/api/teachers/?sno={SUBJECT}")).json()
         assert {t["good_count"] for t in seed_view["teachers"]} == {None}
         assert await counts_seen(reader, OTHER_SUBJECT_TEACHER) == (0, 1)
+        for path in (f"/api/teachers/{TEACHER}/history", f"/api/subjects/{SUBJECT}/history"):
+            last = (await reader.get(path)).json()["buckets"][-1]
+            assert (last["good_count"], last["bad_count"], last["votes"]) == (None, None, 1)
     assert await counts_seen(admin) == (1, 0) and await totals_seen(admin) == (1, 2)
+    assert (await admin.get(f"/api/subjects/{SUBJECT}/history")).json()["buckets"][-1]["good_count"] == 1
     answer = await vote(user, "good")
     assert (answer["value"], answer["good_count"], answer["bad_count"]) == ("good", None, None)
     assert await counts_seen(admin) == (2, 0)
