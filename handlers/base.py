@@ -91,6 +91,20 @@ def problem_json(status: int, detail: str, errors: list[FieldError] | None = Non
     return orjson.dumps(problem)
 
 
+def domain_status(exc: DomainError) -> int:
+    """The HTTP status of a domain error, by its class or the nearest it derives from."""
+    return next((DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in DOMAIN_STATUS), 500)
+
+
+class DomainErrorLog(RequestHandler):
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Domain errors are answers, not faults; an outage is one line, not a traceback per request."""
+        if isinstance(value, Unavailable):
+            log.warning("%s %s: %s", self.request.method, self.request.path, value.detail)
+        elif not isinstance(value, DomainError):
+            super().log_exception(typ, value, tb)
+
+
 def record_no(raw: str, noun: str) -> int:
     """A record number from a client: canonical ASCII digits, else (like ids past what the store
     can hold) it names nothing, 404."""
@@ -154,7 +168,7 @@ class InFlight:
         await self._idle.wait()
 
 
-class ApiHandler(HeadAsGet):
+class ApiHandler(HeadAsGet, DomainErrorLog):
     """Base of every /api handler. A request that declares a body is served by the handler's
     streaming twin (handlers/app.py), so that an oversized body is refused with 413 before it
     is read; one that declares none skips the event-loop turn a streaming handler waits for it."""
@@ -335,20 +349,13 @@ class ApiHandler(HeadAsGet):
 
     # -- errors -----------------------------------------------------------
 
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Domain errors are answers, not faults; an outage is one line, not a traceback per request."""
-        if isinstance(value, Unavailable):
-            log.warning("%s %s: %s", self.request.method, self.request.path, value.detail)
-        elif not isinstance(value, DomainError):
-            super().log_exception(typ, value, tb)
-
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         detail = HTTPStatus(status_code).description
         errors: list[FieldError] = []
         code = None
         if isinstance(exc, DomainError):
-            status_code = next((DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in DOMAIN_STATUS), 500)
+            status_code = domain_status(exc)
             detail = exc.detail
             code = getattr(exc, "code", None)
             errors = getattr(exc, "errors", [])

@@ -34,7 +34,7 @@ from qrcode.constants import ERROR_CORRECT_M
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RedirectHandler, RequestHandler, StaticFileHandler
 
-from handlers.base import DOMAIN_STATUS, AllowOn405, ApiHandler, HeadAsGet, problem_json, record_no
+from handlers.base import AllowOn405, ApiHandler, DomainErrorLog, HeadAsGet, domain_status, problem_json, record_no
 from handlers.headers import PROBLEM_JSON, accepts_html
 from handlers.openapi import Operation
 from services.container import Services
@@ -192,7 +192,7 @@ def qr_svg(text: str) -> str:
     )
 
 
-class PresentationHandler(HeadAsGet, PageErrors):
+class PresentationHandler(HeadAsGet, DomainErrorLog, PageErrors):
     """/present/{no}: a subject on a projector. Unknown subject: the 404 page for a browser,
     problem+json for a program; a store that is down, 503, never a traceback."""
 
@@ -210,19 +210,12 @@ class PresentationHandler(HeadAsGet, PageErrors):
         self.finish(self.render_string("present.html", page="present", subject=subject.to_json(), voting_url=url,
                                        qr_svg=qr_svg(url)))
 
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """An unknown subject is an answer, not a fault; an outage is one line, not a traceback."""
-        if isinstance(value, Unavailable):
-            log.warning("%s %s: %s", self.request.method, self.request.path, value.detail)
-        elif not isinstance(value, DomainError):
-            super().log_exception(typ, value, tb)
-
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if not isinstance(exc, DomainError):
             super().write_error(status_code, **kwargs)
             return
-        status = next((DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in DOMAIN_STATUS), 500)
+        status = domain_status(exc)
         if status == 404 and wants_page(self.request):
             send_not_found_page(self)
             return
