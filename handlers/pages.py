@@ -23,7 +23,6 @@ service from elsewhere to show it."""
 
 from __future__ import annotations
 
-import logging
 from functools import lru_cache
 from html import escape
 from pathlib import Path
@@ -39,8 +38,6 @@ from handlers.headers import PROBLEM_JSON, accepts_html
 from handlers.openapi import Operation
 from services.container import Services
 from services.errors import DomainError, NotFound, RateLimited, Unavailable
-
-log = logging.getLogger("livevote.pages")
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
