@@ -283,8 +283,12 @@ class Hub:
     async def _records_of(self, kind: str, number: int | None) -> tuple[list[Subject], list[Teacher]]:
         if kind == "teacher":
             assert number is not None
-            teacher = await self._store.get_teacher(number)
-            return [await self._store.get_subject(teacher.subject)], [teacher]
+            while True:  # with its subject, for who may see its counts
+                teacher = await self._store.get_teacher(number)
+                try:
+                    return [await self._store.get_subject(teacher.subject)], [teacher]
+                except NotFound:  # it moved, and the subject it left was deleted: read it again
+                    continue
         if kind == "subject":
             assert number is not None
             subjects = [await self._store.get_subject(number)]
