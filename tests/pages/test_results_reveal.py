@@ -1,0 +1,66 @@
+"""Results visibility on the teachers page, in Chromium, against the server's own withholding:
+with `after_vote` the counts appear as soon as the user votes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, WebSocket, expect
+
+from tests.harness.pages import PageLog, conn, count, logged_in_context, teacher
+from tests.harness.server import LiveServer, UserClient, sign_up, sign_up_admin
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+PASSWORD = "correct horse battery"
+HIDDEN = "隐藏 hidden"
+
+
+async def set_visibility(admin: UserClient, visibility: str) -> None:
+    response = await admin.request("PATCH", "/api/subjects/1/", json_body={"visibility": visibility})
+    assert response.status == 200 and response.json()["visibility"] == visibility, response.body
+
+
+async def vote(user: UserClient, teacher: int, value: str) -> None:
+    response = await user.request("PUT", f"/api/teachers/{teacher}/vote", json_body={"value": value})
+    assert response.status == 200, response.body
+
+
+def frames_of(page: Page) -> list[dict[str, Any]]:
+    """Every message the page's sockets receive, decoded, as they come."""
+    frames: list[dict[str, Any]] = []
+
+    def on_socket(socket: WebSocket) -> None:
+        socket.on("framereceived", lambda payload: frames.append(json.loads(payload)))
+
+    page.on("websocket", on_socket)
+    return frames
+
+
+async def open_teachers(
+    browser: Browser, server: LiveServer, username: str
+) -> tuple[Page, list[dict[str, Any]], PageLog]:
+    await sign_up(server, username)
+    context = await logged_in_context(browser, server, username, PASSWORD)
+    log = PageLog()
+    page = log.watch(await context.new_page())
+    frames = frames_of(page)
+    await page.goto("/teachers.html?sno=1")
+    await expect(conn(page)).to_have_attribute("data-state", "live")
+    return page, frames, log
+
+
+async def test_after_vote_counts_appear_once_the_user_votes(browser: Browser, server: LiveServer) -> None:
+    admin = await sign_up_admin(server)
+    await set_visibility(admin, "after_vote")
+    await vote(await sign_up(server, "otto"), 1, "bad")
+    page, _, log = await open_teachers(browser, server, "vera")
+    await expect(count(page, 1, "bad")).to_have_text(HIDDEN)
+
+    await teacher(page, 2).locator(".vote-good").click()
+    await expect(count(page, 2, "good")).to_have_text("1", timeout=2000)
+    await expect(count(page, 1, "bad")).to_have_text("1", timeout=2000)
+    log.assert_clean()
+    await page.context.close()
