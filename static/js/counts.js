@@ -1,6 +1,7 @@
 // Vote counts as they arrive from REST replies, snapshots and pushes, in any order: per teacher
-// the highest `version` wins. Counts withheld (null: the subject's visibility) are filled in by
-// the same version's counts once they may be seen: a reveal changes who sees, not the version.
+// the highest `version` wins. A change of who may see them (the subject's visibility) keeps the
+// version: at an equal version, counts that were withheld (null) are filled in once they may be
+// seen, and counts shown are withheld again once they may not.
 
 export class VersionedCounts {
   constructor() {
@@ -8,12 +9,12 @@ export class VersionedCounts {
   }
 
   /** Keep `update` ({no, good_count, bad_count, version}) unless a newer or equal version is known
-   * (an equal one with its counts withheld gives way to the counts); true when kept. */
+   * (an equal one gives way when only one of the two is withheld); true when kept. */
   apply(update) {
     const known = this.byNo.get(update.no);
-    const revealed = known && known.version === update.version && known.good_count === null
-      && update.good_count !== null;
-    if (known && known.version >= update.version && !revealed) return false;
+    const sightChanged = known && known.version === update.version
+      && (known.good_count === null) !== (update.good_count === null);
+    if (known && known.version >= update.version && !sightChanged) return false;
     this.byNo.set(update.no, {
       no: update.no,
       good_count: update.good_count,

@@ -1,6 +1,7 @@
 """Results visibility on the teachers page, in Chromium, against the server's own withholding:
 counts of a `hidden` subject show as hidden, stay hidden while others vote, and appear without
-a reload when an admin reveals them; with `after_vote` they appear as soon as the user votes."""
+a reload when an admin reveals them (and hide again when hidden again); with `after_vote` they
+appear as soon as the user votes."""
 
 from __future__ import annotations
 
@@ -83,6 +84,8 @@ async def test_hidden_counts_appear_when_the_admin_reveals_them(browser: Browser
     await expect(count(page, 1, "good")).to_have_text("1")
     await expect(count(page, 1, "bad")).to_have_text("0")
     await expect(count(page, 2, "bad")).to_have_text("1")
+    await set_visibility(admin, "hidden")  # hidden again: no count of before stays on show, frozen
+    await expect(count(page, 2, "bad")).to_have_text(HIDDEN)
     assert await page.evaluate("window.notReloaded === true")
     log.assert_clean()
     await page.context.close()
