@@ -29,10 +29,14 @@ def shown(messages: Iterable[dict[str, Any]], channel: str) -> Picture:
     name: str | None = None
     records: dict[int, dict[str, Any]] = {}
     counts: dict[int, tuple[int, int, int]] = {}
-    """Counts by version, kept for teachers without a card too (as VersionedCounts)."""
+    """Counts by version, kept for teachers without a card too (as VersionedCounts: at an equal
+    version, counts withheld or shown again follow the later message)."""
 
     def count(item: dict[str, Any]) -> None:
-        if item["no"] not in counts or counts[item["no"]][2] < item["version"]:
+        known = counts.get(item["no"])
+        sight_changed = known is not None and known[2] == item["version"] and (
+            (known[0] is None) != (item["good_count"] is None))
+        if known is None or known[2] < item["version"] or sight_changed:
             counts[item["no"]] = (item["good_count"], item["bad_count"], item["version"])
 
     def show(record: dict[str, Any]) -> None:
