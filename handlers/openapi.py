@@ -39,6 +39,8 @@ PROBLEM = {
         "title": {"type": "string"},
         "status": {"type": "integer"},
         "detail": {"type": "string"},
+        "code": {"type": "string", "enum": ["voting_closed"],
+                 "description": "For programs, where the status alone does not say what went wrong"},
         "errors": {
             "type": "array",
             "items": {
