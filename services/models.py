@@ -189,11 +189,14 @@ class SubjectTotals:
 
 @dataclass(frozen=True, slots=True)
 class VoteResult:
-    """One user's vote on one teacher after a cast or a withdrawal."""
+    """One user's vote on one teacher after a cast or a withdrawal, and the rules of the teacher's
+    subject as the vote found them (so that its answer needs no second read)."""
 
     value: VoteValue | None
     counts: Counts
     changed: bool
+    visibility: Visibility = "always"
+    state: VotingState = "open"
 
     def to_json(self, shown: bool = True) -> VoteResultJson:
         """`shown`: False where the subject's visibility withholds the counts from the voter."""

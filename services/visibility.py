@@ -60,8 +60,13 @@ class VisibilityService:
         return [_masked(teacher.to_json()) if teacher.subject in hidden else teacher.to_json() for teacher in teachers]
 
     async def vote(self, reader: Reader, result: VoteResult) -> VoteResultJson:
-        subject = await self._store.get_subject(result.counts.subject)
-        return result.to_json(shown=subject.no not in await self.withheld(reader, [subject]))
+        """The voter's answer, by the subject's rules as the vote found them: no second read, but
+        for an after_vote subject whose vote the voter just took back."""
+        visibility, subject = result.visibility, result.counts.subject
+        shown = reader.admin or visibility == "always" or (visibility == "after_close" and result.state == "closed")
+        if visibility == "after_vote" and not reader.admin and reader.user_id is not None:
+            shown = result.value is not None or subject in await self._store.voted_subjects(reader.user_id)
+        return result.to_json(shown)
 
 
 def _masked(teacher: TeacherJson) -> TeacherJson:

@@ -117,7 +117,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     -- Voting windows and results visibility (services/models.py). A vote that would change
-    -- something on a closed subject is refused in its own transaction: the row says `closed`.
+    -- something on a closed subject is refused in its own transaction: its row says `closed` and
+    -- keeps the old value. Every row carries the subject's state and visibility, which the
+    -- vote's answer shows its counts by.
     ALTER TABLE subjects ADD COLUMN opens_at timestamptz, ADD COLUMN closes_at timestamptz,
         ADD COLUMN visibility text NOT NULL DEFAULT 'always'
             CHECK (visibility IN ('always', 'after_vote', 'after_close', 'hidden'));
@@ -125,28 +127,24 @@ MIGRATIONS: tuple[str, ...] = (
     DROP FUNCTION set_vote(bigint, bigint, text);
     CREATE FUNCTION set_vote(voter bigint, target bigint, wanted text)
     RETURNS TABLE (value text, no bigint, subject bigint, good_count bigint, bad_count bigint,
-                   version bigint, changed boolean, closed boolean)
+                   version bigint, changed boolean, closed boolean, visibility text)
     LANGUAGE plpgsql AS $$
     #variable_conflict use_column
     DECLARE
         old text;
-        opens timestamptz;
-        closes timestamptz;
+        shut boolean;
+        seen text;
     BEGIN
         PERFORM FROM teachers t WHERE t.no = target FOR UPDATE;
         IF NOT FOUND THEN
             RETURN;
         END IF;
-        SELECT v.value INTO old FROM votes v WHERE v.user_id = voter AND v.teacher = target;
-        IF old IS NOT DISTINCT FROM wanted THEN
-            RETURN QUERY SELECT old, t.no, t.subject, t.good_count, t.bad_count, t.version, false, false
-                FROM teachers t WHERE t.no = target;
-            RETURN;
-        END IF;
-        SELECT s.opens_at, s.closes_at INTO opens, closes
+        SELECT NOT ((s.opens_at IS NULL OR s.opens_at <= now()) AND (s.closes_at IS NULL OR now() < s.closes_at)),
+               s.visibility INTO shut, seen
             FROM subjects s JOIN teachers t ON t.subject = s.no WHERE t.no = target;
-        IF NOT ((opens IS NULL OR opens <= now()) AND (closes IS NULL OR now() < closes)) THEN
-            RETURN QUERY SELECT old, t.no, t.subject, t.good_count, t.bad_count, t.version, false, true
+        SELECT v.value INTO old FROM votes v WHERE v.user_id = voter AND v.teacher = target;
+        IF old IS NOT DISTINCT FROM wanted OR shut THEN
+            RETURN QUERY SELECT old, t.no, t.subject, t.good_count, t.bad_count, t.version, false, shut, seen
                 FROM teachers t WHERE t.no = target;
             RETURN;
         END IF;
@@ -163,12 +161,12 @@ MIGRATIONS: tuple[str, ...] = (
                     - (old IS NOT DISTINCT FROM 'bad')::int,
                 version = t.version + 1
             WHERE t.no = target
-            RETURNING wanted, t.no, t.subject, t.good_count, t.bad_count, t.version, true, false;
+            RETURNING wanted, t.no, t.subject, t.good_count, t.bad_count, t.version, true, false, seen;
     END;
     $$;
     CREATE FUNCTION set_votes(voters bigint[], targets bigint[], wanted text[])
     RETURNS TABLE (value text, no bigint, subject bigint, good_count bigint, bad_count bigint,
-                   version bigint, changed boolean, closed boolean)
+                   version bigint, changed boolean, closed boolean, visibility text)
     LANGUAGE plpgsql AS $$
     BEGIN
         RETURN QUERY SELECT s.* FROM unnest(voters, targets, wanted) WITH ORDINALITY AS v (voter, target, wish, turn)

@@ -64,8 +64,10 @@ from services.models import (
     SubjectTotals,
     Teacher,
     User,
+    Visibility,
     VoteResult,
     VoteValue,
+    VotingState,
     utc_now,
     voting_state,
 )
@@ -283,14 +285,14 @@ class MongoStore(Store):
         key = {"user": user_id, "teacher": teacher}
         if await self._users.find_one({"_id": user_id}, {"_id": 1}, session=session) is None:
             raise NotFound(f"There is no user {user_id}.")  # no foreign key here: asked first, on both paths alike
-        await self._check_open(before.subject, key, value, session)
+        rules = await self._check_open(before.subject, key, value, session)
         if value is None:
             previous = await self._votes.find_one_and_delete(key, session=session)
         else:
             previous = await self._upsert_vote(key, value, session)
         old = None if previous is None else previous["value"]
         if old == value:
-            return VoteResult(value, before, changed=False)
+            return VoteResult(value, before, False, *rules)
         good = COUNT_DELTAS[value][0] - COUNT_DELTAS[old][0]
         bad = COUNT_DELTAS[value][1] - COUNT_DELTAS[old][1]
         doc = await self._teachers.find_one_and_update(
@@ -301,17 +303,27 @@ class MongoStore(Store):
             await self._votes.delete_many({"teacher": teacher}, session=session)
             raise NotFound(f"There is no teacher {teacher}.")
         await self._record_change(teacher, good, bad, session)
-        return VoteResult(value, _counts(doc), changed=True)
+        return VoteResult(value, _counts(doc), True, *rules)
 
-    async def _check_open(self, subject: int, key: Doc, value: VoteValue | None, session: Session) -> None:
-        """VotingClosed for a vote that would change something on a closed subject."""
-        window = await self._subjects.find_one({"_id": subject}, {"opens_at": 1, "closes_at": 1}, session=session)
-        if window is None or voting_state(_moment(window.get("opens_at")), _moment(window.get("closes_at")),
-                                          utc_now()) == "open":
-            return
-        vote = await self._votes.find_one(key, {"value": 1}, session=session)
-        if (None if vote is None else vote["value"]) != value:
-            raise VotingClosed(subject)
+    async def _check_open(
+        self, subject: int, key: Doc, value: VoteValue | None, session: Session
+    ) -> tuple[Visibility, VotingState]:
+        """The subject's visibility and voting state; VotingClosed for a vote that would change
+        something on a closed subject."""
+        visibility, state = await self._rules(subject, session)
+        if state == "closed":
+            vote = await self._votes.find_one(key, {"value": 1}, session=session)
+            if (None if vote is None else vote["value"]) != value:
+                raise VotingClosed(subject)
+        return visibility, state
+
+    async def _rules(self, subject: int, session: Session) -> tuple[Visibility, VotingState]:
+        doc = await self._subjects.find_one(
+            {"_id": subject}, {"opens_at": 1, "closes_at": 1, "visibility": 1}, session=session
+        ) or {}
+        state = voting_state(_moment(doc.get("opens_at")), _moment(doc.get("closes_at")), utc_now())
+        return doc.get("visibility", "always"), state
+
     async def _record_change(self, teacher: int, good: int, bad: int, session: Session) -> None:
         """One change of the teacher's counts, in this minute's history, with the change itself."""
         key = {"teacher": teacher, "minute": int(time.time() // 60)}
@@ -341,7 +353,8 @@ class MongoStore(Store):
     async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
         counts = await self._counts_of(teacher, None)
         doc = await self._votes.find_one({"user": user_id, "teacher": teacher})
-        return VoteResult(None if doc is None else doc["value"], counts, changed=False)
+        rules = await self._rules(counts.subject, None)
+        return VoteResult(None if doc is None else doc["value"], counts, False, *rules)
 
     @reachable
     async def voted_subjects(self, user_id: int) -> set[int]:

@@ -46,6 +46,8 @@ from services.models import (
     VoteResult,
     VoteValue,
     iso_utc,
+    utc_now,
+    voting_state,
 )
 from services.schemas import account_key, username_key
 
@@ -54,7 +56,8 @@ if TYPE_CHECKING:
 
 TABLES = {"subjects": SUBJECT_ROW, "teachers": TEACHER_ROW}
 GET_VOTE = (
-    f"SELECT v.value, {', '.join('t.' + column for column in COUNTS_ROW.split(', '))} FROM teachers t"
+    f"SELECT v.value, {', '.join('t.' + column for column in COUNTS_ROW.split(', '))}, s.visibility,"
+    " s.opens_at, s.closes_at FROM teachers t JOIN subjects s ON s.no = t.subject"
     " LEFT JOIN votes v ON v.teacher = t.no AND v.user_id = $1 WHERE t.no = $2"
 )
 
@@ -179,17 +182,17 @@ class PostgresStore(Store):
             raise NotFound(f"There is no user {user_id}.") from None
         if row is None:
             raise NotFound(f"There is no teacher {teacher}.")
-        value, *counts, changed, closed = row
-        if closed:
+        stored, *counts, changed, closed, visibility = row
+        if closed and stored != value:
             raise VotingClosed(row["subject"])
-        return VoteResult(value, Counts(*counts), changed=changed)
+        return VoteResult(stored, Counts(*counts), changed, visibility, "closed" if closed else "open")
 
     async def get_vote(self, user_id: int, teacher: int) -> VoteResult:
         row = await self._db.fetchrow(GET_VOTE, user_id, teacher)
         if row is None:
             raise NotFound(f"There is no teacher {teacher}.")
-        value, *counts = row
-        return VoteResult(value, Counts(*counts), changed=False)
+        value, *counts, visibility, opens_at, closes_at = row
+        return VoteResult(value, Counts(*counts), False, visibility, voting_state(opens_at, closes_at, utc_now()))
 
     async def voted_subjects(self, user_id: int) -> set[int]:
         return {row[0] for row in await self._db.fetch(VOTED_SUBJECTS, user_id)}

@@ -351,7 +351,11 @@ def _counts(conn: sqlite3.Connection, teacher: int) -> Counts:
 def _get_vote(conn: sqlite3.Connection, user_id: int, teacher: int) -> VoteResult:
     counts = _counts(conn, teacher)
     row = conn.execute("SELECT value FROM votes WHERE user_id = ? AND teacher = ?", (user_id, teacher)).fetchone()
-    return VoteResult(None if row is None else row[0], counts, changed=False)
+    visibility, opens_at, closes_at = conn.execute(
+        "SELECT visibility, opens_at, closes_at FROM subjects WHERE no = ?", (counts.subject,)
+    ).fetchone()
+    state = voting_state(_moment(opens_at), _moment(closes_at), utc_now())
+    return VoteResult(None if row is None else row[0], counts, False, visibility, state)
 
 
 def _set_vote(conn: sqlite3.Connection, user_id: int, teacher: int, value: VoteValue | None) -> VoteResult:
@@ -359,10 +363,8 @@ def _set_vote(conn: sqlite3.Connection, user_id: int, teacher: int, value: VoteV
     old = current.value
     if old == value:
         return current
-    subject = current.counts.subject
-    opens_at, closes_at = conn.execute("SELECT opens_at, closes_at FROM subjects WHERE no = ?", (subject,)).fetchone()
-    if voting_state(_moment(opens_at), _moment(closes_at), utc_now()) == "closed":
-        raise VotingClosed(subject)
+    if current.state == "closed":
+        raise VotingClosed(current.counts.subject)
     if value is None:
         conn.execute("DELETE FROM votes WHERE user_id = ? AND teacher = ?", (user_id, teacher))
     else:
@@ -381,7 +383,7 @@ def _set_vote(conn: sqlite3.Connection, user_id: int, teacher: int, value: VoteV
         " WHERE no = ?",
         (good, bad, teacher),
     )
-    return VoteResult(value, _counts(conn, teacher), changed=True)
+    return replace(current, value=value, counts=_counts(conn, teacher), changed=True)
 
 
 def _reconcile(conn: sqlite3.Connection) -> int:

@@ -228,6 +228,9 @@ async def test_a_closed_window_refuses_changes_in_the_votes_own_step(store: Stor
     assert all(isinstance(result, VotingClosed) for result in results[:3]), results
     assert [result.counts.bad_count for result in results[3:6]] == [1, 2, 3]  # type: ignore[union-attr]
     assert results[6].changed is False  # type: ignore[union-attr]
+    assert (results[6].state, results[3].state) == ("closed", "open")  # type: ignore[union-attr]
+    await store.update_subject(subject.no, {"visibility": "after_close"})
+    assert (await store.get_vote(users[0].id, teacher.no)).visibility == "after_close"
     with pytest.raises(VotingClosed):
         await store.set_vote(users[0].id, teacher.no, None)
     assert await store.tally_votes(teacher.no) == (1, 0) and (await store.get_teacher(teacher.no)).version == 1
