@@ -119,6 +119,8 @@ async def test_live_counts_are_withheld_until_revealed(
         assert (await blind.request("ping"))["type"] == "pong"  # sent after any votes frame would have been
         assert (await board.request("ping"))["type"] == "pong"
         assert not [m for m in blind.messages + board.messages if m["type"] == "votes"]
+        acked = await blind.request("vote", teacher=TEACHER + 1, value="bad")
+        assert (acked["type"], acked["value"], acked["bad_count"]) == ("ack", "bad", None)
 
         await set_subject(admin, **reveal)
         assert teacher_counts(await blind.expect("snapshot", channel=f"subject:{SUBJECT}")) == (1, 0)
@@ -139,7 +141,8 @@ async def test_a_users_first_vote_brings_their_pages_the_counts(
     bystander, _ = await watch(api, other.access_token)
     try:
         assert teacher_counts(snapshot) == (None, None)
-        await vote(user, "good", TEACHER + 2)
+        acked = await page.request("vote", teacher=TEACHER + 2, value="good")  # the socket's vote op
+        assert (acked["type"], acked["good_count"]) == ("ack", 1)
         assert teacher_counts(await page.expect("snapshot", channel=f"subject:{SUBJECT}")) == (0, 1)
         await vote(other, "good")
         update = await page.expect("votes", channel=f"subject:{SUBJECT}")
