@@ -169,8 +169,10 @@ async def test_the_presentation_shows_live_bars_the_state_and_a_qr_code_of_the_v
     vote = await voter.request("PUT", "/api/teachers/1/vote", json_body={"value": "good"})
     assert vote.status == 200
     await expect(good).to_have_attribute("data-count", "1")
-    width = await good.locator(".fill").evaluate("(fill) => fill.getBoundingClientRect().width")
-    assert width > 100, "the leader's bar fills its track"
+    # the leader's bar grows to fill its track (a transition: wait for it, not for a fixed time)
+    await page.wait_for_function(
+        """() => document.querySelector('.bar-row[data-no="1"] .track-good .fill').getBoundingClientRect().width > 100"""
+    )
 
     await patch_subject(admin, {"state": "closed"})
     await expect(page.locator("#voting-state")).to_have_attribute("data-state", "closed")
