@@ -170,9 +170,8 @@ async def test_the_presentation_shows_live_bars_the_state_and_a_qr_code_of_the_v
     assert vote.status == 200
     await expect(good).to_have_attribute("data-count", "1")
     # the leader's bar grows to fill its track (a transition: wait for it, not for a fixed time)
-    await page.wait_for_function(
-        """() => document.querySelector('.bar-row[data-no="1"] .track-good .fill').getBoundingClientRect().width > 100"""
-    )
+    leader = """.bar-row[data-no="1"] .track-good .fill"""
+    await page.wait_for_function(f"() => document.querySelector('{leader}').getBoundingClientRect().width > 100")
 
     await patch_subject(admin, {"state": "closed"})
     await expect(page.locator("#voting-state")).to_have_attribute("data-state", "closed")
