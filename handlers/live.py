@@ -56,6 +56,7 @@ from services.errors import (
 from services.live.messages import CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED, BadChannel, frame
 from services.live.peer import Peer
 from services.live.quota import RETRY_AFTER, Admission
+from services.visibility import Reader
 
 log = logging.getLogger("livevote.live")
 
@@ -423,7 +424,8 @@ class LiveSocket(WebSocketHandler):
         elif isinstance(op, Vote):
             assert isinstance(claims, AccessClaims)
             result = await services.votes.set(claims.user_id, op.teacher, op.value)
-            self.send(frame("ack", id=op.id, **result.to_json()))
+            shown = await services.visibility.vote(Reader(claims.user_id, self.peer.admin), result)
+            self.send(frame("ack", id=op.id, **shown))
         elif isinstance(op, Refresh):
             assert isinstance(claims, AccessClaims)
             pair = await services.sessions.refresh(op.refresh_token, claims.user_id)
