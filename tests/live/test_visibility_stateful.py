@@ -84,7 +84,7 @@ Counts = tuple[int | None, int | None]
 @dataclass
 class World:
     """The model: what the store holds and who may see it. It outlives an example, as the server
-    does; every example starts from where the last one left it."""
+    does; each example first brings both back to the same state (`_reset`)."""
 
     base: dict[int, tuple[int, int]]
     """Each teacher's counts before the run."""
