@@ -161,9 +161,9 @@ class Harness:
                 probe = await self.connect(actor, process)
                 for subject in SUBJECTS:
                     start = len(probe.client.messages)
-                    assert (await reply(probe.client, probe.client.send("subscribe", channel=f"subject:{subject}"))
-                            )["type"] == "ack"
-                    probe.channels[f"subject:{subject}"] = start
+                    _, answer = await reply(probe.client, probe.client.send("subscribe", channel=f"subject:{subject}"))
+                    assert answer["type"] == "ack", answer
+                    probe.channels[f"subject:{subject}"] = View(f"subject:{subject}", start)
                 self.probes.append(probe)
 
     async def connect(self, actor: str, process: int) -> Socket:
@@ -190,21 +190,25 @@ class Harness:
 
 @dataclass
 class Socket:
-    """One open socket: whose it is, its channels (acked) with the index of the message where each
-    one's subscription began, and how far its frames have been checked."""
+    """One open socket: whose it is, what each of its channels (acked) shows, and how far its frames
+    have been checked."""
 
     actor: str
     client: LiveClient
-    channels: dict[str, int] = field(default_factory=dict)
+    channels: dict[str, View] = field(default_factory=dict)
     checked: int = 0
+    totals: dict[int, Counts] = field(default_factory=dict)
+    """The dashboard's totals as the frames checked so far left them."""
 
 
-async def reply(client: LiveClient, op_id: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The reply to an op, left among the messages (every frame a socket receives is checked)."""
+async def reply(client: LiveClient, op_id: str, since: int = 0, timeout: float = 5.0) -> tuple[int, Any]:
+    """The reply to an op sent once the socket had `since` messages, and where it is among them
+    (left there: every frame a socket receives is checked)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        found = next((m for m in client.messages if m.get("id") == op_id), None)
+        found = next(((index, m) for index, m in enumerate(client.messages[since:], since) if m.get("id") == op_id),
+                     None)
         if found is not None:
             return found
         if client.closed or loop.time() > deadline:
@@ -229,52 +233,51 @@ def counted(message: dict[str, Any]) -> list[int]:
     return sorted({subject for subject, good, bad in items if good is not None or bad is not None})
 
 
-def folded(messages: list[dict[str, Any]], channel: str) -> dict[int, tuple[Any, Any, int]]:
-    """What a page of `channel` shows from these messages, per teacher (per subject on the
-    dashboard): good, bad, version (0 on the dashboard). A snapshot is the whole channel, a `votes`
-    message moves a teacher's counts to a newer version (the dashboard's, in order)."""
-    shown: dict[int, tuple[Any, Any, int]] = {}
-    for message in messages:
-        if message.get("channel") != channel or message.get("type") not in ("snapshot", "votes"):
-            continue
-        if message["type"] == "snapshot":
-            shown = {}
-        if channel == "dashboard":
-            shown.update({s["no"]: (s["good_count"], s["bad_count"], 0) for s in message["subjects"]})
-            continue
+class View:
+    """What a page of one channel shows, folded from its socket's frames as they come (from the
+    subscription on): per teacher (per subject on the dashboard) good, bad and version (0 on the
+    dashboard), and the subject's name. A snapshot is the whole channel, a `votes` message moves
+    a teacher's counts to a newer version (the dashboard's, in order), a catalog event renames."""
+
+    def __init__(self, channel: str, start: int) -> None:
+        self.channel = channel
+        self.upto = start
+        self.shown: dict[int, tuple[Any, Any, int]] = {}
+        self.name: str | None = None
+
+    def read(self, messages: list[dict[str, Any]]) -> View:
+        for message in messages[self.upto:]:
+            if message.get("channel") == self.channel:
+                self._apply(message)
+        self.upto = len(messages)
+        return self
+
+    def _apply(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "catalog" and message.get("kind") == "subject":
+            self.name = (message.get("record") or {}).get("name", self.name)
+        if kind not in ("snapshot", "votes"):
+            return
+        if kind == "snapshot":
+            self.shown = {}
+            self.name = message["subject"]["name"] if "subject" in message else self.name
+        if self.channel == "dashboard":
+            self.shown.update({s["no"]: (s["good_count"], s["bad_count"], 0) for s in message["subjects"]})
+            return
         for item in message.get("teachers", []) + message.get("updates", []):
-            known = shown.get(item["no"])
-            if message["type"] == "snapshot" or known is None or known[2] < item["version"]:
-                shown[item["no"]] = (item["good_count"], item["bad_count"], item["version"])
-    return shown
+            known = self.shown.get(item["no"])
+            if kind == "snapshot" or known is None or known[2] < item["version"]:
+                self.shown[item["no"]] = (item["good_count"], item["bad_count"], item["version"])
 
 
-def subject_name(messages: list[dict[str, Any]], channel: str) -> str | None:
-    """The name a subject channel's page shows: its snapshot's subject, renamed by catalog events."""
-    name = None
-    for message in messages:
-        if message.get("channel") != channel:
-            continue
-        if message.get("type") == "snapshot" and "subject" in message:
-            name = message["subject"]["name"]
-        elif message.get("type") == "catalog" and message.get("kind") == "subject":
-            name = (message.get("record") or {}).get("name", name)
-    return name
-
-
-def dashboard_totals_hold(messages: list[dict[str, Any]]) -> str | None:
-    """Each dashboard frame's votes_total is the sum of the counts shown once it is applied."""
-    shown: dict[int, Counts] = {}
-    for message in messages:
-        if message.get("channel") != "dashboard" or message.get("type") not in ("snapshot", "votes"):
-            continue
-        if message["type"] == "snapshot":
-            shown = {}
-        shown.update({s["no"]: (s["good_count"], s["bad_count"]) for s in message["subjects"]})
-        visible = sum(good + bad for good, bad in shown.values() if good is not None and bad is not None)
-        if message["votes_total"] != visible:
-            return f"votes_total {message['votes_total']} with {shown} shown: {message}"
-    return None
+def total_withholds(shown: dict[int, Counts], message: dict[str, Any]) -> str | None:
+    """A dashboard frame, applied to the totals its socket shows (`shown`): its votes_total must be
+    the sum of the counts then shown, so that no withheld count hides in it."""
+    if message["type"] == "snapshot":
+        shown.clear()
+    shown.update({s["no"]: (s["good_count"], s["bad_count"]) for s in message["subjects"]})
+    visible = sum(good + bad for good, bad in shown.values() if good is not None and bad is not None)
+    return None if message["votes_total"] == visible else f"votes_total with {shown} shown: {message}"
 
 
 def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
@@ -333,7 +336,8 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
             if by_socket:
                 slot = next(index for index, (actor, _) in enumerate(SLOTS) if actor == user)
                 socket = await self._socket(slot)
-                answer = await reply(socket.client, socket.client.send("vote", teacher=teacher, value=value))
+                since = len(socket.client.messages)
+                _, answer = await reply(socket.client, socket.client.send("vote", teacher=teacher, value=value), since)
                 if refused:
                     assert (answer["type"], answer.get("code")) == ("error", "voting_closed"), answer
                     return
@@ -386,10 +390,10 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
                 return
             start = len(socket.client.messages)
             op = "subscribe" if subscribe else "unsubscribe"
-            answer = await reply(socket.client, socket.client.send(op, channel=channel))
+            _, answer = await reply(socket.client, socket.client.send(op, channel=channel), start)
             assert answer["type"] == "ack", answer
             if subscribe:
-                socket.channels[channel] = start
+                socket.channels[channel] = View(channel, start)
             else:
                 socket.channels.pop(channel, None)
 
@@ -442,10 +446,10 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
             marks = await self._mark_subjects()
             await self._converged(versions, marks)
             sockets = self._all_sockets()
-            pongs = [socket.client.send("ping") for socket in sockets]
-            for socket, op_id in zip(sockets, pongs, strict=True):
-                pong = await reply(socket.client, op_id)
-                self._check_frames(socket, socket.client.messages.index(pong) + 1)
+            pings = [(len(socket.client.messages), socket.client.send("ping")) for socket in sockets]
+            for socket, (since, op_id) in zip(sockets, pings, strict=True):
+                index, _ = await reply(socket.client, op_id, since)
+                self._check_frames(socket, index + 1)
             harness.seen = world.sight()
 
         async def _mark_subjects(self) -> dict[str, str]:
@@ -475,9 +479,9 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
             for message in messages[socket.checked:end]:
                 leaked = [subject for subject in counted(message) if not harness.seen[socket.actor, subject]]
                 assert not leaked, f"{socket.actor} was sent counts of subject {leaked}: {message}; {world}"
-            if socket.checked < end:
-                problem = dashboard_totals_hold(messages[:end])
-                assert problem is None, f"{socket.actor}: {problem}"
+                if message.get("channel") == "dashboard" and message["type"] in ("snapshot", "votes"):
+                    problem = total_withholds(socket.totals, message)
+                    assert problem is None, f"{socket.actor}: {problem}"
             socket.checked = max(socket.checked, end)
 
         def _saw(self) -> None:
@@ -494,13 +498,12 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
             while True:
                 stale = [
                     (socket.actor, channel, have, want)
-                    for socket in self._all_sockets() for channel, start in socket.channels.items()
-                    if (have := self._shown(socket, channel, start))
-                    != (want := self._wanted(socket, channel, versions))
+                    for socket in self._all_sockets() for channel, view in socket.channels.items()
+                    if (have := self._shown(socket, view)) != (want := self._wanted(socket, channel, versions))
                 ] + [
                     (probe.actor, channel, name, marks[channel])
-                    for probe in harness.probes for channel, start in probe.channels.items()
-                    if (name := subject_name(probe.client.messages[start:], channel)) != marks[channel]
+                    for probe in harness.probes for channel, view in probe.channels.items()
+                    if (name := view.read(probe.client.messages).name) != marks[channel]
                 ]
                 if not stale:
                     return
@@ -508,11 +511,11 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
                     raise AssertionError(f"not converged within {SETTLE_TIMEOUT} s: {stale[:3]}; {world}")
                 await asyncio.sleep(0.01)
 
-        def _shown(self, socket: Socket, channel: str, start: int) -> dict[int, tuple[Any, ...]]:
-            view = folded(socket.client.messages[start:], channel)
+        def _shown(self, socket: Socket, view: View) -> dict[int, tuple[Any, ...]]:
+            shown = view.read(socket.client.messages).shown
             if socket.actor == ADMIN and socket in harness.probes:
-                return view
-            return {no: (good, bad) for no, (good, bad, _) in view.items()}
+                return dict(shown)
+            return {no: (good, bad) for no, (good, bad, _) in shown.items()}
 
         def _wanted(self, socket: Socket, channel: str, versions: dict[int, int]) -> dict[int, tuple[Any, ...]]:
             kind, _, number = channel.partition(":")
