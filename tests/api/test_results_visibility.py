@@ -153,3 +153,20 @@ async def test_a_users_first_vote_brings_their_pages_the_counts(
     finally:
         await page.close()
         await bystander.close()
+
+
+async def test_a_vote_over_the_socket_answers_only_what_the_voter_may_see(
+    api: LiveServer, admin: UserClient, user: UserClient
+) -> None:
+    await set_subject(admin, visibility="hidden")
+    page = await LiveClient.connect(api.base_url, user.access_token)
+    try:
+        await page.expect("welcome")
+        answer = await page.request("vote", teacher=TEACHER, value="good")
+        assert (answer["type"], answer["value"]) == ("ack", "good")
+        assert (answer["good_count"], answer["bad_count"]) == (None, None)
+        await set_subject(admin, visibility="after_vote")
+        answer = await page.request("vote", teacher=TEACHER, value="bad")  # they have a vote in it: they see
+        assert (answer["good_count"], answer["bad_count"]) == (0, 1)
+    finally:
+        await page.close()
