@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from services.config import PLACEHOLDER_SECRET
 from tests.conftest import ServerFactory
@@ -97,25 +96,34 @@ async def test_server_py_serves_the_demo_data(spawn: Spawn, tmp_path: Path) -> N
 
 async def test_sigterm_lets_the_request_in_flight_finish(spawn: Spawn, tmp_path: Path) -> None:
     server = await spawn("--data-dir", str(tmp_path))
-    signalled = asyncio.Event()
-
-    async def slow_body(write):  # type: ignore[no-untyped-def]
-        await write(b'{"username": "late", ')
-        server.signal(signal.SIGTERM)
-        await server.wait_for_line("stopping")
-        signalled.set()
-        await write(b'"password": "finished in time"}')
-
-    request = HTTPRequest(f"{server.base_url}/api/auth/register", method="POST", body_producer=slow_body,
-                          headers={"Content-Type": "application/json"})
-    response = await AsyncHTTPClient().fetch(request, raise_error=False)
-    assert signalled.is_set()
-    assert response.code == 201, response.body
+    reader, writer = await begun_registration(server.port, b'{"username": "late", ')
+    server.signal(signal.SIGTERM)
+    await server.wait_for_line("stopping")
+    writer.write(b'"password": "finished in time"}')
+    assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 201 ")
+    writer.close()
     assert await server.wait_exit() == 0
     assert any("stopped" in line for line in server.lines)
 
     again = await spawn("--data-dir", str(tmp_path))
     await log_in(again, "late", "finished in time")
+
+
+BODY = b'{"username": "late", "password": "finished in time"}'
+
+
+async def begun_registration(port: int, first: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A registration whose body has begun to arrive, once the server has begun the request (it
+    answers `Expect: 100-continue` then), so that a signal sent next finds it under way."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /api/auth/register HTTP/1.1\r\nHost: livevote\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(BODY))
+    assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 100 ")
+    await reader.readline()  # the blank line after the interim answer
+    assert BODY.startswith(first)
+    writer.write(first)
+    await writer.drain()
+    return reader, writer
 
 
 async def abandon_a_body(port: int) -> None:
@@ -136,20 +144,13 @@ async def test_sigterm_does_not_wait_for_abandoned_bodies(spawn: Spawn, tmp_path
     still arriving when SIGTERM comes is still let finish."""
     server = await spawn("--data-dir", str(tmp_path))
     await asyncio.gather(*(abandon_a_body(server.port) for _ in range(3)))
-    signalled_at = 0.0
-
-    async def slow_body(write):  # type: ignore[no-untyped-def]
-        nonlocal signalled_at
-        await write(b'{"username": "late", ')
-        signalled_at = time.monotonic()
-        server.signal(signal.SIGTERM)
-        await server.wait_for_line("stopping")
-        await write(b'"password": "finished in time"}')
-
-    request = HTTPRequest(f"{server.base_url}/api/auth/register", method="POST", body_producer=slow_body,
-                          headers={"Content-Type": "application/json"})
-    response = await AsyncHTTPClient().fetch(request, raise_error=False)
-    assert response.code == 201, response.body
+    reader, writer = await begun_registration(server.port, b'{"username": "late", ')
+    signalled_at = time.monotonic()
+    server.signal(signal.SIGTERM)
+    await server.wait_for_line("stopping")
+    writer.write(b'"password": "finished in time"}')
+    assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 201 ")
+    writer.close()
     assert await server.wait_exit() == 0
     elapsed = time.monotonic() - signalled_at
     assert elapsed < 2.0, f"took {elapsed:.1f} s to stop:\n" + "\n".join(server.lines)
