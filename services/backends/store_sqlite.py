@@ -222,10 +222,10 @@ def _teacher(row: tuple[Any, ...]) -> Teacher:
 
 def _page(
     conn: sqlite3.Connection, columns: str, table: str, where: str, params: tuple[Any, ...],
-    offset: int, limit: int | None, make: Callable[[tuple[Any, ...]], Any],
+    offset: int, limit: int | None, make: Callable[[tuple[Any, ...]], Any], order: str = "no",
 ) -> Page:
     rows = conn.execute(
-        f"SELECT {columns} FROM {table} {where} ORDER BY no LIMIT ? OFFSET ?",
+        f"SELECT {columns} FROM {table} {where} ORDER BY {order} LIMIT ? OFFSET ?",
         (*params, -1 if limit is None else limit, offset),
     ).fetchall()
     total = conn.execute(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
@@ -419,12 +419,7 @@ def _audit_page(
     where = " AND ".join(f"{name} = ?" for name, value in filters.items() if value is not None)
     where = f"WHERE {where}" if where else ""
     params = tuple(value for value in filters.values() if value is not None)
-    rows = conn.execute(
-        f"SELECT {AUDIT_ROW} FROM audit {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-        (*params, -1 if limit is None else limit, offset),
-    ).fetchall()
-    total = conn.execute(f"SELECT count(*) FROM audit {where}", params).fetchone()[0]
-    return Page([_audit_entry(row) for row in rows], total)
+    return _page(conn, AUDIT_ROW, "audit", where, params, offset, limit, _audit_entry, order="id DESC")
 
 
 def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
