@@ -144,7 +144,9 @@ def parse_span(query: Mapping[str, str | None], now: float, max_buckets: int | N
 
 
 def _minute_of(raw: str | None, name: str, errors: list[FieldError]) -> int | None:
-    """Minutes since 1970 (down to the minute) of an ISO 8601 date and time; without an offset, UTC."""
+    """Minutes since 1970 of an ISO 8601 date and time (without an offset, UTC): `from` down to
+    its minute, `to` up to the next, so that a span to a moment holds what happened before it
+    in that minute."""
     if raw is None:
         return None
     try:
@@ -155,7 +157,8 @@ def _minute_of(raw: str | None, name: str, errors: list[FieldError]) -> int | No
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
-        return (moment - EPOCH) // timedelta(minutes=1)
+        whole, part = divmod(moment - EPOCH, timedelta(minutes=1))
+        return whole + (1 if name == "to" and part else 0)
     except OverflowError:
         errors.append(FieldError(name, "date_time", "is out of range"))
         return None

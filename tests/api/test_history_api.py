@@ -101,6 +101,15 @@ async def test_hours_and_days_hold_the_counts_at_their_end(api: LiveServer, user
     assert sum(b["votes"] for b in hours["buckets"]) == 3
 
 
+async def test_a_span_to_now_holds_the_vote_just_cast(api: LiveServer, user: UserClient) -> None:
+    """`to` is rounded up to the next minute: a vote cast earlier in its minute is inside the span."""
+    await vote(user, TEACHER, "good")
+    now = datetime.now(UTC)
+    query = f"from={iso(now - timedelta(minutes=5))}&to={now.isoformat().replace('+00:00', 'Z')}"
+    last = (await api.get(f"/api/teachers/{TEACHER}/history?{query}")).json()["buckets"][-1]
+    assert (last["good_count"], last["votes"]) == (1, 1)
+
+
 async def test_bad_spans_are_422_naming_the_field(api: LiveServer) -> None:
     cases = {
         "step=week": "step",
