@@ -45,11 +45,15 @@ def state_of(record: Mapping[str, Any], now: datetime | None = None) -> VotingSt
     return voting_state(moment(record.get("opens_at")), moment(record.get("closes_at")), now or utc_now())
 
 
+def public(visibility: str, state: VotingState) -> bool:
+    """Whether everyone may see a subject's counts: `always`, or `after_close` once closed
+    (services/visibility.py has the whole rule)."""
+    return visibility == "always" or (visibility == "after_close" and state == "closed")
+
+
 def is_public(record: Mapping[str, Any]) -> bool:
-    """Whether everyone may see a subject's counts now, from its JSON record: `always`, or
-    `after_close` once closed (services/visibility.py has the whole rule)."""
-    visibility = record.get("visibility", "always")
-    return visibility == "always" or (visibility == "after_close" and state_of(record) == "closed")
+    """`public`, now, from a subject's JSON record."""
+    return public(record.get("visibility", "always"), state_of(record))
 
 
 def iso_utc(moment: datetime, timespec: str = "auto") -> str:

@@ -3,7 +3,7 @@
 A subject's `visibility`: `always` (everyone), `after_vote` (a user with a vote in it now),
 `after_close` (everyone once voting closed), `hidden` (nobody). Administrators see every count.
 Withheld counts are null; a teacher's version still moves, since pages order changes by it.
-The live channel applies the same rule (services/live/hub.py, through `is_public`).
+The live channel applies the same rule (services/live/hub.py, through `is_public`, the same rule on a subject's record).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.backends.store import Store
-from services.models import Subject, Teacher, TeacherJson, User, VoteResult, VoteResultJson, is_public
+from services.models import Subject, Teacher, TeacherJson, User, VoteResult, VoteResultJson, public
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,8 @@ class VisibilityService:
         """Of these subjects, those whose counts the reader may not see now."""
         if reader.admin:
             return set()
-        restricted = {subject.no: subject.visibility for subject in subjects if not is_public(subject.to_json())}
+        restricted = {subject.no: subject.visibility for subject in subjects
+                      if not public(subject.visibility, subject.state())}
         if not restricted:
             return set()
         voted: set[int] = set()
@@ -63,7 +64,7 @@ class VisibilityService:
         """The voter's answer, by the subject's rules as the vote found them: no second read, but
         for an after_vote subject whose vote the voter just took back."""
         visibility, subject = result.visibility, result.counts.subject
-        shown = reader.admin or visibility == "always" or (visibility == "after_close" and result.state == "closed")
+        shown = reader.admin or public(visibility, result.state)
         if visibility == "after_vote" and not reader.admin and reader.user_id is not None:
             shown = result.value is not None or subject in await self._store.voted_subjects(reader.user_id)
         return result.to_json(shown)

@@ -510,12 +510,7 @@ class Hub:
             return set()
         if channel.name == DASHBOARD:
             return set(self._sight.private)
-        subject = subject_of_channel(channel.name)
-        if subject is None:
-            _, number = parse_channel(channel.name)
-            known = self._board.get(number) if number is not None else None
-            subject = known.subject if known is not None else None
-        return self._sight.shown(() if subject is None else (subject,))
+        return self._sight.shown(self._subjects_of(channel))
 
     def _send_snapshots(self, channel: Channel, peers: list[Peer] | None = None) -> None:
         """A fresh snapshot to the channel's sockets (or these of them), one per visibility class."""
@@ -533,6 +528,7 @@ class Hub:
                 self._send_snapshots(channel, peers)
 
     def _subjects_of(self, channel: Channel) -> set[int]:
+        """The subject a subject's or a teacher's channel shows (none for a teacher not on the board)."""
         subject = subject_of_channel(channel.name)
         if subject is not None:
             return {subject}
