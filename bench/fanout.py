@@ -5,10 +5,12 @@
 Targets, in one run, same machine, same Redis, same message size, same client
 (bench/fanout_targets.py): livevote (coalescing off, then on), python-socketio's
 AsyncServer with AsyncRedisManager, and a bare `websockets` server with
-websockets.broadcast(). Updates go straight onto each server's Redis channel, each one numbered; the
-client (this process, core 1) times every update on a sample of sockets from
-the moment it published it. Per step: updates delivered per second, latency
-percentiles, updates lost, server and client CPU; RSS per socket after
+websockets.broadcast(); on request (--targets livevote,livevote-sse) livevote's
+Server-Sent Events streams (GET /sse, bench/sseload.py) beside its sockets, the same
+server settings, updates and counts, with the ratio SSE/WebSocket per step. Updates go
+straight onto each server's Redis channel, each one numbered; the client (this process,
+core 1) times every update on a sample of sockets from the moment it published it. Per
+step: updates delivered per second, latency percentiles, updates lost, server and client CPU; RSS per socket after
 connecting. Saturation: the highest rate with >= 99 % delivered and p99 < 1 s;
 then one step at half that rate (latency and losses with headroom). Per step
 also the server's CPU per delivered frame (/proc process CPU seconds / frames
@@ -49,10 +51,9 @@ import redis.asyncio as redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import SERVER_CORE, CpuMeter, percentile, prepare, table, write_result
-from bench.fanout_targets import Target, make_target
+from bench.fanout_targets import Stream, Target, make_target
 from bench.floor import measure_floor
 from bench.httpload import sign_in
-from bench.wsload import WsClient
 from tests.harness.ports import wait_for_port
 from tests.harness.procfs import core_seconds, cpu_seconds, main_thread_seconds, rss_kib, softirq_seconds
 
@@ -66,6 +67,11 @@ COLUMNS = ["target", "sockets", "rate", "delivered/s", "delivered %", "lost", "p
            "server cpu %", "server µs/frame", "full µs/frame", "core 0 other %", "client cpu %", "converge ms"]
 REACH_COLUMNS = ["target", "sockets", "updates", "first p50 ms", "last p50 ms", "last max ms", "missed",
                  "client cpu %", "server cpu %"]
+TRANSPORTS_COLUMNS = ["sockets", "rate", "ws µs/frame", "sse µs/frame", "ratio", "ws full µs/frame",
+                      "sse full µs/frame", "full ratio", "ws p99 ms", "sse p99 ms", "ws delivered %",
+                      "sse delivered %"]
+SSE, WS = "livevote-sse", "livevote"
+"""The targets compared transport against transport: one livevote each, coalescing off."""
 FLOOR_COLUMNS = ["target", "sockets", "rate", "frames/s", "floor frames/s", "server µs/frame", "floor µs/frame",
                  "ratio", "server full µs/frame", "floor full µs/frame", "floor refused", "floor client cpu %"]
 
@@ -90,9 +96,9 @@ class Tally:
 # -- one target, one socket count -----------------------------------------------------
 
 
-async def open_sockets(target: Target, count: int, tally_ref: list[Tally]) -> list[WsClient]:
+async def open_sockets(target: Target, count: int, tally_ref: list[Tally]) -> list[Stream]:
     limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    clients: list[WsClient] = []
+    clients: list[Stream] = []
 
     def counter(index: int) -> Callable[[bytes], None]:
         sampled = index < SAMPLED
@@ -285,6 +291,28 @@ async def measure(target: Target, redis_url: str, sockets: int, rates: list[int]
     return measured
 
 
+def sse_against_ws(by_target: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per step both transports took (same sockets, same rate): the server's CPU per delivered
+    frame over SSE against over WebSocket, with latency and delivery beside it."""
+    rows = []
+    for sockets, sse in by_target.get(SSE, {}).items():
+        ws_steps = {step["rate"]: step for step in by_target.get(WS, {}).get(sockets, {}).get("rows", [])}
+        for step in sse["rows"]:
+            ws = ws_steps.get(step["rate"])
+            if ws is None:
+                continue
+            rows.append({
+                "sockets": sockets, "rate": step["rate"],
+                "ws µs/frame": ws["server µs/frame"], "sse µs/frame": step["server µs/frame"],
+                "ratio": step["server µs/frame"] / ws["server µs/frame"],
+                "ws full µs/frame": ws["full µs/frame"], "sse full µs/frame": step["full µs/frame"],
+                "full ratio": step["full µs/frame"] / ws["full µs/frame"],
+                "ws p99 ms": ws["p99 ms"], "sse p99 ms": step["p99 ms"],
+                "ws delivered %": ws["delivered %"], "sse delivered %": step["delivered %"],
+            })
+    return rows
+
+
 async def beside_floor(step: dict[str, Any], seconds: float, work: Path) -> dict[str, Any]:
     """bench/floor.py's loop with the sockets, rounds and delivered frames/s of `step` (the saturation
     step, or the first one if none passed), next to the server's CPU per frame in it."""
@@ -354,6 +382,11 @@ async def main() -> None:
     if options.reach:
         print("\nOne update until the last idle socket has it (ms from its publish; CPU % over those windows):")
         print(table([measured["reach"] for measured in measurements if "reach" in measured], REACH_COLUMNS))
+    if SSE in results["targets"] and WS in results["targets"]:
+        results["sse_against_ws"] = sse_against_ws(results["targets"])
+        print("\nServer CPU per delivered frame, SSE streams against WebSockets at the same sockets and rate"
+              " (full: + ksoftirqd/0):")
+        print(table(results["sse_against_ws"], TRANSPORTS_COLUMNS))
     if options.floor:
         print("\nCPU per delivered frame against the send() floor at the same sockets and frames/s"
               " (process CPU; full: + ksoftirqd/0):")

@@ -25,10 +25,14 @@ async def run_bench(tmp_path: Path, script: str, *args: str) -> dict:
 
 
 async def test_fanout_delivers_every_update(tmp_path: Path) -> None:
-    result = await run_bench(tmp_path, "fanout", "--targets", "livevote", "--sockets", "20", "--rates", "20",
-                             "--step", "1")
-    [row] = result["targets"]["livevote"]["20"]["rows"]
-    assert row["lost"] == 0 and row["delivered %"] == 100.0, row
+    """Over sockets and over SSE streams, with the two transports compared step by step."""
+    result = await run_bench(tmp_path, "fanout", "--targets", "livevote,livevote-sse", "--sockets", "20",
+                             "--rates", "20", "--step", "1")
+    for target in ("livevote", "livevote-sse"):
+        [row] = result["targets"][target]["20"]["rows"]
+        assert row["lost"] == 0 and row["delivered %"] == 100.0, row
+    [compared] = result["sse_against_ws"]
+    assert compared["rate"] == 20 and compared["ratio"] > 0, compared
 
 
 async def test_vote_ingestion_counts_every_vote(tmp_path: Path) -> None:
