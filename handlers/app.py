@@ -34,6 +34,7 @@ from handlers.catalog import (
     TeacherHandler,
     TeacherListHandler,
 )
+from handlers.event_stream import EventStream, TicketHandler, without_ticket
 from handlers.headers import PROBLEM_JSON, declares_body
 from handlers.history import (
     HistoryExportHandler,
@@ -68,6 +69,8 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/healthz", HealthHandler, api),
         (r"/api/teachers/([0-9]+)/vote/?", VoteHandler, api),
         (r"/ws", LiveSocket, plain),
+        (r"/sse", EventStream, plain),
+        (r"/api/live/tickets/?", TicketHandler, api),
         (r"/api/subjects/?", SubjectListHandler, api),
         (r"/api/subjects/([0-9]+)/?", SubjectHandler, api),
         (r"/api/subjects/([0-9]+)/teachers/?", SubjectTeachersHandler, api),
@@ -150,7 +153,8 @@ class LivevoteApplication(Application):
         path_kwargs: dict[str, bytes] | None = None,
     ) -> Any:
         """A request that declares a body reaches an API handler's streaming twin, and any
-        other handler's 413."""
+        other handler's 413. A live ticket in the URI is blanked before anything can log it."""
+        request.uri = without_ticket(request.uri or "")
         if declares_body(request.headers):
             if issubclass(target_class, ApiHandler):
                 target_class = streaming(target_class)

@@ -23,6 +23,7 @@ from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
+from handlers.headers import bearer_token
 from handlers.json_input import loads_strict
 from handlers.live_connection import LiveConnection
 from handlers.openapi import Operation
@@ -38,12 +39,13 @@ from handlers.protocol import (
     Unsubscribe,
     Vote,
     error,
+    error_code,
 )
 from handlers.ws_protocol import StrictProtocol
 from services.auth.tokens import AccessClaims, ViewerClaims
 from services.container import Services
-from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, VotingClosed
-from services.live.messages import CLOSE_RATE_LIMITED, BadChannel, frame
+from services.errors import DomainError, Forbidden
+from services.live.messages import CLOSE_RATE_LIMITED, frame
 from services.visibility import Reader
 
 log = logging.getLogger("livevote.live")
@@ -73,21 +75,6 @@ HANDSHAKE_HEADERS = [
      "description": "`livevote.v1`, and from a browser `bearer.<jwt>` as well",
      "schema": {"type": "string", "examples": ["livevote.v1, bearer.<jwt>"]}},
 ]
-ERROR_CODES: list[tuple[type[DomainError], str]] = [
-    (BadChannel, "bad_channel"),
-    (VotingClosed, VotingClosed.code),
-    (Forbidden, "forbidden"),
-    (Invalid, "invalid"),
-    (NotFound, "not_found"),
-    (Unauthorized, "unauthorized"),
-    (Unavailable, "unavailable"),
-]
-
-
-def error_code(exc: DomainError) -> str:
-    return next((code for kind, code in ERROR_CODES if isinstance(exc, kind)), "failed")
-
-
 class TokenBucket:
     """`rate` ops per second on average, with bursts of up to `burst`."""
 
@@ -146,7 +133,7 @@ class LiveSocket(LiveConnection, WebSocketHandler):
         await self.admit(lambda: self.services.sessions.admit(self._offered_token()))
 
     def _offered_token(self) -> str:
-        token = self.bearer_token()
+        token = bearer_token(self.request.headers)
         if token is not None:
             return token
         for protocol in self.request.headers.get("Sec-WebSocket-Protocol", "").split(","):

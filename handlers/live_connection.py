@@ -94,10 +94,6 @@ class LiveConnection(RequestHandler):
         except RateLimited as exc:
             raise HTTPError(429, log_message=exc.detail) from None
 
-    def bearer_token(self) -> str | None:
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         detail = REFUSALS.get(status_code, "The live channel could not be opened.")
         if status_code == 401:

@@ -28,6 +28,11 @@ def payload(frame: bytes) -> bytes:
     return frame[2 if length < 126 else 4 if length == 126 else 10:]
 
 
+def mark_only(mark: bytes) -> bytes:
+    """An event with an id and no data: EventSource takes the id and dispatches nothing."""
+    return b"id: " + mark + b"\n\n"
+
+
 def event(frame: bytes, mark: bytes | None) -> bytes:
     data = b"data: " + payload(frame) + b"\n\n"
     return data if mark is None else b"id: " + mark + b"\n" + data

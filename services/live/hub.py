@@ -123,6 +123,11 @@ class Hub:
         return sum(len(peers) for peers in self._peers_by_sid.values())
 
     @property
+    def mark(self) -> bytes:
+        """What an event stream's next event would carry as its id (services/live/resumption.py)."""
+        return self._resumption.mark
+
+    @property
     def channel_count(self) -> int:
         return len(self._channels)
 
