@@ -1,6 +1,7 @@
 """The embed pages (/embed/subject/N, /embed/teacher/N) as another site shows them: framed by a
 page served from another origin (another port) in Chromium, live as votes come in, and refused
-by a site that server.embed_origins does not list; their headers, 404s and themes."""
+by a site that server.embed_origins does not list; their headers, 404s, themes, and the admin
+page's snippet."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tornado.web import Application, RequestHandler
 
 from handlers.pages import CONTENT_SECURITY_POLICY, content_security_policy
 from tests.conftest import ServerFactory
-from tests.harness.pages import UNGLOSSED, PageLog, conn
+from tests.harness.pages import UNGLOSSED, PageLog, conn, logged_in_context
 from tests.harness.server import LiveServer, UserClient, sign_up, sign_up_admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -197,7 +198,7 @@ async def test_the_theme_is_light_dark_or_the_visitors(server: LiveServer) -> No
         assert [error["field"] for error in wrong.json()["errors"]] == ["theme"]
 
 
-# -- light and dark ------------------------------------------------
+# -- light and dark, and the admin page's snippet ------------------------------------------------
 
 
 async def test_dark_follows_the_system_unless_the_address_says_otherwise(browser: Browser, server: LiveServer) -> None:
@@ -211,3 +212,26 @@ async def test_dark_follows_the_system_unless_the_address_says_otherwise(browser
     assert backgrounds["light", ""] != backgrounds["dark", ""]
     assert backgrounds["dark", "?theme=light"] == backgrounds["light", ""]
     assert backgrounds["light", "?theme=dark"] == backgrounds["dark", ""]
+
+
+async def test_the_admin_page_gives_the_snippet_to_copy(browser: Browser, server: LiveServer) -> None:
+    await sign_up_admin(server)
+    context = await logged_in_context(browser, server, "root", "admin password")
+    await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
+    log = PageLog()
+    page = log.watch(await context.new_page())
+    await page.goto("/admin.html?sno=1")
+    code = page.locator("#embed-code")
+    await expect(code).to_have_value(
+        re.compile(
+            rf'^<iframe src="{re.escape(server.base_url)}/embed/subject/1" title="livevote · Python全栈\+人工智能"'
+        )
+    )
+    await expect(page.locator("#embed-box")).to_contain_text("server.embed_origins")
+    await page.locator('#teacher-rows tr[data-no="2"] .embed').click()
+    await expect(code).to_have_value(re.compile(r'src="[^"]+/embed/teacher/2"'))
+    await page.locator("#embed-copy").click()
+    await expect(page.locator("#embed-copied")).to_have_text("已复制 Copied")
+    assert await page.evaluate("navigator.clipboard.readText()") == await code.input_value()
+    log.assert_clean()
+    await context.close()
