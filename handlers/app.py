@@ -49,6 +49,8 @@ from handlers.pages import (
     STATIC_DIR,
     TEMPLATES_DIR,
     ApiDocsHandler,
+    EmbedSubjectHandler,
+    EmbedTeacherHandler,
     IconHandler,
     NotFoundHandler,
     PageHandler,
@@ -98,6 +100,8 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/()", PageHandler, {}),
         (r"/([a-z-]+\.html)", PageHandler, {}),
         (r"/present/([0-9]+)", PresentationHandler, plain),
+        (r"/embed/subject/([0-9]+)", EmbedSubjectHandler, plain),
+        (r"/embed/teacher/([0-9]+)", EmbedTeacherHandler, plain),
         (r"/static/(.*)", StaticAssetHandler, {"path": str(STATIC_DIR)}),
         (r"/favicon\.ico", IconHandler, {"url": "/static/images/favicon.svg", "permanent": True}),
     ]
