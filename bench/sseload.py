@@ -35,7 +35,7 @@ class SseClient(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self._chunked and not self._raw and not self._body and self._one_event(data):
+        if self._head_done and not self._raw and not self._body and self._one_event(data):
             return
         raw = self._raw
         raw += data
@@ -65,14 +65,18 @@ class SseClient(asyncio.Protocol):
         return True
 
     def _one_event(self, data: bytes) -> bool:
-        """The usual read, one whole chunk holding one whole event, taken without copying it into
-        the buffers; False for anything else."""
-        line_end = data.find(b"\r\n")
-        if line_end < 0:
-            return False
-        start = line_end + 2
-        end = start + int(data[:line_end], 16) - 2
-        if end + 4 != len(data) or data.find(b"\n\n", start) != end:
+        """The usual read, one whole event (in one whole chunk, if chunked), taken without copying
+        it into the buffers; False for anything else."""
+        start, end = 0, len(data) - 2
+        if self._chunked:
+            line_end = data.find(b"\r\n")
+            if line_end < 0:
+                return False
+            start = line_end + 2
+            end = start + int(data[:line_end], 16) - 2
+            if end + 4 != len(data):
+                return False
+        if end < start or data.find(b"\n\n", start) != end:
             return False
         self._block(data[start:end])
         return True
