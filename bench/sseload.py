@@ -1,7 +1,7 @@
 """A lean Server-Sent Events load client: thousands of event streams in one process.
 
-Each stream is a raw asyncio connection that writes its GET itself and reads the chunked
-`text/event-stream` body, handing each event's data (one JSON message) to a callback. An HTTP
+Each stream is a raw asyncio connection that writes its GET itself and reads the
+`text/event-stream` body (chunked or not), handing each event's data (one JSON message) to a callback. An HTTP
 client library per stream would cost the load client more than the server it measures, as
 bench/wsload.py avoids a WebSocket library for the same reason.
 """
@@ -26,7 +26,9 @@ class SseClient(asyncio.Protocol):
         self.closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         """Resolved with the code of the server's `close` message, or None if the stream just ended."""
         self._raw = bytearray()
-        self._body = bytearray()
+        """Bytes before the body: the response head, or a chunked body's framing."""
+        self._rest = b""
+        """The start of an event that has not all arrived yet."""
         self._head_done = False
         self._chunked = False
 
@@ -35,18 +37,25 @@ class SseClient(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self._head_done and not self._raw and not self._body and self._one_event(data):
-            return
-        raw = self._raw
-        raw += data
-        if not self._head_done and not self._head(raw):
-            return
+        """Events are read in place from each read (livevote's body is not chunked: a read is one
+        or more events); only a partial event's start waits for the next."""
+        if not self._head_done:
+            self._raw += data
+            if not self._head(self._raw):
+                return
+            data = bytes(self._raw)
+            self._raw.clear()
         if self._chunked:
-            self._dechunk(raw)
-        else:
-            self._body += raw
-            raw.clear()
-        self._events(self._body)
+            self._raw += data
+            data = self._dechunk(self._raw)
+        if self._rest:
+            data, self._rest = self._rest + data, b""
+        position = 0
+        while (end := data.find(b"\n\n", position)) >= 0:
+            self._event(data[position:end])
+            position = end + 2
+        if position < len(data):
+            self._rest = data[position:]
 
     def _head(self, raw: bytearray) -> bool:
         end = raw.find(b"\r\n\r\n")
@@ -64,52 +73,27 @@ class SseClient(asyncio.Protocol):
         self.opened.set_result(None)
         return True
 
-    def _one_event(self, data: bytes) -> bool:
-        """The usual read, one whole event (in one whole chunk, if chunked), taken without copying
-        it into the buffers; False for anything else."""
-        start, end = 0, len(data) - 2
-        if self._chunked:
-            line_end = data.find(b"\r\n")
-            if line_end < 0:
-                return False
-            start = line_end + 2
-            end = start + int(data[:line_end], 16) - 2
-            if end + 4 != len(data):
-                return False
-        if end < start or data.find(b"\n\n", start) != end:
-            return False
-        self._block(data[start:end])
-        return True
-
-    def _dechunk(self, raw: bytearray) -> None:
-        position, size = 0, len(raw)
-        while True:
-            line_end = raw.find(b"\r\n", position)
-            if line_end < 0:
-                break
+    def _dechunk(self, raw: bytearray) -> bytes:
+        """The payload of the whole chunks in `raw`, taken out of it."""
+        payload, position, size = bytearray(), 0, len(raw)
+        while (line_end := raw.find(b"\r\n", position)) >= 0:
             length = int(bytes(raw[position:line_end]).split(b";", 1)[0], 16)
             start = line_end + 2
             if start + length + 2 > size:
                 break
-            self._body += raw[start : start + length]
+            payload += raw[start : start + length]
             position = start + length + 2
             if length == 0:
                 self.close()
                 break
         del raw[:position]
+        return bytes(payload)
 
-    def _events(self, body: bytearray) -> None:
-        position = 0
-        while (end := body.find(b"\n\n", position)) >= 0:
-            self._block(bytes(body[position:end]))
-            position = end + 2
-        del body[:position]
-
-    def _block(self, block: bytes) -> None:
+    def _event(self, block: bytes) -> None:
         """One event's lines, without the blank line that ends it."""
         data_at = block.find(b"data: ")
         if data_at < 0:
-            return  # a comment (the heartbeat) or the retry line
+            return  # a comment (the heartbeat), the retry line, or an id alone
         payload = block[data_at + 6 :]
         if b"\n" in payload:  # not livevote's one data line last: every data line, as EventSource joins them
             payload = b"\n".join(line[6:] for line in block.split(b"\n") if line.startswith(b"data: "))
