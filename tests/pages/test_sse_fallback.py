@@ -1,0 +1,104 @@
+"""The pages' fallback to Server-Sent Events: a page whose WebSocket does not get through goes
+live over /sse, with live counts and votes, and says so in its connection pill; the browser
+session remembers the fallback only while no socket ever worked in it.
+
+The failing sockets are Playwright's (`page.route_web_socket`): the page's `/ws` opens inside
+the browser and never reaches the server, which then closes it or says nothing at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
+
+from tests.harness.pages import PageLog, conn, count, logged_in_context, open_live, teacher, unglossed
+from tests.harness.server import LiveServer, sign_up
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+PASSWORD = "correct horse battery"
+REMEMBERED = "() => sessionStorage.getItem('livevote.transport')"
+"""The transport this tab's browser session remembers (static/js/live-client.js)."""
+
+
+async def break_sockets(page: Page, *, close: bool) -> list[str]:
+    """From now on, every `/ws` of `page` is closed at once (`close`) or left silent; the list
+    that is returned grows by one address per socket the page tried."""
+    tried: list[str] = []
+
+    async def fail(ws: WebSocketRoute) -> None:
+        tried.append(ws.url)
+        if close:
+            await ws.close(code=1011, reason="closed by the test")
+
+    await page.route_web_socket("**/ws", fail)
+    return tried
+
+
+async def load_live(page: Page) -> float:
+    """Load the teachers page again; seconds until it is live."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await open_live(page)
+    return loop.time() - started
+
+
+async def test_a_page_whose_socket_is_closed_goes_live_over_sse_with_counts_and_votes(
+    browser: Browser, server: LiveServer
+) -> None:
+    await sign_up(server, "sse-page")
+    elsewhere = await sign_up(server, "sse-elsewhere")
+    context = await logged_in_context(browser, server, "sse-page", PASSWORD)
+    log = PageLog()
+    page = log.watch(await context.new_page())
+    tried = await break_sockets(page, close=True)
+
+    took = await load_live(page)
+    await expect(conn(page)).to_have_attribute("data-transport", "SSE")
+    await expect(conn(page)).to_have_text("实时 live · SSE")
+    print(f"page load to live over SSE, its socket closed at once: {took:.2f} s")
+    assert len(tried) == 1, "the socket was tried first, once"
+    assert await unglossed(page) == []
+
+    # Counts move live over the stream: a vote cast elsewhere, over REST.
+    response = await elsewhere.request("PUT", "/api/teachers/1/vote", json_body={"value": "good"})
+    assert response.status == 200, response.body
+    await expect(count(page, 1, "good")).to_have_text("1", timeout=2000)
+    # A vote from the page itself goes over REST, as with a socket.
+    await teacher(page, 2).locator(".vote-bad").click()
+    await expect(count(page, 2, "bad")).to_have_text("1")
+    mine = await elsewhere.request("GET", "/api/teachers/2")
+    assert mine.json()["bad_count"] == 1, mine.body
+
+    # No socket ever worked in this session: the next page goes straight to the stream.
+    took = await load_live(page)
+    await expect(conn(page)).to_have_attribute("data-transport", "SSE")
+    print(f"the next page load, to live over SSE with the fallback remembered: {took:.2f} s")
+    assert len(tried) == 1 and await page.evaluate(REMEMBERED) == "SSE"
+    log.assert_clean()
+    await context.close()
+
+
+async def test_a_page_says_websocket_and_once_one_worked_a_failing_socket_is_still_tried_first(
+    browser: Browser, server: LiveServer
+) -> None:
+    context = await browser.new_context(base_url=server.base_url)  # a visitor: a viewer token
+    log = PageLog()
+    page = log.watch(await context.new_page())
+    await open_live(page)
+    await expect(conn(page)).to_have_attribute("data-transport", "WebSocket")
+    await expect(conn(page)).to_have_text("实时 live · WebSocket")
+
+    # Now the socket opens but the server never speaks (a proxy holding the upgrade): after the
+    # socket's deadline the page goes to the stream, and each later page still tries a socket first.
+    tried = await break_sockets(page, close=False)
+    took = await load_live(page)
+    await expect(conn(page)).to_have_attribute("data-transport", "SSE")
+    print(f"page load to live over SSE, its socket silent: {took:.2f} s")
+    await load_live(page)
+    await expect(conn(page)).to_have_attribute("data-transport", "SSE")
+    assert (len(tried), await page.evaluate(REMEMBERED)) == (2, "WebSocket")
+    log.assert_clean()
+    await context.close()
