@@ -34,6 +34,7 @@ from handlers.catalog import (
     TeacherHandler,
     TeacherListHandler,
 )
+from handlers.event_stream import EventStream, TicketHandler, without_ticket
 from handlers.headers import PROBLEM_JSON, declares_body
 from handlers.history import (
     HistoryExportHandler,
@@ -48,6 +49,8 @@ from handlers.pages import (
     STATIC_DIR,
     TEMPLATES_DIR,
     ApiDocsHandler,
+    EmbedSubjectHandler,
+    EmbedTeacherHandler,
     IconHandler,
     NotFoundHandler,
     PageHandler,
@@ -68,6 +71,8 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/healthz", HealthHandler, api),
         (r"/api/teachers/([0-9]+)/vote/?", VoteHandler, api),
         (r"/ws", LiveSocket, plain),
+        (r"/sse", EventStream, plain),
+        (r"/api/live/tickets/?", TicketHandler, api),
         (r"/api/subjects/?", SubjectListHandler, api),
         (r"/api/subjects/([0-9]+)/?", SubjectHandler, api),
         (r"/api/subjects/([0-9]+)/teachers/?", SubjectTeachersHandler, api),
@@ -95,6 +100,8 @@ def routes(services: Services, in_flight: InFlight) -> list[Route]:
         (r"/()", PageHandler, {}),
         (r"/([a-z-]+\.html)", PageHandler, {}),
         (r"/present/([0-9]+)", PresentationHandler, plain),
+        (r"/embed/subject/([0-9]+)", EmbedSubjectHandler, plain),
+        (r"/embed/teacher/([0-9]+)", EmbedTeacherHandler, plain),
         (r"/static/(.*)", StaticAssetHandler, {"path": str(STATIC_DIR)}),
         (r"/favicon\.ico", IconHandler, {"url": "/static/images/favicon.svg", "permanent": True}),
     ]
@@ -150,7 +157,8 @@ class LivevoteApplication(Application):
         path_kwargs: dict[str, bytes] | None = None,
     ) -> Any:
         """A request that declares a body reaches an API handler's streaming twin, and any
-        other handler's 413."""
+        other handler's 413. A live ticket in the URI is blanked before anything can log it."""
+        request.uri = without_ticket(request.uri or "")
         if declares_body(request.headers):
             if issubclass(target_class, ApiHandler):
                 target_class = streaming(target_class)

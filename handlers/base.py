@@ -23,7 +23,15 @@ import orjson
 from tornado.http1connection import HTTP1Connection
 from tornado.web import HTTPError, RequestHandler
 
-from handlers.headers import JSON, PROBLEM_JSON, accepts_json, declared_length, is_json_media_type, origin_allowed
+from handlers.headers import (
+    JSON,
+    PROBLEM_JSON,
+    accepts_json,
+    bearer_token,
+    declared_length,
+    is_json_media_type,
+    origin_allowed,
+)
 from handlers.json_input import loads_strict
 from services.audit import Actor
 from services.auth.tokens import AccessClaims
@@ -296,10 +304,10 @@ class ApiHandler(HeadAsGet, DomainErrorLog):
         return Actor.of(await self.services.accounts.get(claims.user_id))
 
     def _bearer_token(self) -> str:
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(self.request.headers)
+        if token is None:
             raise Unauthorized("This needs a bearer access token.")
-        return token.strip()
+        return token
 
     def origin_allowed(self) -> bool:
         return origin_allowed(

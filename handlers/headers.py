@@ -74,3 +74,9 @@ def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> b
     except ValueError:
         return False
     return origin in allowed or netloc.lower() == host.lower()
+
+
+def bearer_token(headers: HTTPHeaders) -> str | None:
+    """The token of an `Authorization: Bearer` header, if one was sent."""
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None

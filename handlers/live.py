@@ -23,9 +23,9 @@ from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
-from handlers.base import problem_json
-from handlers.headers import origin_allowed
+from handlers.headers import bearer_token
 from handlers.json_input import loads_strict
+from handlers.live_connection import LiveConnection
 from handlers.openapi import Operation
 from handlers.protocol import (
     BEARER_PREFIX,
@@ -39,29 +39,17 @@ from handlers.protocol import (
     Unsubscribe,
     Vote,
     error,
+    error_code,
 )
 from handlers.ws_protocol import StrictProtocol
 from services.auth.tokens import AccessClaims, ViewerClaims
 from services.container import Services
-from services.errors import (
-    DomainError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    RateLimited,
-    Unauthorized,
-    Unavailable,
-    VotingClosed,
-)
-from services.live.messages import CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED, BadChannel, frame
-from services.live.peer import Peer
-from services.live.quota import RETRY_AFTER, Admission
+from services.errors import DomainError, Forbidden
+from services.live.messages import CLOSE_RATE_LIMITED, frame
 from services.visibility import Reader
 
 log = logging.getLogger("livevote.live")
 
-NO_SESSION = ""
-"""The hub's session id for a viewer's socket: no revocation ever names it."""
 WATCHING_OPS = (Subscribe, Unsubscribe, Ping)
 """All that a viewer token allows."""
 PING_FRAME = b"\x89\x00"
@@ -87,27 +75,6 @@ HANDSHAKE_HEADERS = [
      "description": "`livevote.v1`, and from a browser `bearer.<jwt>` as well",
      "schema": {"type": "string", "examples": ["livevote.v1, bearer.<jwt>"]}},
 ]
-ERROR_CODES: list[tuple[type[DomainError], str]] = [
-    (BadChannel, "bad_channel"),
-    (VotingClosed, VotingClosed.code),
-    (Forbidden, "forbidden"),
-    (Invalid, "invalid"),
-    (NotFound, "not_found"),
-    (Unauthorized, "unauthorized"),
-    (Unavailable, "unavailable"),
-]
-
-
-def token_identity(claims: AccessClaims | ViewerClaims) -> str:
-    """What a token's socket cap counts by: a user's session (every token it is issued), or a
-    viewer token's own id."""
-    return claims.sid if isinstance(claims, AccessClaims) else claims.jti
-
-
-def error_code(exc: DomainError) -> str:
-    return next((code for kind, code in ERROR_CODES if isinstance(exc, kind)), "failed")
-
-
 class TokenBucket:
     """`rate` ops per second on average, with bursts of up to `burst`."""
 
@@ -127,20 +94,11 @@ class TokenBucket:
         return True
 
 
-class LiveSocket(WebSocketHandler):
+class LiveSocket(LiveConnection, WebSocketHandler):
     def initialize(self, services: Services) -> None:
-        self.services = services
-        self.claims: AccessClaims | ViewerClaims | None = None
-        self.peer: Peer | None = None
-        self.closed = False
-        self._admission: Admission | None = None
+        super().initialize(services)
         ws = services.config.ws
         self._bucket = TokenBucket(ws.rate_limit, ws.rate_burst)
-
-    @property
-    def expires_at(self) -> float:
-        assert self.claims is not None
-        return self.claims.expires_at
 
     # -- handshake ----------------------------------------------------------
 
@@ -172,45 +130,16 @@ class LiveSocket(WebSocketHandler):
     async def prepare(self) -> None:
         """The Origin is checked first, and by us: tornado's own check would fail with a 500 on
         an Origin that is not a URL."""
-        origin = self.request.headers.get("Origin")
-        if origin is not None and not self.check_origin(origin):
-            raise HTTPError(403, log_message="Origin not allowed")
-        try:
-            self.claims = await self.services.sessions.admit(self._offered_token())
-            if not self.closed:  # a client that hung up meanwhile takes no place
-                self._admission = self.services.quota.admit(self.request.remote_ip or "", token_identity(self.claims))
-        except Unauthorized as exc:
-            raise HTTPError(401, log_message=exc.detail) from None
-        except Unavailable as exc:
-            raise HTTPError(503, log_message=exc.detail) from None
-        except RateLimited as exc:
-            raise HTTPError(429, log_message=exc.detail) from None
+        await self.admit(lambda: self.services.sessions.admit(self._offered_token()))
 
     def _offered_token(self) -> str:
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
+        token = bearer_token(self.request.headers)
+        if token is not None:
+            return token
         for protocol in self.request.headers.get("Sec-WebSocket-Protocol", "").split(","):
             if protocol.strip().startswith(BEARER_PREFIX):
                 return protocol.strip()[len(BEARER_PREFIX):]
-        raise Unauthorized("The socket needs an access token.")
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        detail = {
-            401: "The socket needs a valid access token of an active session.",
-            403: "This page's origin may not open the live channel.",
-            503: "Sessions cannot be checked right now; try again shortly.",
-        }.get(status_code, "The socket could not be opened.")
-        if status_code == 401:
-            self.set_header("WWW-Authenticate", 'Bearer realm="livevote"')
-        if status_code == 429:  # which cap, in the quota's words
-            self.set_header("Retry-After", str(RETRY_AFTER))
-            detail = kwargs["exc_info"][1].log_message
-        self.set_header("Content-Type", "application/problem+json")
-        self.finish(problem_json(status_code, detail))
-
-    def check_origin(self, origin: str) -> bool:
-        return origin_allowed(origin, self.request.host, self.services.config.server.allowed_origins)
+        raise HTTPError(401, log_message="The socket needs an access token.")
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
@@ -229,23 +158,9 @@ class LiveSocket(WebSocketHandler):
 
     async def open(self) -> None:
         """Nagle off: updates are small and must not wait for the previous one's ACK."""
-        assert self.claims is not None
         self.set_nodelay(True)
         self._forget_the_handshake()
-        claims = self.claims
-        if isinstance(claims, AccessClaims):
-            self.peer = self.services.hub.join(self, claims.sid, claims.user_id)
-        else:
-            self.peer = self.services.hub.join(self, NO_SESSION, claims.jti)
-        self.services.token_clock.track(self)
-        self.services.heartbeat.add(self)
-        if isinstance(claims, ViewerClaims):
-            who: dict[str, Any] = {"user": None, "session": None, "role": claims.role}
-        else:
-            user = await self.services.accounts.get(claims.user_id)
-            self.peer.admin = user.is_admin
-            who = {"user": user.to_json(), "session": claims.sid, "role": user.role}
-        self.send(frame("welcome", **who, expires_at=claims.expires_at, server_time=time.time()))
+        await self.join()
 
     def _forget_the_handshake(self) -> None:
         """Nothing reads the handshake's request and response headers again, nor the finished
@@ -259,21 +174,10 @@ class LiveSocket(WebSocketHandler):
         """A handshake that ends without the upgrade (not a WebSocket request, another version)
         gives its place back; an upgraded socket keeps it until it closes."""
         if self.get_status() != 101:
-            self._release()
+            self.release()
 
     def on_close(self) -> None:
-        self.closed = True
-        self._release()
-        self.services.heartbeat.remove(self)
-        self.services.token_clock.forget(self)
-        if self.peer is not None:
-            task = asyncio.ensure_future(self.services.hub.remove(self.peer))
-            task.add_done_callback(_log_failure)
-
-    def _release(self) -> None:
-        if self._admission is not None:
-            self.services.quota.release(self._admission)
-            self._admission = None
+        self.leave()
 
     # -- Transport for the hub ------------------------------------------------
 
@@ -305,10 +209,6 @@ class LiveSocket(WebSocketHandler):
             return None
         return connection.stream
 
-    def send(self, frame: bytes) -> None:
-        if self.peer is not None:
-            self.peer.send(frame)
-
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Nothing may follow the close frame: frames stop going straight to the socket."""
         if self.peer is not None:
@@ -335,46 +235,6 @@ class LiveSocket(WebSocketHandler):
         stream = self._open_stream()
         if stream is not None:
             stream.close()
-
-    # -- tokens (TokenClock) ----------------------------------------------------
-
-    async def push_token(self) -> None:
-        assert self.claims is not None
-        try:
-            issued = await self.services.sessions.reissue(self.claims)
-        except Unauthorized:
-            assert self.peer is not None
-            self.services.hub.revoke(self.peer)
-            return
-        except Exception:
-            log.exception("token push failed; the socket keeps its token until it expires")
-            return
-        claims = self.services.tokens.verify_any(issued.token)
-        if isinstance(claims, ViewerClaims):
-            self.claims = claims
-            self.services.token_clock.track(self)
-        else:
-            await self._adopt(claims)
-        self.services.metrics.token_pushes.inc()
-        self.send(frame("token", access_token=issued.token, expires_in=issued.expires_in, expires_at=issued.expires_at))
-
-    def token_expired(self) -> None:
-        if not self.closed and self.expires_at <= time.time():
-            self.close(CLOSE_TOKEN_EXPIRED, "token expired")
-
-    async def _adopt(self, claims: AccessClaims) -> None:
-        """Live on a newer token of the same user, and so on its session: a revocation that
-        arrived while the token was being checked is remembered by the session service."""
-        assert isinstance(self.claims, AccessClaims) and self.peer is not None
-        if claims.user_id != self.claims.user_id:
-            raise Invalid("That token belongs to another user.")
-        self.claims = claims
-        self.peer.admin = claims.role == "admin"
-        self.services.token_clock.track(self)
-        if self.peer.sid != claims.sid:
-            self.services.hub.move(self.peer, claims.sid)
-            if not await self.services.sessions.is_active(claims.sid):
-                self.services.hub.revoke(self.peer)
 
     # -- ops ------------------------------------------------------------------
 
@@ -415,7 +275,7 @@ class LiveSocket(WebSocketHandler):
         if isinstance(claims, ViewerClaims) and not isinstance(op, WATCHING_OPS):
             raise Forbidden("A viewer token may only watch: log in to vote.")
         if isinstance(op, Subscribe):
-            snapshot = await services.hub.subscribe(self.peer, op.channel, services.config.ws.max_subscriptions)
+            (snapshot,) = await services.hub.subscribe(self.peer, op.channel, services.config.ws.max_subscriptions)
             self.send(frame("ack", id=op.id, channel=op.channel))
             self.send(snapshot)
         elif isinstance(op, Unsubscribe):
@@ -429,15 +289,11 @@ class LiveSocket(WebSocketHandler):
         elif isinstance(op, Refresh):
             assert isinstance(claims, AccessClaims)
             pair = await services.sessions.refresh(op.refresh_token, claims.user_id)
-            await self._adopt(services.tokens.verify(pair.access.token))
+            await self.adopt(services.tokens.verify(pair.access.token))
             self.send(frame("tokens", id=op.id, **pair.to_json()))
         elif isinstance(op, Auth):
-            await self._adopt(await services.sessions.authenticate(op.access_token))
+            await self.adopt(await services.sessions.authenticate(op.access_token))
             self.send(frame("ack", id=op.id, expires_at=self.expires_at))
         elif isinstance(op, Ping):
             self.send(frame("pong", id=op.id))
 
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("leaving the hub failed", exc_info=task.exception())

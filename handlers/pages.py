@@ -19,7 +19,10 @@ An address nothing serves gets the 404 page when a browser asks for a page outsi
 
 /present/{no} is a subject's page for a projector: its live counts, its voting state, and a QR
 code of its voting page's address, drawn here as SVG so that the page needs no script or
-service from elsewhere to show it."""
+service from elsewhere to show it.
+
+/embed/subject/{no} and /embed/teacher/{no} are made for an <iframe> on another site: the only
+pages that other sites may frame, and only the sites listed in server.embed_origins."""
 
 from __future__ import annotations
 
@@ -35,21 +38,31 @@ from tornado.web import HTTPError, RedirectHandler, RequestHandler, StaticFileHa
 
 from handlers.base import AllowOn405, ApiHandler, DomainErrorLog, HeadAsGet, domain_status, problem_json, record_no
 from handlers.headers import PROBLEM_JSON, accepts_html
-from handlers.openapi import Operation
+from handlers.openapi import Operation, query
 from services.container import Services
-from services.errors import DomainError, NotFound, RateLimited, Unavailable
+from services.errors import DomainError, FieldError, Invalid, NotFound, RateLimited, Unavailable
 
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data:",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+NO_SITE = "'none'"
+
+
+def content_security_policy(frame_ancestors: tuple[str, ...] = ()) -> str:
+    """The pages' policy; `frame_ancestors` are the sites that may show the page in a frame
+    (none: no site, not even this one)."""
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        f"frame-ancestors {' '.join(frame_ancestors) or NO_SITE}",
+    ])
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+"""Every page's policy but the embed pages': no site may frame it."""
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -189,23 +202,13 @@ def qr_svg(text: str) -> str:
     )
 
 
-class PresentationHandler(HeadAsGet, DomainErrorLog, PageErrors):
-    """/present/{no}: a subject on a projector. Unknown subject: the 404 page for a browser,
-    problem+json for a program; a store that is down, 503, never a traceback."""
+class RecordPage(HeadAsGet, DomainErrorLog, PageErrors):
+    """A page about one subject or teacher, named by its number. Unknown record: the 404 page for
+    a browser, problem+json for a program; bad input, 422; a store that is down, 503, never a
+    traceback."""
 
     def initialize(self, services: Services) -> None:
         self.services = services
-
-    @Operation("getPresentation", "live", "A subject's page for a projector", media_type="text/html",
-               ok="An HTML page: the subject's live counts, its voting state and countdown, and a QR code"
-                  " of its voting page's address", errors=(404, 503),
-               notes={404: "No such subject (a browser asking for a page gets the 404 page)"})
-    async def get(self, no: str) -> None:
-        subject = await self.services.catalog.get_subject(record_no(no, "subject"))
-        url = voting_page_url(self.request, subject.no)
-        self.set_header("Cache-Control", REVALIDATE)
-        self.finish(self.render_string("present.html", page="present", subject=subject.to_json(), voting_url=url,
-                                       qr_svg=qr_svg(url)))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -220,4 +223,77 @@ class PresentationHandler(HeadAsGet, DomainErrorLog, PageErrors):
             self.set_header("Retry-After", str(max(int(exc.retry_after), 1)))
         self.set_status(status)
         self.set_header("Content-Type", PROBLEM_JSON)
-        self.finish(problem_json(status, exc.detail))
+        self.finish(problem_json(status, exc.detail, getattr(exc, "errors", None)))
+
+
+class PresentationHandler(RecordPage):
+    """/present/{no}: a subject on a projector."""
+
+    @Operation("getPresentation", "live", "A subject's page for a projector", media_type="text/html",
+               ok="An HTML page: the subject's live counts, its voting state and countdown, and a QR code"
+                  " of its voting page's address", errors=(404, 503),
+               notes={404: "No such subject (a browser asking for a page gets the 404 page)"})
+    async def get(self, no: str) -> None:
+        subject = await self.services.catalog.get_subject(record_no(no, "subject"))
+        url = voting_page_url(self.request, subject.no)
+        self.set_header("Cache-Control", REVALIDATE)
+        self.finish(self.render_string("present.html", page="present", subject=subject.to_json(), voting_url=url,
+                                       qr_svg=qr_svg(url)))
+
+
+THEMES = ("light", "dark")
+"""The embed pages' ?theme=; without it they follow the visitor's system (prefers-color-scheme)."""
+EMBED_QUERY = [query("theme", {"type": "string", "enum": list(THEMES)})]
+EMBED_ERRORS = {404: "No such record (a browser asking for a page gets the 404 page)",
+                422: "?theme is neither light nor dark, or is given more than once"}
+
+
+class EmbedPage(RecordPage):
+    """/embed/...: a small read-only live page for another site to show in an <iframe>. Only the
+    sites in server.embed_origins may frame it (its CSP frame-ancestors; none by default); every
+    other page keeps refusing all frames."""
+
+    def initialize(self, services: Services) -> None:
+        """Here, not in set_default_headers, which tornado calls before this: an error then clears
+        the headers back to the defaults, the other pages' policy, which refuses every frame."""
+        super().initialize(services)
+        self.set_header("Content-Security-Policy", content_security_policy(services.config.server.embed_origins))
+
+    def theme(self) -> str:
+        """?theme=light|dark, or "" to follow the visitor's system."""
+        given = self.get_query_arguments("theme", strip=False)
+        if not given:
+            return ""
+        if len(given) > 1 or given[0] not in THEMES:
+            raise Invalid("Query parameter theme is not valid.",
+                          [FieldError("theme", "literal_error", "must be light or dark, given once")])
+        return given[0]
+
+    def render_embed(self, **record: Any) -> None:
+        self.set_header("Cache-Control", REVALIDATE)
+        self.finish(self.render_string("embed.html", page="embed", theme=self.theme(), **record))
+
+
+class EmbedSubjectHandler(EmbedPage):
+    """/embed/subject/{no}: a subject's teachers with their live good and bad counts."""
+
+    @Operation("getSubjectEmbed", "live", "A subject's live counts, to embed in another site",
+               media_type="text/html", parameters=EMBED_QUERY, errors=(404, 422, 503), notes=EMBED_ERRORS,
+               ok="An HTML page for an <iframe>: the subject's name, voting state and each teacher's live"
+                  " counts, as any visitor may see them; framed only by server.embed_origins")
+    async def get(self, no: str) -> None:
+        subject = await self.services.catalog.get_subject(record_no(no, "subject"))
+        self.render_embed(subject=subject.to_json(), teacher=None)
+
+
+class EmbedTeacherHandler(EmbedPage):
+    """/embed/teacher/{no}: one teacher's live good and bad counts, with its subject's voting state."""
+
+    @Operation("getTeacherEmbed", "live", "A teacher's live counts, to embed in another site",
+               media_type="text/html", parameters=EMBED_QUERY, errors=(404, 422, 503), notes=EMBED_ERRORS,
+               ok="An HTML page for an <iframe>: the teacher's name and live counts, as any visitor may see"
+                  " them, and its subject's voting state; framed only by server.embed_origins")
+    async def get(self, no: str) -> None:
+        teacher = await self.services.catalog.get_teacher(record_no(no, "teacher"))
+        subject = await self.services.catalog.get_subject(teacher.subject)
+        self.render_embed(subject=subject.to_json(), teacher={"no": teacher.no, "name": teacher.name})

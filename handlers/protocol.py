@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, TypeAdapter
 
-from services.live.messages import frame
+from services.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, VotingClosed
+from services.live.messages import BadChannel, frame
 from services.schemas import MAX_ID
 
 SUBPROTOCOL = "livevote.v1"
@@ -63,3 +64,18 @@ OP_NAMES = frozenset({"subscribe", "unsubscribe", "vote", "refresh", "auth", "pi
 
 def error(code: str, text: str, op_id: MessageId = None) -> bytes:
     return frame("error", id=op_id, code=code, message=text)
+
+
+ERROR_CODES: list[tuple[type[DomainError], str]] = [
+    (BadChannel, "bad_channel"),
+    (VotingClosed, VotingClosed.code),
+    (Forbidden, "forbidden"),
+    (Invalid, "invalid"),
+    (NotFound, "not_found"),
+    (Unauthorized, "unauthorized"),
+    (Unavailable, "unavailable"),
+]
+
+
+def error_code(exc: DomainError) -> str:
+    return next((code for kind, code in ERROR_CODES if isinstance(exc, kind)), "failed")

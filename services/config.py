@@ -12,11 +12,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "LIVEVOTE_"
 PLACEHOLDER_SECRET = "change-me-this-is-not-a-secret"
@@ -68,6 +68,21 @@ class ConfigSources:
         return f"{self.name(error.key)}: {error}" if error.key else str(error)
 
 
+WEB_ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+"""An origin as a browser sends it: scheme, host, and port when not the default; no path."""
+
+
+def _web_origin(value: str) -> str:
+    """`value` when it is one origin (https://school.example:8443), else a ValueError that says why;
+    it goes into a header as is, so nothing else may pass."""
+    if not WEB_ORIGIN.fullmatch(value):
+        raise ValueError(f"{value!r} is not an origin: scheme://host[:port] in lowercase, http or https, no path")
+    return value
+
+
+WebOrigin = Annotated[str, AfterValidator(_web_origin)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -78,6 +93,8 @@ class ServerConfig(_Section):
     workers: int = Field(1, ge=1, le=64)
     data_dir: Path = Path("data")
     allowed_origins: tuple[str, ...] = ()
+    embed_origins: tuple[WebOrigin, ...] = ()
+    """The sites that may show the embed pages (/embed/...) in a frame: their CSP frame-ancestors."""
     dev: bool = False
     seed: bool = True
     max_body_size: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)

@@ -232,6 +232,18 @@ class SessionService:
         claims = self._tokens.verify_any(access_token)
         return claims if isinstance(claims, ViewerClaims) else await self._of_active_session(claims)
 
+    async def ticket(self, access_token: str) -> IssuedToken:
+        """A single-use ticket that opens the live channel's event stream as this token would."""
+        return self._tokens.mint_ticket(await self.admit(access_token))
+
+    async def spend_ticket(self, ticket: str) -> AccessClaims | ViewerClaims:
+        """The claims a ticket stands for, once: spent, it opens nothing more."""
+        issued = self._tokens.verify_ticket(ticket)
+        if not await self._sessions.spend(hash_refresh_token(issued.jti), self._clock(), issued.expires_at):
+            raise Unauthorized("This ticket was spent already.")
+        claims = issued.claims
+        return claims if isinstance(claims, ViewerClaims) else await self._of_active_session(claims)
+
     async def viewer(self, client_ip: str) -> IssuedToken:
         """A viewer token for an anonymous page, within the address's budget."""
         await self._throttle.viewer(client_ip)

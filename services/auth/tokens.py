@@ -10,6 +10,12 @@ anonymous page watch the live channel, and nothing else. `verify` refuses it,
 so no REST route can take it for a user's; only `verify_any` (the socket's
 handshake and its token pushes) accepts both kinds.
 
+A ticket (`livevote-ticket+jwt`) stands for an access or viewer token for a
+few seconds, once: a browser's EventSource cannot send headers, so the event
+stream takes one in its URL, where a long-lived token would end up in logs. It
+carries the claims of the token that asked for it, that token's expiry
+included (the stream lives on it), and spending it is the session store's.
+
 Decoding a JWT costs more than the rest of a vote's request, and a client sends
 the same token until it is renewed, so tokens that verified are remembered,
 keyed by the whole token, until they expire (VerifiedTokens). Only the exact
@@ -33,6 +39,9 @@ from services.config import AuthConfig
 from services.errors import Unauthorized
 
 ACCESS_TOKEN_TYPE = "at+jwt"
+TICKET_TYPE = "livevote-ticket+jwt"
+TICKET_TTL = 30
+"""Seconds a ticket may wait to be spent: a page spends its own at once."""
 VIEWER: Final = "viewer"
 COMMON_CLAIMS = ["iss", "aud", "role", "jti", "iat", "exp"]
 USER_CLAIMS = ["sub", "sid"]
@@ -54,6 +63,15 @@ class ViewerClaims:
     jti: str
     """The token's own id: a viewer has no other (no user, no session)."""
     role: str = VIEWER
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    claims: AccessClaims | ViewerClaims
+    """Those of the token it stands for."""
+    jti: str
+    expires_at: float
+    """When the ticket itself can no longer be spent (leeway included)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +135,25 @@ class TokenService:
     def mint_viewer(self, now: float | None = None) -> IssuedToken:
         return self._issue({"role": VIEWER}, self._auth.viewer_ttl, now)
 
-    def _issue(self, subject: dict[str, str], ttl: float, now: float | None) -> IssuedToken:
+    def mint_ticket(self, claims: Claims, now: float | None = None) -> IssuedToken:
+        """A ticket for the token whose `claims` these are."""
+        subject: dict[str, Any] = {"role": claims.role, "tex": claims.expires_at}
+        if isinstance(claims, AccessClaims):
+            subject.update(sub=str(claims.user_id), sid=claims.sid)
+        else:
+            subject["vti"] = claims.jti
+        return self._issue(subject, TICKET_TTL, now, TICKET_TYPE)
+
+    def _issue(
+        self, subject: dict[str, Any], ttl: float, now: float | None, kind: str = ACCESS_TOKEN_TYPE
+    ) -> IssuedToken:
         issued_at = int(time.time() if now is None else now)
         expires_at = issued_at + int(ttl)
         claims = {
             "iss": self._auth.issuer, "aud": self._auth.audience, **subject,
             "jti": uuid.uuid4().hex, "iat": issued_at, "exp": expires_at,
         }
-        token = jwt.encode(claims, self._signing_key, algorithm=self._algorithm, headers={"typ": ACCESS_TOKEN_TYPE})
+        token = jwt.encode(claims, self._signing_key, algorithm=self._algorithm, headers={"typ": kind})
         return IssuedToken(token, float(expires_at), int(ttl))
 
     def verify(self, token: str) -> AccessClaims:
@@ -141,23 +170,43 @@ class TokenService:
             self._verified.add(token, claims)
         return claims
 
+    def verify_ticket(self, ticket: str) -> Ticket:
+        """A ticket's claims, while it may be spent (that it was not spent yet is not checked here)."""
+        try:
+            claims = self._decoded(ticket, TICKET_TYPE, ["tex"])
+            token_id, expires_at = claims.get("vti"), float(claims["tex"])
+            spendable_until = float(claims["exp"]) + self._auth.leeway
+            return Ticket(self._claims(claims, expires_at, token_id), str(claims["jti"]), spendable_until)
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            raise Unauthorized("The ticket is invalid or expired.") from None
+
     def _decode(self, token: str) -> Claims:
         try:
-            if jwt.get_unverified_header(token).get("typ") != ACCESS_TOKEN_TYPE:
-                raise Unauthorized("This is not an access token.")
-            claims = jwt.decode(
-                token,
-                self._verifying_key,
-                algorithms=[self._algorithm],
-                audience=self._auth.audience,
-                issuer=self._auth.issuer,
-                leeway=self._auth.leeway,
-                options={"require": COMMON_CLAIMS},
-            )
-            if claims["role"] == VIEWER:
-                return ViewerClaims(float(claims["exp"]), str(claims["jti"]))
-            if any(name not in claims for name in USER_CLAIMS):
-                raise Unauthorized("The access token is invalid or expired.")
-            return AccessClaims(int(claims["sub"]), str(claims["sid"]), str(claims["role"]), float(claims["exp"]))
+            claims = self._decoded(token, ACCESS_TOKEN_TYPE)
+            return self._claims(claims, float(claims["exp"]), claims["jti"])
         except (jwt.InvalidTokenError, ValueError, TypeError):
             raise Unauthorized("The access token is invalid or expired.") from None
+
+    def _decoded(self, token: str, kind: str, required: list[str] | None = None) -> dict[str, Any]:
+        """The claims of a JWT of this `kind`, signed with the pinned algorithm, for this audience."""
+        if jwt.get_unverified_header(token).get("typ") != kind:
+            raise jwt.InvalidTokenError(f"not a {kind}")
+        return jwt.decode(
+            token,
+            self._verifying_key,
+            algorithms=[self._algorithm],
+            audience=self._auth.audience,
+            issuer=self._auth.issuer,
+            leeway=self._auth.leeway,
+            options={"require": COMMON_CLAIMS + (required or [])},
+        )
+
+    @staticmethod
+    def _claims(claims: dict[str, Any], expires_at: float, viewer_id: object) -> Claims:
+        if claims["role"] == VIEWER:
+            if not isinstance(viewer_id, str):
+                raise ValueError("a viewer's claims name their token")
+            return ViewerClaims(expires_at, viewer_id)
+        if any(name not in claims for name in USER_CLAIMS):
+            raise ValueError("a user's claims name their session")
+        return AccessClaims(int(claims["sub"]), str(claims["sid"]), str(claims["role"]), expires_at)

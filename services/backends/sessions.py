@@ -80,3 +80,8 @@ class SessionStore(ABC):
     @abstractmethod
     async def revoke_user(self, user_id: int) -> list[str]:
         """Revoke every session of the user; returns the sids that were not revoked yet."""
+
+    @abstractmethod
+    async def spend(self, key_hash: str, now: float, until: float) -> bool:
+        """Spend a single-use key (a live ticket's id, hashed), remembered until `until`: True
+        the first time, False ever after. Atomic: of two concurrent calls, one sees True."""

@@ -7,6 +7,8 @@ Key layout (all under `prefix`, all expiring at the session's max_expires_at):
                   old token is recognised as reuse until the session ends
   user:{user_id}  set of sids, for revoke_user; it lives as long as the
                   user's longest session
+  spent:{hash}    a single-use key spent (a live ticket), until it could
+                  no longer be used anyway
 
 A refresh token is found by its hash alone, so its key cannot share a slot with
 its session: every script here touches one key, which a Redis Cluster requires,
@@ -157,6 +159,10 @@ class RedisSessionStore(SessionStore):
         revoked = await asyncio.gather(*(self._revoke(self._session_key(sid)) for sid in sids))
         return [sid for sid, done in zip(sids, revoked, strict=True) if done]
 
+    @redis_outage
+    async def spend(self, key_hash: str, now: float, until: float) -> bool:
+        return bool(await self._client.set(self._spent_key(key_hash), 1, nx=True, pxat=math.ceil(until * 1000)))
+
     def _session_key(self, sid: str) -> str:
         return f"{self._prefix}session:{sid}"
 
@@ -165,6 +171,9 @@ class RedisSessionStore(SessionStore):
 
     def _user_key(self, user_id: int) -> str:
         return f"{self._prefix}user:{user_id}"
+
+    def _spent_key(self, key_hash: str) -> str:
+        return f"{self._prefix}spent:{key_hash}"
 
 
 def _text(value: bytes | str) -> str:

@@ -49,6 +49,9 @@ class SqliteSessionStore(SessionStore):
     async def revoke_user(self, user_id: int) -> list[str]:
         return await self._db.write(_revoke_user, user_id)
 
+    async def spend(self, key_hash: str, now: float, until: float) -> bool:
+        return await self._db.write(_spend, key_hash, now, until)
+
 
 def _record(row: tuple[Any, ...] | None) -> SessionRecord | None:
     if row is None:
@@ -122,3 +125,8 @@ def _revoke_user(conn: sqlite3.Connection, user_id: int) -> list[str]:
     conn.execute("UPDATE sessions SET revoked = 1 WHERE user_id = ?", (user_id,))
     return [sid for (sid,) in rows]
 
+
+
+def _spend(conn: sqlite3.Connection, key_hash: str, now: float, until: float) -> bool:
+    conn.execute("DELETE FROM spent_keys WHERE until < ?", (now,))
+    return conn.execute("INSERT OR IGNORE INTO spent_keys (hash, until) VALUES (?, ?)", (key_hash, until)).rowcount > 0

@@ -129,6 +129,12 @@ MIGRATIONS: tuple[str, ...] = (
             good = good + excluded.good, bad = bad + excluded.bad, votes = votes + 1;
     END;
     """,
+    """
+    CREATE TABLE spent_keys (
+        hash TEXT PRIMARY KEY,
+        until REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 

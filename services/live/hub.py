@@ -44,6 +44,7 @@ from services.backends.store import Store
 from services.config import WsConfig
 from services.errors import Invalid, NotFound
 from services.events import CATALOG, REVOKED, EventBus, subject_votes
+from services.live.event_stream import Events, EventStreamPeer
 from services.live.feeds import Feeds
 from services.live.messages import (
     CLOSE_GOING_AWAY,
@@ -57,6 +58,7 @@ from services.live.messages import (
     totals,
 )
 from services.live.peer import Backpressure, Peer, Person, Transport
+from services.live.resumption import Resumption
 from services.live.sight import NOTHING, Sight
 from services.live.windows import WindowWatch
 from services.metrics import Metrics
@@ -72,11 +74,13 @@ class Channel:
     """Sockets of one channel, the broker feed it needs, and the changes waiting for the next
     coalescing tick."""
 
-    __slots__ = ("name", "feed", "peers", "pending", "regrouped", "cooling", "watching")
+    __slots__ = ("name", "feed", "opened_at", "peers", "pending", "regrouped", "cooling", "watching")
 
-    def __init__(self, name: str, feed: str) -> None:
+    def __init__(self, name: str, feed: str, opened_at: int) -> None:
         self.name = name
         self.feed = feed
+        self.opened_at = opened_at
+        """The board's change when it opened: an event stream's mark older than that cannot resume it."""
         self.peers: set[Peer] = set()
         self.pending: dict[int, Counts] = {}
         self.regrouped: set[int] = set()
@@ -111,10 +115,17 @@ class Hub:
         """People watching each subject, across every process, as last reported."""
         self._windows = WindowWatch(self._window_passed)
         self._sight = Sight(store)
+        self._resumption = Resumption()
+        self._stream_events = Events(self._resumption)
 
     @property
     def peer_count(self) -> int:
         return sum(len(peers) for peers in self._peers_by_sid.values())
+
+    @property
+    def mark(self) -> bytes:
+        """What an event stream's next event would carry as its id (services/live/resumption.py)."""
+        return self._resumption.mark
 
     @property
     def channel_count(self) -> int:
@@ -133,9 +144,13 @@ class Hub:
 
     # -- membership ---------------------------------------------------------
 
-    def join(self, transport: Transport, sid: str, person: Person, admin: bool = False) -> Peer:
-        """A new socket of session `sid` (revoking that session closes it), watched by `person`."""
-        peer = Peer(transport, sid, self.backpressure, person, admin)
+    def join(self, transport: Transport, sid: str, person: Person, admin: bool = False, stream: bool = False) -> Peer:
+        """A new socket of session `sid` (revoking that session closes it), watched by `person`;
+        an event `stream` (services/live/event_stream.py) rather than a WebSocket."""
+        if stream:
+            peer: Peer = EventStreamPeer(transport, sid, self.backpressure, person, admin, self._stream_events)
+        else:
+            peer = Peer(transport, sid, self.backpressure, person, admin)
         self._add(peer)
         return peer
 
@@ -160,8 +175,10 @@ class Hub:
             self._leave(peer, name)
         await self._feeds.sync()
 
-    async def subscribe(self, peer: Peer, name: str, limit: int) -> bytes:
-        """Join a channel; returns its snapshot frame, to be sent right after the ack.
+    async def subscribe(self, peer: Peer, name: str, limit: int, since: str | None = None) -> list[bytes]:
+        """Join a channel; returns its snapshot frame, to be sent right after the ack, or for an
+        event stream coming back from the mark `since`, what changed after it when the hub can
+        tell (services/live/resumption.py).
 
         The first socket of a channel reads the store once the channel's feed is
         listened to; between that read and joining there is no await, so every
@@ -181,7 +198,11 @@ class Hub:
             peer.channels.add(name)
         finally:
             await self._feeds.sync()
-        return self._snapshot_frame(channel, self._sight.withheld(peer, self._private_shown(channel)))
+        hidden = self._sight.withheld(peer, self._private_shown(channel))
+        seen = self._resumption.since(since)
+        if seen is None or channel.opened_at > seen:
+            return [self._snapshot_frame(channel, hidden)]
+        return self._changes_after(channel, seen, hidden)
 
     async def _open_channel(self, name: str, kind: str, number: int | None) -> Channel:
         """The first subscriber reads the store; those arriving meanwhile wait for that one read.
@@ -199,7 +220,7 @@ class Hub:
                     break
             channel = self._channels.get(name)
             if channel is None:
-                channel = self._channels[name] = Channel(name, feed)
+                channel = self._channels[name] = Channel(name, feed, self._resumption.seq)
                 self._feeds.hold(feed)
             return channel
         finally:
@@ -231,6 +252,7 @@ class Hub:
             channel.peers.discard(peer)
             if not channel.peers:
                 del self._channels[name]
+                self._resumption.sent(channel)
                 self._feeds.release(channel.feed)
 
     def _close_channel(self, name: str) -> None:
@@ -243,6 +265,7 @@ class Hub:
             peer.channels.discard(name)
         channel.peers.clear()
         channel.pending.clear()
+        self._resumption.sent(channel)
         self._feeds.release(channel.feed)
         self._spawn(self._feeds.sync())
 
@@ -308,6 +331,7 @@ class Hub:
 
     def _remove_teacher(self, no: int) -> None:
         self._removed.add(no)
+        self._resumption.forget(no)
         self._profiles.pop(no, None)
         known = self._board.pop(no, None)
         if known is not None:
@@ -321,7 +345,9 @@ class Hub:
         if (known is not None and known.version >= counts.version) or counts.no in self._removed:
             return
         self._board[counts.no] = counts
+        self._resumption.changed(counts.no)
         if known is not None and known.subject != counts.subject:
+            self._resumption.reset()
             self._regroup(known.subject)
             teacher = self._channels.get(f"teacher:{counts.no}")
             if teacher is not None:
@@ -330,6 +356,7 @@ class Hub:
             channel = self._channels.get(name)
             if channel is not None:
                 channel.pending[counts.no] = counts
+                self._resumption.waiting(channel)
                 if not channel.cooling:
                     self._flush(channel)
 
@@ -338,6 +365,7 @@ class Hub:
         channel = self._channels.get(DASHBOARD)
         if channel is not None:
             channel.regrouped.add(subject)
+            self._resumption.waiting(channel)
             if not channel.cooling:
                 self._flush(channel)
 
@@ -462,28 +490,48 @@ class Hub:
         if not channel.pending and not channel.regrouped:
             channel.cooling = False
             return
-        changed, channel.pending = channel.pending, {}
+        changed, channel.pending = list(channel.pending.values()), {}
         regrouped, channel.regrouped = channel.regrouped, set()
-
-        def votes(hidden: frozenset[int]) -> bytes | None:
-            message: dict[str, Any] = {"channel": channel.name}
-            if channel.name == DASHBOARD:
-                only = (regrouped | {counts.subject for counts in changed.values()}) - hidden
-                if not only:
-                    return None
-                summed = sum_by_subject(self._latest(channel), self._subject_names())
-                message.update(totals(summed, only=only, hidden=hidden))
-            else:
-                message["updates"] = [counts_json(c) for c in changed.values() if c.subject not in hidden]
-                if not message["updates"]:
-                    return None
-            return frame("votes", **message)
-
+        self._resumption.sent(channel)
         self._metrics.broadcasts.inc()
-        self._send_each(channel, votes, list(channel.peers), broadcast=True)
+        self._send_each(
+            channel, lambda hidden: self._votes_frame(channel, changed, regrouped, hidden), list(channel.peers),
+            broadcast=True,
+        )
         if self._coalesce:
             channel.cooling = True
             asyncio.get_running_loop().call_later(self._coalesce, self._flush, channel)
+
+    def _votes_frame(
+        self, channel: Channel, changed: list[Counts], regrouped: set[int], hidden: frozenset[int]
+    ) -> bytes | None:
+        """The `changed` teachers' counts (the dashboard's totals of their subjects, and of the
+        `regrouped` ones), less the `hidden` subjects'; None when that leaves nothing."""
+        message: dict[str, Any] = {"channel": channel.name}
+        if channel.name == DASHBOARD:
+            only = (regrouped | {counts.subject for counts in changed}) - hidden
+            if not only:
+                return None
+            summed = sum_by_subject(self._latest(channel), self._subject_names())
+            message.update(totals(summed, only=only, hidden=hidden))
+        else:
+            message["updates"] = [counts_json(c) for c in changed if c.subject not in hidden]
+            if not message["updates"]:
+                return None
+        return frame("votes", **message)
+
+    def _changes_after(self, channel: Channel, seen: int, hidden: frozenset[int]) -> list[bytes]:
+        """What changed on the channel after the change `seen`, for a stream that comes back: the
+        teachers' latest counts, and the watchers as they are now."""
+        frames = []
+        changed = self._resumption.changed_after(seen, self._latest(channel))
+        votes = self._votes_frame(channel, changed, set(), hidden) if changed else None
+        if votes is not None:
+            frames.append(votes)
+        watching = self._watching_of(channel.name)
+        if watching is not None:
+            frames.append(frame("watching", channel=channel.name, watching=watching))
+        return frames
 
     def _send_each(
         self, channel: Channel, build: Callable[[frozenset[int]], bytes | None], peers: list[Peer], broadcast: bool,
@@ -520,6 +568,7 @@ class Hub:
     def _resend(self, subject: int, user: int | None = None) -> None:
         """Who may see the subject's counts changed (for everyone, or for one user): the channels
         that show it send their sockets (that user's) a snapshot of what they may see now."""
+        self._resumption.reset()
         for channel in list(self._channels.values()):
             if channel.name != DASHBOARD and subject not in self._subjects_of(channel):
                 continue
@@ -571,6 +620,7 @@ class Hub:
         moved between subjects: each page keeps the teachers of its own subject); a subject's to
         its channel and the dashboard. A removed record's channel is closed once told."""
         self._catalog_generation += 1
+        self._resumption.reset()
         event = orjson.loads(data)
         kind, record, removed = event["kind"], event.get("record"), event.get("removed")
         number = record["no"] if record is not None else removed
@@ -604,6 +654,7 @@ class Hub:
         record = self._subject_json(no)
         if not record:
             return
+        self._resumption.reset()
         for name in (f"subject:{no}", DASHBOARD):
             channel = self._channels.get(name)
             if channel is not None:
@@ -623,6 +674,7 @@ class Hub:
         peer.transport.close(CLOSE_REVOKED, "session revoked")
 
     def _on_gap(self) -> None:
+        self._resumption.reset()
         self._loading.clear()
         self._spawn(self._resnapshot())
 
@@ -634,6 +686,7 @@ class Hub:
     def _gone(self, kind: str, number: int) -> None:
         """A record was deleted without its event reaching this process (a gap), or before the
         event came: the sockets of its channel hear it as they would have, then it closes."""
+        self._resumption.reset()
         name = f"{kind}:{number}"
         channel = self._channels.get(name)
         if channel is not None:

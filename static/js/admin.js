@@ -4,8 +4,10 @@
 // refuses everyone but admins anyway (401 / 403).
 //
 // How a form writes, and says what went wrong, is admin-forms.js; the audit log below the lists is
-// admin-audit.js. Every write is followed by a fresh read of the lists and of the log's newest page.
+// admin-audit.js; the embed snippets are admin-embed.js. Every write is followed by a fresh read
+// of the lists and of the log's newest page.
 import { loadAudit, wireAudit } from "./admin-audit.js";
+import { showEmbed, wireEmbed } from "./admin-embed.js";
 import { DENIED, clearFieldErrors, confirmDelete, warn, write, writeFailure } from "./admin-forms.js";
 import {
   HttpError,
@@ -253,6 +255,7 @@ function teacherRow(teacher) {
         { class: "actions" },
         actionButton("edit", "编辑 Edit", () => editTeacher(teacher)),
         actionButton("delete", "删除 Delete", () => deleteTeacher(teacher)),
+        actionButton("embed", "嵌入 Embed", () => showEmbed("teacher", teacher)),
       ),
     ),
   );
@@ -286,6 +289,7 @@ function showChosen() {
       el("a", { href: `/present/${encodeURIComponent(no)}`, id: "present-page" }, "投影 Projector view →"),
     );
   }
+  showEmbed("subject", subject || null);
   for (const row of $("subject-rows").querySelectorAll("tr[data-no]")) {
     const on = row.dataset.no === String(no);
     row.classList.toggle("chosen", on);
@@ -443,6 +447,7 @@ function wire() {
   $("confirm-yes").addEventListener("click", () => $("confirm").close("delete"));
   $("confirm-no").addEventListener("click", () => $("confirm").close("cancel"));
   wireAudit();
+  wireEmbed();
 }
 
 async function main() {

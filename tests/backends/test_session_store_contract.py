@@ -187,3 +187,19 @@ async def test_concurrent_rotations_without_grace_revoke_the_session(store: Sess
     assert (await rotate(store, f"new{winner}", "next", t0 + 6)).outcome is Outcome.INVALID
     session = await store.get("s1")
     assert session is not None and session.revoked
+
+
+async def test_a_key_is_spent_once_even_when_spent_concurrently(store: SessionStore, t0: float) -> None:
+    spent = await asyncio.gather(*(store.spend(h("ticket"), t0, t0 + 30) for _ in range(20)))
+    assert spent.count(True) == 1
+    assert await store.spend(h("ticket"), t0 + 29, t0 + 30) is False
+    assert await store.spend(h("another"), t0, t0 + 30) is True
+
+
+async def test_a_spent_key_is_forgotten_only_once_it_could_not_be_used(store: SessionStore, t0: float) -> None:
+    """Keys are forgotten after `until` (SQLite on the next spend, Redis by expiry): the store
+    does not grow with every ticket ever spent."""
+    assert await store.spend(h("old"), t0 - 60, t0 - 30) is True
+    assert await store.spend(h("new"), t0, t0 + 30) is True
+    assert await store.spend(h("new"), t0 + 1, t0 + 30) is False
+    assert await store.spend(h("old"), t0, t0 + 30) is True

@@ -9,19 +9,20 @@ from typing import TYPE_CHECKING, Any
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from tests.harness.inbox import Inbox
+
 if TYPE_CHECKING:
     from tests.harness.server import JsonClient
 
 
-class FrameReader:
+class FrameReader(Inbox):
     """A client connection whose reader task keeps every message the server sends, in order
     (as `keep` makes it), and wakes whoever waits on `_arrived`."""
 
     def __init__(self, connection: WebSocketClientConnection) -> None:
+        super().__init__()
         self.connection = connection
-        self.messages: list[Any] = []
         self.welcome: dict[str, Any] = {}
-        self._arrived = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
 
     def keep(self, raw: str | bytes) -> Any:
@@ -90,25 +91,6 @@ class LiveClient(FrameReader):
         op_id = f"m{self._next_id}"
         self.connection.write_message(json.dumps({"op": op, "id": op_id, **fields}))
         return op_id
-
-    async def expect(self, kind: str, /, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
-        """The first message of this type (and these field values) not yet taken."""
-
-        def find() -> dict[str, Any] | None:
-            for index, message in enumerate(self.messages):
-                if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
-                    return self.messages.pop(index)
-            return None
-
-        async def wait() -> dict[str, Any]:
-            async with self._arrived:
-                while (found := find()) is None:
-                    if self.closed:
-                        raise AssertionError(f"closed ({self.close_code}) before {kind} {match}: {self.messages}")
-                    await self._arrived.wait()
-                return found
-
-        return await asyncio.wait_for(wait(), timeout)
 
     async def request(self, op: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
         """Send an op and return its reply (ack, error, pong, tokens ...)."""

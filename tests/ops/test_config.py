@@ -32,10 +32,12 @@ def test_shipped_config_file_is_valid() -> None:
 
 def test_env_beats_file_and_flags_beat_env(tmp_path: Path) -> None:
     path = write(tmp_path, "server:\n  port: 8100\n  host: 0.0.0.0\n")
-    environ = {"LIVEVOTE_SERVER__PORT": "8200", "LIVEVOTE_SERVER__ALLOWED_ORIGINS": '["https://a.example"]'}
+    environ = {"LIVEVOTE_SERVER__PORT": "8200", "LIVEVOTE_SERVER__ALLOWED_ORIGINS": '["https://a.example"]',
+               "LIVEVOTE_SERVER__EMBED_ORIGINS": '["https://school.example", "http://127.0.0.1:8081"]'}
     config = load_config(path, environ=environ)
     assert (config.server.host, config.server.port) == ("0.0.0.0", 8200)
     assert config.server.allowed_origins == ("https://a.example",)
+    assert config.server.embed_origins == ("https://school.example", "http://127.0.0.1:8081")
     assert load_config(path, environ=environ, overrides={"server.port": 8300}).server.port == 8300
 
 
@@ -51,6 +53,8 @@ def test_unrelated_environment_is_ignored() -> None:
     ({"LIVEVOTE_AUTH__ALGORITHM": "none"}, "auth.algorithm"),
     ({"LIVEVOTE_SERVER__COLOUR": "red"}, "server.colour"),
     ({"LIVEVOTE_NOPE__KEY": "1"}, "nope"),
+    ({"LIVEVOTE_SERVER__EMBED_ORIGINS": '["https://school.example/page"]'}, "server.embed_origins"),
+    ({"LIVEVOTE_SERVER__EMBED_ORIGINS": '["https://a.example; script-src *"]'}, "server.embed_origins"),
 ])
 def test_bad_values_name_their_key(environ: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -12,7 +12,8 @@ from tests.harness.server import LiveServer, sign_up_admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-PAGES = ["/", "/teachers.html?sno=1", "/login.html", "/dashboard.html", "/admin.html", "/api/docs", "/present/1"]
+PAGES = ["/", "/teachers.html?sno=1", "/login.html", "/dashboard.html", "/admin.html", "/api/docs", "/present/1",
+         "/embed/subject/1", "/embed/teacher/1"]
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 LINKED = re.compile(r'(?:src|href)="(/static/[^"]+)"')
 ICON = re.compile(r'<link rel="icon" href="(/static/[^"?]+)')

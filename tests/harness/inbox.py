@@ -1,0 +1,42 @@
+"""Inbox: the messages a live client received, in order, and a way to wait for one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class Inbox:
+    """Whatever reads the connection appends to `messages` under `_arrived` and notifies; `closed`
+    says when nothing more will come."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self._arrived = asyncio.Condition()
+
+    @property
+    def closed(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def close_code(self) -> int | None:
+        raise NotImplementedError
+
+    async def expect(self, kind: str, /, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        """The first message of this type (and these field values) not yet taken."""
+
+        def find() -> dict[str, Any] | None:
+            for index, message in enumerate(self.messages):
+                if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                    return self.messages.pop(index)
+            return None
+
+        async def wait() -> dict[str, Any]:
+            async with self._arrived:
+                while (found := find()) is None:
+                    if self.closed:
+                        raise AssertionError(f"closed ({self.close_code}) before {kind} {match}: {self.messages}")
+                    await self._arrived.wait()
+                return found
+
+        return await asyncio.wait_for(wait(), timeout)
