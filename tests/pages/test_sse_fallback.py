@@ -9,12 +9,14 @@ the browser and never reaches the server, which then closes it or says nothing a
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
+from tests.conftest import ServerFactory
 from tests.harness.pages import PageLog, conn, count, logged_in_context, open_live, teacher, unglossed
-from tests.harness.server import LiveServer, sign_up
+from tests.harness.server import LiveServer, log_in, sign_up
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -45,11 +47,12 @@ async def load_live(page: Page) -> float:
     return loop.time() - started
 
 
-async def test_a_page_whose_socket_is_closed_goes_live_over_sse_with_counts_and_votes(
-    browser: Browser, server: LiveServer
+async def test_a_page_whose_socket_is_closed_goes_live_over_sse_with_tokens_counts_and_votes(
+    browser: Browser, start_server: ServerFactory
 ) -> None:
+    server = await start_server(auth__access_ttl=3, auth__refresh_ahead=1)
     await sign_up(server, "sse-page")
-    elsewhere = await sign_up(server, "sse-elsewhere")
+    await sign_up(server, "sse-elsewhere")
     context = await logged_in_context(browser, server, "sse-page", PASSWORD)
     log = PageLog()
     page = log.watch(await context.new_page())
@@ -62,21 +65,31 @@ async def test_a_page_whose_socket_is_closed_goes_live_over_sse_with_counts_and_
     assert len(tried) == 1, "the socket was tried first, once"
     assert await unglossed(page) == []
 
+    # Tokens pushed over the stream replace the page's: the first one (3 s) has run out by the
+    # second push, and the same stream goes on.
+    await page.wait_for_function("() => Number(document.getElementById('conn').dataset.tokenPushes) >= 2")
+    await expect(conn(page)).to_have_attribute("data-connects", "1")
+
     # Counts move live over the stream: a vote cast elsewhere, over REST.
+    elsewhere = await log_in(server, "sse-elsewhere", PASSWORD)  # a token of 3 s: fresh now
     response = await elsewhere.request("PUT", "/api/teachers/1/vote", json_body={"value": "good"})
     assert response.status == 200, response.body
     await expect(count(page, 1, "good")).to_have_text("1", timeout=2000)
-    # A vote from the page itself goes over REST, as with a socket.
+    # A vote from the page itself goes over REST, as with a socket, with the last pushed token.
     await teacher(page, 2).locator(".vote-bad").click()
     await expect(count(page, 2, "bad")).to_have_text("1")
-    mine = await elsewhere.request("GET", "/api/teachers/2")
-    assert mine.json()["bad_count"] == 1, mine.body
+    await expect(conn(page)).to_have_attribute("data-cookie-refreshes", "1")  # only the page load used the cookie
 
     # No socket ever worked in this session: the next page goes straight to the stream.
     took = await load_live(page)
     await expect(conn(page)).to_have_attribute("data-transport", "SSE")
     print(f"the next page load, to live over SSE with the fallback remembered: {took:.2f} s")
     assert len(tried) == 1 and await page.evaluate(REMEMBERED) == "SSE"
+
+    # Every session of the user ends elsewhere: the stream says so, and the page goes to login.
+    again = await log_in(server, "sse-page", PASSWORD)
+    assert (await again.request("POST", "/api/auth/logout-all")).status < 300
+    await expect(page).to_have_url(re.compile(r"/login\.html\?next=.*&reason=revoked$"), timeout=3000)
     log.assert_clean()
     await context.close()
 
@@ -87,9 +100,10 @@ async def test_a_page_says_websocket_and_once_one_worked_a_failing_socket_is_sti
     context = await browser.new_context(base_url=server.base_url)  # a visitor: a viewer token
     log = PageLog()
     page = log.watch(await context.new_page())
-    await open_live(page)
+    took = await load_live(page)
     await expect(conn(page)).to_have_attribute("data-transport", "WebSocket")
     await expect(conn(page)).to_have_text("实时 live · WebSocket")
+    print(f"page load to live over a WebSocket: {took:.2f} s")
 
     # Now the socket opens but the server never speaks (a proxy holding the upgrade): after the
     # socket's deadline the page goes to the stream, and each later page still tries a socket first.
