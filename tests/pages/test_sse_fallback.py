@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
@@ -114,5 +115,33 @@ async def test_a_page_says_websocket_and_once_one_worked_a_failing_socket_is_sti
     await load_live(page)
     await expect(conn(page)).to_have_attribute("data-transport", "SSE")
     assert (len(tried), await page.evaluate(REMEMBERED)) == (2, "WebSocket")
+    log.assert_clean()
+    await context.close()
+
+
+async def test_a_stream_that_ends_comes_back_with_a_new_ticket_from_its_last_event(
+    browser: Browser, server: LiveServer
+) -> None:
+    voter = await sign_up(server, "sse-restart")
+    context = await browser.new_context(base_url=server.base_url)  # a visitor: a viewer token
+    log = PageLog()
+    page = log.watch(await context.new_page())
+    await break_sockets(page, close=True)
+    streams: list[str] = []
+    page.on("request", lambda request: streams.append(request.url) if "/sse?" in request.url else None)
+    await load_live(page)
+    await expect(conn(page)).to_have_attribute("data-transport", "SSE")
+
+    # A restart: the server ends the stream (close 1001), and the page opens another once it is back.
+    await server.stop()
+    await expect(conn(page)).to_have_attribute("data-state", "reconnecting")
+    await server.start()
+    await expect(conn(page)).to_have_attribute("data-state", "live", timeout=10_000)
+    first, last = parse_qs(urlsplit(streams[0]).query), parse_qs(urlsplit(streams[-1]).query)
+    assert "last_event_id" not in first and last["last_event_id"][0], streams
+    assert last["ticket"] != first["ticket"]
+    response = await voter.request("PUT", "/api/teachers/3/vote", json_body={"value": "good"})
+    assert response.status == 200, response.body
+    await expect(count(page, 3, "good")).to_have_text("1", timeout=2000)
     log.assert_clean()
     await context.close()
