@@ -9,8 +9,16 @@
 // The same small interface as live-socket.js: new EventStream({channels, resumeFrom, onMessage,
 // onClose}), then open(), close(), subscribe(channel), unsubscribe(channel), useToken(token);
 // `lastEventId` is where a new stream resumes from (its `last_event_id`: only what changed since).
+//
+// EventSource hides the server's heartbeat comments, so a connection that died without a word
+// (a laptop asleep, a NAT forgetting it) would look quiet for ever. But the server always says
+// something before the stream's token runs out: the next `token`, or `close` 4001. A stream
+// silent past that moment (and a grace: SILENCE_GRACE_MS, or half the token's life if shorter)
+// is dead, and ends as a drop.
 import { currentToken } from "./auth.js";
 import { isAuthError, post } from "./http.js";
+
+const SILENCE_GRACE_MS = 30000;
 
 /** One stream, for one connection: LiveClient makes a new one for each attempt. */
 export class EventStream {
@@ -23,6 +31,7 @@ export class EventStream {
     this.source = null;
     this.openings = 0;
     this.ended = false;
+    this.watchdog = null;
   }
 
   async open() {
@@ -50,6 +59,8 @@ export class EventStream {
       } catch {
         return;
       }
+      if (message.type === "welcome") this.expectWordWithin(message.expires_at - message.server_time);
+      if (message.type === "token") this.expectWordWithin(message.expires_in);
       if (message.type === "close") this.end(message.code);
       else this.onMessage(message);
     };
@@ -60,8 +71,15 @@ export class EventStream {
     };
   }
 
+  /** The server speaks again before `seconds` (its token's life) are out, or the stream is dead. */
+  expectWordWithin(seconds) {
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => this.end(1006), seconds * 1000 + Math.min(SILENCE_GRACE_MS, seconds * 500));
+  }
+
   /** End it without a word to onClose (the page goes, or LiveClient gave up on it). */
   close() {
+    clearTimeout(this.watchdog);
     this.ended = true;
     this.source?.close();
     this.source = null;

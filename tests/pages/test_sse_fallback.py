@@ -18,6 +18,7 @@ from playwright.async_api import Browser, Page, WebSocketRoute, expect
 from tests.conftest import ServerFactory
 from tests.harness.pages import PageLog, conn, count, logged_in_context, open_live, teacher, unglossed
 from tests.harness.server import LiveServer, log_in, sign_up
+from tests.harness.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -145,3 +146,26 @@ async def test_a_stream_that_ends_comes_back_with_a_new_ticket_from_its_last_eve
     await expect(count(page, 3, "good")).to_have_text("1", timeout=2000)
     log.assert_clean()
     await context.close()
+
+
+async def test_a_stream_that_goes_silent_is_given_up_once_its_token_ran_out(
+    browser: Browser, start_server: ServerFactory
+) -> None:
+    """A connection that dies without a word (here a proxy that passes nothing more, and closes
+    nothing) hides from EventSource; but the server speaks before each token runs out, so a
+    stream silent past that is opened again."""
+    server = await start_server(auth__viewer_ttl=3, auth__refresh_ahead=1)
+    proxy = await TcpProxy(server.port).start()
+    try:
+        context = await browser.new_context(base_url=f"http://127.0.0.1:{proxy.port}")  # a visitor
+        page = await context.new_page()
+        await break_sockets(page, close=True)
+        await load_live(page)
+        await expect(conn(page)).to_have_attribute("data-transport", "SSE")
+        proxy.blackhole()
+        await expect(conn(page)).to_have_attribute("data-state", "reconnecting", timeout=10_000)
+        proxy.restore()
+        await expect(conn(page)).to_have_attribute("data-state", "live", timeout=10_000)
+        await context.close()
+    finally:
+        await proxy.stop()
