@@ -26,6 +26,7 @@ from tests.conftest import ServerFactory
 from tests.harness.server import ROOT, LiveServer, UserClient, sign_up, sign_up_admin, viewer_token, wait_for
 from tests.harness.sse_client import EventStreamClient, StreamRefused, request_head
 from tests.harness.strategies import examples, jwt_like
+from tests.harness.voting import cast
 
 SHORT = {"auth__access_ttl": 3, "auth__refresh_ahead": 1, "auth__leeway": 0}
 
@@ -36,11 +37,8 @@ def counts(answer: dict[str, object]) -> dict[str, object]:
 
 
 async def vote(user: UserClient, teacher: int, value: str | None) -> dict[str, object]:
-    if value is None:
-        response = await user.request("DELETE", f"/api/teachers/{teacher}/vote")
-    else:
-        response = await user.request("PUT", f"/api/teachers/{teacher}/vote", json_body={"value": value})
-    assert response.status == 200, response.body
+    acknowledged, response = await cast(user, teacher, value)
+    assert acknowledged, response.body
     return dict(response.json())
 
 

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import redis.asyncio as redis
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.harness import page_model
 from tests.harness.redis_server import RedisServer
-from tests.harness.server import LiveServer, UserClient, log_in, make_config, sign_up, sign_up_admin, viewer_token
+from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin, viewer_token
 from tests.harness.sse_client import EventStreamClient
+from tests.harness.voting import cast
 
 T = TypeVar("T")
 
@@ -76,7 +76,7 @@ class Harness:
         return self.loop.run_until_complete(coroutine)
 
     async def start(self) -> None:
-        overrides: dict[str, Any] = {"ws__coalesce_ms": 100, "auth__viewer_ttl": 3600}
+        overrides: dict[str, Any] = {"ws__coalesce_ms": 100, "auth__viewer_ttl": 86400, "auth__access_ttl": 86400}
         if self.mode == "redis":
             self.redis = await RedisServer(self.tmp_path / "redis").start()
             overrides["redis__url"] = self.redis.url
@@ -102,19 +102,9 @@ class Harness:
         base_url = self.servers[server % len(self.servers)].base_url
         page.stream = await EventStreamClient.open(base_url, page.channels, token=self.viewer, **options)
 
-    async def request(self, user: UserClient, method: str, path: str, body: dict[str, Any] | None) -> int:
-        response = await user.request(method, path, **({"json_body": body} if body is not None else {}))
-        if response.status == 401:  # a long run outlives the access token
-            fresh = await log_in(user.server, user.username, user.password)
-            user.pair = fresh.pair
-            response = await user.request(method, path, **({"json_body": body} if body is not None else {}))
-        return response.status
-
     async def vote(self, voter: int, teacher: int, value: str | None) -> None:
-        body = None if value is None else {"value": value}
-        status = await self.request(self.voters[voter], "DELETE" if value is None else "PUT",
-                                    f"/api/teachers/{teacher}/vote", body)
-        assert status == 200, status
+        acknowledged, response = await cast(self.voters[voter], teacher, value)
+        assert acknowledged, response.body
 
     async def change_catalog(self, change: str, number: int) -> None:
         assert self.admin is not None
@@ -124,15 +114,13 @@ class Harness:
             "move_teacher": (f"/api/teachers/{number}/", {"subject": 1 + self.renamed % 2}),
             "rename_subject": (f"/api/subjects/{1 + number % 2}/", {"name": f"renamed {self.renamed}"}),
         }[change]
-        assert await self.request(self.admin, "PATCH", path, body) == 200
+        response = await self.admin.request("PATCH", path, json_body=body)
+        assert response.status == 200, response.body
 
     async def broker_gap(self) -> None:
+        """Kill this process's pub/sub connection, as a Redis failover or network blip would."""
         assert self.redis is not None
-        client = redis.Redis.from_url(self.redis.url)
-        try:
-            await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        finally:
-            await client.aclose()
+        await self.redis.kill_pubsub()
 
 
 VOTES = st.lists(

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import redis.asyncio as redis
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -144,11 +143,7 @@ class Harness:
     async def broker_gap(self) -> None:
         """Kill this process's pub/sub connection, as a Redis failover or network blip would."""
         assert self.redis is not None
-        client = redis.Redis.from_url(self.redis.url)
-        try:
-            await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        finally:
-            await client.aclose()
+        await self.redis.kill_pubsub()
 
 
 Op = tuple[str, int, Any]
