@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -26,12 +25,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.harness import page_model
+from tests.harness.machine import MachineHarness
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin, viewer_token
 from tests.harness.sse_client import EventStreamClient
 from tests.harness.voting import cast
-
-T = TypeVar("T")
 
 CHANNELS = (["subject:1", "dashboard"], ["subject:2", "teacher:1"], ["subject:1"])
 TEACHERS = (1, 2, 3, 4, 5, 6)
@@ -60,20 +58,14 @@ class Page:
             self.stream = None
 
 
-class Harness:
+class Harness(MachineHarness):
     def __init__(self, tmp_path: Path, mode: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.tmp_path = tmp_path
-        self.mode = mode
-        self.redis: RedisServer | None = None
+        super().__init__(tmp_path, mode)
         self.servers: list[LiveServer] = []
         self.voters: list[UserClient] = []
         self.admin: UserClient | None = None
         self.viewer = ""
         self.renamed = 0
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
 
     async def start(self) -> None:
         overrides: dict[str, Any] = {"ws__coalesce_ms": 100, "auth__viewer_ttl": 86400, "auth__access_ttl": 86400}
