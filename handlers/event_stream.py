@@ -21,9 +21,8 @@ import asyncio
 import contextlib
 import logging
 import re
-import socket
 
-from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.web import HTTPError
 from typing_extensions import TypedDict
 
@@ -188,27 +187,6 @@ class EventStream(LiveConnection):
         self.closed = True
 
     # -- Transport for the hub ------------------------------------------------
-
-    def sink(self) -> socket.socket | None:
-        stream = self._open_stream()
-        if stream is None or stream.writing() or isinstance(stream, SSLIOStream):
-            return None
-        return stream.socket
-
-    def write_frame(self, frame: bytes) -> bool:
-        stream = self._open_stream()
-        if stream is None:
-            return False
-        stream.write(frame)
-        return True
-
-    def drained(self) -> asyncio.Future[None]:
-        stream = self._open_stream()
-        if stream is None:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return stream.write(b"")
 
     def _open_stream(self) -> IOStream | None:
         stream = self.stream

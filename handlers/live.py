@@ -10,16 +10,14 @@ before it expires, or closes the socket 4001 when it does.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import socket
 import time
 from typing import Any
 
 from pydantic import ValidationError
 from tornado.httputil import HTTPHeaders
-from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
@@ -180,28 +178,6 @@ class LiveSocket(LiveConnection, WebSocketHandler):
         self.leave()
 
     # -- Transport for the hub ------------------------------------------------
-
-    def sink(self) -> socket.socket | None:
-        """Not over TLS: an SSLIOStream's socket takes no plain bytes."""
-        stream = self._open_stream()
-        if stream is None or stream.writing() or isinstance(stream, SSLIOStream):
-            return None
-        return stream.socket
-
-    def write_frame(self, frame: bytes) -> bool:
-        stream = self._open_stream()
-        if stream is None:
-            return False
-        stream.write(frame)
-        return True
-
-    def drained(self) -> asyncio.Future[None]:
-        stream = self._open_stream()
-        if stream is None:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return stream.write(b"")
 
     def _open_stream(self) -> IOStream | None:
         connection = self.ws_connection

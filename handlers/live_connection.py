@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from tornado.iostream import IOStream, SSLIOStream
 from tornado.web import HTTPError, RequestHandler
 
 from handlers.base import problem_json
@@ -24,7 +26,7 @@ from services.auth.tokens import AccessClaims, ViewerClaims
 from services.container import Services
 from services.errors import Invalid, RateLimited, Unauthorized, Unavailable
 from services.live.messages import CLOSE_TOKEN_EXPIRED, frame
-from services.live.peer import Peer, Sink
+from services.live.peer import Peer
 from services.live.quota import RETRY_AFTER, Admission
 
 log = logging.getLogger("livevote.live")
@@ -49,11 +51,8 @@ class LiveConnection(RequestHandler):
 
     if TYPE_CHECKING:  # each transport's own (the hub's Transport, the Heartbeat's Pingable)
 
-        def sink(self) -> Sink | None: ...
-
-        def write_frame(self, frame: bytes) -> bool: ...
-
-        def drained(self) -> asyncio.Future[None]: ...
+        def _open_stream(self) -> IOStream | None:
+            """The connection's stream, while frames may still be written to it."""
 
         def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
@@ -144,6 +143,30 @@ class LiveConnection(RequestHandler):
     def send(self, frame: bytes) -> None:
         if self.peer is not None:
             self.peer.send(frame)
+
+    # -- Transport for the hub --------------------------------------------------
+
+    def sink(self) -> socket.socket | None:
+        """Not over TLS: an SSLIOStream's socket takes no plain bytes."""
+        stream = self._open_stream()
+        if stream is None or stream.writing() or isinstance(stream, SSLIOStream):
+            return None
+        return stream.socket
+
+    def write_frame(self, frame: bytes) -> bool:
+        stream = self._open_stream()
+        if stream is None:
+            return False
+        stream.write(frame)
+        return True
+
+    def drained(self) -> asyncio.Future[None]:
+        stream = self._open_stream()
+        if stream is None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return stream.write(b"")
 
     # -- tokens (TokenClock) ----------------------------------------------------
 

@@ -193,8 +193,8 @@ async function main() {
   const who = await loginOrWatch(); // a projector shows the dashboard all day with nobody logged in
   showAccount(who);
   showState("connecting");
-  const onState = (state) => {
-    showState(state);
+  const onState = (state, transport) => {
+    showState(state, transport);
     if (state === "live") pollStats(); // our own socket counts now
   };
   new LiveClient({ channels: ["dashboard"], onState, onMessage }).start();

@@ -11,14 +11,20 @@ const STATE_LABELS = {
   offline: "离线 offline",
 };
 
-/** Show a connection state in the header pill (#conn). */
-export function showState(state) {
+/**
+ * Show a connection state in the header pill (#conn), and when live its transport: "WebSocket",
+ * or "SSE" where the page fell back to Server-Sent Events.
+ */
+export function showState(state, transport = null) {
   const pill = document.getElementById("conn");
   if (!pill) return;
   pill.hidden = false;
   pill.dataset.state = state;
-  document.body.dataset.conn = state; // counts look stale while the socket is away
-  pill.textContent = STATE_LABELS[state] || state;
+  if (transport) pill.dataset.transport = transport;
+  else delete pill.dataset.transport;
+  document.body.dataset.conn = state; // counts look stale while the live channel is away
+  const label = STATE_LABELS[state] || state;
+  pill.textContent = transport ? `${label} · ${transport}` : label;
   pill.dataset.connects = String(stats.connects);
   pill.dataset.tokenPushes = String(stats.tokenPushes);
   pill.dataset.cookieRefreshes = String(stats.cookieRefreshes);
@@ -27,7 +33,7 @@ export function showState(state) {
 /** Keep the state pill's counters current (they change without a state change). */
 onTokenChange(() => {
   const pill = document.getElementById("conn");
-  if (pill && pill.dataset.state) showState(pill.dataset.state);
+  if (pill && pill.dataset.state) showState(pill.dataset.state, pill.dataset.transport);
 });
 
 async function logOutEverywhere(event) {

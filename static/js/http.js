@@ -25,9 +25,9 @@ export async function readJson(response) {
   }
 }
 
-/** POST `body` as JSON (nothing when undefined) with the cookies; the reply's JSON, or an HttpError. */
-export async function post(path, body) {
-  const init = { method: "POST", credentials: "same-origin", headers: { Accept: "application/json" } };
+/** POST `body` as JSON (nothing when undefined) with the cookies and `headers`; the reply's JSON, or an HttpError. */
+export async function post(path, body, headers = {}) {
+  const init = { method: "POST", credentials: "same-origin", headers: { Accept: "application/json", ...headers } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);

@@ -1,54 +1,76 @@
-// The live channel: one WebSocket per page, protocol livevote.v1, the access token as the
-// subprotocol `bearer.<jwt>`. Pushed `token` messages replace the access token, for the socket
-// and for REST alike. It reconnects with exponential backoff and jitter, re-subscribes, and
-// renews its token first (by cookie, or a viewer token) when the close code was 4001 or the
-// socket was refused.
+// The live channel of a page: a WebSocket (live-socket.js) where one gets through, else a stream
+// of Server-Sent Events (event-stream.js), behind one small interface. Pushed `token` messages
+// replace the access token, for the live channel and for REST alike. It reconnects with
+// exponential backoff and jitter, re-subscribes, and renews its token first (by cookie, or a
+// viewer token) when the close code was 4001 or the connection never went live.
+//
+// Which transport: every attempt tries the WebSocket first, and falls back to the stream at once
+// when the socket closes before the server's `welcome`, or has no `welcome` within
+// SOCKET_DEADLINE_MS (a proxy holding the upgrade open). A page whose stream went live while no
+// socket ever had in this browser session remembers that (sessionStorage), and its later pages
+// go straight to the stream; once a socket was live in the session, every attempt tries it first.
 import { currentToken, goLogin, isWatchingOnly, onTokenChange, renewToken, setAccessToken } from "./auth.js";
+import { EventStream } from "./event-stream.js";
 import { isAuthError } from "./http.js";
+import { LiveSocket } from "./live-socket.js";
 import { stats } from "./stats.js";
 
-const PROTOCOL = "livevote.v1";
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 15000;
-const PING_EVERY_MS = 20000;
-const REPLY_TIMEOUT_MS = 10000;
+/** How long a socket may take to go live before the stream is tried: a healthy one takes milliseconds. */
+const SOCKET_DEADLINE_MS = 3000;
+/** sessionStorage: the transport that went live first in this browser session, "WebSocket" once a socket has. */
+const TRANSPORT_KEY = "livevote.transport";
 
-function socketUrl() {
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${window.location.host}/ws`;
+function rememberedTransport() {
+  try {
+    return sessionStorage.getItem(TRANSPORT_KEY);
+  } catch { // storage turned off: no memory, the socket is tried first
+    return null;
+  }
+}
+
+/** A transport went live: remember it, unless a socket already was live in this session. */
+function rememberTransport(name) {
+  const known = rememberedTransport();
+  if (known === "WebSocket" || known === name) return;
+  try {
+    sessionStorage.setItem(TRANSPORT_KEY, name);
+  } catch { // storage turned off: nothing to remember with
+  }
 }
 
 /**
- * One WebSocket that stays connected while the page is open.
- * `onMessage(message)` gets every server message; `onState(state)` gets
- * "connecting", "live" or "reconnecting".
+ * The live channel, connected while the page is open.
+ * `onMessage(message)` gets every server message; `onState(state, transport)` gets
+ * "connecting", "live" or "reconnecting", and with "live" the transport's name ("WebSocket" or "SSE").
  */
 export class LiveClient {
   constructor({ channels = [], onMessage = () => {}, onState = () => {} } = {}) {
     this.channels = new Set(channels);
     this.onMessage = onMessage;
     this.onState = onState;
-    this.ws = null;
+    this.transport = null;
+    this.live = false;
     this.state = "connecting";
     this.failures = 0;
-    this.nextId = 1;
-    this.pending = new Map();
     this.timer = null;
-    this.pinger = null;
+    this.deadline = null;
+    this.resumeFrom = null;
     this.stopped = false;
     this.revoked = false;
     this.needsFreshToken = false;
     this.stopListening = null;
-    // A token this page got elsewhere (a cookie refresh after a REST 401) is handed to the socket too.
+    // A token this page got elsewhere (a cookie refresh after a REST 401) is handed to the live channel too.
     this.onToken = (token, source) => {
-      if (token && source !== this && this.state === "live") this.send("auth", { access_token: token }).catch(() => {});
+      if (token && source !== this && this.state === "live") this.transport?.useToken(token);
     };
   }
 
   start() {
     this.stopListening = onTokenChange(this.onToken);
     window.addEventListener("pagehide", () => this.stop());
-    // Back from the back/forward cache: the socket was closed on the way out, start afresh.
+    // Back from the back/forward cache: the connection was closed on the way out, start afresh.
     window.addEventListener("pageshow", (event) => {
       if (event.persisted) window.location.reload();
     });
@@ -60,14 +82,14 @@ export class LiveClient {
     this.stopped = true;
     this.stopListening?.();
     clearTimeout(this.timer);
-    clearInterval(this.pinger);
-    if (this.ws) this.ws.close(1000);
+    clearTimeout(this.deadline);
+    this.transport?.close();
   }
 
   setState(state) {
     if (this.state === state) return;
     this.state = state;
-    this.onState(state);
+    this.onState(state, state === "live" ? this.transport.name : null);
   }
 
   async connect() {
@@ -86,44 +108,54 @@ export class LiveClient {
         return;
       }
     }
-    let ws;
-    try {
-      ws = new WebSocket(socketUrl(), [PROTOCOL, `bearer.${currentToken()}`]);
-    } catch {
-      this.retryLater();
+    if (rememberedTransport() === "SSE") {
+      this.open(EventStream);
       return;
     }
-    this.ws = ws;
-    let opened = false;
-    ws.onopen = () => {
-      opened = true;
-    };
-    ws.onmessage = (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      this.handle(message);
-    };
-    ws.onclose = (event) => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      clearInterval(this.pinger);
-      for (const { reject, timeout } of this.pending.values()) {
-        clearTimeout(timeout);
-        reject(new Error("socket closed"));
-      }
-      this.pending.clear();
-      if (this.revoked || event.code === 4003) {
-        goLogin("revoked");
-        return;
-      }
-      if (this.stopped) return;
-      this.needsFreshToken = event.code === 4001 || !opened;
-      this.retryLater();
-    };
+    this.open(LiveSocket);
+    this.deadline = setTimeout(() => this.fallBack(), SOCKET_DEADLINE_MS);
+  }
+
+  open(Transport) {
+    const transport = new Transport({
+      channels: this.channels,
+      resumeFrom: this.resumeFrom,
+      onMessage: (message) => {
+        if (this.transport === transport) this.handle(message);
+      },
+      onClose: (code) => this.closed(transport, code),
+    });
+    this.transport = transport;
+    this.live = false;
+    transport.open();
+  }
+
+  /** The socket did not go live: the stream, at once (the server may well be fine). */
+  fallBack() {
+    clearTimeout(this.deadline);
+    this.transport?.close();
+    this.open(EventStream);
+  }
+
+  closed(transport, code) {
+    if (this.transport !== transport) return;
+    clearTimeout(this.deadline);
+    const wasLive = this.live;
+    this.transport = null;
+    this.live = false;
+    if (transport instanceof EventStream) this.resumeFrom = transport.lastEventId;
+    if (this.revoked || code === 4003) {
+      goLogin("revoked");
+      return;
+    }
+    if (this.stopped) return;
+    if (transport instanceof LiveSocket && !wasLive) {
+      this.fallBack();
+      return;
+    }
+    // 1001 (the server is going away), 4008 (too slow), a drop: again after the backoff.
+    this.needsFreshToken = code === 4001 || !wasLive;
+    this.retryLater();
   }
 
   retryLater() {
@@ -141,10 +173,11 @@ export class LiveClient {
       case "welcome":
         stats.connects += 1;
         this.failures = 0;
+        this.live = true;
+        clearTimeout(this.deadline);
+        rememberTransport(this.transport.name);
+        if (this.transport instanceof LiveSocket) this.resumeFrom = null; // a stream's mark is stale now
         this.setState("live");
-        for (const channel of this.channels) this.send("subscribe", { channel }).catch(() => {});
-        clearInterval(this.pinger);
-        this.pinger = setInterval(() => this.ping(), PING_EVERY_MS);
         break;
       case "token":
         stats.tokenPushes += 1;
@@ -157,58 +190,19 @@ export class LiveClient {
         this.revoked = true;
         goLogin("revoked");
         break;
-      case "ack":
-      case "pong":
-      case "error":
-        this.settle(message);
-        break;
       default:
         break;
     }
     this.onMessage(message);
   }
 
-  settle(message) {
-    const waiter = message.id === undefined ? undefined : this.pending.get(message.id);
-    if (!waiter) return;
-    this.pending.delete(message.id);
-    clearTimeout(waiter.timeout);
-    if (message.type === "error") waiter.reject(Object.assign(new Error(message.message), { code: message.code }));
-    else waiter.resolve(message);
-  }
-
-  /** Send an op; resolves with its ack or pong, rejects with its error. */
-  send(op, fields = {}) {
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error("not connected"));
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timeout = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new Error(`no reply to ${op}`));
-      }, REPLY_TIMEOUT_MS);
-      this.pending.set(id, { resolve, reject, timeout });
-      ws.send(JSON.stringify({ op, id, ...fields }));
-    });
-  }
-
-  async ping() {
-    const ws = this.ws;
-    try {
-      await this.send("ping");
-    } catch {
-      // No pong in time: the connection is dead although no close came. Start over.
-      if (this.ws === ws && ws) ws.close(4000);
-    }
-  }
-
   subscribe(channel) {
     this.channels.add(channel);
-    if (this.state === "live") this.send("subscribe", { channel }).catch(() => {});
+    if (this.live) this.transport.subscribe(channel);
   }
 
   unsubscribe(channel) {
     this.channels.delete(channel);
-    if (this.state === "live") this.send("unsubscribe", { channel }).catch(() => {});
+    if (this.live) this.transport.unsubscribe(channel);
   }
 }

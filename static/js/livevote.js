@@ -1,8 +1,9 @@
 // livevote.js: the one small client every page uses, in one import. Each concern has its module:
 // auth.js (the access token, in memory only; cookie refresh; REST as the user), counts.js (the
-// highest version wins), live-client.js (the socket, reconnects, pushed tokens), dom.js and
-// header.js (building the page, the header's pill and account corner), texts.js (the pages' words
-// for the server's codes), stats.js (counters a test may read).
+// highest version wins), live-client.js (the live channel: live-socket.js or event-stream.js,
+// reconnects, pushed tokens), dom.js and header.js (building the page, the header's pill and
+// account corner), texts.js (the pages' words for the server's codes), stats.js (counters a
+// test may read).
 export {
   api,
   goLogin,

@@ -380,8 +380,8 @@ async function main() {
   showAccount(who);
   const channel = `subject:${sno}`;
   showState("connecting");
-  const onState = (state) => {
-    showState(state);
+  const onState = (state, transport) => {
+    showState(state, transport);
     if (state === "live") clearOfflineNotice();
   };
   const live = new LiveClient({ channels: [channel], onState, onMessage: (m) => onMessage(m, channel) }).start();

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 
@@ -24,10 +25,19 @@ class Inbox:
 
     async def expect(self, kind: str, /, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
         """The first message of this type (and these field values) not yet taken."""
+        return await self.take(
+            lambda message: message.get("type") == kind and all(message.get(k) == v for k, v in match.items()),
+            timeout, f"{kind} {match}",
+        )
+
+    async def take(
+        self, wanted: Callable[[dict[str, Any]], bool], timeout: float = 5.0, what: str = "a message"
+    ) -> dict[str, Any]:
+        """The first message not yet taken that is `wanted`."""
 
         def find() -> dict[str, Any] | None:
             for index, message in enumerate(self.messages):
-                if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                if wanted(message):
                     return self.messages.pop(index)
             return None
 
@@ -35,7 +45,7 @@ class Inbox:
             async with self._arrived:
                 while (found := find()) is None:
                     if self.closed:
-                        raise AssertionError(f"closed ({self.close_code}) before {kind} {match}: {self.messages}")
+                        raise AssertionError(f"closed ({self.close_code}) before {what}: {self.messages}")
                     await self._arrived.wait()
                 return found
 

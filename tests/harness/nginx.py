@@ -60,7 +60,7 @@ def render_config(
     """deploy/nginx.conf for an unprivileged nginx on 127.0.0.1, in front of `upstreams`."""
     text = _substitute(template, r"^(\s*pid\s+)\S+;", rf"\g<1>{prefix}/nginx.pid;")
     text = _substitute(text, r"^(\s*error_log\s+)\S+", rf"\g<1>{prefix}/error.log")
-    text = _substitute(text, r"^(\s*access_log\s+)\S+", rf"\g<1>{prefix}/access.log")
+    text = _substitute(text, r"^(\s*access_log\s+)\S+", rf"\g<1>{prefix}/access.log", count=2)  # http's and /sse's
     temp = "".join(f"\n    {name}_temp_path {prefix}/temp/{name};" for name in TEMP_PATHS)
     text = _substitute(text, r"^http \{$", "http {" + temp)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -113,9 +113,17 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 class Nginx(JsonClient):
     """nginx on https://127.0.0.1:<port> (and a redirecting http port), in front of `upstreams`."""
 
-    def __init__(self, workdir: Path, upstreams: Sequence[int], port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        upstreams: Sequence[int],
+        port: int | None = None,
+        adjust: Callable[[str], str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.upstreams = list(upstreams)
+        self.adjust = adjust
+        """Changes the rendered config: a variant of the shipped one for one test."""
         self.port = port or free_port()
         self.http_port = free_port()
         self.process: asyncio.subprocess.Process | None = None
@@ -154,10 +162,11 @@ class Nginx(JsonClient):
         for name in TEMP_PATHS:
             (self.workdir / "temp" / name).mkdir(parents=True, exist_ok=True)
         certificate, key = self_signed_certificate(self.workdir)
-        self.config_path.write_text(render_config(
+        config = render_config(
             SHIPPED_CONFIG.read_text(), prefix=self.workdir, https_port=self.port, http_port=self.http_port,
             upstreams=self.upstreams, certificate=certificate, key=key,
-        ))
+        )
+        self.config_path.write_text(self.adjust(config) if self.adjust else config)
         with open(self.workdir / "stderr.log", "wb") as stderr:
             self.process = await asyncio.create_subprocess_exec(
                 executable, "-p", str(self.workdir), "-c", str(self.config_path), "-g", "daemon off;",
@@ -214,12 +223,14 @@ NginxFactory = Callable[..., Awaitable[Nginx]]
 
 @pytest.fixture
 async def start_nginx(tmp_path: Path) -> AsyncIterator[NginxFactory]:
-    """Start nginx from deploy/nginx.conf: `await start_nginx(upstream_ports, port=...)`.
+    """Start nginx from deploy/nginx.conf: `await start_nginx(upstream_ports, port=..., adjust=...)`.
     Stopped after the test; its error log is printed when the test fails (pytest shows stdout)."""
     started: list[Nginx] = []
 
-    async def start(upstreams: Sequence[int], port: int | None = None) -> Nginx:
-        nginx = Nginx(tmp_path / f"nginx{len(started)}", upstreams, port)
+    async def start(
+        upstreams: Sequence[int], port: int | None = None, adjust: Callable[[str], str] | None = None
+    ) -> Nginx:
+        nginx = Nginx(tmp_path / f"nginx{len(started)}", upstreams, port, adjust)
         nginx.workdir.mkdir(parents=True)
         started.append(nginx)
         return await nginx.start()

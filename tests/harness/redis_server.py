@@ -71,6 +71,14 @@ class RedisServer:
         await self.kill()
         await self.start()
 
+    async def kill_pubsub(self) -> None:
+        """Drop every pub/sub connection, as a failover or a network blip would: a broker gap."""
+        client = redis.Redis.from_url(self.url)
+        try:
+            await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        finally:
+            await client.aclose()
+
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
             self.process.terminate()

@@ -26,16 +26,17 @@ def b64url(data: bytes) -> str:
 
 
 @st.composite
-def jwt_like(draw: st.DrawFn, values: st.SearchStrategy[Any]) -> str:
+def jwt_like(draw: st.DrawFn, values: st.SearchStrategy[Any], kind: str = "at+jwt") -> str:
     """header.payload.signature shapes, `values` being the suite's JSON values: tokens signed with
     the test servers' real key whose claims are random (what a leaked key or a server bug could
     put there); and unsigned ones, a header that may claim our type and algorithm or be any JSON
-    value, any payload, a signature of random bytes or none."""
+    value, any payload, a signature of random bytes or none. `kind`: the signed ones' type (a live
+    ticket's has claims of its own, tex and vti, drawn too)."""
     if draw(st.booleans()):
-        claims = draw(st.dictionaries(st.sampled_from(["sub", "sid", "role", "exp", "iat", "iss", "aud", "jti"]),
-                                      values, max_size=8))
+        names = ["sub", "sid", "role", "exp", "iat", "iss", "aud", "jti", "tex", "vti"]
+        claims = draw(st.dictionaries(st.sampled_from(names), values, max_size=10))
         try:
-            return jwt.encode(claims, TEST_SECRET, algorithm="HS256", headers={"typ": "at+jwt"})
+            return jwt.encode(claims, TEST_SECRET, algorithm="HS256", headers={"typ": kind})
         except (TypeError, ValueError, OverflowError, jwt.PyJWTError):
             return "x.y.z"
     header = draw(st.dictionaries(st.sampled_from(["typ", "alg", "kid", "crit", "b64", "x"]),

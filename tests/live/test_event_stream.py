@@ -8,15 +8,25 @@ real socket to the real server.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import re
+import signal
 import socket
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
 
 from tests.conftest import ServerFactory
-from tests.harness.server import LiveServer, UserClient, sign_up, sign_up_admin, viewer_token, wait_for
+from tests.harness.server import ROOT, LiveServer, UserClient, sign_up, sign_up_admin, viewer_token, wait_for
 from tests.harness.sse_client import EventStreamClient, StreamRefused, request_head
+from tests.harness.strategies import examples, jwt_like
+from tests.harness.voting import cast
 
 SHORT = {"auth__access_ttl": 3, "auth__refresh_ahead": 1, "auth__leeway": 0}
 
@@ -27,11 +37,8 @@ def counts(answer: dict[str, object]) -> dict[str, object]:
 
 
 async def vote(user: UserClient, teacher: int, value: str | None) -> dict[str, object]:
-    if value is None:
-        response = await user.request("DELETE", f"/api/teachers/{teacher}/vote")
-    else:
-        response = await user.request("PUT", f"/api/teachers/{teacher}/vote", json_body={"value": value})
-    assert response.status == 200, response.body
+    acknowledged, response = await cast(user, teacher, value)
+    assert acknowledged, response.body
     return dict(response.json())
 
 
@@ -141,6 +148,43 @@ async def test_a_foreign_origin_and_the_caps_are_refused_as_on_the_socket(start_
         await stream.close()
 
 
+CHANNELS = st.sampled_from(["subject:1", "subject:2", "teacher:3", "dashboard", "subject:999", "teacher:999"])
+NEAR_CHANNELS = st.sampled_from(["teacher:0", "subject:01", "subject:+1", "Dashboard", "subject:", ":", "",
+                                 "subject:1:2", "subject:" + "9" * 30, "subject:１"]) | st.text(max_size=30)
+
+
+@examples(1.5)
+@given(
+    channels=st.one_of(st.lists(CHANNELS, min_size=1, max_size=6), st.lists(CHANNELS | NEAR_CHANNELS, max_size=40)),
+    ticket=st.none() | st.text(max_size=60) | jwt_like(st.integers() | st.text(max_size=20), "livevote-ticket+jwt"),
+    last_event_id=st.none() | st.text(max_size=40) | st.from_regex(r"[0-9a-f]{8}-[0-9]{1,20}", fullmatch=True),
+    bearer=st.sampled_from([True, True, True, False]),
+)
+async def test_any_request_gets_a_stream_or_a_clear_refusal(
+    api: LiveServer, channels: list[str], ticket: str | None, last_event_id: str | None, bearer: bool
+) -> None:
+    """Never a 5xx or a stream that says nothing: 200 with every named channel's first state (or
+    its error), or 400 / 401 problem+json."""
+    query = {} if last_event_id is None else {"last_event_id": last_event_id}
+    token = await viewer_token(api) if bearer else None
+    try:
+        stream = await EventStreamClient.open(api.base_url, channels, token=token, ticket=ticket, query=query)
+    except StreamRefused as refusal:
+        event(f"refused {refusal.status}")
+        assert refusal.status in (400, 401), refusal
+        assert refusal.headers["content-type"] == "application/problem+json"
+        return
+    event("streamed")
+    try:
+        assert token is not None
+        await stream.expect("welcome")
+        for name in dict.fromkeys(channels):
+            first = await stream.take(lambda message, name=name: message.get("channel") == name)  # type: ignore[misc]
+            assert first["type"] in ("snapshot", "error"), first
+    finally:
+        await stream.close()
+
+
 async def test_unknown_channels_are_an_error_event_and_the_rest_still_flow(api: LiveServer) -> None:
     stream = await EventStreamClient.open(api.base_url, ["subject:999", "subject:1"], token=await viewer_token(api))
     error = await stream.expect("error", channel="subject:999")
@@ -191,6 +235,30 @@ async def test_a_stream_coming_back_gets_only_what_changed(api: LiveServer) -> N
     finally:
         for client in (back, keeper):
             await client.close()
+
+
+async def test_a_mark_never_covers_news_still_waiting_for_its_tick(start_server: ServerFactory) -> None:
+    """A vote of subject 2 waits for its channel's coalescing tick while teacher 1's channel sends
+    at once: the mark on that event must not claim the waiting vote, or a stream that drops then
+    and comes back after the tick would never get it."""
+    server = await start_server(ws__coalesce_ms=300)
+    alice = await sign_up(server, "alice")
+    viewer = await viewer_token(server)
+    channels = ["subject:2", "teacher:1"]
+    keeper = await EventStreamClient.open(server.base_url, channels, token=viewer)
+    stream = await EventStreamClient.open(server.base_url, channels, token=viewer)
+    await stream.expect("snapshot", channel="teacher:1")
+    await vote(alice, 4, "good")  # sent at once; subject 2's channel then waits 300 ms
+    waiting = await vote(alice, 5, "good")
+    await vote(alice, 1, "good")  # teacher 1's channel is not waiting: sent at once, with a mark
+    await updated(stream, 1)
+    mark = stream.last_id
+    await stream.close()
+    await updated(keeper, 5)  # the tick has passed: only a resumption can bring it now
+    back = await EventStreamClient.open(server.base_url, channels, token=viewer, last_event_id=mark)
+    assert counts(waiting) in (await updated(back, 5))["updates"]
+    for client in (back, keeper):
+        await client.close()
 
 
 @pytest.mark.parametrize("mark", ["nonsense", "00000000-1", "abcdefgh-99999999999999999999"])
@@ -301,3 +369,34 @@ async def test_streams_count_as_watchers_and_get_heartbeats(start_server: Server
     await wait_for(beating, timeout=5)
     for stream in streams:
         await stream.close()
+
+
+async def test_the_documented_curl_example_prints_live_counts(api: LiveServer) -> None:
+    """docs/protocol.md's "Watching from a terminal", run by bash with the real curl."""
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    match = re.search(r"^### Watching from a terminal\n.*?^```sh\n(.*?)^```$", text, re.S | re.M)
+    assert match, "docs/protocol.md lost its curl example"
+    script = match.group(1).replace("http://127.0.0.1:8000", api.base_url)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-c", "set -euo pipefail\n" + script, env={**os.environ, "PATH": path},
+        stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+    )
+    assert process.stdout is not None
+    alice = await sign_up(api, "alice")
+
+    async def printed(kind: str) -> dict[str, object]:
+        while True:
+            line = (await process.stdout.readline()).decode()  # type: ignore[union-attr]
+            assert line, "curl ended"
+            if line.startswith("data: ") and json.loads(line[6:])["type"] == kind:
+                return dict(json.loads(line[6:]))
+
+    try:
+        teachers = (await asyncio.wait_for(printed("snapshot"), 10))["teachers"]
+        answer = await vote(alice, teachers[0]["no"], "bad")  # type: ignore[index]
+        update = await asyncio.wait_for(printed("votes"), 10)
+        assert update["updates"] == [counts(answer)]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        await process.wait()

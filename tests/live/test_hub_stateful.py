@@ -21,21 +21,19 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-import redis.asyncio as redis
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.harness import page_model
+from tests.harness.machine import MachineHarness
 from tests.harness.postgres_server import POSTGRES
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import LiveServer, UserClient, log_in, make_config, sign_up, sign_up_admin
 from tests.harness.ws_client import LiveClient
-
-T = TypeVar("T")
 
 MAX_SOCKETS = 4
 VOTERS = 2
@@ -73,22 +71,16 @@ class Page:
         return page_model.shown(self.client.messages, channel)
 
 
-class Harness:
+class Harness(MachineHarness):
     """The server, its loop and the voters, shared by every example of one run."""
 
     def __init__(self, tmp_path: Path, mode: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.tmp_path = tmp_path
-        self.mode = mode
-        self.redis: RedisServer | None = None
+        super().__init__(tmp_path, mode)
         self.server: LiveServer | None = None
         self.voters: list[LiveClient] = []
         self.tokens: list[str] = []
         self.admin: UserClient | None = None
         self.created = 0
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
 
     async def start(self) -> None:
         overrides: dict[str, Any] = {"ws__coalesce_ms": 20, "ws__rate_limit": 10_000, "ws__rate_burst": 10_000}
@@ -144,11 +136,7 @@ class Harness:
     async def broker_gap(self) -> None:
         """Kill this process's pub/sub connection, as a Redis failover or network blip would."""
         assert self.redis is not None
-        client = redis.Redis.from_url(self.redis.url)
-        try:
-            await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        finally:
-            await client.aclose()
+        await self.redis.kill_pubsub()
 
 
 Op = tuple[str, int, Any]

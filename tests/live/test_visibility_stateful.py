@@ -47,22 +47,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from tests.harness.machine import MachineHarness
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import JsonClient, LiveServer, Response, UserClient, make_config, sign_up, sign_up_admin
 from tests.harness.server import viewer_token as new_viewer_token
 from tests.harness.ws_client import LiveClient
-
-T = TypeVar("T")
 
 TEACHERS = {subject: tuple(range(3 * subject - 2, 3 * subject + 1)) for subject in range(1, 6)}
 """The seed's five subjects and their teachers; the machine changes no record."""
@@ -118,14 +116,11 @@ class World:
         return {(actor, subject): self.sees(actor, subject) for actor, _ in SLOTS for subject in TEACHERS}
 
 
-class Harness:
+class Harness(MachineHarness):
     """The servers, their loop, the actors' tokens and the model, shared by every example."""
 
     def __init__(self, tmp_path: Path, mode: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.tmp_path = tmp_path
-        self.mode = mode
-        self.redis: RedisServer | None = None
+        super().__init__(tmp_path, mode)
         self.servers: list[LiveServer] = []
         self.clients: dict[str, UserClient] = {}
         self.tokens: dict[str, str] = {}
@@ -134,9 +129,6 @@ class Harness:
         self.seen: dict[tuple[str, int], bool] = {}
         """Per (actor, subject): whether the model let them see it at any step since the last settle."""
         self.marks = 0
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
 
     async def start(self) -> None:
         overrides: dict[str, Any] = {

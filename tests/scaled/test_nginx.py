@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis.asyncio as redis
@@ -43,8 +47,15 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path, redis_server: RedisServer, start_nginx: NginxFactory) -> AsyncIterator[Stack]:  # noqa: F811
-    """Three processes of one host on one Redis, behind nginx on https://127.0.0.1:<port>."""
+async def stack(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    start_nginx: NginxFactory,  # noqa: F811
+) -> AsyncIterator[Stack]:
+    """Three processes of one host on one Redis, behind nginx on https://127.0.0.1:<port>
+    (a test may parametrize it, indirectly, with a change to nginx's rendered config)."""
+    adjust = getattr(request, "param", None)
     port = free_port()
     config = {
         "server.xheaders": "true",
@@ -52,7 +63,7 @@ async def stack(tmp_path: Path, redis_server: RedisServer, start_nginx: NginxFac
         "auth.login_ip_attempts": LOGIN_IP_ATTEMPTS,
     }
     async with processes(3, tmp_path / "data", redis_server.url, **config) as servers:
-        nginx = await start_nginx([server.port for server in servers], port=port)
+        nginx = await start_nginx([server.port for server in servers], port=port, adjust=adjust)
         yield Stack(redis_server, servers, nginx)
 
 
@@ -299,3 +310,93 @@ async def test_a_body_over_client_max_body_size_is_refused_by_nginx(stack: Stack
     assert len(refused) == 1 and "upstream=- " in refused[0], nginx.log("access.log")
     passed = [line for line in logged if " 401 " in line]
     assert len(passed) == 1 and "upstream=127.0.0.1:" in passed[0], passed
+
+
+# -- Server-Sent Events through nginx ------------------------------------------------------------
+
+
+async def open_stream(nginx: Nginx, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """GET `path` through nginx over TLS as HTTP/1.0 (so the body comes as it is, not chunked),
+    read up to the end of the response's head, which must open an event stream."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the test's self-signed certificate
+    reader, writer = await asyncio.open_connection("127.0.0.1", nginx.port, ssl=context)
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{nginx.port}\r\nOrigin: {nginx.origin}\r\n\r\n".encode())
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode()
+    assert head.startswith("HTTP/1.1 200") and "text/event-stream" in head, head
+    return reader, writer
+
+
+async def next_message(reader: asyncio.StreamReader, kind: str, timeout: float) -> dict[str, Any]:
+    """The stream's next message whose `type` is `kind`, within `timeout` seconds."""
+
+    async def find() -> dict[str, Any]:
+        while line := await reader.readline():
+            if line.startswith(b"data:"):
+                message: dict[str, Any] = json.loads(line[len(b"data:") :])
+                if message["type"] == kind:
+                    return message
+        raise AssertionError(f"the stream ended before a {kind!r} message")
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+async def test_a_stream_through_nginx_passes_each_event_at_once_and_logs_no_ticket(stack: Stack) -> None:
+    nginx = stack.nginx
+    judy = await sign_up(nginx, "judy")
+    minted = await judy.request("POST", "/api/live/tickets")
+    assert minted.status == 201, minted.body
+    ticket = minted.json()["ticket"]
+    reader, writer = await open_stream(nginx, f"/sse?channel=subject:1&ticket={quote(ticket)}")
+    try:
+        await next_message(reader, "snapshot", timeout=5)
+        loop = asyncio.get_running_loop()
+        voted_at = loop.time()
+        assert (await judy.request("PUT", "/api/teachers/1/vote", json_body={"value": "good"})).status == 200
+        # The event comes while the stream stays open: nginx buffering it would hold it back
+        # until its buffer filled or the stream ended.
+        update = await next_message(reader, "votes", timeout=2)
+        print(f"a vote to its event on a stream through nginx: {loop.time() - voted_at:.3f} s")
+        assert [(u["no"], u["good_count"]) for u in update["updates"]] == [(1, 1)], update
+        assert not reader.at_eof()
+    finally:
+        writer.close()
+
+    def streams(lines: list[str]) -> list[str]:
+        return [line for line in lines if "/sse" in line]
+
+    logged = streams(await nginx.logged(lambda lines: bool(streams(lines))))
+    assert len(logged) == 1 and '"GET /sse HTTP/1.0"' in logged[0] and "upstream=127.0.0.1:" in logged[0], logged
+    assert ticket not in nginx.log("access.log") and "ticket" not in logged[0], logged
+
+
+def refusing_websockets(config: str) -> str:
+    """nginx's rendered config with /ws answering 403: a proxy that lets no WebSocket through."""
+    refused, found = re.subn(
+        r"(location = /ws \{\n).*?(\n\s*\})", r"\g<1>            return 403;\g<2>", config, count=1, flags=re.DOTALL
+    )
+    assert found == 1, "no `location = /ws` in the rendered config"
+    return refused
+
+
+@pytest.mark.parametrize("stack", [refusing_websockets], indirect=True)
+async def test_a_page_behind_an_nginx_refusing_websockets_goes_live_over_sse(browser: Browser, stack: Stack) -> None:
+    nginx = stack.nginx
+    await sign_up(nginx, "karl")
+    voter = await sign_up(nginx, "lena")
+    log = PageLog()
+    context = await context_of(browser, nginx, "karl")
+    page = log.watch(await context.new_page())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await open_live(page)
+    await expect(page.locator("#conn")).to_have_attribute("data-transport", "SSE")
+    print(f"page load to live over SSE through nginx, its socket refused: {loop.time() - started:.2f} s")
+
+    assert (await voter.request("PUT", "/api/teachers/1/vote", json_body={"value": "bad"})).status == 200
+    await expect(count(page, 1, "bad")).to_have_text("1", timeout=2000)
+    refused = await nginx.logged(lambda lines: any('"GET /ws HTTP/1.1" 403' in line for line in lines))
+    assert not any('"GET /ws HTTP/1.1" 101' in line for line in refused), refused
+    log.assert_clean()
+    await context.close()
