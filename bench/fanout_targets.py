@@ -50,6 +50,7 @@ class Target:
     token: str = ""
     coalescing: bool = False
 
+
 async def livevote_socket(target: Target, on_text: Callable[[bytes], None] | None) -> WsClient:
     return await open_subscribed(target.port, target.token, on_text=on_text, timeout=30)
 
