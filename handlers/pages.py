@@ -36,7 +36,16 @@ from qrcode.constants import ERROR_CORRECT_M
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RedirectHandler, RequestHandler, StaticFileHandler
 
-from handlers.base import AllowOn405, ApiHandler, DomainErrorLog, HeadAsGet, domain_status, problem_json, record_no
+from handlers.base import (
+    AllowOn405,
+    ApiHandler,
+    DomainErrorLog,
+    HeadAsGet,
+    Problem,
+    domain_status,
+    problem_json,
+    record_no,
+)
 from handlers.headers import PROBLEM_JSON, accepts_html
 from handlers.openapi import Operation, query
 from services.container import Services
@@ -212,6 +221,10 @@ class RecordPage(HeadAsGet, DomainErrorLog, PageErrors):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, Problem):  # a request no page can answer (a query parameter given twice)
+            self.set_header("Content-Type", PROBLEM_JSON)
+            self.finish(problem_json(status_code, exc.detail))
+            return
         if not isinstance(exc, DomainError):
             super().write_error(status_code, **kwargs)
             return
@@ -264,9 +277,11 @@ class EmbedPage(RecordPage):
         given = self.get_query_arguments("theme", strip=False)
         if not given:
             return ""
-        if len(given) > 1 or given[0] not in THEMES:
+        if len(given) > 1:  # as every route answers a repeated query parameter
+            raise Problem(400, "Query parameter theme is given more than once; give it once.")
+        if given[0] not in THEMES:
             raise Invalid("Query parameter theme is not valid.",
-                          [FieldError("theme", "literal_error", "must be light or dark, given once")])
+                          [FieldError("theme", "literal_error", "must be light or dark")])
         return given[0]
 
     def render_embed(self, **record: Any) -> None:

@@ -144,8 +144,10 @@ let reading = null;
 function readHistory() {
   reading ??= (async () => {
     try {
-      const list = await api("/api/subjects/");
-      series.load(await loadHistory(list.map((subject) => `/api/subjects/${encodeURIComponent(subject.no)}/history`)));
+      await series.reload(async () => {
+        const list = await api("/api/subjects/");
+        return loadHistory(list.map((subject) => `/api/subjects/${encodeURIComponent(subject.no)}/history`));
+      });
       draw();
     } catch {
       // the chart goes on from the socket; the next snapshot reads the history again

@@ -23,6 +23,20 @@ export async function loadHistory(paths) {
 export class MinuteSeries {
   constructor() {
     this.byMinute = new Map();
+    this.recorded = 0;
+  }
+
+  /**
+   * Replace everything with the history `read()` brings. An answer may predate changes the socket
+   * brought while it was read, which loading it would undo: then it is read again (three reads at
+   * most; under a steady flow of votes the next snapshot's read catches up).
+   */
+  async reload(read) {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const seen = this.recorded;
+      this.load(await read());
+      if (this.recorded === seen) return;
+    }
   }
 
   /** Replace everything with history answers, summed (a dashboard adds up its subjects). */
@@ -44,6 +58,7 @@ export class MinuteSeries {
 
   /** Counts seen now (either may be null: unknown), and `votes` more changes in this minute. */
   record(good, bad, votes) {
+    this.recorded += 1;
     const minute = currentMinute();
     const last = this.latest();
     const point = this.byMinute.get(minute) || { good: last.good, bad: last.bad, votes: 0 };

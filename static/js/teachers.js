@@ -164,7 +164,7 @@ let reading = null;
 function readHistory(sno) {
   reading ??= (async () => {
     try {
-      series.load(await loadHistory([`/api/subjects/${encodeURIComponent(sno)}/history`]));
+      await series.reload(() => loadHistory([`/api/subjects/${encodeURIComponent(sno)}/history`]));
       drawHistory();
     } catch {
       // the chart goes on from the socket; the next snapshot reads the history again
