@@ -210,7 +210,7 @@ def test_every_page_on_a_stream_converges_however_it_drops_and_comes_back(tmp_pa
     harness.run(harness.start())
     try:
         run_state_machine_as_test(
-            machine_for(harness), settings=settings(settings.default, max_examples=25, stateful_step_count=8)
+            machine_for(harness), settings=settings(settings.default, max_examples=15, stateful_step_count=8)
         )
     finally:
         with contextlib.suppress(Exception):
