@@ -29,6 +29,7 @@ from tests.harness.machine import MachineHarness
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin, viewer_token
 from tests.harness.sse_client import EventStreamClient
+from tests.harness.strategies import examples
 from tests.harness.voting import cast
 
 CHANNELS = (["subject:1", "dashboard"], ["subject:2", "teacher:1"], ["subject:1"])
@@ -210,7 +211,7 @@ def test_every_page_on_a_stream_converges_however_it_drops_and_comes_back(tmp_pa
     harness.run(harness.start())
     try:
         run_state_machine_as_test(
-            machine_for(harness), settings=settings(settings.default, max_examples=15, stateful_step_count=8)
+            machine_for(harness), settings=settings(examples(0.375), stateful_step_count=8)
         )
     finally:
         with contextlib.suppress(Exception):
