@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ SUBSCRIBE = b'{"op":"subscribe","channel":"%s"}' % CHANNEL.encode()
 VOTES = {1: "good", 2: "bad", 3: "good"}
 """Cast before the storm (teacher: value), so that a page's counts tell a stale snapshot apart."""
 HEALTHZ_EVERY = 0.01
+ACCEPT_QUEUE_EVERY = 0.05
 SETTLE = 3.0
 """Seconds before RSS is read: after start-up, and after the last page went live (as bench/idle.py)."""
 COLUMNS = [
@@ -258,10 +260,31 @@ async def until_serving(port: int) -> None:
         await http.close()
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connections its full accept queues turned away (a SYN dropped: the
+    client tries again 1 s later, then 3 s, ...), machine-wide."""
+    header, values = (line.split() for line in Path("/proc/net/netstat").read_text().splitlines()[:2])
+    return int(dict(zip(header, values, strict=True))["ListenOverflows"])
+
+
+def watch_accept_queue(port: int, every: float, until: threading.Event, samples: list[tuple[float, int]]) -> None:
+    """The listening socket's accept queue (connections the kernel holds that the server has not
+    accepted yet: `ss`'s Recv-Q), every `every` s."""
+    while not until.wait(every):
+        listing = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.split()
+        if listing:
+            samples.append((time.monotonic(), int(listing[1])))
+
+
 def poll_healthz(port: int, every: float, results: Connection) -> None:
     """In a process of its own (its latency is not this client's): GET /healthz every `every`
-    s until told to stop; sends back (started, seconds, status or cause) per request."""
+    s until told to stop, and the accept queue meanwhile; sends back (started, seconds, status
+    or cause) per request and (when, length) per accept queue reading."""
     samples: list[tuple[float, float, str]] = []
+    queue: list[tuple[float, int]] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_accept_queue, args=(port, ACCEPT_QUEUE_EVERY, stop, queue))
+    watcher.start()
     connection: http.client.HTTPConnection | None = None
     while not results.poll():
         started = time.monotonic()
@@ -279,7 +302,9 @@ def poll_healthz(port: int, every: float, results: Connection) -> None:
             connection = None
         samples.append((started, time.monotonic() - started, outcome))
         time.sleep(max(started + every - time.monotonic(), 0))
-    results.send(samples)
+    stop.set()
+    watcher.join()
+    results.send((samples, queue))
 
 
 class HealthzPoller:
@@ -293,11 +318,12 @@ class HealthzPoller:
         os.sched_setaffinity(self._process.pid or 0, os.sched_getaffinity(0))
         return self
 
-    def stop(self) -> list[tuple[float, float, str]]:
+    def stop(self) -> tuple[list[tuple[float, float, str]], list[tuple[float, int]]]:
+        """The /healthz requests and the accept queue readings."""
         self._pipe.send(None)
-        samples: list[tuple[float, float, str]] = self._pipe.recv()
+        samples, queue = self._pipe.recv()
         self._process.join()
-        return samples
+        return samples, queue
 
 
 async def until_listening(port: int, timeout: float = 30.0) -> float:
@@ -364,9 +390,16 @@ def stage_rows(attempts: list[Attempt], listening: float) -> list[dict[str, Any]
     return rows
 
 
-def timeline(attempts: list[Attempt], listening: float, until: float, step: float) -> list[dict[str, Any]]:
-    """Per `step` s after listening: attempts started, TCP connects, 101s, welcomes and snapshots."""
+def timeline(
+    attempts: list[Attempt], queue: list[tuple[float, int]], listening: float, until: float, step: float
+) -> list[dict[str, Any]]:
+    """Per `step` s after listening: attempts started, TCP connects, 101s, welcomes and snapshots,
+    and the longest accept queue seen."""
     buckets: list[Counter[str]] = [Counter() for _ in range(max(int((until - listening) / step) + 1, 1))]
+    for sampled, length in queue:
+        if listening <= sampled < until:
+            bucket = buckets[int((sampled - listening) / step)]
+            bucket["accept queue"] = max(bucket["accept queue"], length)
     for attempt in attempts:
         for stage, moment in (
             ("started", attempt.started),
@@ -443,7 +476,7 @@ async def main() -> None:
 
         poller = HealthzPoller(port).start()
         client_cpu = CpuMeter(os.getpid())
-        first = len(storm.attempts)
+        first, overflows = len(storm.attempts), listen_overflows()
         server, stopped = await restart(server, work, options.signal)
         listening = await until_listening(port)
         client_cpu.start()
@@ -456,7 +489,8 @@ async def main() -> None:
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             await asyncio.to_thread(profiler.wait, 60)
-        healthz = poller.stop()
+        overflows = listen_overflows() - overflows
+        healthz, queue = poller.stop()
         await asyncio.sleep(SETTLE)
         after = rss_kib(server.pid)
         assert await store_counts(port, token) == counts, "the store lost votes across the restart"
@@ -512,8 +546,16 @@ async def main() -> None:
         },
     ]
     stages = stage_rows(during, listening)
-    steps = timeline(during, listening, ended, 0.5)
-    print(f"\nthe old process gone to the new one listening: {listening - stopped:.2f} s")
+    steps = timeline(during, queue, listening, ended, 0.5)
+    served = min(handshakes, default=float("nan")) - listening
+    slow_syn = sum(1 for attempt in during if attempt.tcp is not None and attempt.tcp - attempt.started > 0.9)
+    print(
+        f"\nthe old process gone to the new one listening: {listening - stopped:.2f} s; its first 101: {served:.2f} s"
+    )
+    print(
+        f"connections the full accept queue turned away: {overflows}; attempts whose TCP connect took > 0.9 s: "
+        f"{slow_syn}; longest accept queue: {max((length for _, length in queue), default=0)}"
+    )
     print(f"failed attempts by cause: {dict(failures)}")
     print(
         f"healthz during the storm: {len(storm_healthz)} answered, "
@@ -521,7 +563,7 @@ async def main() -> None:
     )
     print(table(stages, ["stage", "attempts", "p1 s", "p10 s", "p50 s", "p90 s", "p99 s", "max s"]))
     print()
-    print(table(steps, ["from s", "started", "tcp", "101", "welcome", "live"]))
+    print(table(steps, ["from s", "started", "tcp", "accept queue", "101", "welcome", "live"]))
     print()
     print(table(memory, MEMORY_COLUMNS))
     report(
@@ -533,6 +575,9 @@ async def main() -> None:
         stages=stages,
         timeline=steps,
         restart_s=listening - stopped,
+        first_101_s=served,
+        listen_overflows=overflows,
+        slow_tcp_connects=slow_syn,
         options={**vars(options), "profile": str(options.profile)},
     )
     if stuck:
