@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import multiprocessing
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -276,15 +279,29 @@ def watch_accept_queue(port: int, every: float, until: threading.Event, samples:
             samples.append((time.monotonic(), int(listing[1])))
 
 
-def poll_healthz(port: int, every: float, results: Connection) -> None:
-    """In a process of its own (its latency is not this client's): GET /healthz every `every`
-    s until told to stop, and the accept queue meanwhile; sends back (started, seconds, status
-    or cause) per request and (when, length) per accept queue reading."""
+def probe_listening(port: int, gone: EventType, listening: Connection) -> None:
+    """Once the old server is gone: when a connection to `port` is first made (the kernel
+    completes it once the new process listens, before the server accepts it), tried every ms."""
+    gone.wait()
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10):
+                listening.send(time.monotonic())
+                return
+        except OSError:
+            time.sleep(0.001)
+
+
+def observe(port: int, every: float, gone: EventType, listening: Connection, results: Connection) -> None:
+    """In a process of its own (its timings are not this busy client's): GET /healthz every
+    `every` s until told to stop, the accept queue, and when the new process listens; sends back
+    (started, seconds, status or cause) per request and (when, length) per accept queue reading."""
     samples: list[tuple[float, float, str]] = []
     queue: list[tuple[float, int]] = []
     stop = threading.Event()
     watcher = threading.Thread(target=watch_accept_queue, args=(port, ACCEPT_QUEUE_EVERY, stop, queue))
     watcher.start()
+    threading.Thread(target=probe_listening, args=(port, gone, listening), daemon=True).start()
     connection: http.client.HTTPConnection | None = None
     while not results.poll():
         started = time.monotonic()
@@ -307,16 +324,26 @@ def poll_healthz(port: int, every: float, results: Connection) -> None:
     results.send((samples, queue))
 
 
-class HealthzPoller:
+class Observer:
+    """A process beside this client's: /healthz latency, the accept queue, the restart's moment."""
+
     def __init__(self, port: int) -> None:
         context = multiprocessing.get_context("spawn")
         self._pipe, theirs = context.Pipe()
-        self._process = context.Process(target=poll_healthz, args=(port, HEALTHZ_EVERY, theirs), daemon=True)
+        self._gone = context.Event()
+        self._listening, listened = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=observe, args=(port, HEALTHZ_EVERY, self._gone, listened, theirs), daemon=True
+        )
 
-    def start(self) -> HealthzPoller:
+    def start(self) -> Observer:
         self._process.start()
-        os.sched_setaffinity(self._process.pid or 0, os.sched_getaffinity(0))
         return self
+
+    async def listening(self) -> float:
+        """When the new process listened, once the old one is gone."""
+        self._gone.set()
+        return float(await asyncio.to_thread(self._listening.recv))
 
     def stop(self) -> tuple[list[tuple[float, float, str]], list[tuple[float, int]]]:
         """The /healthz requests and the accept queue readings."""
@@ -326,20 +353,14 @@ class HealthzPoller:
         return samples, queue
 
 
-async def until_listening(port: int, timeout: float = 30.0) -> float:
-    """When a connection to `port` was first accepted, polled every 2 ms."""
-    deadline = time.monotonic() + timeout
+async def watch_lag(samples: list[tuple[float, float]], every: float = 0.01) -> None:
+    """How late this client's loop wakes a `every` s sleep: a busy client delays every page's
+    steps (its TCP connects and 101s are noted late), and so the figures."""
     while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.002)
-            continue
-        listening = time.monotonic()
-        writer.close()
-        return listening
+        due = time.monotonic() + every
+        await asyncio.sleep(every)
+        woke = time.monotonic()
+        samples.append((woke, woke - due))
 
 
 async def connect_gradually(pages: list[Page]) -> float:
@@ -391,11 +412,20 @@ def stage_rows(attempts: list[Attempt], listening: float) -> list[dict[str, Any]
 
 
 def timeline(
-    attempts: list[Attempt], queue: list[tuple[float, int]], listening: float, until: float, step: float
+    attempts: list[Attempt],
+    queue: list[tuple[float, int]],
+    lags: list[tuple[float, float]],
+    listening: float,
+    until: float,
+    step: float,
 ) -> list[dict[str, Any]]:
     """Per `step` s after listening: attempts started, TCP connects, 101s, welcomes and snapshots,
-    and the longest accept queue seen."""
+    the longest accept queue seen and this client's longest loop lag."""
     buckets: list[Counter[str]] = [Counter() for _ in range(max(int((until - listening) / step) + 1, 1))]
+    for sampled, lag in lags:
+        if listening <= sampled < until:
+            bucket = buckets[int((sampled - listening) / step)]
+            bucket["client lag ms"] = max(bucket["client lag ms"], int(1000 * lag))
     for sampled, length in queue:
         if listening <= sampled < until:
             bucket = buckets[int((sampled - listening) / step)]
@@ -423,7 +453,8 @@ async def restart(server: Process, work: Path, how: str) -> tuple[Process, float
 
 
 def profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
-    """py-spy on the server until stopped (SIGINT): a flame graph, or raw stacks for a .txt."""
+    """py-spy on the server until stopped (SIGINT), without pausing it (a paused server serves a
+    storm far slower): a flame graph, or raw stacks for a .txt."""
     return subprocess.Popen(
         [
             "py-spy",
@@ -431,7 +462,8 @@ def profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
             "--pid",
             str(pid),
             "--rate",
-            "200",
+            "100",
+            "--nonblocking",
             "-o",
             str(output),
             *(["--format", "raw"] if output.suffix == ".txt" else []),
@@ -474,23 +506,30 @@ async def main() -> None:
         gradual = rss_kib(server.pid)
         print(f"{len(pages)} pages live in {connect_s:.1f} s", flush=True)
 
-        poller = HealthzPoller(port).start()
+        observer = Observer(port).start()
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        lags: list[tuple[float, float]] = []
+        lag_watch = asyncio.create_task(watch_lag(lags))
         client_cpu = CpuMeter(os.getpid())
         first, overflows = len(storm.attempts), listen_overflows()
         server, stopped = await restart(server, work, options.signal)
-        listening = await until_listening(port)
+        listening = await observer.listening()
         client_cpu.start()
         server_cpu = CpuMeter(server.pid)
         server_cpu.start()
         profiler = profile(server.pid, options.profile) if options.profile else None
         await until_live(pages, options.deadline - (time.monotonic() - listening))
         ended = time.monotonic()
+        lag_watch.cancel()
+        gc.enable()
         row_cpu = {"server cpu %": server_cpu.stop(), "client cpu %": client_cpu.stop()}
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             await asyncio.to_thread(profiler.wait, 60)
         overflows = listen_overflows() - overflows
-        healthz, queue = poller.stop()
+        healthz, queue = observer.stop()
         await asyncio.sleep(SETTLE)
         after = rss_kib(server.pid)
         assert await store_counts(port, token) == counts, "the store lost votes across the restart"
@@ -546,7 +585,7 @@ async def main() -> None:
         },
     ]
     stages = stage_rows(during, listening)
-    steps = timeline(during, queue, listening, ended, 0.5)
+    steps = timeline(during, queue, lags, listening, ended, 0.5)
     served = min(handshakes, default=float("nan")) - listening
     slow_syn = sum(1 for attempt in during if attempt.tcp is not None and attempt.tcp - attempt.started > 0.9)
     print(
@@ -563,7 +602,7 @@ async def main() -> None:
     )
     print(table(stages, ["stage", "attempts", "p1 s", "p10 s", "p50 s", "p90 s", "p99 s", "max s"]))
     print()
-    print(table(steps, ["from s", "started", "tcp", "accept queue", "101", "welcome", "live"]))
+    print(table(steps, ["from s", "started", "tcp", "accept queue", "101", "welcome", "live", "client lag ms"]))
     print()
     print(table(memory, MEMORY_COLUMNS))
     report(
