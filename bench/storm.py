@@ -77,8 +77,6 @@ VOTES = {1: "good", 2: "bad", 3: "good"}
 """Cast before the storm (teacher: value), so that a page's counts tell a stale snapshot apart."""
 HEALTHZ_EVERY = 0.01
 ACCEPT_QUEUE_EVERY = 0.05
-SETTLE = 3.0
-"""Seconds before RSS is read: after start-up, and after the last page went live (as bench/idle.py)."""
 COLUMNS = [
     "signal",
     "pages",
@@ -484,6 +482,9 @@ async def main() -> None:
     )
     parser.add_argument("--deadline", type=float, default=60.0, help="s after listening before a page counts as stuck")
     parser.add_argument("--timeout", type=float, default=30.0, help="s an attempt may take to go live")
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="s before RSS is read: after start-up and after the pages connected"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the new process until every page is live (.svg or .txt)")
     options = parser.parse_args()
     raise_open_files()
@@ -495,14 +496,14 @@ async def main() -> None:
     try:
         await wait_for_port(port)
         await until_serving(port)
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(options.settle)
         baseline = rss_kib(server.pid)
         token = await sign_in(port)
         counts = await store_counts(port, token, vote=True)
         storm = Storm(port, token, counts, options.timeout)
         pages = [Page(storm) for _ in range(options.sockets)]
         connect_s = await connect_gradually(pages)
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(options.settle)
         gradual = rss_kib(server.pid)
         print(f"{len(pages)} pages live in {connect_s:.1f} s", flush=True)
 
@@ -530,7 +531,7 @@ async def main() -> None:
             await asyncio.to_thread(profiler.wait, 60)
         overflows = listen_overflows() - overflows
         healthz, queue = observer.stop()
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(options.settle)
         after = rss_kib(server.pid)
         assert await store_counts(port, token) == counts, "the store lost votes across the restart"
     finally:

@@ -61,7 +61,7 @@ async def test_postgres_votes_one_by_one_and_batched(tmp_path: Path) -> None:
 async def test_storm_brings_every_page_back(tmp_path: Path) -> None:
     """bench/storm.py: pages dropped by a kill -9 all come back live on the restarted process,
     showing the store's counts (it exits non-zero when a page is stuck)."""
-    result = await run_bench(tmp_path, "storm", "--sockets", "200", "--deadline", "20")
+    result = await run_bench(tmp_path, "storm", "--sockets", "200", "--deadline", "20", "--settle", "0.5")
     [row] = result["rows"]
     assert row["stuck"] == 0 and row["100 % live s"] is not None, row
     assert row["pages"] == 200 and row["handshakes/s"] > 0, row
