@@ -18,11 +18,15 @@
    handshakes/s, failed attempts by cause, pages stuck (not live within `--deadline` s), and
    GET /healthz p50/p99 from a separate process polling throughout. Then RSS per socket after
    the storm, against the same process-start baseline. Each stage of the attempts that made
-   it (TCP connected, 101, welcome, snapshot) is timed too, to see where pages wait.
+   it (TCP connected, 101, welcome, snapshot) is timed too, to see where pages wait, with per
+   half second the listening socket's accept queue, the SYNs the kernel turned away while it
+   was full, and this client's loop lag.
 
 Not modelled: a page's fallback to the event stream when its socket does not go live within
 3 s, and its token renewal before such a retry; every page here keeps to the WebSocket.
-The client's CPU % is reported: at 100 % the client, not the server, bounds the figures.
+The client's CPU % is reported: at 100 % the client, not the server, bounds the figures. Its
+garbage collector is paused during the storm: full collections over 10,000 pages stalled it
+for seconds. `--profile FILE` runs py-spy (`pip install py-spy`) on the new process.
 """
 
 from __future__ import annotations
@@ -92,7 +96,6 @@ COLUMNS = [
     "server cpu %",
     "client cpu %",
 ]
-STAGES = ["tcp connected", "101", "welcome", "snapshot"]
 MEMORY_COLUMNS = ["phase", "sockets", "RSS MiB", "RSS/socket KiB"]
 
 
@@ -167,53 +170,53 @@ class Page:
 
     async def run(self) -> None:
         while True:
-            socket = await self.attempt()
-            if socket is not None:
-                await socket.closed
+            connection = await self.attempt()
+            if connection is not None:
+                await connection.closed
                 self.live.clear()
-                socket.close()
+                connection.close()
             self.failures += 1
             await asyncio.sleep(backoff(self.failures))
 
     async def attempt(self) -> PageSocket | None:
-        """A socket once live, or None once failed (the cause noted on the attempt)."""
+        """A connection once live, or None once failed (the cause noted on the attempt)."""
         attempt = Attempt(time.monotonic())
         self.storm.attempts.append(attempt)
         showing = asyncio.get_running_loop().create_future()
-        socket = PageSocket(attempt)
-        self.socket = socket
+        connection = PageSocket(attempt)
+        self.socket = connection
 
         def on_text(payload: bytes) -> None:
             if payload.startswith(b'{"type":"welcome"'):
                 attempt.welcome = time.monotonic()
                 self.failures = 0
-                socket.send_text(SUBSCRIBE)
+                connection.send_text(SUBSCRIBE)
             elif payload.startswith(b'{"type":"snapshot"') and not showing.done():
                 showing.set_result(snapshot_counts(payload) == self.storm.counts)
 
-        socket.on_text = on_text
+        connection.on_text = on_text
         try:
             async with asyncio.timeout(self.storm.timeout):
                 await connect(
                     self.storm.port,
                     "/ws",
                     {"Sec-WebSocket-Protocol": f"livevote.v1, bearer.{self.storm.token}"},
-                    factory=lambda: socket,
+                    factory=lambda: connection,
                     timeout=self.storm.timeout,
                 )
-                done, _ = await asyncio.wait([showing, socket.closed], return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait([showing, connection.closed], return_when=asyncio.FIRST_COMPLETED)
         except (OSError, TimeoutError) as error:
             attempt.cause = cause_of(error)
-            socket.close()
+            connection.close()
             return None
         if showing not in done or not showing.result():
             attempt.cause = "closed before the snapshot" if showing not in done else "snapshot with other counts"
-            socket.close()
+            connection.close()
             return None
         attempt.live = self.live_at = time.monotonic()
-        socket.on_text = None
+        connection.on_text = None
         self.live.set()
-        return socket
+        return connection
 
 
 def cause_of(error: BaseException) -> str:
