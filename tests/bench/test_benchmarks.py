@@ -56,3 +56,14 @@ async def test_postgres_votes_one_by_one_and_batched(tmp_path: Path) -> None:
     modes = {row["mode"]: row for row in result["rows"]}
     assert set(modes) == {"store, pool 10", "4 per statement, pool 4"}, modes
     assert all(row["votes/s"] > 0 and row["postgres us/vote"] > 0 for row in modes.values()), modes
+
+
+async def test_storm_brings_every_page_back(tmp_path: Path) -> None:
+    """bench/storm.py: pages dropped by a kill -9 all come back live on the restarted process,
+    showing the store's counts (it exits non-zero when a page is stuck)."""
+    result = await run_bench(tmp_path, "storm", "--sockets", "200", "--deadline", "20", "--settle", "0.5")
+    [row] = result["rows"]
+    assert row["stuck"] == 0 and row["100 % live s"] is not None, row
+    assert row["pages"] == 200 and row["handshakes/s"] > 0, row
+    stages = {stage["stage"]: stage["attempts"] for stage in result["stages"]}
+    assert stages["snapshot"] >= 200, stages
