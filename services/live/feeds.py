@@ -28,7 +28,8 @@ class Feeds:
         """Per feed, the open channels and the subscribes under way that need it."""
         self._active: set[str] = set()
         """The feeds listened to at the broker."""
-        self._syncing = asyncio.Lock()
+        self._syncing: asyncio.Future[None] | None = None
+        """The sync under way, which every caller meanwhile awaits."""
         self.generation = 0
         """Bumped by every gap: a store read begun before one may miss its votes."""
 
@@ -55,13 +56,24 @@ class Feeds:
             del self._holds[feed]
 
     async def sync(self) -> None:
-        """Listen to the feeds held, and to nothing else. A new feed is active before an old one
-        is dropped, so a switch loses nothing; duplicates meanwhile are dropped by version. One
-        sync at a time, each until nothing is left to do: when it returns, every feed held at
-        the call is active."""
-        async with self._syncing:
+        """Listen to the feeds held, and to nothing else: when it returns, every feed held at the
+        call is active. One sync runs at a time, until nothing is left to do, and every caller
+        meanwhile awaits that one: a storm of subscribes waits for one sync and wakes together,
+        where a queue on a lock would wake them one per turn of the loop."""
+        while self._wanted() != self._active:
+            if self._syncing is None:
+                self._syncing = asyncio.ensure_future(self._apply())
+            await asyncio.shield(self._syncing)
+
+    def _wanted(self) -> set[str]:
+        return {ALL_VOTES} if ALL_VOTES in self._holds else set(self._holds)
+
+    async def _apply(self) -> None:
+        """A new feed is active before an old one is dropped, so a switch loses nothing;
+        duplicates meanwhile are dropped by version."""
+        try:
             while True:
-                wanted = {ALL_VOTES} if ALL_VOTES in self._holds else set(self._holds)
+                wanted = self._wanted()
                 added, dropped = wanted - self._active, self._active - wanted
                 if not added and not dropped:
                     return
@@ -70,3 +82,5 @@ class Feeds:
                 for feed in dropped:
                     self._active.discard(feed)
                     await self._events.unlisten(feed, self._on_votes)
+        finally:
+            self._syncing = None

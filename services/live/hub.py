@@ -205,23 +205,21 @@ class Hub:
         return self._changes_after(channel, seen, hidden)
 
     async def _open_channel(self, name: str, kind: str, number: int | None) -> Channel:
-        """The first subscriber reads the store; those arriving meanwhile wait for that one read.
-        A read that a broker gap or a catalog change overtook is done again. The feed is held
-        meanwhile, so that it stays however the other channels come and go."""
+        """The first subscriber reads the store; those arriving meanwhile wait for that one read,
+        and those arriving later join the channel it opened. A read that a broker gap or a
+        catalog change overtook is done again. The feed is held meanwhile, so that it stays
+        however the other channels come and go."""
         feed = await self._feeds.feed_of(kind, number)
         self._feeds.hold(feed)
         try:
             await self._feeds.sync()
-            while True:
+            while (channel := self._channels.get(name)) is None:  # opened meanwhile: no read of ours
                 generation = self._generation
                 loading = self._loading.get(name) or self._load(name, kind, number)
                 await asyncio.shield(loading)
-                if generation == self._generation:
-                    break
-            channel = self._channels.get(name)
-            if channel is None:
-                channel = self._channels[name] = Channel(name, feed, self._resumption.seq)
-                self._feeds.hold(feed)
+                if generation == self._generation and name not in self._channels:
+                    channel = self._channels[name] = Channel(name, feed, self._resumption.seq)
+                    self._feeds.hold(feed)
             return channel
         finally:
             self._feeds.release(feed)
