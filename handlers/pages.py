@@ -257,8 +257,9 @@ class PresentationHandler(RecordPage):
 THEMES = ("light", "dark")
 """The embed pages' ?theme=; without it they follow the visitor's system (prefers-color-scheme)."""
 EMBED_QUERY = [query("theme", {"type": "string", "enum": list(THEMES)})]
-EMBED_ERRORS = {404: "No such record (a browser asking for a page gets the 404 page)",
-                422: "?theme is neither light nor dark, or is given more than once"}
+EMBED_ERRORS = {400: "?theme is given more than once",
+                404: "No such record (a browser asking for a page gets the 404 page)",
+                422: "?theme is neither light nor dark"}
 
 
 class EmbedPage(RecordPage):
@@ -293,7 +294,7 @@ class EmbedSubjectHandler(EmbedPage):
     """/embed/subject/{no}: a subject's teachers with their live good and bad counts."""
 
     @Operation("getSubjectEmbed", "live", "A subject's live counts, to embed in another site",
-               media_type="text/html", parameters=EMBED_QUERY, errors=(404, 422, 503), notes=EMBED_ERRORS,
+               media_type="text/html", parameters=EMBED_QUERY, errors=(400, 404, 422, 503), notes=EMBED_ERRORS,
                ok="An HTML page for an <iframe>: the subject's name, voting state and each teacher's live"
                   " counts, as any visitor may see them; framed only by server.embed_origins")
     async def get(self, no: str) -> None:
@@ -305,7 +306,7 @@ class EmbedTeacherHandler(EmbedPage):
     """/embed/teacher/{no}: one teacher's live good and bad counts, with its subject's voting state."""
 
     @Operation("getTeacherEmbed", "live", "A teacher's live counts, to embed in another site",
-               media_type="text/html", parameters=EMBED_QUERY, errors=(404, 422, 503), notes=EMBED_ERRORS,
+               media_type="text/html", parameters=EMBED_QUERY, errors=(400, 404, 422, 503), notes=EMBED_ERRORS,
                ok="An HTML page for an <iframe>: the teacher's name and live counts, as any visitor may see"
                   " them, and its subject's voting state; framed only by server.embed_origins")
     async def get(self, no: str) -> None:
