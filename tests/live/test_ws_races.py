@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from tests.conftest import ServerFactory
@@ -43,3 +46,40 @@ async def test_a_subscribe_while_the_last_other_channel_closes_still_gets_live_v
         value = "bad" if value == "good" else "good"
         await x.close()
         await y.close()
+
+
+@pytest.mark.parametrize("sockets", [2, 50])
+async def test_subscribes_of_one_new_channel_at_once_read_it_once_and_all_go_live(
+    start_server: ServerFactory, redis_or_none: RedisServer | None, sockets: int
+) -> None:
+    """A reconnect storm in small: every socket subscribes to a channel nobody holds yet, all at
+    once. The subject is read from the store once (a subscriber that waited joins the channel
+    the first opened), every socket gets the same snapshot, and a vote then reaches them all."""
+    overrides = {"redis__url": redis_or_none.url} if redis_or_none else {}
+    server = await start_server(ws__coalesce_ms=0, **overrides)
+    viewer, voter = await sign_up(server, "viewer"), await sign_up(server, "voter")
+    assert server.services is not None
+    store = server.services.backends.store
+    reads = 0
+    read_teachers = store.list_teachers
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await read_teachers(*args, **kwargs)
+
+    store.list_teachers = counted  # type: ignore[method-assign]
+    clients = await asyncio.gather(*(LiveClient.connect(server.base_url, viewer.access_token) for _ in range(sockets)))
+    sent = [client.send("subscribe", channel="subject:2") for client in clients]
+    snapshots = await asyncio.gather(*(client.expect("snapshot", channel="subject:2") for client in clients))
+    for client, op in zip(clients, sent, strict=True):
+        await client.expect("ack", id=op)
+    assert reads == 1, f"subject 2 was read {reads} times for {sockets} subscribes"
+    assert len({str(snapshot["teachers"]) for snapshot in snapshots}) == 1
+    response = await voter.request("PUT", "/api/teachers/4/vote", json_body={"value": "good"})
+    assert response.status == 200, response.body
+    version = response.json()["version"]
+    for client in clients:
+        update = await client.expect("votes", channel="subject:2", timeout=5)
+        assert [counts["version"] for counts in update["updates"]] == [version]
+        await client.close()
