@@ -101,12 +101,28 @@ async def redis_cluster(tmp_path: Path) -> AsyncIterator[ClusterServers]:
     await cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterServers]:
+    """One Redis Cluster for the run's tests that never fault it: a cluster takes over 2 s to
+    start (tests/harness/redis_cluster.py), and the store contracts alone ask for one 27 times.
+    Its processes belong to a loop of its own, run only to start and stop them."""
+    loop = asyncio.new_event_loop()
+    cluster = ClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield loop.run_until_complete(cluster.start())
+    finally:
+        loop.run_until_complete(cluster.stop())
+        loop.close()
+
+
 @pytest.fixture(params=["embedded", "redis", "cluster"])
 def redis_target(request: pytest.FixtureRequest) -> RedisTarget | None:
-    """Run a store's test in all three modes: None embedded, a redis-server of its own, or a
-    Redis Cluster of its own (about 2.5 s to start, so only for the stores' contracts)."""
+    """Run a store's test in all three modes: None embedded, a redis-server of its own, or the
+    run's shared Redis Cluster, emptied first (no key, no script: as a new one would be)."""
     if request.param == "embedded":
         return None
     if request.param == "redis":
         return RedisTarget(request.getfixturevalue("redis_server").url, cluster=False)
-    return RedisTarget(request.getfixturevalue("redis_cluster").url, cluster=True)
+    cluster: ClusterServers = request.getfixturevalue("shared_cluster")
+    cluster.empty()
+    return RedisTarget(cluster.url, cluster=True)

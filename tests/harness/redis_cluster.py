@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis
+from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.crc import key_slot
 
 from tests.harness.ports import free_port
@@ -176,6 +177,17 @@ class ClusterServers:
                 process.kill()
                 await process.wait()
         self._processes.clear()
+
+    def empty(self) -> None:
+        """Drop every key and Lua script on every master (their replicas follow), as a new cluster
+        would have: what lets the tests that never fault a cluster share one. Synchronous, so that a
+        fixture can call it on any loop or none."""
+        client = SyncRedisCluster.from_url(self.url)
+        try:
+            client.flushall()  # redis-py sends both to every primary
+            client.script_flush()
+        finally:
+            client.close()
 
     # -- topology --------------------------------------------------------------------------
 
