@@ -33,6 +33,7 @@ from tests.harness.machine import MachineHarness
 from tests.harness.postgres_server import POSTGRES
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import LiveServer, UserClient, log_in, make_config, sign_up, sign_up_admin
+from tests.harness.strategies import examples
 from tests.harness.ws_client import LiveClient
 
 MAX_SOCKETS = 4
@@ -293,7 +294,7 @@ def test_every_subscriber_converges_whatever_the_interleaving(tmp_path: Path, mo
     harness.run(harness.start())
     try:
         run_state_machine_as_test(
-            machine_for(harness), settings=settings(settings.default, stateful_step_count=10)
+            machine_for(harness), settings=settings(examples(0.5), stateful_step_count=10)
         )
     finally:
         with contextlib.suppress(Exception):

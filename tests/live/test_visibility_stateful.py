@@ -60,6 +60,7 @@ from tests.harness.machine import MachineHarness
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import JsonClient, LiveServer, Response, UserClient, make_config, sign_up, sign_up_admin
 from tests.harness.server import viewer_token as new_viewer_token
+from tests.harness.strategies import examples
 from tests.harness.ws_client import LiveClient
 
 TEACHERS = {subject: tuple(range(3 * subject - 2, 3 * subject + 1)) for subject in range(1, 6)}
@@ -560,7 +561,7 @@ def test_no_count_reaches_whoever_may_not_see_it(tmp_path: Path, mode: str) -> N
     harness.run(harness.start())
     try:
         run_state_machine_as_test(machine_for(harness), settings=settings(
-            settings.default, stateful_step_count=20,
+            examples(0.5), stateful_step_count=20,
         ))
     finally:
         with contextlib.suppress(Exception):
