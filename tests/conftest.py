@@ -102,10 +102,9 @@ async def redis_cluster(tmp_path: Path) -> AsyncIterator[ClusterServers]:
 
 
 @pytest.fixture(scope="session")
-def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterServers]:
-    """One Redis Cluster for the run's tests that never fault it: a cluster takes over 2 s to
-    start (tests/harness/redis_cluster.py), and the store contracts alone ask for one 27 times.
-    Its processes belong to a loop of its own, run only to start and stop them."""
+def run_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterServers]:
+    """The run's one Redis Cluster (see `shared_cluster`), started on first use. Its processes
+    belong to a loop of its own, run only to start and stop them."""
     loop = asyncio.new_event_loop()
     cluster = ClusterServers(tmp_path_factory.mktemp("redis-cluster"))
     try:
@@ -115,14 +114,21 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
         loop.close()
 
 
+@pytest.fixture
+def shared_cluster(run_cluster: ClusterServers) -> ClusterServers:
+    """A Redis Cluster for a test that never faults it: the run's one, emptied first (no key, no
+    script: as a new one would be). A cluster takes over 2 s to start, and the store contracts
+    alone ask for one 27 times; a test that kills or restarts nodes asks for `redis_cluster`."""
+    run_cluster.empty()
+    return run_cluster
+
+
 @pytest.fixture(params=["embedded", "redis", "cluster"])
 def redis_target(request: pytest.FixtureRequest) -> RedisTarget | None:
     """Run a store's test in all three modes: None embedded, a redis-server of its own, or the
-    run's shared Redis Cluster, emptied first (no key, no script: as a new one would be)."""
+    run's shared Redis Cluster (`shared_cluster`)."""
     if request.param == "embedded":
         return None
     if request.param == "redis":
         return RedisTarget(request.getfixturevalue("redis_server").url, cluster=False)
-    cluster: ClusterServers = request.getfixturevalue("shared_cluster")
-    cluster.empty()
-    return RedisTarget(cluster.url, cluster=True)
+    return RedisTarget(request.getfixturevalue("shared_cluster").url, cluster=True)

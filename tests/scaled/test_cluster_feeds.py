@@ -93,10 +93,10 @@ async def feeds_by_master(cluster: ClusterServers, subjects: Iterable[int]) -> d
 
 
 async def test_votes_reach_every_watcher_on_every_process_and_each_process_hears_only_its_subjects(
-    tmp_path: Path, redis_cluster: ClusterServers
+    tmp_path: Path, shared_cluster: ClusterServers
 ) -> None:
     data_dir = tmp_path / "host"
-    async with cluster_processes(3, data_dir, redis_cluster, **FAST_VOTERS) as servers:
+    async with cluster_processes(3, data_dir, shared_cluster, **FAST_VOTERS) as servers:
         p0, _, p2 = servers
         watcher = await sign_up(p0, "watcher")
         rest_voters = [await sign_up(servers[i], f"rest{i}") for i in range(3)]
@@ -156,7 +156,7 @@ async def test_votes_reach_every_watcher_on_every_process_and_each_process_hears
 
             # Mixed: ten subjects; process 0 watches 1-3, process 1 watches 4-8 and teacher 1
             # (subject 1), process 2 a dashboard (the all-subjects feed) besides subjects 9-10.
-            await create_admin(data_dir, redis_cluster.url, "--redis-cluster")
+            await create_admin(data_dir, shared_cluster.url, "--redis-cluster")
             admin = await log_in(p2, "root", "admin password")
             subjects = [1, 2, 3, 4, 5, *await create_subjects(admin, 5)]
             assert subjects == list(range(1, 11))
@@ -189,7 +189,7 @@ async def test_votes_reach_every_watcher_on_every_process_and_each_process_hears
             ]
             assert min(live) >= 1, "every socket got live votes messages, not only snapshots"
             per_change = [(n - h) / total for n, h in zip(now, heard, strict=True)]
-            masters = await feeds_by_master(redis_cluster, subjects)
+            masters = await feeds_by_master(shared_cluster, subjects)
             print(
                 f"\nFIGURES cluster feeds: 3 processes, 10 subjects of 3 teachers, feeds per master {masters};"
                 f" {ops} vote ops ({len(voters) // 2} REST, {len(voters) // 2} socket voters, one per process each,"

@@ -21,9 +21,9 @@ from tests.harness.ws_client import LiveClient, refused_status, welcomed
 
 
 async def test_logout_all_closes_the_users_sockets_on_every_process_within_a_second(
-    tmp_path: Path, redis_cluster: ClusterServers
+    tmp_path: Path, shared_cluster: ClusterServers
 ) -> None:
-    async with cluster_processes(3, tmp_path / "host", redis_cluster) as servers:
+    async with cluster_processes(3, tmp_path / "host", shared_cluster) as servers:
         alice = await sign_up(servers[0], "alice")
         alice_again = await log_in(servers[1], "alice", alice.password)  # a second session, another device
         bob = await sign_up(servers[2], "bob")
@@ -41,7 +41,7 @@ async def test_logout_all_closes_the_users_sockets_on_every_process_within_a_sec
             )
             two_each = {index: channels[2 * index: 2 * index + 2] for index in range(3)}
             await survivors.open(servers, bob.access_token, two_each)
-            master = await redis_cluster.master_for_key(PREFIX + REVOKED)
+            master = await shared_cluster.master_for_key(PREFIX + REVOKED)
 
             answered, closed = await log_out_everywhere(alice_again, doomed)
             print(

@@ -1,6 +1,6 @@
 """A real Redis Cluster (tests/harness/redis_cluster.py) and what livevote can rely on from redis-py's
 asyncio cluster client (`redis.asyncio.cluster.RedisCluster`, redis-py 8.1) with sharded pub/sub,
-while every node is up. Each test starts its own 3-master, 3-replica cluster (~2 s).
+while every node is up, on the run's shared 3-master, 3-replica cluster (`shared_cluster`).
 
 - SSUBSCRIBE is served by the slot's master *and* its replicas, and SPUBLISH reaches the
   subscribers of every node of the shard; a node of another shard answers MOVED, which a plain
@@ -23,6 +23,12 @@ from redis.exceptions import ClusterCrossSlotError, MovedError, RedisClusterExce
 
 from tests.harness.redis_cluster import SLOTS, ClusterServers
 from tests.harness.sharded_pubsub import CHANNEL, SLOT, next_message, shape, subscriber
+
+
+@pytest.fixture
+def redis_cluster(shared_cluster: ClusterServers) -> ClusterServers:
+    """No test here faults its cluster: the run's shared one (`cluster_client` connects to it too)."""
+    return shared_cluster
 
 
 async def test_spublish_reaches_the_shards_subscribers_and_other_shards_answer_moved(
