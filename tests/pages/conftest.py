@@ -1,4 +1,4 @@
-"""The page tests' fixtures, on each module's event loop: one Chromium per module, and servers
+"""The page tests' fixtures, on the session's event loop: one Chromium for every page test, and servers
 that can be restarted on their port (these override the root conftest's `start_server`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.harness.pages import launch_chromium
 from tests.harness.server import LiveServer, make_config
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         chromium = await launch_chromium(playwright)
@@ -23,7 +23,7 @@ async def browser() -> AsyncIterator[Browser]:
         await chromium.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     started: list[LiveServer] = []
 
@@ -37,6 +37,6 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         await server.stop()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def server(start_server: ServerFactory) -> LiveServer:
     return await start_server()

@@ -12,7 +12,7 @@ from tests.conftest import ServerFactory
 from tests.harness.pages import PageLog, conn, logged_in_context, teacher
 from tests.harness.server import sign_up
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PASSWORD = "correct horse battery"
 LIVE = "live"

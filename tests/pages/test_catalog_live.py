@@ -11,7 +11,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.harness.pages import PageLog, conn, teacher
 from tests.harness.server import LiveServer, sign_up_admin
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 NEW_TEACHER = {"name": "钱学森", "sex": True, "birth": "1911-12-11", "subject": 1}
 

@@ -20,7 +20,7 @@ from tests.conftest import ServerFactory
 from tests.harness.pages import UNGLOSSED, PageLog, conn, logged_in_context
 from tests.harness.server import LiveServer, UserClient, sign_up, sign_up_admin
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 HIDDEN = "隐藏 hidden"
@@ -60,7 +60,7 @@ def iframe(server: LiveServer, path: str, width: int = 480, height: int = 240) -
     )
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def sites() -> AsyncIterator[dict[str, OuterSite]]:
     """Two other sites: the test lists one of them in server.embed_origins, never the other."""
     made = {"listed": OuterSite(), "unlisted": OuterSite()}

@@ -13,7 +13,7 @@ from tests.conftest import ServerFactory
 from tests.harness.pages import PageLog, open_live
 from tests.harness.server import UserClient, sign_up
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def put_vote(client: UserClient, teacher: int, value: str) -> None:

@@ -15,7 +15,7 @@ from tests.conftest import ServerFactory
 from tests.harness.pages import PageLog, conn, logged_in_context, teacher, unglossed
 from tests.harness.server import LiveServer, sign_up, sign_up_admin
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PASSWORD = "correct horse battery"
 Drive = Callable[[Page], Awaitable[None]]

@@ -10,7 +10,7 @@ import pytest
 from handlers.pages import CONTENT_SECURITY_POLICY
 from tests.harness.server import LiveServer, sign_up_admin
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PAGES = ["/", "/teachers.html?sno=1", "/login.html", "/dashboard.html", "/admin.html", "/api/docs", "/present/1",
          "/embed/subject/1", "/embed/teacher/1"]

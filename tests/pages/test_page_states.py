@@ -3,7 +3,7 @@ against the real server: the 404 page, loading, a phone-wide header, logging out
 everywhere, an anonymous visit without failing requests, and a vote while the
 connection is down.
 
-Fixtures as in tests/pages/test_pages.py: one Chromium for the module, on the module's loop.
+Fixtures as in tests/pages/test_pages.py: one Chromium for every page test, on the session's loop.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from handlers.pages import CONTENT_SECURITY_POLICY
 from tests.harness.pages import PageLog, conn, logged_in_context, open_live, screenshot, teacher
 from tests.harness.server import LiveServer, sign_up
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PASSWORD = "correct horse battery"
 LIVE = "live"

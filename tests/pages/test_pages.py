@@ -1,8 +1,8 @@
 """The pages in a real browser: headless system Chromium driven by Playwright,
 against the real server on a real port.
 
-One Chromium serves the whole module, so the tests, the browser and the
-servers share one module-scoped event loop; `start_server` is redefined here
+One Chromium serves every page test (a new context per test), so the tests,
+the browser and the servers share the session's event loop; `start_server` is redefined here
 for that loop (and to give servers that can restart on their port).
 Screenshots of every page go to the test's tmp_path.
 """
@@ -23,7 +23,7 @@ from tests.conftest import ServerFactory
 from tests.harness.pages import STORAGE_SPY, PageLog, conn, count, logged_in_context, open_live, screenshot, teacher
 from tests.harness.server import ROOT, LiveServer, log_in, sign_up, sign_up_admin
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PASSWORD = "correct horse battery"
 MARKUP = "<img src=x onerror=alert(1)>"

@@ -16,7 +16,7 @@ from tests.harness.pages import PageLog, conn, count, logged_in_context, teacher
 from tests.harness.server import LiveServer, UserClient, sign_up, sign_up_admin
 from tests.harness.ws_client import welcomed
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PASSWORD = "correct horse battery"
 HIDDEN = "隐藏 hidden"

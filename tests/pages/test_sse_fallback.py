@@ -20,7 +20,7 @@ from tests.harness.pages import PageLog, conn, count, logged_in_context, open_li
 from tests.harness.server import LiveServer, log_in, sign_up
 from tests.harness.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PASSWORD = "correct horse battery"
 REMEMBERED = "() => sessionStorage.getItem('livevote.transport')"

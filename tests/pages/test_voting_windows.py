@@ -20,7 +20,7 @@ from playwright.async_api import Browser, Route, WebSocketRoute, expect
 from tests.harness.pages import PageLog, conn, logged_in_context, teacher, unglossed
 from tests.harness.server import LiveServer, UserClient, sign_up, sign_up_admin
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ADMIN, ADMIN_PASSWORD = "root", "admin password"
 PASSWORD = "correct horse battery"
