@@ -25,7 +25,6 @@ from handlers.headers import PROBLEM_JSON, origin_allowed
 from services.auth.tokens import AccessClaims, ViewerClaims
 from services.container import Services
 from services.errors import Invalid, RateLimited, Unauthorized, Unavailable
-from services.live.handshakes import Turn
 from services.live.messages import CLOSE_TOKEN_EXPIRED, frame
 from services.live.peer import Peer
 from services.live.quota import RETRY_AFTER, Admission
@@ -69,7 +68,8 @@ class LiveConnection(RequestHandler):
         self.peer: Peer | None = None
         self.closed = False
         self._admission: Admission | None = None
-        self._turn: Turn | None = None
+        self._in_turn = False
+        """Between its turn in the HandshakeQueue and its welcome (or its refusal)."""
 
     @property
     def expires_at(self) -> float:
@@ -87,7 +87,8 @@ class LiveConnection(RequestHandler):
         origin = self.request.headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
             raise HTTPError(403, log_message="Origin not allowed")
-        self._turn = await self.services.handshakes.turn()
+        await self.services.handshakes.wait_turn()
+        self._in_turn = True
         if self.closed:  # hung up while waiting: nothing to check, and its close came before its turn
             self.end_turn()
             self.set_status(CLIENT_CLOSED, "Client Closed Request")
@@ -144,9 +145,9 @@ class LiveConnection(RequestHandler):
 
     def end_turn(self) -> None:
         """Welcomed or refused: the next handshake's turn."""
-        if self._turn is not None:
-            self._turn.end()
-            self._turn = None
+        if self._in_turn:
+            self._in_turn = False
+            self.services.handshakes.end_turn()
 
     def leave(self) -> None:
         """The connection closed: its place, its pings, its token's clock, the hub."""

@@ -15,35 +15,20 @@ import asyncio
 from services.metrics import Metrics
 
 
-class Turn:
-    """One handshake's place among those admitted at once; ending it again does nothing."""
-
-    __slots__ = ("_queue",)
-
-    def __init__(self, queue: HandshakeQueue) -> None:
-        self._queue: HandshakeQueue | None = queue
-
-    def end(self) -> None:
-        if self._queue is not None:
-            self._queue.end()
-            self._queue = None
-
-
 class HandshakeQueue:
     def __init__(self, at_once: int, metrics: Metrics) -> None:
         self._slots = asyncio.Semaphore(at_once)
         self.waiting = 0
         metrics.handshakes_waiting.set_function(lambda: self.waiting)
 
-    async def turn(self) -> Turn:
-        """Once fewer than `at_once` handshakes are under way; asyncio's semaphore wakes its
-        waiters in the order they came."""
+    async def wait_turn(self) -> None:
+        """Until fewer than `at_once` handshakes are under way; asyncio's semaphore wakes its
+        waiters in the order they came. Each turn is ended once, by `end_turn`."""
         self.waiting += 1
         try:
             await self._slots.acquire()
         finally:
             self.waiting -= 1
-        return Turn(self)
 
-    def end(self) -> None:
+    def end_turn(self) -> None:
         self._slots.release()
