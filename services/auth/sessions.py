@@ -281,6 +281,8 @@ class SessionService:
             if known is not None and known[0]:
                 return True
             raise
+        if sid in self._known and not self._known[sid][0]:
+            return False  # revoked while the read was under way: a session never comes back
         active = session is not None and session.active(now)
         self._remember([sid], active)
         return active

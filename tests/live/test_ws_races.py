@@ -10,8 +10,8 @@ import pytest
 from tests.conftest import ServerFactory
 from tests.harness.live_views import subscribe
 from tests.harness.redis_server import RedisServer
-from tests.harness.server import sign_up
-from tests.harness.ws_client import LiveClient
+from tests.harness.server import log_in, sign_up
+from tests.harness.ws_client import LiveClient, refused_status
 
 TRIES = 15
 
@@ -112,3 +112,34 @@ async def test_handshakes_of_one_session_at_once_read_the_session_and_the_user_o
     assert {welcome["user"]["username"] for welcome in welcomes} == {viewer.username}
     for client in clients:
         await client.close()
+
+
+async def test_a_revocation_that_lands_while_the_session_is_read_is_not_undone_by_the_read(
+    start_server: ServerFactory,
+) -> None:
+    """A handshake reads the session as active; before the answer lands, the session is revoked
+    and this process hears of it. The stale answer must not make the session active again:
+    the handshake is refused, and so is the next one."""
+    server = await start_server()
+    user = await sign_up(server, "revoked-midway")
+    assert server.services is not None
+    store = server.services.backends.session_store
+    read_session = store.get
+    landed = asyncio.Event()
+    revoked = asyncio.Event()
+
+    async def stale_read(*args: Any, **kwargs: Any) -> Any:
+        session = await read_session(*args, **kwargs)  # read while still active ...
+        landed.set()
+        await revoked.wait()  # ... and answered only after the revocation was heard
+        return session
+
+    store.get = stale_read  # type: ignore[method-assign]
+    handshake = asyncio.ensure_future(refused_status(server.base_url, user.access_token))
+    await asyncio.wait_for(landed.wait(), 5)
+    store.get = read_session  # type: ignore[method-assign]
+    elsewhere = await log_in(server, user.username, user.password)  # another session: its check reads apart
+    assert (await elsewhere.request("POST", "/api/auth/logout-all")).status == 204
+    revoked.set()
+    assert await asyncio.wait_for(handshake, 5) == 401
+    assert await refused_status(server.base_url, user.access_token) == 401
