@@ -18,7 +18,7 @@ import errno
 import logging
 import resource
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tornado.httpserver import HTTPServer
@@ -36,6 +36,8 @@ PAUSE = 0.1
 """Seconds between tries while descriptors are out: ten failed accepts a second cost nothing."""
 ACCEPT_BATCH = 128
 """Connections accepted in one turn of the event loop, so that a storm does not starve the rest."""
+BACKED_UP_PAUSE = 0.005
+"""Seconds between looks at whether the connections taken are still backed up."""
 LINGER = 1.0
 """Seconds a refused connection is read (and what it sent dropped) before it is closed, so that
 closing with its request unread does not reset the connection before the 503 is read."""
@@ -62,12 +64,16 @@ class GuardedHTTPServer(HTTPServer):
     """tornado's HTTPServer with its own accept loop (plain TCP only: TLS ends in front of it)."""
 
     def initialize(  # type: ignore[override]  # tornado's Configurable: a subclass takes its own arguments
-        self, *args: Any, max_connections: int, metrics: Metrics, **kwargs: Any
+        self, *args: Any, max_connections: int, metrics: Metrics, backed_up: Callable[[], bool] = lambda: False,
+        **kwargs: Any,
     ) -> None:
         super().initialize(*args, **kwargs)
         if self.ssl_options is not None:
             raise ValueError("GuardedHTTPServer serves plain TCP; TLS ends at the proxy in front")
         self.max_connections = max_connections
+        self.backed_up = backed_up
+        """Whether the connections already taken have more work queued than is being done:
+        then new ones wait in the kernel's accept queue, in order, rather than in this process."""
         self.open_connections = 0
         self._metrics = metrics
         self._starved = False
@@ -157,6 +163,9 @@ class AcceptLoop:
         for _ in range(ACCEPT_BATCH):
             if self._stopped:
                 return
+            if self._server.backed_up():
+                self._pause(BACKED_UP_PAUSE)
+                return
             try:
                 connection, address = self._sock.accept()
             except BlockingIOError:
@@ -168,10 +177,13 @@ class AcceptLoop:
                 if exc.errno not in OUT_OF_DESCRIPTORS:
                     raise
                 self._server.out_of_descriptors(exc)
-                self._loop.remove_handler(self._sock)
-                self._resume = self._loop.call_later(PAUSE, self._try_again)
+                self._pause(PAUSE)
                 return
             self._server.accepted(connection, address)
+
+    def _pause(self, seconds: float) -> None:
+        self._loop.remove_handler(self._sock)
+        self._resume = self._loop.call_later(seconds, self._try_again)
 
     def _try_again(self) -> None:
         self._resume = None

@@ -17,6 +17,7 @@ from services.metrics import Metrics
 
 class HandshakeQueue:
     def __init__(self, at_once: int, metrics: Metrics) -> None:
+        self._at_once = at_once
         self._slots = asyncio.Semaphore(at_once)
         self.waiting = 0
         metrics.handshakes_waiting.set_function(lambda: self.waiting)
@@ -29,6 +30,11 @@ class HandshakeQueue:
             await self._slots.acquire()
         finally:
             self.waiting -= 1
+
+    def backed_up(self) -> bool:
+        """As many waiting as are under way: taking more connections now would only lengthen
+        the loop's turns (their heads read and parsed) and keep them waiting here."""
+        return self.waiting >= self._at_once
 
     def end_turn(self) -> None:
         self._slots.release()
