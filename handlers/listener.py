@@ -9,6 +9,11 @@ connections it has; each episode is logged once and counted (livevote_accept_pau
 Before it comes to that, past `server.max_connections` a new connection is answered with a
 short 503 problem+json and closed, unread (livevote_connections_refused). By default the cap
 is the open-file limit less a reserve for the store, Redis, and the refusals themselves.
+
+In a reconnect storm the loop also stops accepting, 5 ms at a time, while the live handshakes
+already taken are backed up (services/live/handshakes.py): new connections wait in the
+kernel's accept queue, in the order they came, and the loop's turns go to finishing the
+connections it has rather than to reading and parsing ever more of them.
 """
 
 from __future__ import annotations
