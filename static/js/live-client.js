@@ -23,7 +23,7 @@ import { LiveSocket } from "./live-socket.js";
 import { stats } from "./stats.js";
 
 const BACKOFF_FIRST_MS = 500;
-const BACKOFF_MAX_MS = 15000;
+const BACKOFF_MAX_MS = 8000;
 /** How long a socket may take to go live before the stream is tried: a healthy one takes milliseconds. */
 const SOCKET_DEADLINE_MS = 3000;
 const RECONNECT_DEADLINE_MS = 10000;
