@@ -57,8 +57,10 @@ log = logging.getLogger("livevote")
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "config.yaml"
 DRAIN_SECONDS = 10.0
-LISTEN_BACKLOG = 2048
-"""Connections the kernel queues before accept: a reconnect storm of pages must not see SYNs dropped."""
+LISTEN_BACKLOG = 4096
+"""Connections the kernel queues before accept (it caps this at net.core.somaxconn, 4096 by
+default since Linux 5.4): pages that come back while the process starts wait there, where past
+it their SYNs are dropped and they try again only a second or three later."""
 
 
 class UsageError(Exception):

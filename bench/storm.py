@@ -13,7 +13,7 @@
    closes them with 1001 and drains) and, once it is gone, started again on the same port.
    Every page reconnects as the page's live client (static/js/live-client.js) does: after a
    close or a failed attempt it waits a delay drawn uniformly from [ceiling/2, ceiling], the
-   ceiling 500 ms doubling per failure up to 15 s, and starting over at its `welcome`.
+   ceiling 500 ms doubling per failure up to 8 s, and starting over at its `welcome`.
 4. From the moment the new process listens: when 50 %, 99 % and 100 % of pages are live again,
    handshakes/s, failed attempts by cause, pages stuck (not live within `--deadline` s), and
    GET /healthz p50/p99 from a separate process polling throughout. Then RSS per socket after
@@ -73,7 +73,7 @@ from tests.harness.ports import free_port, wait_for_port
 from tests.harness.procfs import rss_kib
 
 BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 15.0
+BACKOFF_MAX = 8.0
 """static/js/live-client.js: BACKOFF_FIRST_MS, BACKOFF_MAX_MS."""
 CHANNEL = "subject:1"
 SUBSCRIBE = b'{"op":"subscribe","channel":"%s"}' % CHANNEL.encode()
@@ -99,10 +99,11 @@ COLUMNS = [
 MEMORY_COLUMNS = ["phase", "sockets", "RSS MiB", "RSS/socket KiB"]
 
 
-def backoff(failures: int) -> float:
-    """The page's delay before its next attempt, after `failures` failures in a row."""
-    ceiling = min(BACKOFF_MAX, BACKOFF_FIRST * (1 << min(failures - 1, 8)))
-    return ceiling / 2 + random.random() * ceiling / 2
+def backoff(failures: int, cap: float = BACKOFF_MAX, full_jitter: bool = False) -> float:
+    """The page's delay before its next attempt, after `failures` failures in a row: drawn from
+    [ceiling/2, ceiling], or from [0, ceiling] with `full_jitter` (bench/backoff.py compares)."""
+    ceiling = min(cap, BACKOFF_FIRST * (1 << min(failures - 1, 8)))
+    return random.random() * ceiling if full_jitter else ceiling / 2 + random.random() * ceiling / 2
 
 
 @dataclass

@@ -135,6 +135,7 @@ def http_server(app: LivevoteApplication, services: Services) -> GuardedHTTPServ
     return GuardedHTTPServer(
         app, xheaders=server.xheaders, max_body_size=server.max_body_size, idle_connection_timeout=server.idle_timeout,
         metrics=services.metrics, max_connections=server.max_connections or default_max_connections(),
+        backed_up=services.handshakes.backed_up,
     )
 
 

@@ -9,6 +9,11 @@ connections it has; each episode is logged once and counted (livevote_accept_pau
 Before it comes to that, past `server.max_connections` a new connection is answered with a
 short 503 problem+json and closed, unread (livevote_connections_refused). By default the cap
 is the open-file limit less a reserve for the store, Redis, and the refusals themselves.
+
+In a reconnect storm the loop also stops accepting, 5 ms at a time, while the live handshakes
+already taken are backed up (services/live/handshakes.py): new connections wait in the
+kernel's accept queue, in the order they came, and the loop's turns go to finishing the
+connections it has rather than to reading and parsing ever more of them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import errno
 import logging
 import resource
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tornado.httpserver import HTTPServer
@@ -36,6 +41,8 @@ PAUSE = 0.1
 """Seconds between tries while descriptors are out: ten failed accepts a second cost nothing."""
 ACCEPT_BATCH = 128
 """Connections accepted in one turn of the event loop, so that a storm does not starve the rest."""
+BACKED_UP_PAUSE = 0.005
+"""Seconds between looks at whether the connections taken are still backed up."""
 LINGER = 1.0
 """Seconds a refused connection is read (and what it sent dropped) before it is closed, so that
 closing with its request unread does not reset the connection before the 503 is read."""
@@ -62,12 +69,16 @@ class GuardedHTTPServer(HTTPServer):
     """tornado's HTTPServer with its own accept loop (plain TCP only: TLS ends in front of it)."""
 
     def initialize(  # type: ignore[override]  # tornado's Configurable: a subclass takes its own arguments
-        self, *args: Any, max_connections: int, metrics: Metrics, **kwargs: Any
+        self, *args: Any, max_connections: int, metrics: Metrics, backed_up: Callable[[], bool] = lambda: False,
+        **kwargs: Any,
     ) -> None:
         super().initialize(*args, **kwargs)
         if self.ssl_options is not None:
             raise ValueError("GuardedHTTPServer serves plain TCP; TLS ends at the proxy in front")
         self.max_connections = max_connections
+        self.backed_up = backed_up
+        """Whether the connections already taken have more work queued than is being done:
+        then new ones wait in the kernel's accept queue, in order, rather than in this process."""
         self.open_connections = 0
         self._metrics = metrics
         self._starved = False
@@ -157,6 +168,9 @@ class AcceptLoop:
         for _ in range(ACCEPT_BATCH):
             if self._stopped:
                 return
+            if self._server.backed_up():
+                self._pause(BACKED_UP_PAUSE)
+                return
             try:
                 connection, address = self._sock.accept()
             except BlockingIOError:
@@ -168,10 +182,13 @@ class AcceptLoop:
                 if exc.errno not in OUT_OF_DESCRIPTORS:
                     raise
                 self._server.out_of_descriptors(exc)
-                self._loop.remove_handler(self._sock)
-                self._resume = self._loop.call_later(PAUSE, self._try_again)
+                self._pause(PAUSE)
                 return
             self._server.accepted(connection, address)
+
+    def _pause(self, seconds: float) -> None:
+        self._loop.remove_handler(self._sock)
+        self._resume = self._loop.call_later(seconds, self._try_again)
 
     def _try_again(self) -> None:
         self._resume = None

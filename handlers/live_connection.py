@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from tornado.iostream import IOStream, SSLIOStream
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import Finish, HTTPError, RequestHandler
 
 from handlers.base import problem_json
 from handlers.headers import PROBLEM_JSON, origin_allowed
@@ -31,6 +31,8 @@ from services.live.quota import RETRY_AFTER, Admission
 
 log = logging.getLogger("livevote.live")
 
+CLIENT_CLOSED = 499
+"""The access log's status for a client that hung up before its turn came (as nginx logs it)."""
 NO_SESSION = ""
 """The hub's session id for a viewer's connection: no revocation ever names it."""
 REFUSALS = {
@@ -66,6 +68,8 @@ class LiveConnection(RequestHandler):
         self.peer: Peer | None = None
         self.closed = False
         self._admission: Admission | None = None
+        self._in_turn = False
+        """Between its turn in the HandshakeQueue and its welcome (or its refusal)."""
 
     @property
     def expires_at(self) -> float:
@@ -78,10 +82,17 @@ class LiveConnection(RequestHandler):
         return origin_allowed(origin, self.request.host, self.services.config.server.allowed_origins)
 
     async def admit(self, claims_of: Callable[[], Awaitable[AccessClaims | ViewerClaims]]) -> None:
-        """The Origin (when sent), then the offered token's claims, then a place within the caps."""
+        """The Origin (when sent), then this handshake's turn (services/live/handshakes.py), then
+        the offered token's claims, then a place within the caps."""
         origin = self.request.headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
             raise HTTPError(403, log_message="Origin not allowed")
+        await self.services.handshakes.wait_turn()
+        self._in_turn = True
+        if self.closed:  # hung up while waiting: nothing to check, and its close came before its turn
+            self.end_turn()
+            self.set_status(CLIENT_CLOSED, "Client Closed Request")
+            raise Finish()
         try:
             self.claims = await claims_of()
             if not self.closed:  # a client that hung up meanwhile takes no place
@@ -105,6 +116,7 @@ class LiveConnection(RequestHandler):
         self.finish(problem_json(status_code, detail))
 
     def release(self) -> None:
+        self.end_turn()
         if self._admission is not None:
             self.services.quota.release(self._admission)
             self._admission = None
@@ -129,6 +141,13 @@ class LiveConnection(RequestHandler):
             self.peer.admin = user.is_admin
             who = {"user": user.to_json(), "session": claims.sid, "role": user.role}
         self.send(frame("welcome", **who, expires_at=claims.expires_at, server_time=time.time()))
+        self.end_turn()
+
+    def end_turn(self) -> None:
+        """Welcomed or refused: the next handshake's turn."""
+        if self._in_turn:
+            self._in_turn = False
+            self.services.handshakes.end_turn()
 
     def leave(self) -> None:
         """The connection closed: its place, its pings, its token's clock, the hub."""

@@ -160,6 +160,7 @@ class WsConfig(_Section):
     watching_interval: float = Field(2, gt=0)
     max_sockets_per_address: int = Field(200, ge=1)
     max_sockets_per_token: int = Field(50, ge=1)
+    max_handshakes: int = Field(16, ge=1)
 
 
 class Config(_Section):

@@ -18,6 +18,7 @@ from services.catalog import CatalogService
 from services.config import Config
 from services.events import EventBus
 from services.history import HistoryService
+from services.live.handshakes import HandshakeQueue
 from services.live.heartbeat import Heartbeat
 from services.live.hub import Hub
 from services.live.presence import PresenceService
@@ -65,6 +66,7 @@ class Services:
     stats: StatsService
     presence: PresenceService
     quota: LiveQuota
+    handshakes: HandshakeQueue
     metrics: Metrics
     visibility: VisibilityService
     audit: AuditService

@@ -53,6 +53,10 @@ class Metrics:
             "livevote_live_refused", "Live connections refused before the upgrade: too many open for one address"
             " or one token", ["limit"], registry=self.registry,
         )
+        self.handshakes_waiting = Gauge(
+            "livevote_handshakes_waiting", "Live connections waiting for their turn to be admitted (past"
+            " ws.max_handshakes under way)", registry=self.registry,
+        )
         self.loop_lag = Histogram(
             "livevote_event_loop_lag_seconds", "How late a 100 ms timer fires", buckets=LAG_BUCKETS,
             registry=self.registry,

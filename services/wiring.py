@@ -43,6 +43,7 @@ from services.container import Backends, Services
 from services.errors import Unavailable
 from services.events import EventBus
 from services.history import HistoryService
+from services.live.handshakes import HandshakeQueue
 from services.live.heartbeat import Heartbeat
 from services.live.hub import Hub
 from services.live.presence import PresenceService
@@ -226,6 +227,7 @@ async def build_services(config: Config) -> Services:
         visibility=visibility,
         presence=presence,
         quota=LiveQuota(config.ws.max_sockets_per_address, config.ws.max_sockets_per_token, metrics),
+        handshakes=HandshakeQueue(config.ws.max_handshakes, metrics),
         metrics=metrics,
         audit=audit,
         history=HistoryService(backends.store),

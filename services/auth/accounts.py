@@ -19,6 +19,7 @@ from services.backends.store import Store
 from services.errors import NotFound, Unauthorized, Unavailable
 from services.models import User
 from services.schemas import Login, Registration, Role, RoleChange, parse, username_key
+from services.single_flight import SingleFlight
 
 BAD_LOGIN = "Unknown username or wrong password."
 KNOWN_USERS = 65536
@@ -39,6 +40,7 @@ class AccountService:
         self._clock = clock
         self._users: dict[int, tuple[User, float]] = {}
         """id -> (the user, when this process read it), oldest first."""
+        self._reads: SingleFlight[int, User] = SingleFlight()
 
     async def register(
         self, body: object, role: Role = "user", client_ip: str | None = None
@@ -66,11 +68,11 @@ class AccountService:
         return credentials.user
 
     async def get(self, user_id: int) -> User:
-        """The user as read within FRESH_FOR, else as `current`."""
+        """The user as read within FRESH_FOR, else as `current`, sharing a read under way."""
         known = self._users.get(user_id)
         if known is not None and self._clock() - known[1] < FRESH_FOR:
             return known[0]
-        return await self.current(user_id)
+        return await self._reads.run(user_id, lambda: self.current(user_id))
 
     async def current(self, user_id: int) -> User:
         """The user as the store has it now; NotFound once it has no such user. While the store

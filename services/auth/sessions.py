@@ -50,11 +50,12 @@ from services.auth.tokens import (
     hash_refresh_token,
     new_refresh_token,
 )
-from services.backends.sessions import Outcome, SessionStore
+from services.backends.sessions import Outcome, SessionRecord, SessionStore
 from services.config import AuthConfig
 from services.errors import Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from services.events import PUBLISH_RETRY_DELAYS, REVOKED, EventBus
 from services.models import User
+from services.single_flight import SingleFlight
 
 log = logging.getLogger("livevote.sessions")
 
@@ -117,6 +118,7 @@ class SessionService:
         self._clock = clock
         self._known: dict[str, tuple[bool, float]] = {}
         """sid -> (active, when this process learnt it), oldest first."""
+        self._reads: SingleFlight[str, SessionRecord | None] = SingleFlight()
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -274,11 +276,13 @@ class SessionService:
         if known is not None and (not known[0] or now - known[1] < CHECK_AGAIN_AFTER):
             return known[0]
         try:
-            session = await self._sessions.get(sid)
+            session = await self._reads.run(sid, lambda: self._sessions.get(sid))
         except Unavailable:
             if known is not None and known[0]:
                 return True
             raise
+        if sid in self._known and not self._known[sid][0]:
+            return False  # revoked while the read was under way: a session never comes back
         active = session is not None and session.active(now)
         self._remember([sid], active)
         return active

@@ -32,6 +32,17 @@ export function currentToken() {
   return accessToken;
 }
 
+/** When the access token runs out (its `exp`, in ms of this browser's clock less `skewMs`), or 0 without one. */
+export function tokenExpiresAt(skewMs = 0) {
+  if (!accessToken) return 0;
+  try {
+    const payload = accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload)).exp * 1000 - skewMs;
+  } catch { // not a JWT this page can read: treat it as spent
+    return 0;
+  }
+}
+
 export function isWatchingOnly() {
   return watching;
 }

@@ -2,23 +2,31 @@
 // of Server-Sent Events (event-stream.js), behind one small interface. Pushed `token` messages
 // replace the access token, for the live channel and for REST alike. It reconnects with
 // exponential backoff and jitter, re-subscribes, and renews its token first (by cookie, or a
-// viewer token) when the close code was 4001 or the connection never went live.
+// viewer token) when the close code was 4001 (a stream's ticket refused counts as one) or the
+// token has run out by the server's clock. Not on every failed attempt: after a restart every
+// page comes back at once, and each renewal is a write to the session store (or a viewer
+// token out of the address's budget, which a school behind one address shares).
 //
 // Which transport: every attempt tries the WebSocket first, and falls back to the stream at once
 // when the socket closes before the server's `welcome`, or has no `welcome` within
-// SOCKET_DEADLINE_MS (a proxy holding the upgrade open). A page whose stream went live while no
+// SOCKET_DEADLINE_MS (a proxy holding the upgrade open). A page whose socket was live before
+// allows RECONNECT_DEADLINE_MS: sockets get through its proxy, and in a reconnect storm the
+// server admits handshakes in turn, so a slow one is waiting, not stuck. A page whose stream went live while no
 // socket ever had in this browser session remembers that (sessionStorage), and its later pages
 // go straight to the stream; once a socket was live in the session, every attempt tries it first.
-import { currentToken, goLogin, isWatchingOnly, onTokenChange, renewToken, setAccessToken } from "./auth.js";
+import {
+  currentToken, goLogin, isWatchingOnly, onTokenChange, renewToken, setAccessToken, tokenExpiresAt,
+} from "./auth.js";
 import { EventStream } from "./event-stream.js";
 import { isAuthError } from "./http.js";
 import { LiveSocket } from "./live-socket.js";
 import { stats } from "./stats.js";
 
 const BACKOFF_FIRST_MS = 500;
-const BACKOFF_MAX_MS = 15000;
+const BACKOFF_MAX_MS = 8000;
 /** How long a socket may take to go live before the stream is tried: a healthy one takes milliseconds. */
 const SOCKET_DEADLINE_MS = 3000;
+const RECONNECT_DEADLINE_MS = 10000;
 /** sessionStorage: the transport that went live first in this browser session, "WebSocket" once a socket has. */
 const TRANSPORT_KEY = "livevote.transport";
 
@@ -60,6 +68,9 @@ export class LiveClient {
     this.stopped = false;
     this.revoked = false;
     this.needsFreshToken = false;
+    this.socketWasLive = false;
+    /** The server's clock less this browser's, as of the last `welcome`. */
+    this.clockSkewMs = 0;
     this.stopListening = null;
     // A token this page got elsewhere (a cookie refresh after a REST 401) is handed to the live channel too.
     this.onToken = (token, source) => {
@@ -95,7 +106,7 @@ export class LiveClient {
   async connect() {
     if (this.stopped) return;
     this.setState(this.failures ? "reconnecting" : "connecting");
-    if (this.needsFreshToken || !currentToken()) {
+    if (this.needsFreshToken || tokenExpiresAt(this.clockSkewMs) <= Date.now()) {
       try {
         await renewToken();
         this.needsFreshToken = false;
@@ -113,7 +124,7 @@ export class LiveClient {
       return;
     }
     this.open(LiveSocket);
-    this.deadline = setTimeout(() => this.fallBack(), SOCKET_DEADLINE_MS);
+    this.deadline = setTimeout(() => this.fallBack(), this.socketWasLive ? RECONNECT_DEADLINE_MS : SOCKET_DEADLINE_MS);
   }
 
   open(Transport) {
@@ -154,7 +165,7 @@ export class LiveClient {
       return;
     }
     // 1001 (the server is going away), 4008 (too slow), a drop: again after the backoff.
-    this.needsFreshToken = code === 4001 || !wasLive;
+    this.needsFreshToken = code === 4001;
     this.retryLater();
   }
 
@@ -175,6 +186,8 @@ export class LiveClient {
         this.failures = 0;
         this.live = true;
         clearTimeout(this.deadline);
+        this.clockSkewMs = message.server_time * 1000 - Date.now();
+        if (this.transport instanceof LiveSocket) this.socketWasLive = true;
         rememberTransport(this.transport.name);
         if (this.transport instanceof LiveSocket) this.resumeFrom = null; // a stream's mark is stale now
         this.setState("live");

@@ -35,6 +35,13 @@ async def test_fanout_delivers_every_update(tmp_path: Path) -> None:
     assert compared["rate"] == 20 and compared["ratio"] > 0, compared
 
 
+async def test_backoff_model_puts_the_page_s_formula_beside_full_jitter(tmp_path: Path) -> None:
+    result = await run_bench(tmp_path, "backoff", "--pages", "200")
+    rows = result["rows"]
+    assert {row["jitter"] for row in rows} == {"equal (the page's)", "full"}
+    assert all(0 <= row["p50 s"] <= row["p99 s"] <= row["max s"] <= row["cap s"] for row in rows), rows
+
+
 async def test_vote_ingestion_counts_every_vote(tmp_path: Path) -> None:
     result = await run_bench(tmp_path, "votes", "--clients", "4", "--seconds", "1")
     assert {row["via"] for row in result["rows"]} == {"healthz", "REST PUT/DELETE", "socket vote op"}

@@ -10,8 +10,8 @@ import pytest
 from tests.conftest import ServerFactory
 from tests.harness.live_views import subscribe
 from tests.harness.redis_server import RedisServer
-from tests.harness.server import sign_up
-from tests.harness.ws_client import LiveClient
+from tests.harness.server import log_in, sign_up
+from tests.harness.ws_client import LiveClient, refused_status
 
 TRIES = 15
 
@@ -83,3 +83,63 @@ async def test_subscribes_of_one_new_channel_at_once_read_it_once_and_all_go_liv
         update = await client.expect("votes", channel="subject:2", timeout=5)
         assert [counts["version"] for counts in update["updates"]] == [version]
         await client.close()
+
+
+async def test_handshakes_of_one_session_at_once_read_the_session_and_the_user_once(
+    start_server: ServerFactory,
+) -> None:
+    """A reconnect storm in small: 100 sockets of one session open at once, none of it in the
+    process's memory yet. The session and the user are each read once, shared by every
+    handshake that came while the read was under way, and every socket is welcomed."""
+    server = await start_server(ws__max_sockets_per_token=100)
+    viewer = await sign_up(server, "viewer")
+    assert server.services is not None
+    backends = server.services.backends
+    reads: dict[str, int] = {"session": 0, "user": 0}
+
+    def counted(name: str, read: Any) -> Any:
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            reads[name] += 1
+            await asyncio.sleep(0.05)  # a store under load: the other handshakes arrive meanwhile
+            return await read(*args, **kwargs)
+        return counting
+
+    backends.session_store.get = counted("session", backends.session_store.get)  # type: ignore[method-assign]
+    backends.store.get_user = counted("user", backends.store.get_user)  # type: ignore[method-assign]
+    clients = await asyncio.gather(*(LiveClient.connect(server.base_url, viewer.access_token) for _ in range(100)))
+    welcomes = await asyncio.gather(*(client.expect("welcome") for client in clients))
+    assert reads == {"session": 1, "user": 1}, reads
+    assert {welcome["user"]["username"] for welcome in welcomes} == {viewer.username}
+    for client in clients:
+        await client.close()
+
+
+async def test_a_revocation_that_lands_while_the_session_is_read_is_not_undone_by_the_read(
+    start_server: ServerFactory,
+) -> None:
+    """A handshake reads the session as active; before the answer lands, the session is revoked
+    and this process hears of it. The stale answer must not make the session active again:
+    the handshake is refused, and so is the next one."""
+    server = await start_server()
+    user = await sign_up(server, "revoked-midway")
+    assert server.services is not None
+    store = server.services.backends.session_store
+    read_session = store.get
+    landed = asyncio.Event()
+    revoked = asyncio.Event()
+
+    async def stale_read(*args: Any, **kwargs: Any) -> Any:
+        session = await read_session(*args, **kwargs)  # read while still active ...
+        landed.set()
+        await revoked.wait()  # ... and answered only after the revocation was heard
+        return session
+
+    store.get = stale_read  # type: ignore[method-assign]
+    handshake = asyncio.ensure_future(refused_status(server.base_url, user.access_token))
+    await asyncio.wait_for(landed.wait(), 5)
+    store.get = read_session  # type: ignore[method-assign]
+    elsewhere = await log_in(server, user.username, user.password)  # another session: its check reads apart
+    assert (await elsewhere.request("POST", "/api/auth/logout-all")).status == 204
+    revoked.set()
+    assert await asyncio.wait_for(handshake, 5) == 401
+    assert await refused_status(server.base_url, user.access_token) == 401

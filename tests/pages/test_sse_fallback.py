@@ -120,6 +120,35 @@ async def test_a_page_says_websocket_and_once_one_worked_a_failing_socket_is_sti
     await context.close()
 
 
+async def test_a_page_whose_socket_was_live_waits_longer_for_its_next_one_before_the_stream(
+    browser: Browser, server: LiveServer
+) -> None:
+    """After a restart the server admits returning sockets in turn: a page whose socket was live
+    gives its next socket 10 s, not the first one's 3, before it tries the stream."""
+    context = await browser.new_context(base_url=server.base_url)
+    log = PageLog()
+    page = log.watch(await context.new_page())
+    sockets: list[WebSocketRoute] = []
+    tickets: list[str] = []
+    page.on("request", lambda request: tickets.append(request.url) if "/api/live/tickets" in request.url else None)
+
+    async def slow_after_the_first(ws: WebSocketRoute) -> None:
+        sockets.append(ws)
+        if len(sockets) > 1:
+            await asyncio.sleep(4.5)  # a handshake waiting its turn, past the first socket's 3 s
+        ws.connect_to_server()
+
+    await page.route_web_socket("**/ws", slow_after_the_first)
+    await open_live(page)
+    await expect(conn(page)).to_have_attribute("data-transport", "WebSocket")
+    await sockets[0].close(code=1001, reason="going away")
+    await expect(conn(page)).to_have_attribute("data-connects", "2", timeout=10_000)
+    await expect(conn(page)).to_have_attribute("data-transport", "WebSocket")
+    assert (len(sockets), tickets) == (2, [])
+    log.assert_clean()
+    await context.close()
+
+
 async def test_a_stream_that_ends_comes_back_with_a_new_ticket_from_its_last_event(
     browser: Browser, server: LiveServer
 ) -> None:
