@@ -1,4 +1,4 @@
-"""Fan-out: C sockets subscribed to one subject, updates published at rising rates.
+"""Fan-out: C sockets subscribed to one subject (or K), updates published at rising rates.
 
     python bench/fanout.py [--sockets 200,1000] [--rates 100,200,...] [--step 3] [--reach [10]] [--floor]
                            [--subjects K] [--targets livevote,livevote-workers2,...]
@@ -162,7 +162,8 @@ async def open_sockets(target: Target, count: int, subjects: int, tally_ref: lis
 
 class CoreMeter:
     """Between start() and stop(): a server's CPU seconds (/proc, all its processes), ksoftirqd's on
-    its cores, Redis's and the client's, what anything else took on the server's cores, and the
+    its cores, Redis's (its main thread, to the ns: a few % of a core, below /proc's 10 ms ticks
+    in a short step) and the client's, what anything else took on the server's cores, and the
     wall time."""
 
     def __init__(self, target: Target, redis_pid: int) -> None:
@@ -174,8 +175,8 @@ class CoreMeter:
     def _read(self) -> tuple[float, ...]:
         cores = self.target.cores
         return (sum(cpu_seconds(pid) for pid in self.pids), sum(softirq_seconds(core) for core in cores),
-                cpu_seconds(self.redis_pid), cpu_seconds(os.getpid()), sum(core_seconds(core) for core in cores),
-                time.monotonic())
+                main_thread_seconds(self.redis_pid), cpu_seconds(os.getpid()),
+                sum(core_seconds(core) for core in cores), time.monotonic())
 
     def start(self) -> None:
         self._at = self._read()
