@@ -94,7 +94,7 @@ SSE, WS = "livevote-sse", "livevote"
 """The targets compared transport against transport: one livevote each, coalescing off."""
 WORKERS_COLUMNS = ["target", "sockets", "rate", "delivered/s", "one process delivered/s", "ratio",
                    "server µs/frame", "one process µs/frame", "µs ratio", "redis share %", "one process redis share %",
-                   "client cpu %", "one process client cpu %", "limit"]
+                   "client cpu %", "one process client cpu %", "cores other %", "one process cores other %", "limit"]
 FLOOR_COLUMNS = ["target", "sockets", "rate", "frames/s", "floor frames/s", "server µs/frame", "floor µs/frame",
                  "ratio", "server full µs/frame", "floor full µs/frame", "floor refused", "floor client cpu %"]
 
@@ -418,6 +418,7 @@ def workers_against_one(by_target: dict[str, dict[int, dict[str, Any]]]) -> list
                     "µs ratio": step["server µs/frame"] / alone["server µs/frame"],
                     "redis share %": step["redis share %"], "one process redis share %": alone["redis share %"],
                     "client cpu %": step["client cpu %"], "one process client cpu %": alone["client cpu %"],
+                    "cores other %": step["cores other %"], "one process cores other %": alone["cores other %"],
                     "limit": step["limit"] or alone["limit"],
                 })
     return rows
