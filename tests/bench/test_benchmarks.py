@@ -42,6 +42,20 @@ async def test_backoff_model_puts_the_page_s_formula_beside_full_jitter(tmp_path
     assert all(0 <= row["p50 s"] <= row["p99 s"] <= row["max s"] <= row["cap s"] for row in rows), rows
 
 
+async def test_fanout_two_workers_deliver_every_update(tmp_path: Path) -> None:
+    """`server.py --workers 2` beside one process, sockets and updates over two subjects: every
+    socket gets every update of its subject, and the workers between them hold every socket."""
+    result = await run_bench(tmp_path, "fanout", "--targets", "livevote,livevote-workers2", "--sockets", "20",
+                             "--rates", "20", "--step", "1", "--subjects", "2")
+    for target in ("livevote", "livevote-workers2"):
+        [row] = result["targets"][target]["20"]["rows"]
+        assert row["lost"] == 0 and row["delivered %"] == 100.0, row
+    split = result["targets"]["livevote-workers2"]["20"]["split"]
+    assert len(split) == 2 and sum(split) == 20, split
+    [compared] = result["workers_against_one"]
+    assert compared["rate"] == 20 and compared["µs ratio"] > 0, compared
+
+
 async def test_vote_ingestion_counts_every_vote(tmp_path: Path) -> None:
     result = await run_bench(tmp_path, "votes", "--clients", "4", "--seconds", "1")
     assert {row["via"] for row in result["rows"]} == {"healthz", "REST PUT/DELETE", "socket vote op"}
