@@ -23,6 +23,11 @@ timed from its publish until the LAST socket has it (every socket counted),
 with the client's and the server's CPU over those windows (~100 % client:
 the client is the limit).
 
+livevote's garbage collections are read from its /metrics
+(livevote_gc_pause_seconds) around each step: how many, and the largest pause
+(the upper bound of its histogram bucket); after the step at half the saturation
+rate, a table per generation.
+
 --floor: after a target's steps, bench/floor.py's send() loop at the same
 socket count, rounds and frames/s as the target's saturation step (paced at
 what it delivered: where the client could not publish at the nominal rate,
@@ -38,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import time
@@ -53,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import SERVER_CORE, CpuMeter, percentile, prepare, table, write_result
 from bench.fanout_targets import Stream, Target, make_target
 from bench.floor import measure_floor
-from bench.httpload import sign_in
+from bench.httpload import HttpConnection, sign_in
 from tests.harness.ports import wait_for_port
 from tests.harness.procfs import core_seconds, cpu_seconds, main_thread_seconds, rss_kib, softirq_seconds
 
@@ -64,7 +70,8 @@ REACH_SPACING = 0.5
 """Seconds before each timed update, so that it finds the sockets idle."""
 REACH_TIMEOUT = 5.0
 COLUMNS = ["target", "sockets", "rate", "delivered/s", "delivered %", "lost", "p50 ms", "p95 ms", "p99 ms",
-           "server cpu %", "server µs/frame", "full µs/frame", "core 0 other %", "client cpu %", "converge ms"]
+           "server cpu %", "server µs/frame", "full µs/frame", "core 0 other %", "client cpu %", "converge ms",
+           "collections", "gc max ms"]
 REACH_COLUMNS = ["target", "sockets", "updates", "first p50 ms", "last p50 ms", "last max ms", "missed",
                  "client cpu %", "server cpu %"]
 TRANSPORTS_COLUMNS = ["sockets", "rate", "ws µs/frame", "sse µs/frame", "ratio", "ws full µs/frame",
@@ -72,6 +79,10 @@ TRANSPORTS_COLUMNS = ["sockets", "rate", "ws µs/frame", "sse µs/frame", "ratio
                       "sse delivered %"]
 SSE, WS = "livevote-sse", "livevote"
 """The targets compared transport against transport: one livevote each, coalescing off."""
+GC_COLUMNS = ["target", "sockets", "rate", "generation", "collections", "p50 ms", "p99 ms", "max ms",
+              "over 10 ms", "total ms"]
+GC_PAUSES = re.compile(r'^livevote_gc_pause_seconds_(bucket|sum)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)$',
+                       re.MULTILINE)
 FLOOR_COLUMNS = ["target", "sockets", "rate", "frames/s", "floor frames/s", "server µs/frame", "floor µs/frame",
                  "ratio", "server full µs/frame", "floor full µs/frame", "floor refused", "floor client cpu %"]
 
@@ -151,6 +162,42 @@ class CoreMeter:
         return {"server": server, "softirq": softirq, "other": other, "wall": wall}
 
 
+async def gc_pauses(target: Target) -> dict[str, dict[float, float]]:
+    """livevote_gc_pause_seconds from a livevote target's /metrics: per generation, the cumulative
+    count per bucket bound, and the sum of the pauses under the key -1 (other targets: nothing)."""
+    if not target.name.startswith("livevote"):
+        return {}
+    connection = await HttpConnection.open(target.port)
+    _, body = await connection.request("GET", "/metrics")
+    await connection.close()
+    pauses: dict[str, dict[float, float]] = {}
+    for kind, generation, bound, value in GC_PAUSES.findall(body.decode()):
+        key = -1.0 if kind == "sum" else float("inf") if bound == "+Inf" else float(bound)
+        pauses.setdefault(generation, {})[key] = float(value)
+    return pauses
+
+
+def gc_between(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> list[dict[str, Any]]:
+    """Per generation, the collections between two reads: how many, p50, p99 and the largest pause
+    (each the upper bound of its bucket, ms), how many took over 10 ms, and their total (ms)."""
+    rows = []
+    for generation, buckets in sorted(after.items()):
+        then = before.get(generation, {})
+        counts = {bound: count - then.get(bound, 0.0) for bound, count in sorted(buckets.items()) if bound >= 0}
+        total = counts.get(float("inf"), 0.0)
+        if not total:
+            continue
+
+        def bound_at(share: float, counts: dict[float, float] = counts, total: float = total) -> float:
+            return 1000 * next(bound for bound, count in counts.items() if count >= share * total)
+
+        rows.append({"generation": int(generation), "collections": int(total), "p50 ms": bound_at(0.5),
+                     "p99 ms": bound_at(0.99), "max ms": bound_at(1.0),
+                     "over 10 ms": int(total - counts.get(0.01, 0.0)),
+                     "total ms": 1000 * (buckets[-1.0] - then.get(-1.0, 0.0))})
+    return rows
+
+
 async def reach(target: Target, publisher: redis.Redis, sockets: int, repeats: int, version: int,
                 tally_ref: list[Tally]) -> tuple[dict[str, Any], int]:
     """ONE update to idle sockets, `repeats` times: from its publish until the first and the LAST
@@ -201,6 +248,7 @@ async def run_step(target: Target, publisher: redis.Redis, sockets: int, rate: i
     count = max(int(rate * seconds), 1)
     tally = tally_ref[0] = Tally(expected=count * sockets)
     server_cpu, client_cpu = CoreMeter(target.process.pid), CpuMeter(os.getpid())
+    collected = await gc_pauses(target)
     server_cpu.start()
     client_cpu.start()
     started = time.perf_counter()
@@ -223,6 +271,7 @@ async def run_step(target: Target, publisher: redis.Redis, sockets: int, rate: i
         await asyncio.sleep(0.02)
     elapsed = published - started
     core = server_cpu.stop()
+    gc = gc_between(collected, await gc_pauses(target))
     frames = max(tally.updates, 1)
     row = {
         "target": target.name, "sockets": sockets, "rate": rate,
@@ -237,6 +286,9 @@ async def run_step(target: Target, publisher: redis.Redis, sockets: int, rate: i
         "core 0 other %": 100 * core["other"] / core["wall"], "client cpu %": client_cpu.stop(),
         "converge ms": 1000 * (tally.last_final_at - published) if target.coalescing and tally.final_seen >= sockets
         else None,
+        "collections": sum(entry["collections"] for entry in gc) if collected else None,
+        "gc max ms": max((entry["max ms"] for entry in gc), default=0.0) if collected else None,
+        "gc": gc,
     }
     return row, first_version + count
 
@@ -278,6 +330,8 @@ async def measure(target: Target, redis_url: str, sockets: int, rates: list[int]
         half, version = await run_step(target, publisher, sockets, max(saturation["rate"] // 2, 1), seconds, version,
                                        tally_ref)
         print(table([half], COLUMNS), flush=True)
+        if half["gc"]:
+            print(table([{**half, **entry} for entry in half["gc"]], GC_COLUMNS), flush=True)
     closed = sum(client.closed.done() for client in clients)
     if closed:
         print(f"  {closed} of {sockets} sockets were closed during the steps", flush=True)
@@ -374,9 +428,10 @@ async def main() -> None:
             summary.append({"target": name, "sockets": sockets, "rate": best.get("rate"),
                             "delivered/s": best.get("delivered/s"), "p99 ms": best.get("p99 ms"),
                             "half rate": half.get("rate"), "half p99 ms": half.get("p99 ms"),
-                            "half lost": half.get("lost"), "rss/socket KiB": measured["rss_per_socket"] / 1024})
+                            "half lost": half.get("lost"), "half gc max ms": half.get("gc max ms"),
+                            "rss/socket KiB": measured["rss_per_socket"] / 1024})
     print(table(summary, ["target", "sockets", "rate", "delivered/s", "p99 ms", "half rate", "half p99 ms",
-                          "half lost", "rss/socket KiB"]))
+                          "half lost", "half gc max ms", "rss/socket KiB"]))
     results["summary"] = summary
     measurements = [measured for by_sockets in results["targets"].values() for measured in by_sockets.values()]
     if options.reach:
