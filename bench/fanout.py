@@ -306,6 +306,7 @@ async def measure(target: Target, redis_url: str, sockets: int, rates: list[int]
     publisher = redis.Redis.from_url(redis_url)
     tally_ref = [Tally()]
     before = rss_kib(target.process.pid)
+    collected = await gc_pauses(target)
     clients = await open_sockets(target, sockets, tally_ref)
     await asyncio.sleep(1.0)
     rss_per_socket = 1024 * (rss_kib(target.process.pid) - before) / sockets  # bytes, as the results have it
@@ -332,6 +333,11 @@ async def measure(target: Target, redis_url: str, sockets: int, rates: list[int]
         print(table([half], COLUMNS), flush=True)
         if half["gc"]:
             print(table([{**half, **entry} for entry in half["gc"]], GC_COLUMNS), flush=True)
+    if collected:
+        measured["gc"] = gc_between(collected, await gc_pauses(target))
+        print(f"  collections from the first connect to the last step ({sockets} sockets):", flush=True)
+        print(table([{"target": target.name, "sockets": sockets, **entry} for entry in measured["gc"]],
+                    GC_COLUMNS), flush=True)
     closed = sum(client.closed.done() for client in clients)
     if closed:
         print(f"  {closed} of {sockets} sockets were closed during the steps", flush=True)
