@@ -300,9 +300,9 @@ def saturated(row: dict[str, Any]) -> bool:
 
 
 async def measure(target: Target, redis_url: str, sockets: int, rates: list[int], seconds: float,
-                  reach_repeats: int, floor_work: Path | None) -> dict[str, Any]:
-    """Reach (if `reach_repeats`), the rising steps, the step at half the saturation rate, and the
-    floor beside the saturation step (if `floor_work`, where its sender logs)."""
+                  reach_repeats: int, floor_work: Path | None, half_rate: int = 0) -> dict[str, Any]:
+    """Reach (if `reach_repeats`), the rising steps, the step at half the saturation rate (or at
+    `half_rate`), and the floor beside the saturation step (if `floor_work`, where its sender logs)."""
     publisher = redis.Redis.from_url(redis_url)
     tally_ref = [Tally()]
     before = rss_kib(target.process.pid)
@@ -325,11 +325,12 @@ async def measure(target: Target, redis_url: str, sockets: int, rates: list[int]
         if saturated(row):
             break
         saturation = row
-    if saturation is not None:
-        print(f"  at half the saturation rate ({saturation['rate']}):", flush=True)
+    if not half_rate and saturation is not None:
+        half_rate = max(saturation["rate"] // 2, 1)
+    if half_rate:
+        print(f"  at {half_rate} updates/s (half the saturation rate, or --half):", flush=True)
         await settle(tally_ref)
-        half, version = await run_step(target, publisher, sockets, max(saturation["rate"] // 2, 1), seconds, version,
-                                       tally_ref)
+        half, version = await run_step(target, publisher, sockets, half_rate, seconds, version, tally_ref)
         print(table([half], COLUMNS), flush=True)
         if half["gc"]:
             print(table([{**half, **entry} for entry in half["gc"]], GC_COLUMNS), flush=True)
@@ -399,6 +400,8 @@ async def main() -> None:
     parser.add_argument("--reach", type=int, nargs="?", const=10, default=0, metavar="N",
                         help="first time N single updates until the last idle socket has them (N: 10)")
     parser.add_argument("--floor", action="store_true", help="run bench/floor.py beside each saturation step")
+    parser.add_argument("--half", type=int, default=0, metavar="RATE",
+                        help="the last step at this rate, not half the saturation rate: runs compared at one rate")
     options = parser.parse_args()
     work, redis_process, redis_url = await prepare("fanout")
     results: dict[str, Any] = {"targets": {}}
@@ -416,7 +419,7 @@ async def main() -> None:
                 rates = list(map(int, options.rates.split(",")))
                 try:
                     measured = await measure(target, redis_url, sockets, rates, options.step, options.reach,
-                                             work if options.floor else None)
+                                             work if options.floor else None, options.half)
                 except (OSError, TimeoutError) as error:
                     print(f"  {target.name} could not take {sockets} sockets: {error!r}", flush=True)
                     measured = {"rows": [], "saturation": None, "rss_per_socket": float("nan"), "error": repr(error)}
