@@ -1,6 +1,6 @@
 """Fan-out: C sockets subscribed to one subject, updates published at rising rates.
 
-    python bench/fanout.py [--sockets 200,1000] [--rates 100,200,...] [--step 3] [--reach [10]] [--floor]
+    python bench/fanout.py [--sockets 200,1000] [--rates 100,200,...] [--step 3] [--reach [10]] [--floor] [--half RATE]
 
 Targets, in one run, same machine, same Redis, same message size, same client
 (bench/fanout_targets.py): livevote (coalescing off, then on), python-socketio's
