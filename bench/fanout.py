@@ -1,7 +1,7 @@
 """Fan-out: C sockets subscribed to one subject (or K), updates published at rising rates.
 
     python bench/fanout.py [--sockets 200,1000] [--rates 100,200,...] [--step 3] [--reach [10]] [--floor]
-                           [--subjects K] [--targets livevote,livevote-workers2,...]
+                           [--subjects K] [--half RATE] [--targets livevote,livevote-workers2,...]
 
 Targets, in one run, same machine, same Redis, same message size, same client
 (bench/fanout_targets.py): livevote (coalescing off, then on), python-socketio's
@@ -37,6 +37,11 @@ timed from its publish until the LAST socket has it (every socket counted),
 with the client's and the server's CPU over those windows (~100 % client:
 the client is the limit).
 
+livevote's garbage collections are read from its /metrics
+(livevote_gc_pause_seconds) around each step: how many, and the largest pause
+(the upper bound of its histogram bucket); after the step at half the saturation
+rate, a table per generation.
+
 --floor: after a target's steps, bench/floor.py's send() loop at the same
 socket count, rounds and frames/s as the target's saturation step (paced at
 what it delivered: where the client could not publish at the nominal rate,
@@ -52,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import time
@@ -67,7 +73,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CLIENT_CORE, CpuMeter, percentile, prepare, table, write_result
 from bench.fanout_targets import Stream, Target, make_target, start
 from bench.floor import measure_floor
-from bench.httpload import sign_in
+from bench.httpload import HttpConnection, sign_in
 from tests.harness.ports import wait_for_port
 from tests.harness.procfs import core_seconds, cpu_seconds, main_thread_seconds, rss_kib, softirq_seconds
 
@@ -84,7 +90,7 @@ REACH_SPACING = 0.5
 REACH_TIMEOUT = 5.0
 COLUMNS = ["target", "sockets", "rate", "published/s", "delivered/s", "delivered %", "lost", "p50 ms", "p95 ms",
            "p99 ms", "server cpu %", "server µs/frame", "full µs/frame", "cores other %", "redis cpu %",
-           "redis share %", "client cpu %", "limit", "converge ms"]
+           "redis share %", "client cpu %", "limit", "converge ms", "collections", "gc max ms"]
 REACH_COLUMNS = ["target", "sockets", "updates", "first p50 ms", "last p50 ms", "last max ms", "missed",
                  "client cpu %", "server cpu %"]
 TRANSPORTS_COLUMNS = ["sockets", "rate", "ws µs/frame", "sse µs/frame", "ratio", "ws full µs/frame",
@@ -95,6 +101,10 @@ SSE, WS = "livevote-sse", "livevote"
 WORKERS_COLUMNS = ["target", "sockets", "rate", "delivered/s", "one process delivered/s", "ratio",
                    "server µs/frame", "one process µs/frame", "µs ratio", "redis share %", "one process redis share %",
                    "client cpu %", "one process client cpu %", "cores other %", "one process cores other %", "limit"]
+GC_COLUMNS = ["target", "sockets", "rate", "generation", "collections", "p50 ms", "p99 ms", "max ms",
+              "over 10 ms", "total ms"]
+GC_PAUSES = re.compile(r'^livevote_gc_pause_seconds_(bucket|sum)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)$',
+                       re.MULTILINE)
 FLOOR_COLUMNS = ["target", "sockets", "rate", "frames/s", "floor frames/s", "server µs/frame", "floor µs/frame",
                  "ratio", "server full µs/frame", "floor full µs/frame", "floor refused", "floor client cpu %"]
 
@@ -201,6 +211,43 @@ def server_rss_kib(target: Target) -> int:
     return sum(rss_kib(pid) for pid in target.pids())
 
 
+async def gc_pauses(target: Target) -> dict[str, dict[float, float]]:
+    """livevote_gc_pause_seconds from a livevote target's /metrics: per generation, the cumulative
+    count per bucket bound, and the sum of the pauses under the key -1 (other targets, and workers,
+    whose /metrics is whichever worker answers: nothing)."""
+    if not target.name.startswith("livevote") or target.workers:
+        return {}
+    connection = await HttpConnection.open(target.port)
+    _, body = await connection.request("GET", "/metrics")
+    await connection.close()
+    pauses: dict[str, dict[float, float]] = {}
+    for kind, generation, bound, value in GC_PAUSES.findall(body.decode()):
+        key = -1.0 if kind == "sum" else float("inf") if bound == "+Inf" else float(bound)
+        pauses.setdefault(generation, {})[key] = float(value)
+    return pauses
+
+
+def gc_between(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> list[dict[str, Any]]:
+    """Per generation, the collections between two reads: how many, p50, p99 and the largest pause
+    (each the upper bound of its bucket, ms), how many took over 10 ms, and their total (ms)."""
+    rows = []
+    for generation, buckets in sorted(after.items()):
+        then = before.get(generation, {})
+        counts = {bound: count - then.get(bound, 0.0) for bound, count in sorted(buckets.items()) if bound >= 0}
+        total = counts.get(float("inf"), 0.0)
+        if not total:
+            continue
+
+        def bound_at(share: float, counts: dict[float, float] = counts, total: float = total) -> float:
+            return 1000 * next(bound for bound, count in counts.items() if count >= share * total)
+
+        rows.append({"generation": int(generation), "collections": int(total), "p50 ms": bound_at(0.5),
+                     "p99 ms": bound_at(0.99), "max ms": bound_at(1.0),
+                     "over 10 ms": int(total - counts.get(0.01, 0.0)),
+                     "total ms": 1000 * (buckets[-1.0] - then.get(-1.0, 0.0))})
+    return rows
+
+
 async def reach(target: Target, publisher: redis.Redis, sockets: int, subjects: int, repeats: int, version: int,
                 tally_ref: list[Tally]) -> tuple[dict[str, Any], int]:
     """ONE update to idle sockets, `repeats` times: from its publish until the first and the LAST
@@ -254,6 +301,7 @@ async def run_step(target: Target, publisher: redis.Redis, redis_pid: int, socke
     expected = sum(per_subject[subject_of(first_version + index, subjects)] for index in range(count))
     tally = tally_ref[0] = Tally(expected=expected)
     server_cpu, client_cpu = CoreMeter(target, redis_pid), CpuMeter(os.getpid())
+    collected = await gc_pauses(target)
     server_cpu.start()
     client_cpu.start()
     started = time.perf_counter()
@@ -275,6 +323,7 @@ async def run_step(target: Target, publisher: redis.Redis, redis_pid: int, socke
         await asyncio.sleep(0.02)
     elapsed = published - started
     core = server_cpu.stop()
+    gc = gc_between(collected, await gc_pauses(target))
     frames = max(tally.updates, 1)
     client = client_cpu.stop()
     published_rate = count / max(elapsed, 1e-9)
@@ -294,6 +343,9 @@ async def run_step(target: Target, publisher: redis.Redis, redis_pid: int, socke
         "limit": "client" if client >= CLIENT_LIMIT else "publish lag" if published_rate < PUBLISH_LAG * rate else None,
         "converge ms": 1000 * (tally.last_final_at - published) if target.coalescing and tally.final_seen >= sockets
         else None,
+        "collections": sum(entry["collections"] for entry in gc) if collected else None,
+        "gc max ms": max((entry["max ms"] for entry in gc), default=0.0) if collected else None,
+        "gc": gc,
     }
     return row, first_version + count
 
@@ -325,12 +377,13 @@ def connections_by_pid(pids: list[int], port: int) -> dict[int, int]:
 
 
 async def measure(target: Target, redis_url: str, redis_pid: int, sockets: int, subjects: int, rates: list[int],
-                  seconds: float, reach_repeats: int, floor_work: Path | None) -> dict[str, Any]:
-    """Reach (if `reach_repeats`), the rising steps, the step at half the saturation rate, and the
-    floor beside the saturation step (if `floor_work`, where its sender logs)."""
+                  seconds: float, reach_repeats: int, floor_work: Path | None, half_rate: int = 0) -> dict[str, Any]:
+    """Reach (if `reach_repeats`), the rising steps, the step at half the saturation rate (or at
+    `half_rate`), and the floor beside the saturation step (if `floor_work`, where its sender logs)."""
     publisher = redis.Redis.from_url(redis_url)
     tally_ref = [Tally()]
     before = server_rss_kib(target)
+    collected = await gc_pauses(target)
     clients = await open_sockets(target, sockets, subjects, tally_ref)
     await asyncio.sleep(1.0)
     rss_per_socket = 1024 * (server_rss_kib(target) - before) / sockets  # bytes, as the results have it
@@ -355,12 +408,21 @@ async def measure(target: Target, redis_url: str, redis_pid: int, sockets: int, 
         if saturated(row):
             break
         saturation = row
-    if saturation is not None:
-        print(f"  at half the saturation rate ({saturation['rate']}):", flush=True)
+    if not half_rate and saturation is not None:
+        half_rate = max(saturation["rate"] // 2, 1)
+    if half_rate:
+        print(f"  at {half_rate} updates/s (half the saturation rate, or --half):", flush=True)
         await settle(tally_ref)
-        half, version = await run_step(target, publisher, redis_pid, sockets, subjects,
-                                       max(saturation["rate"] // 2, 1), seconds, version, tally_ref)
+        half, version = await run_step(target, publisher, redis_pid, sockets, subjects, half_rate, seconds, version,
+                                       tally_ref)
         print(table([half], COLUMNS), flush=True)
+        if half["gc"]:
+            print(table([{**half, **entry} for entry in half["gc"]], GC_COLUMNS), flush=True)
+    if collected:
+        measured["gc"] = gc_between(collected, await gc_pauses(target))
+        print(f"  collections from the first connect to the last step ({sockets} sockets):", flush=True)
+        print(table([{"target": target.name, "sockets": sockets, **entry} for entry in measured["gc"]],
+                    GC_COLUMNS), flush=True)
     closed = sum(client.closed.done() for client in clients)
     if closed:
         print(f"  {closed} of {sockets} sockets were closed during the steps", flush=True)
@@ -452,6 +514,8 @@ async def main() -> None:
     parser.add_argument("--floor", action="store_true", help="run bench/floor.py beside each saturation step")
     parser.add_argument("--subjects", type=int, default=1, metavar="K",
                         help="spread the sockets and the updates over K subjects (at most the seed's 5)")
+    parser.add_argument("--half", type=int, default=0, metavar="RATE",
+                        help="the last step at this rate, not half the saturation rate: runs compared at one rate")
     options = parser.parse_args()
     work, redis_process, redis_url = await prepare("fanout")
     results: dict[str, Any] = {"targets": {}, "subjects": options.subjects}
@@ -469,7 +533,8 @@ async def main() -> None:
                 rates = list(map(int, options.rates.split(",")))
                 try:
                     measured = await measure(target, redis_url, redis_process.pid, sockets, options.subjects, rates,
-                                             options.step, options.reach, work if options.floor else None)
+                                             options.step, options.reach, work if options.floor else None,
+                                             options.half)
                 except (OSError, TimeoutError) as error:
                     print(f"  {target.name} could not take {sockets} sockets: {error!r}", flush=True)
                     measured = {"rows": [], "saturation": None, "rss_per_socket": float("nan"), "error": repr(error)}
@@ -487,9 +552,10 @@ async def main() -> None:
             summary.append({"target": name, "sockets": sockets, "rate": best.get("rate"),
                             "delivered/s": best.get("delivered/s"), "p99 ms": best.get("p99 ms"),
                             "half rate": half.get("rate"), "half p99 ms": half.get("p99 ms"),
-                            "half lost": half.get("lost"), "rss/socket KiB": measured["rss_per_socket"] / 1024})
+                            "half lost": half.get("lost"), "half gc max ms": half.get("gc max ms"),
+                            "rss/socket KiB": measured["rss_per_socket"] / 1024})
     print(table(summary, ["target", "sockets", "rate", "delivered/s", "p99 ms", "half rate", "half p99 ms",
-                          "half lost", "rss/socket KiB"]))
+                          "half lost", "half gc max ms", "rss/socket KiB"]))
     results["summary"] = summary
     measurements = [measured for by_sockets in results["targets"].values() for measured in by_sockets.values()]
     if options.reach:

@@ -10,6 +10,7 @@ before it expires, or closes the socket 4001 when it does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -92,6 +93,28 @@ class TokenBucket:
         return True
 
 
+class LiveProtocol(StrictProtocol):
+    """An open socket's frames are read on a task of their own.
+
+    tornado reads them at the bottom of the handshake's coroutines (the request's
+    _execute, get, accept_connection, _accept_connection), which then wait out the
+    socket's whole life holding the handshake's headers and locals: about 30 of an
+    idle socket's ~69 GC-tracked objects, that every full collection walks
+    (docs/performance.md, "Garbage collection at 10,000 sockets").
+    """
+
+    _reader: asyncio.Task[None] | None = None
+
+    async def _receive_frame_loop(self) -> None:
+        self._reader = asyncio.ensure_future(self._read_frames())
+
+    async def _read_frames(self) -> None:
+        try:
+            await super()._receive_frame_loop()
+        except asyncio.CancelledError:  # as tornado's accept_connection did while it awaited the loop
+            self._abort()
+
+
 class LiveSocket(LiveConnection, WebSocketHandler):
     def initialize(self, services: Services) -> None:
         super().initialize(services)
@@ -147,7 +170,7 @@ class LiveSocket(LiveConnection, WebSocketHandler):
         protocol = super().get_websocket_protocol()
         if not isinstance(protocol, WebSocketProtocol13):
             return protocol
-        return StrictProtocol(self, False, protocol.params)
+        return LiveProtocol(self, False, protocol.params)
 
     def get_compression_options(self) -> None:
         """No compression: the frame of a broadcast is built once for every socket."""

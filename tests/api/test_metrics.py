@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+
 from tests.conftest import ServerFactory
-from tests.harness.metrics import sample
+from tests.harness.metrics import find_sample, sample
 from tests.harness.server import LiveServer, UserClient
 from tests.harness.ws_client import LiveClient
 
@@ -30,3 +32,17 @@ async def test_metrics_count_sockets_votes_and_broadcasts(api: LiveServer, user:
 async def test_metrics_can_be_turned_off(start_server: ServerFactory) -> None:
     server = await start_server(server__metrics=False)
     assert (await server.get("/metrics")).status == 404
+
+
+async def test_metrics_time_each_garbage_collection(start_server: ServerFactory) -> None:
+    installed = len(gc.callbacks)
+    server = await start_server()
+    full = 'livevote_gc_pause_seconds_count{generation="2"}'
+    before = (await server.get("/metrics")).body.decode()
+    gc.collect()
+    text = (await server.get("/metrics")).body.decode()
+    assert sample(text, full) >= (find_sample(before, full) or 0) + 1
+    assert sample(text, 'livevote_gc_pause_seconds_sum{generation="2"}') > 0
+    assert len(gc.callbacks) == installed + 1
+    await server.stop()
+    assert len(gc.callbacks) == installed, "a stopped server leaves no callback behind"

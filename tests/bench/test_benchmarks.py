@@ -31,6 +31,7 @@ async def test_fanout_delivers_every_update(tmp_path: Path) -> None:
     for target in ("livevote", "livevote-sse"):
         [row] = result["targets"][target]["20"]["rows"]
         assert row["lost"] == 0 and row["delivered %"] == 100.0, row
+        assert row["collections"] is not None, "the server's garbage collections were read from its /metrics"
     [compared] = result["sse_against_ws"]
     assert compared["rate"] == 20 and compared["ratio"] > 0, compared
 
