@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+
 from tests.harness.redis_server import RedisServer
+from tests.harness.strategies import examples
 
 T = TypeVar("T")
 
@@ -24,3 +29,22 @@ class MachineHarness:
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
+
+    async def start(self) -> None:
+        """The servers every example of the machine shares."""
+
+    async def stop(self) -> None:
+        """Whatever `start` started."""
+
+    def run_machine(self, machine_for: Callable[[Any], type[RuleBasedStateMachine]], budget: float, steps: int) -> None:
+        """Start, run the machine `machine_for(self)` makes (once started: it may read what start
+        made) for `examples(budget)` examples of up to `steps` steps, then stop (whatever the
+        machine found) and close the loop."""
+        self.run(self.start())
+        try:
+            machine = machine_for(self)
+            run_state_machine_as_test(machine, settings=settings(examples(budget), stateful_step_count=steps))
+        finally:
+            with contextlib.suppress(Exception):
+                self.run(self.stop())
+            self.loop.close()

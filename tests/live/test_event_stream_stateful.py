@@ -14,22 +14,19 @@ page must show what the store holds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.harness import page_model
 from tests.harness.machine import MachineHarness
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import LiveServer, UserClient, make_config, sign_up, sign_up_admin, viewer_token
 from tests.harness.sse_client import EventStreamClient
-from tests.harness.strategies import examples
 from tests.harness.voting import cast
 
 CHANNELS = (["subject:1", "dashboard"], ["subject:2", "teacher:1"], ["subject:1"])
@@ -208,12 +205,4 @@ def machine_for(harness: Harness) -> type[RuleBasedStateMachine]:
 @pytest.mark.parametrize("mode", ["embedded", "redis"])
 def test_every_page_on_a_stream_converges_however_it_drops_and_comes_back(tmp_path: Path, mode: str) -> None:
     harness = Harness(tmp_path, mode)
-    harness.run(harness.start())
-    try:
-        run_state_machine_as_test(
-            machine_for(harness), settings=settings(examples(0.375), stateful_step_count=8)
-        )
-    finally:
-        with contextlib.suppress(Exception):
-            harness.run(harness.stop())
-        harness.loop.close()
+    harness.run_machine(machine_for, budget=0.375, steps=8)

@@ -16,7 +16,6 @@ pages' own rules (tests/harness/page_model.py); a dashboard shows /api/stats.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -24,16 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.harness import page_model
 from tests.harness.machine import MachineHarness
 from tests.harness.postgres_server import POSTGRES
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import LiveServer, UserClient, log_in, make_config, sign_up, sign_up_admin
-from tests.harness.strategies import examples
 from tests.harness.ws_client import LiveClient
 
 MAX_SOCKETS = 4
@@ -291,12 +288,4 @@ async def _wait(check: Callable[[], Coroutine[Any, Any, bool]], timeout: float =
 @pytest.mark.parametrize("mode", ["embedded", "redis", "postgresql"])
 def test_every_subscriber_converges_whatever_the_interleaving(tmp_path: Path, mode: str) -> None:
     harness = Harness(tmp_path, mode)
-    harness.run(harness.start())
-    try:
-        run_state_machine_as_test(
-            machine_for(harness), settings=settings(examples(0.5), stateful_step_count=10)
-        )
-    finally:
-        with contextlib.suppress(Exception):
-            harness.run(harness.stop())
-        harness.loop.close()
+    harness.run_machine(machine_for, budget=0.5, steps=10)

@@ -46,21 +46,18 @@ after it to the next (a socket's frames come in order, and no rule runs meanwhil
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from tests.harness.machine import MachineHarness
 from tests.harness.redis_server import RedisServer
 from tests.harness.server import JsonClient, LiveServer, Response, UserClient, make_config, sign_up, sign_up_admin
 from tests.harness.server import viewer_token as new_viewer_token
-from tests.harness.strategies import examples
 from tests.harness.ws_client import LiveClient
 
 TEACHERS = {subject: tuple(range(3 * subject - 2, 3 * subject + 1)) for subject in range(1, 6)}
@@ -558,12 +555,4 @@ def _ok(response: Response) -> Any:
 @pytest.mark.parametrize("mode", ["embedded", "redis"])
 def test_no_count_reaches_whoever_may_not_see_it(tmp_path: Path, mode: str) -> None:
     harness = Harness(tmp_path, mode)
-    harness.run(harness.start())
-    try:
-        run_state_machine_as_test(machine_for(harness), settings=settings(
-            examples(0.5), stateful_step_count=20,
-        ))
-    finally:
-        with contextlib.suppress(Exception):
-            harness.run(harness.stop())
-        harness.loop.close()
+    harness.run_machine(machine_for, budget=0.5, steps=20)
