@@ -6,11 +6,15 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tornado.httpclient import HTTPClientError
 
 from tests.conftest import ServerFactory
 from tests.harness.live_views import subscribe
 from tests.harness.redis_server import RedisServer
-from tests.harness.server import log_in, sign_up
+from tests.harness.server import LiveServer, log_in, sign_up
+from tests.harness.strategies import examples
 from tests.harness.ws_client import LiveClient, refused_status
 
 TRIES = 15
@@ -143,3 +147,60 @@ async def test_a_revocation_that_lands_while_the_session_is_read_is_not_undone_b
     revoked.set()
     assert await asyncio.wait_for(handshake, 5) == 401
     assert await refused_status(server.base_url, user.access_token) == 401
+
+
+READ_DELAYS = st.lists(st.tuples(st.sampled_from([0, 0.002, 0.01, 0.03]), st.sampled_from([0, 0.002, 0.01, 0.03])),
+                       min_size=1, max_size=8)
+"""(before, after) a session read's answer: the read itself may see the store before or after a revocation."""
+
+
+@examples(0.5)
+@given(delays=READ_DELAYS, handshakes=st.integers(1, 8), revoke_after=st.integers(0, 8))
+async def test_no_handshake_outlives_a_revocation_however_its_session_reads_interleave(
+    api: LiveServer, delays: list[tuple[float, float]], handshakes: int, revoke_after: int
+) -> None:
+    """Handshakes of one session open at once, their session reads slowed before and after the
+    store answers; the session is revoked from another session after `revoke_after` of them
+    started. Whatever the interleaving, once the revocation is done every one of them was refused
+    (401) or is closed as revoked (4003), and the next handshake is refused."""
+    user = await sign_up(api, f"racer{next(RACERS)}")
+    elsewhere = await log_in(api, user.username, user.password)
+    assert api.services is not None
+    store = api.services.backends.session_store
+    read_session = store.get
+    reads = iter(delays * 16)
+
+    async def slowed(*args: Any, **kwargs: Any) -> Any:
+        before, after = next(reads, (0, 0))
+        await asyncio.sleep(before)
+        session = await read_session(*args, **kwargs)
+        await asyncio.sleep(after)
+        return session
+
+    store.get = slowed  # type: ignore[method-assign]
+    try:
+        started = [asyncio.ensure_future(_admitted_or_refused(api, user.access_token)) for _ in range(revoke_after)]
+        assert (await elsewhere.request("POST", "/api/auth/logout-all")).status == 204
+        started += [asyncio.ensure_future(_admitted_or_refused(api, user.access_token))
+                    for _ in range(handshakes - revoke_after)]
+        for outcome in await asyncio.gather(*started):
+            if isinstance(outcome, LiveClient):
+                assert await outcome.wait_closed() == 4003, "a socket of a revoked session stayed open"
+            else:
+                assert outcome == 401
+    finally:
+        store.get = read_session  # type: ignore[method-assign]
+    assert await refused_status(api.base_url, user.access_token) == 401
+
+
+RACERS = iter(range(1_000_000))
+
+
+async def _admitted_or_refused(server: LiveServer, token: str) -> LiveClient | int:
+    """The socket, once welcomed, or the status it was refused with."""
+    try:
+        client = await LiveClient.connect(server.base_url, token)
+    except HTTPClientError as exc:
+        return exc.code
+    await client.expect("welcome")
+    return client
