@@ -133,6 +133,12 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
     return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
 
 
+def bucket_bound(counts: dict[float, float], share: float) -> float:
+    """Of a Prometheus histogram's cumulative counts between two scrapes (upper bound -> count,
+    ascending, +Inf last), the upper bound of the first bucket holding `share` of them."""
+    return next(bound for bound, count in counts.items() if count >= share * counts[float("inf")])
+
+
 def table(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
     rows = list(rows)
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]

@@ -70,7 +70,7 @@ import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CLIENT_CORE, CpuMeter, percentile, prepare, table, write_result
+from bench.common import CLIENT_CORE, CpuMeter, bucket_bound, percentile, prepare, table, write_result
 from bench.fanout_targets import Stream, Target, make_target, start
 from bench.floor import measure_floor
 from bench.httpload import HttpConnection, sign_in
@@ -237,12 +237,9 @@ def gc_between(before: dict[str, dict[float, float]], after: dict[str, dict[floa
         total = counts.get(float("inf"), 0.0)
         if not total:
             continue
-
-        def bound_at(share: float, counts: dict[float, float] = counts, total: float = total) -> float:
-            return 1000 * next(bound for bound, count in counts.items() if count >= share * total)
-
-        rows.append({"generation": int(generation), "collections": int(total), "p50 ms": bound_at(0.5),
-                     "p99 ms": bound_at(0.99), "max ms": bound_at(1.0),
+        rows.append({"generation": int(generation), "collections": int(total),
+                     "p50 ms": 1000 * bucket_bound(counts, 0.5), "p99 ms": 1000 * bucket_bound(counts, 0.99),
+                     "max ms": 1000 * bucket_bound(counts, 1.0),
                      "over 10 ms": int(total - counts.get(0.01, 0.0)),
                      "total ms": 1000 * (buckets[-1.0] - then.get(-1.0, 0.0))})
     return rows

@@ -25,7 +25,7 @@ import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CpuMeter, livevote_process, prepare, report, table
+from bench.common import CpuMeter, bucket_bound, livevote_process, prepare, report, table
 from bench.connect import storm
 from bench.httpload import HttpConnection, sign_in
 from bench.wsload import open_subscribed
@@ -53,8 +53,7 @@ async def scrape(port: int) -> tuple[dict[float, float], float]:
 def lag_p99(before: dict[float, float], after: dict[float, float]) -> tuple[float, float]:
     """p99 and the highest occupied bucket of the lag observed between two scrapes (bucket upper bounds)."""
     deltas = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
-    total = deltas[float("inf")]
-    p99 = next(bound for bound, count in deltas.items() if count >= 0.99 * total)
+    p99 = bucket_bound(deltas, 0.99)
     highest, previous = 0.0, 0.0
     for bound, count in deltas.items():
         if count > previous:
