@@ -69,7 +69,7 @@ class GuardedHTTPServer(HTTPServer):
     """tornado's HTTPServer with its own accept loop (plain TCP only: TLS ends in front of it)."""
 
     def initialize(  # type: ignore[override]  # tornado's Configurable: a subclass takes its own arguments
-        self, *args: Any, max_connections: int, metrics: Metrics, backed_up: Callable[[], bool] = lambda: False,
+        self, *args: Any, max_connections: int, metrics: Metrics, backed_up: Callable[[], bool],
         **kwargs: Any,
     ) -> None:
         super().initialize(*args, **kwargs)
