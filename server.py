@@ -37,7 +37,7 @@ from services.audit import COMMAND_LINE
 from services.config import Config, ConfigError, ConfigSources, load_config_and_sources
 from services.container import Services
 from services.errors import DomainError, Invalid
-from services.gc_pauses import freeze_start_up
+from services.gc_pauses import Freezer
 from services.models import User
 from services.schemas import ROLES, Registration, parse
 from services.wiring import (
@@ -98,7 +98,7 @@ async def serve(config: Config, sockets: list[socket.socket], worker: str | None
         raise_open_file_limit()
     app = make_app(services)
     server = http_server(app, services)
-    freeze_start_up()
+    Freezer().start()
     server.add_sockets(sockets)
     who = f"worker {worker} (pid {os.getpid()})" if worker else "livevote"
     log.info("%s listening on http://%s:%s", who, config.server.host, sockets[0].getsockname()[1])

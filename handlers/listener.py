@@ -146,6 +146,14 @@ class CountedStream(HeadLimitStream):
         super().__init__(connection, **kwargs)
         self._server: GuardedHTTPServer | None = server
 
+    def close(self, exc_info: Any = False) -> None:
+        """The error a stream closed on (a reset, most often) is kept without its traceback: the
+        traceback's frames hold the stream, a cycle that a frozen stream (services/gc_pauses.py)
+        would keep for good."""
+        super().close(exc_info)
+        if self.error is not None:
+            self.error.__traceback__ = None
+
     def close_fd(self) -> None:
         super().close_fd()
         if self._server is not None:

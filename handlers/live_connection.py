@@ -156,6 +156,7 @@ class LiveConnection(RequestHandler):
         self.services.heartbeat.remove(self)
         self.services.token_clock.forget(self)
         if self.peer is not None:
+            self.peer.depart()
             task = asyncio.ensure_future(self.services.hub.remove(self.peer))
             task.add_done_callback(_log_failure)
 

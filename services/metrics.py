@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Callable
 
@@ -69,6 +70,11 @@ class Metrics:
             "livevote_gc_pause_seconds", "How long each garbage collection stopped the process", ["generation"],
             buckets=GC_BUCKETS, registry=self.registry,
         )
+        self.gc_frozen = Gauge(
+            "livevote_gc_frozen_objects", "Objects frozen out of the garbage collector's sight (gc.freeze): start-up"
+            " and what lived through a tick, open sockets included", registry=self.registry,
+        )
+        self.gc_frozen.set_function(gc.get_freeze_count)
         self._gc_timer = GcPauseTimer(lambda generation, seconds: self.gc_pauses.labels(generation).observe(seconds))
         self._probe: asyncio.Task[None] | None = None
 

@@ -39,6 +39,29 @@ class Transport(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+class Departed:
+    """The transport of a peer whose connection closed: it takes nothing and holds nothing."""
+
+    __slots__ = ()
+
+    def sink(self) -> None:
+        return None
+
+    def write_frame(self, frame: bytes) -> bool:
+        return False
+
+    def drained(self) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+DEPARTED = Departed()
+
+
 @dataclass(frozen=True, slots=True)
 class Backpressure:
     """The slow-consumer rule, shared by every peer of a hub: how much may wait unsent, how long
@@ -110,6 +133,17 @@ class Peer:
                 return
             frame = frame[sent:]
         self._queue(frame)
+
+    def depart(self) -> None:
+        """The connection closed: from now on the peer writes nowhere, and lets go of its
+        transport and socket. The handler holds its peer and the peer held the handler: a cycle
+        that only a full collection frees, were it not broken here. Broken, a closed socket's
+        objects go by reference counting the moment tornado lets go of them, which is what lets
+        open sockets be frozen out of the collector (services/gc_pauses.py)."""
+        self.transport, self.direct = DEPARTED, None
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
 
     def _queue(self, frame: bytes) -> None:
         """A queued write is also how a socket that failed gets closed: the transport sees it."""
