@@ -8,7 +8,6 @@ every tracked object the process holds, so its pause grows with the open sockets
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
 from collections.abc import Callable
@@ -38,40 +37,32 @@ class GcPauseTimer:
             self._observe(info["generation"], time.perf_counter() - self._started)
 
 
-FREEZE_EVERY = 0.25
-"""Seconds between freezes. While 1,500 sockets a second connect, what a tick's collection walks
-(what came since the last one) stays within a few milliseconds."""
-
-
 class Freezer:
-    """Freezes (gc.freeze) whatever has lived through a tick, after collecting the garbage there is.
+    """Freezes (gc.freeze) what lives through the young generations, instead of letting it join
+    the oldest.
 
-    A full collection walks every object it has not been told to leave alone: with 10,000 open
-    sockets that was 100-290 ms, a pause every socket's next frame waited behind. What lives
-    through a tick is mostly what lives long (the services, the open sockets), so each tick
-    collects, then freezes what is left; each collection, the ticks' and Python's own, walks
-    only what came since. The first tick is at start: start-up is frozen before the first
-    connection. A frozen object is still freed by reference counting once its last reference
-    goes: a closed socket leaves no cycle (Peer.depart), so its objects go as before.
+    A full collection walks every object not frozen: with 10,000 open sockets that was
+    100-290 ms, a pause every socket's next frame waited behind. What survives two young
+    collections is mostly what lives long (the services, the open sockets), so it is frozen
+    the moment the middle generation's collection ends, and a full collection has next to
+    nothing to walk. Start-up is collected and frozen before the first connection. A frozen
+    object is still freed by reference counting once its last reference goes, but never as
+    part of a cycle: a closed connection leaves none (Peer.depart, tests/ops/test_gc_pauses.py).
     """
 
-    __slots__ = ("_every", "_timer")
-
-    def __init__(self, every: float = FREEZE_EVERY) -> None:
-        self._every = every
-        self._timer: asyncio.TimerHandle | None = None
+    __slots__ = ()
 
     def start(self) -> None:
-        self._tick()
+        gc.collect()
+        gc.freeze()
+        gc.callbacks.append(self._on_collection)
 
     def stop(self) -> None:
         """Gives the collector back everything frozen (start-up included)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._on_collection in gc.callbacks:
+            gc.callbacks.remove(self._on_collection)
         gc.unfreeze()
 
-    def _tick(self) -> None:
-        gc.collect()
-        gc.freeze()
-        self._timer = asyncio.get_running_loop().call_later(self._every, self._tick)
+    def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop" and info["generation"] == 1:
+            gc.freeze()

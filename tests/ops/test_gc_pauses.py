@@ -1,13 +1,11 @@
 """Open sockets are frozen out of the collector's sight, and what closes is still freed.
 
 A frozen object is never collected as part of a cycle: were a closed connection to leave one,
-it would stay for good. So the churn test runs `python server.py` (which freezes every tick)
-against every way a connection comes and goes: sockets subscribed and closed, or cut without
-a close frame, event streams, handshakes refused, REST requests. After the churn the frozen
-count must come back to what it was after the first round.
-
-The churn shows it end to end; `test_a_closed_connection_leaves_no_cycle` shows it for each
-way a connection ends, in this process, where the collector can be asked what it would free.
+it would stay for good. `test_a_closed_connection_leaves_no_cycle` asks the collector of this
+process, for each way a connection ends, what it would free of the server's. The churn runs
+`python server.py`, which freezes as it goes, against every way a connection comes and goes
+at once (sockets closed, cut or reset, event streams, handshakes refused, REST requests):
+after it, the frozen count must come back to what it was after warming up.
 """
 
 from __future__ import annotations
@@ -51,11 +49,11 @@ def collected(thing: object) -> bool:
     return any(each is thing for each in gc.get_objects())
 
 
-async def test_a_tick_collects_the_garbage_then_freezes_what_lives() -> None:
+def test_start_up_garbage_is_collected_and_the_rest_frozen() -> None:
     garbage = weakref.ref(Node())
     kept = Node()
     assert garbage() is not None, "a cycle outlives its last reference until a collection"
-    freezer = Freezer(every=3600)
+    freezer = Freezer()
     freezer.start()
     try:
         assert garbage() is None, "frozen, the cycle would have stayed for good"
@@ -63,6 +61,20 @@ async def test_a_tick_collects_the_garbage_then_freezes_what_lives() -> None:
     finally:
         freezer.stop()
     assert collected(kept), "stopped, the freezer gives everything back"
+
+
+def test_what_lives_through_the_young_generations_is_frozen() -> None:
+    freezer = Freezer()
+    freezer.start()
+    try:
+        garbage, kept = weakref.ref(Node()), Node()
+        gc.collect(0)
+        assert collected(kept), "one young collection: still young"
+        gc.collect(1)
+        assert garbage() is None, "a cycle that died young is collected"
+        assert not collected(kept), "through the middle generation: frozen"
+    finally:
+        freezer.stop()
 
 
 async def reset(sock: RawSocket) -> None:
