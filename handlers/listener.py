@@ -39,8 +39,11 @@ OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno
 """accept() errors that leave the connection queued: accepting again at once would fail again."""
 PAUSE = 0.1
 """Seconds between tries while descriptors are out: ten failed accepts a second cost nothing."""
-ACCEPT_BATCH = 128
-"""Connections accepted in one turn of the event loop, so that a storm does not starve the rest."""
+ACCEPT_BATCH = 16
+"""Connections accepted in one turn of the event loop, so that a storm does not starve the rest: as
+many as ws.max_handshakes by default. 128 let a storm's connections into the loop faster than
+their heads came, and turns of the loop with thousands of them in flight kept /healthz waiting
+(docs/performance.md, "Third fix")."""
 BACKED_UP_PAUSE = 0.005
 """Seconds between looks at whether the connections taken are still backed up."""
 LINGER = 1.0
