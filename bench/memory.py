@@ -187,7 +187,8 @@ async def main() -> None:
     print(table([{"file": name, "KiB/socket": size} for name, size in summary["by file KiB/socket"].items()],
                 ["file", "KiB/socket"]))
     gc_summary = summary["gc"]
-    print(f"\nGC: {gc_summary['tracked objects/socket']:.1f} tracked objects per socket; a full collection took "
+    print(f"\nGC: {gc_summary['tracked objects/socket']:.1f} tracked objects per socket that a full collection"
+          " walks (not the frozen); it took "
           f"{gc_summary['full collection ms before, after'][0]:.1f} ms before, "
           f"{gc_summary['full collection ms before, after'][1]:.1f} ms after "
           f"({gc_summary['full collection µs/socket']:.1f} µs per socket, tracemalloc on)")

@@ -72,7 +72,7 @@ class Metrics:
         )
         self.gc_frozen = Gauge(
             "livevote_gc_frozen_objects", "Objects frozen out of the garbage collector's sight (gc.freeze): start-up"
-            " and what lived through a tick, open sockets included", registry=self.registry,
+            " and what lived through the young generations, open sockets included", registry=self.registry,
         )
         self.gc_frozen.set_function(gc.get_freeze_count)
         self._gc_timer = GcPauseTimer(lambda generation, seconds: self.gc_pauses.labels(generation).observe(seconds))
