@@ -2,10 +2,11 @@
 
 A frozen object is never collected as part of a cycle: were a closed connection to leave one,
 it would stay for good. `test_a_closed_connection_leaves_no_cycle` asks the collector of this
-process, for each way a connection ends, what it would free of the server's. The churn runs
-`python server.py`, which freezes as it goes, against every way a connection comes and goes
-at once (sockets closed, cut or reset, event streams, handshakes refused, REST requests):
-after it, the frozen count must come back to what it was after warming up.
+process, for each way a connection ends (closed by the client, cut, reset, rate-limited,
+revoked, dropped for unanswered pings, event streams, handshakes refused), what it would free
+of the server's; the property test mixes them, several at once. The churn runs
+`python server.py`, which freezes as it goes, against every kind of connection at once: after
+it, the frozen count must come back to what it was after warming up.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ import gc
 import socket
 import struct
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.gc_pauses import Freezer
+from services.live.messages import CLOSE_RATE_LIMITED, CLOSE_REVOKED
 from tests.conftest import ServerFactory
 from tests.harness.environment import server_env
 from tests.harness.metrics import metric
 from tests.harness.raw_socket import RawSocket
-from tests.harness.server import sign_up, wait_for
+from tests.harness.server import JsonClient, LiveServer, UserClient, log_in, sign_up, wait_for
 from tests.harness.server_process import ServerProcess
 from tests.harness.sse_client import EventStreamClient, StreamRefused
 
@@ -77,18 +82,100 @@ def test_what_lives_through_the_young_generations_is_frozen() -> None:
         freezer.stop()
 
 
-async def reset(sock: RawSocket) -> None:
-    """Closed with a TCP reset (as a phone that loses its network, once it is back)."""
-    sock.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.sock.close()
+AT_ONCE = 5
+"""Connections of one kind that come and go together, in each of ROUNDS_EACH rounds."""
+ROUNDS_EACH = 3
 
 
-async def cut(sock: RawSocket) -> None:
+async def all_closed(server: JsonClient) -> None:
+    async def closed() -> bool:
+        return await metric(server, "livevote_connections_open") <= 1  # this /metrics request
+
+    await wait_for(closed, timeout=20, what="the connections closing")
+
+
+@dataclass
+class Visitor:
+    """Who opens the connections: a signed-in user, signed in again once a round ended its session."""
+
+    server: LiveServer
+    user: UserClient
+
+    async def subscribed(self) -> list[RawSocket]:
+        sockets = await asyncio.gather(*(RawSocket.connect(self.server.port, self.user.access_token)
+                                         for _ in range(AT_ONCE)))
+        await asyncio.gather(*(sock.subscribe("subject:1") for sock in sockets))
+        return list(sockets)
+
+
+async def closed_by_the_client(visitor: Visitor) -> None:
+    await asyncio.gather(*(sock.close() for sock in await visitor.subscribed()))
+
+
+async def cut(visitor: Visitor) -> None:
     """Closed without a close frame."""
-    sock.sock.close()
+    for sock in await visitor.subscribed():
+        sock.sock.close()
 
 
-ENDINGS = {"close frame": RawSocket.close, "cut": cut, "reset": reset}
+async def reset(visitor: Visitor) -> None:
+    """Closed with a TCP reset (as a phone that lost its network does, once it is back)."""
+    for sock in await visitor.subscribed():
+        sock.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.sock.close()
+
+
+async def closed_by_the_server(sockets: list[RawSocket], code: int) -> None:
+    for sock in sockets:
+        assert not await sock.read_until(lambda: False, timeout=10), "still open"
+        assert sock.close_code == code
+        sock.sock.close()
+
+
+async def rate_limited(visitor: Visitor) -> None:
+    sockets = await visitor.subscribed()
+    for sock in sockets:
+        for number in range(3):
+            await sock.send("ping", id=number)
+    await closed_by_the_server(sockets, CLOSE_RATE_LIMITED)
+
+
+async def revoked(visitor: Visitor) -> None:
+    sockets = await visitor.subscribed()
+    assert (await visitor.user.request("POST", "/api/auth/logout-all")).status == 204
+    await closed_by_the_server(sockets, CLOSE_REVOKED)
+    visitor.user = await log_in(visitor.server, visitor.user.username, visitor.user.password)
+
+
+async def unanswered_pings(visitor: Visitor) -> None:
+    """Sockets that read nothing, so answer no ping: dropped."""
+    sockets = await visitor.subscribed()
+    await all_closed(visitor.server)
+    for sock in sockets:
+        sock.sock.close()
+
+
+async def event_streams(visitor: Visitor) -> None:
+    streams = await asyncio.gather(*(
+        EventStreamClient.open(visitor.server.base_url, ["subject:1"], token=visitor.user.access_token)
+        for _ in range(AT_ONCE)
+    ))
+    await asyncio.gather(*(stream.close() for stream in streams))
+
+
+async def refused_handshakes(visitor: Visitor) -> None:
+    await asyncio.gather(*(refused(visitor.server.port) for _ in range(AT_ONCE)))
+
+
+ENDINGS: dict[str, Callable[[Visitor], Awaitable[None]]] = {
+    "closed by the client": closed_by_the_client, "cut": cut, "reset": reset, "rate limited": rate_limited,
+    "revoked": revoked, "pings unanswered": unanswered_pings, "event streams": event_streams,
+    "refused": refused_handshakes,
+}
+CONFIG: dict[str, dict[str, float]] = {
+    "rate limited": {"ws__rate_limit": 1, "ws__rate_burst": 2},  # the subscribe, one ping, then too many
+    "pings unanswered": {"ws__ping_interval": 0.05},
+}
 SERVER_SIDE = ("handlers.", "services.", "tornado.")
 
 
@@ -104,34 +191,55 @@ def server_garbage() -> list[str]:
         gc.garbage.clear()
 
 
-@pytest.mark.parametrize("ending", [*ENDINGS, "event stream", "refused"])
+@pytest.mark.parametrize("ending", ENDINGS)
 async def test_a_closed_connection_leaves_no_cycle(start_server: ServerFactory, ending: str) -> None:
     """Reference counting alone frees what a connection held, once it has closed, however it
     ended: a cycle would stay frozen for good."""
-    server = await start_server(ws__max_sockets_per_address=100, ws__max_sockets_per_token=100)
-    token = (await sign_up(server, "watcher")).access_token
-
-    async def all_gone() -> bool:
-        return await metric(server, "livevote_connections_open") <= 1  # this /metrics request
+    caps = {"ws__max_sockets_per_address": 100, "ws__max_sockets_per_token": 100}
+    server = await start_server(**caps, **CONFIG.get(ending, {}))
+    visitor = Visitor(server, await sign_up(server, "watcher"))
 
     async def come_and_go() -> None:
-        if ending == "event stream":
-            stream = await EventStreamClient.open(server.base_url, ["subject:1"], token=token)
-            await stream.close()
-        elif ending == "refused":
-            await refused(server.port)
-        else:
-            sock = await RawSocket.connect(server.port, token)
-            await sock.subscribe("subject:1")
-            await ENDINGS[ending](sock)
-        await wait_for(all_gone, timeout=10, what="the connection closing")
+        await ENDINGS[ending](visitor)
+        await all_closed(server)
 
     await come_and_go()  # once first: what is built on first use stays
     gc.collect()
     gc.disable()
     try:
-        for _ in range(10):
+        for _ in range(ROUNDS_EACH):
             await come_and_go()
+        assert server_garbage() == []
+    finally:
+        gc.enable()
+
+
+MIXED = {"ws__rate_limit": 1, "ws__rate_burst": 2, "ws__ping_interval": 0.5}
+"""Every ending's config at once: the unanswered pings take a second, no socket's subscribe
+and two pings run out of it meanwhile."""
+
+
+@pytest.fixture
+async def mixed(start_server: ServerFactory) -> Visitor:
+    server = await start_server(ws__max_sockets_per_address=100, ws__max_sockets_per_token=100, **MIXED)
+    visitor = Visitor(server, await sign_up(server, "watcher"))
+    for ending in ENDINGS.values():  # once first: what is built on first use stays
+        await ending(visitor)
+    await all_closed(server)
+    return visitor
+
+
+@settings(max_examples=8)
+@given(endings=st.lists(st.sampled_from(sorted(ENDINGS)), min_size=2, max_size=5))
+async def test_connections_ending_every_way_at_once_leave_no_cycle(mixed: Visitor, endings: list[str]) -> None:
+    """The endings above, several at once in any mix: no cycle between connections either."""
+    gc.collect()
+    gc.disable()
+    try:
+        await asyncio.gather(*(ENDINGS[name](mixed) for name in endings if name != "revoked"))
+        if "revoked" in endings:  # last: it ends every socket of the session, the others' too
+            await revoked(mixed)
+        await all_closed(mixed.server)
         assert server_garbage() == []
     finally:
         gc.enable()
@@ -173,11 +281,7 @@ async def one_round(server: ServerProcess, token: str) -> int:
     for sock in sockets[half:]:  # cut, no close frame
         sock.sock.close()
     await asyncio.gather(*(stream.close() for stream in streams))
-
-    async def all_gone() -> bool:
-        return await metric(server, "livevote_connections_open") <= 1  # this /metrics request
-
-    await wait_for(all_gone, timeout=20, what="every connection closing")
+    await all_closed(server)
     return SOCKETS + len(streams) + 3 * (SOCKETS // 4) + 1
 
 
