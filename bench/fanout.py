@@ -474,7 +474,8 @@ def workers_against_one(by_target: dict[str, dict[int, dict[str, Any]]]) -> list
                     "one process delivered/s": alone["delivered/s"],
                     "ratio": step["delivered/s"] / alone["delivered/s"],
                     "server µs/frame": step["server µs/frame"], "one process µs/frame": alone["server µs/frame"],
-                    "µs ratio": step["server µs/frame"] / alone["server µs/frame"],
+                    "µs ratio": step["server µs/frame"] / alone["server µs/frame"]
+                    if alone["server µs/frame"] else None,  # a step too light for CPU ticks to time
                     "redis share %": step["redis share %"], "one process redis share %": alone["redis share %"],
                     "client cpu %": step["client cpu %"], "one process client cpu %": alone["client cpu %"],
                     "cores other %": step["cores other %"], "one process cores other %": alone["cores other %"],
