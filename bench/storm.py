@@ -24,9 +24,11 @@
 
 Not modelled: a page's fallback to the event stream when its socket does not go live within
 3 s, and its token renewal before such a retry; every page here keeps to the WebSocket.
-The client's CPU % is reported: at 100 % the client, not the server, bounds the figures. Its
-garbage collector is paused during the storm: full collections over 10,000 pages stalled it
-for seconds. `--profile FILE` runs py-spy (`pip install py-spy`) on the new process.
+The client's CPU % is reported: at 100 % the client, not the server, bounds the figures. It
+runs on uvloop and its garbage collector is paused during the storm: on asyncio's own loop it
+lagged 0.4-0.6 s in the storm's first second and a half, and the connections whose requests it
+was late to send were taken by the server meanwhile (docs/performance.md); full collections
+over 10,000 pages stalled it for seconds. `--profile FILE` runs py-spy (`pip install py-spy`) on the new process.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -629,4 +632,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

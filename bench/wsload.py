@@ -14,6 +14,7 @@ import os
 import struct
 from collections.abc import Callable
 from ssl import SSLContext
+from typing import cast
 
 OnPayload = Callable[[bytes], None]
 ZERO_MASK = b"\x00\x00\x00\x00"
@@ -43,8 +44,7 @@ class WsClient(asyncio.Protocol):
         self.on_text: OnPayload | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
 
     def send_text(self, payload: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
