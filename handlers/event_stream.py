@@ -151,8 +151,6 @@ class EventStream(LiveConnection):
             stream.close()
             self.leave()
             self.application.log_request(self)
-            # tornado breaks this cycle (_break_cycles) once a request finishes: this one never does
-            self.ui = None  # type: ignore[assignment]
 
     def _take_connection(self) -> IOStream:
         """Write the head, then take the connection over from tornado."""

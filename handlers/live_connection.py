@@ -150,8 +150,11 @@ class LiveConnection(RequestHandler):
             self.services.handshakes.end_turn()
 
     def leave(self) -> None:
-        """The connection closed: its place, its pings, its token's clock, the hub."""
+        """The connection closed: its place, its pings, its token's clock, the hub; and the cycle
+        between the handler and its template namespace, which tornado breaks (_break_cycles) once
+        a request finishes, and a live connection's request never does."""
         self.closed = True
+        self.ui = None  # type: ignore[assignment]
         self.release()
         self.services.heartbeat.remove(self)
         self.services.token_clock.forget(self)
