@@ -11,6 +11,10 @@ it to end, then go together in the next one, each in its own savepoint (a write
 that fails is undone alone and fails alone), and every one is answered after
 that transaction's commit. A busy server then pays one thread switch and one
 fsync per group instead of per write; an idle one still commits each at once.
+
+Reads go in groups the same way, each on its own (no transaction): a reconnect storm
+brings a session read and a user read per handshake, and one thread switch per read
+cost more than the reads themselves (docs/performance.md, "Every page its own session").
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +144,8 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 @dataclass
-class _Write:
-    """One caller's write in a group: run on the thread, answered on the loop."""
+class _Call:
+    """One caller's read or write in a group: run on the thread, answered on the loop."""
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
@@ -164,53 +168,71 @@ class _Write:
             self.answer.set_exception(self.error)
 
 
+class _Groups:
+    """Calls waiting for the database thread: each trip there takes all that waited, by `trip`."""
+
+    def __init__(self, trip: Callable[[list[_Call]], Awaitable[None]]) -> None:
+        self._trip = trip
+        self._waiting: list[_Call] = []
+        self._taking: asyncio.Task[None] | None = None
+
+    async def join(self, call: _Call) -> Any:
+        self._waiting.append(call)
+        if self._taking is None:
+            self._taking = asyncio.ensure_future(self._take_waiting())
+        return await call.answer
+
+    async def idle(self) -> None:
+        if self._taking is not None:
+            await self._taking
+
+    async def _take_waiting(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    await self._trip(group)
+                except Exception as exc:  # the trip itself: busy, disk full, the connection closed
+                    for call in group:
+                        call.error = exc
+                for call in group:
+                    call.settle()
+        finally:
+            self._taking = None
+
+
 class SqliteDatabase:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
-        self._waiting: list[_Write] = []
-        self._committer: asyncio.Task[None] | None = None
+        self._writes = _Groups(lambda group: self._run(self._transaction, _run_group, group))
+        self._reads = _Groups(lambda group: self._run(_run_each, self._connection(), group))
 
     async def open(self) -> bool:
         """Connect and migrate; True when the file was just created."""
         return await self._run(self._open)
 
     async def close(self) -> None:
-        if self._committer is not None:
-            await self._committer
+        await self._writes.idle()
+        await self._reads.idle()
         if self._conn is not None:
             await self._run(self._connection().close)
             self._conn = None
         self._executor.shutdown(wait=True)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(connection, *args)` on the database thread, outside a transaction."""
-        return await self._run(fn, self._connection(), *args)
+        """Run `fn(connection, *args)` on the database thread, outside a transaction, with the
+        other reads that arrived meanwhile (see the module docstring)."""
+        self._connection()
+        result: T = await self._reads.join(_Call(fn, args))
+        return result
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(connection, *args)` on the database thread, atomically, and return once it
         is committed (with the writes that arrived meanwhile: see the module docstring)."""
-        write = _Write(fn, args)
-        self._waiting.append(write)
-        if self._committer is None:
-            self._committer = asyncio.ensure_future(self._commit_waiting())
-        result: T = await write.answer
+        result: T = await self._writes.join(_Call(fn, args))
         return result
-
-    async def _commit_waiting(self) -> None:
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting, []
-                try:
-                    await self._run(self._transaction, _run_group, group)
-                except Exception as exc:  # the transaction itself: busy, disk full
-                    for write in group:
-                        write.error = exc
-                for write in group:
-                    write.settle()
-        finally:
-            self._committer = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -253,7 +275,12 @@ def _unavailable(exc: sqlite3.OperationalError) -> Unavailable:
     return Unavailable(f"The database is busy or unreadable ({exc}); try again shortly.")
 
 
-def _run_group(conn: sqlite3.Connection, group: list[_Write]) -> None:
+def _run_each(conn: sqlite3.Connection, group: list[_Call]) -> None:
+    for read in group:
+        read.run(conn)
+
+
+def _run_group(conn: sqlite3.Connection, group: list[_Call]) -> None:
     """Inside one transaction, each write in a savepoint: one that fails leaves nothing behind."""
     for write in group:
         conn.execute("SAVEPOINT one_write")
