@@ -45,7 +45,7 @@ class Freezer:
     100-290 ms, a pause every socket's next frame waited behind. What survives two young
     collections is mostly what lives long (the services, the open sockets), so it is frozen
     the moment the middle generation's collection ends, and a full collection has next to
-    nothing to walk. Start-up is collected and frozen before the first connection. A frozen
+    nothing to walk. Start-up is frozen before the first connection. A frozen
     object is still freed by reference counting once its last reference goes, but never as
     part of a cycle: a closed connection leaves none (Peer.depart, tests/ops/test_gc_pauses.py).
     """
@@ -53,7 +53,9 @@ class Freezer:
     __slots__ = ()
 
     def start(self) -> None:
-        gc.collect()
+        """The young generations are collected first; a full collection here found nothing to
+        free and held back the first connection by ~17 ms (docs/performance.md, "Start-up")."""
+        gc.collect(1)
         gc.freeze()
         gc.callbacks.append(self._on_collection)
 

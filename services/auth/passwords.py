@@ -63,7 +63,9 @@ _registration_hashing = ThreadPoolExecutor(
 class Passwords:
     def __init__(self, time_cost: int, memory_kib: int, parallelism: int) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
-        self._dummy_hash = self._hasher.hash("livevote timing equaliser")
+        self._dummy_hash = _registration_hashing.submit(self._hasher.hash, "livevote timing equaliser")
+        """Hashed off the event loop, at low priority: on the loop it held back the first connection
+        of a restarted server by ~115 ms (docs/performance.md, "Start-up")."""
         self._slots = asyncio.Semaphore(CORES)
         self._registration_slots = asyncio.Semaphore(REGISTRATION_SLOTS)
 
@@ -88,9 +90,10 @@ class Passwords:
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """Checks against a dummy hash when there is no user, so both failures take as long."""
+        checked: str = password_hash if password_hash is not None else await asyncio.wrap_future(self._dummy_hash)
         async with self._slots:
             return await asyncio.get_running_loop().run_in_executor(
-                None, self._verify, password_hash or self._dummy_hash, password, password_hash is not None
+                None, self._verify, checked, password, password_hash is not None
             )
 
     def _verify(self, password_hash: str, password: str, real: bool) -> bool:
