@@ -1,14 +1,18 @@
 """A reconnect storm: thousands of live pages lose their server at once and come back.
 
-    python bench/storm.py [--sockets 10000] [--signal kill|term] [--deadline 60] [--profile FILE]
+    python bench/storm.py [--sockets 10000] [--users N] [--signal kill|term] [--deadline 60] [--profile FILE]
 
 1. One livevote process (`python server.py`, embedded mode) on core 0; this client on core 1.
-   A few votes are cast, so that the counts a page shows are not all zero.
+   A few votes are cast, so that the counts a page shows are not all zero. `--users` accounts
+   sign in (one per page by default, as in a school: every page its own session; fewer, and
+   pages share their sessions in turn), with argon2 as cheap as in bench/votes.py, since
+   sign-in is not what is measured. The server is then restarted, so that what the sign-ins
+   left in its memory is not counted.
 2. `--sockets` pages connect gradually (200 at a time, as bench/idle.py does): each one a
    WebSocket with the bearer subprotocol (`livevote.v1, bearer.<jwt>`) that subscribes to
    subject:1 on `welcome` and is live once its snapshot shows the store's counts. RSS per
    socket, as bench/idle.py measures it: RSS with every page live minus RSS before any
-   socket (and before the sign-in: the restarted process signs nobody in), per socket.
+   socket, per socket.
 3. The server is killed (`kill`: SIGKILL, the sockets just drop; `term`: SIGTERM, the server
    closes them with 1001 and drains) and, once it is gone, started again on the same port.
    Every page reconnects as the page's live client (static/js/live-client.js) does: after a
@@ -144,7 +148,6 @@ class Storm:
     """What every page shares: where to connect, what the store's counts are, every attempt."""
 
     port: int
-    token: str
     counts: dict[int, tuple[int, int]]
     timeout: float
     attempts: list[Attempt] = field(default_factory=list)
@@ -154,8 +157,9 @@ class Page:
     """A page's live channel: connect, subscribe on `welcome`, live on a snapshot with the
     store's counts; on any close, back off and connect again, until stopped."""
 
-    def __init__(self, storm: Storm) -> None:
+    def __init__(self, storm: Storm, token: str) -> None:
         self.storm = storm
+        self.token = token
         self.failures = 0
         self.live: asyncio.Event = asyncio.Event()
         self.live_at = 0.0
@@ -204,7 +208,7 @@ class Page:
                 await connect(
                     self.storm.port,
                     "/ws",
-                    {"Sec-WebSocket-Protocol": f"livevote.v1, bearer.{self.storm.token}"},
+                    {"Sec-WebSocket-Protocol": f"livevote.v1, bearer.{self.token}"},
                     factory=lambda: connection,
                     timeout=self.storm.timeout,
                 )
@@ -256,6 +260,20 @@ async def store_counts(port: int, token: str, *, vote: bool = False) -> dict[int
     finally:
         await http.close()
     return {item["no"]: (item["good_count"], item["bad_count"]) for item in orjson.loads(body)}
+
+
+async def sign_in_many(port: int, users: int, at_once: int = 16) -> list[str]:
+    """An access token of each of `users` new accounts, each its own session."""
+    turns = asyncio.Semaphore(at_once)
+
+    async def one(index: int) -> str:
+        async with turns:
+            return await sign_in(port, f"bench{index}")
+
+    started = time.monotonic()
+    tokens = await asyncio.gather(*(one(index) for index in range(users)))
+    print(f"{users} accounts signed in in {time.monotonic() - started:.1f} s", flush=True)
+    return list(tokens)
 
 
 async def until_serving(port: int) -> None:
@@ -487,6 +505,7 @@ async def main() -> None:
         default="kill",
         help="kill: SIGKILL (sockets drop); term: SIGTERM (closed with 1001, then drained)",
     )
+    parser.add_argument("--users", type=int, help="accounts the pages sign in as (default: one per page)")
     parser.add_argument("--deadline", type=float, default=60.0, help="s after listening before a page counts as stuck")
     parser.add_argument("--timeout", type=float, default=30.0, help="s an attempt may take to go live")
     parser.add_argument(
@@ -498,17 +517,22 @@ async def main() -> None:
     pin_client()
     work = Path(tempfile.mkdtemp(prefix="livevote-storm-"))
     port = free_port()
-    server = livevote_process("livevote", work, port, None).start(work)
+    server = livevote_process("livevote", work, port, None, auth__argon2_memory_kib=8192, auth__argon2_time_cost=1,
+                              auth__register_attempts=1_000_000).start(work)
     pages: list[Page] = []
     try:
         await wait_for_port(port)
         await until_serving(port)
+        tokens = await sign_in_many(port, options.users or options.sockets)
+        token = tokens[0]
+        counts = await store_counts(port, token, vote=True)
+        server, _ = await restart(server, work, "term")
+        await wait_for_port(port)
+        await until_serving(port)
         await asyncio.sleep(options.settle)
         baseline = rss_kib(server.pid)
-        token = await sign_in(port)
-        counts = await store_counts(port, token, vote=True)
-        storm = Storm(port, token, counts, options.timeout)
-        pages = [Page(storm) for _ in range(options.sockets)]
+        storm = Storm(port, counts, options.timeout)
+        pages = [Page(storm, tokens[index % len(tokens)]) for index in range(options.sockets)]
         connect_s = await connect_gradually(pages)
         await asyncio.sleep(options.settle)
         gradual = rss_kib(server.pid)
@@ -625,6 +649,7 @@ async def main() -> None:
         first_101_s=served,
         listen_overflows=overflows,
         slow_tcp_connects=slow_syn,
+        users=options.users or options.sockets,
         options={**vars(options), "profile": str(options.profile)},
     )
     if stuck:

@@ -87,5 +87,14 @@ async def test_storm_brings_every_page_back(tmp_path: Path) -> None:
     [row] = result["rows"]
     assert row["stuck"] == 0 and row["100 % live s"] is not None, row
     assert row["pages"] == 200 and row["handshakes/s"] > 0, row
+    assert result["users"] == 200, "every page its own session"
     stages = {stage["stage"]: stage["attempts"] for stage in result["stages"]}
     assert stages["snapshot"] >= 200, stages
+
+
+async def test_restart_brings_a_page_back_on_each_new_process(tmp_path: Path) -> None:
+    """bench/restart.py: each restarted process listens, upgrades the page and sends its snapshot."""
+    result = await run_bench(tmp_path, "restart", "--restarts", "2")
+    [row] = result["rows"]
+    assert row["restarts"] == 2, row
+    assert 0 < row["listening to 101 p50 ms"] <= row["listening to live p50 ms"] <= row["listening to live max ms"], row
