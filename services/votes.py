@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import orjson
 
 from services.backends.store import Store
+from services.cancellation import cancel_and_wait
 from services.events import ALL_VOTES, PUBLISH_RETRY_DELAYS, EventBus, subject_votes
 from services.metrics import Metrics
 from services.models import Counts, VoteResult, VoteValue
@@ -83,8 +84,7 @@ class VoteService:
         if self._publishing is not None:
             await self._publishing
         if self._republishing is not None:
-            self._republishing.cancel()
-            await asyncio.gather(self._republishing, return_exceptions=True)
+            await cancel_and_wait(self._republishing)
 
     def _announce(self, change: Change) -> None:
         self._outbox.append(change)

@@ -51,6 +51,7 @@ from services.auth.tokens import (
     new_refresh_token,
 )
 from services.backends.sessions import Outcome, SessionRecord, SessionStore
+from services.cancellation import cancel_and_wait
 from services.config import AuthConfig
 from services.errors import Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from services.events import PUBLISH_RETRY_DELAYS, REVOKED, EventBus
@@ -126,9 +127,7 @@ class SessionService:
         self._events.listen_resync(self._on_gap)
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(task) for task in list(self._background)))
 
     def _on_gap(self) -> None:
         self._track(self._recheck_active())

@@ -26,6 +26,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from services.backends.broker import Broker, BrokerHandler
 from services.backends.broker_redis_subscriber import NETWORK_ERRORS, NodeSubscriber
+from services.cancellation import cancel_and_wait
 
 log = logging.getLogger("livevote.broker")
 
@@ -68,8 +69,7 @@ class ClusterBroker(Broker):
 
     async def close(self) -> None:
         if self._rehoming is not None:
-            self._rehoming.cancel()
-            await asyncio.gather(self._rehoming, return_exceptions=True)
+            await cancel_and_wait(self._rehoming)
         for subscriber in self._subscribers.values():
             await subscriber.close()
         await self._cluster.aclose()

@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from services.backends.broker import BrokerHandler
+from services.cancellation import cancel_and_wait
 
 log = logging.getLogger("livevote.broker")
 
@@ -85,8 +86,7 @@ class NodeSubscriber:
 
     async def close(self) -> None:
         if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.wait([self._reader])
+            await cancel_and_wait(self._reader)
             self._reader = None
         await self._pool.aclose()
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 
 from services.backends.presence import Presence, PresenceCount
+from services.cancellation import cancel_and_wait
 from services.errors import Unavailable
 from services.live.hub import Hub
 
@@ -37,9 +38,7 @@ class PresenceService:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._presence.leave()
 
     async def count(self) -> PresenceCount:
