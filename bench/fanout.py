@@ -433,6 +433,11 @@ async def measure(target: Target, redis_url: str, redis_pid: int, sockets: int, 
     return measured
 
 
+def cpu_ratio(measured: float, baseline: float) -> float | None:
+    """None where the baseline read no CPU: a step too light for the 10 ms CPU ticks to time."""
+    return measured / baseline if baseline else None
+
+
 def sse_against_ws(by_target: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per step both transports took (same sockets, same rate): the server's CPU per delivered
     frame over SSE against over WebSocket, with latency and delivery beside it."""
@@ -446,9 +451,9 @@ def sse_against_ws(by_target: dict[str, dict[int, dict[str, Any]]]) -> list[dict
             rows.append({
                 "sockets": sockets, "rate": step["rate"],
                 "ws µs/frame": ws["server µs/frame"], "sse µs/frame": step["server µs/frame"],
-                "ratio": step["server µs/frame"] / ws["server µs/frame"],
+                "ratio": cpu_ratio(step["server µs/frame"], ws["server µs/frame"]),
                 "ws full µs/frame": ws["full µs/frame"], "sse full µs/frame": step["full µs/frame"],
-                "full ratio": step["full µs/frame"] / ws["full µs/frame"],
+                "full ratio": cpu_ratio(step["full µs/frame"], ws["full µs/frame"]),
                 "ws p99 ms": ws["p99 ms"], "sse p99 ms": step["p99 ms"],
                 "ws delivered %": ws["delivered %"], "sse delivered %": step["delivered %"],
             })
@@ -474,8 +479,7 @@ def workers_against_one(by_target: dict[str, dict[int, dict[str, Any]]]) -> list
                     "one process delivered/s": alone["delivered/s"],
                     "ratio": step["delivered/s"] / alone["delivered/s"],
                     "server µs/frame": step["server µs/frame"], "one process µs/frame": alone["server µs/frame"],
-                    "µs ratio": step["server µs/frame"] / alone["server µs/frame"]
-                    if alone["server µs/frame"] else None,  # a step too light for CPU ticks to time
+                    "µs ratio": cpu_ratio(step["server µs/frame"], alone["server µs/frame"]),
                     "redis share %": step["redis share %"], "one process redis share %": alone["redis share %"],
                     "client cpu %": step["client cpu %"], "one process client cpu %": alone["client cpu %"],
                     "cores other %": step["cores other %"], "one process cores other %": alone["cores other %"],
