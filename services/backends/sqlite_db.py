@@ -224,7 +224,7 @@ class SqliteDatabase:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(connection, *args)` on the database thread, outside a transaction, with the
         other reads that arrived meanwhile (see the module docstring)."""
-        self._connection()
+        self._connection()  # not open: the caller's error now, not its group's later
         result: T = await self._reads.join(_Call(fn, args))
         return result
 

@@ -169,6 +169,42 @@ async def test_reads_together_are_answered_as_if_alone(
             assert isinstance(answer, Refused) and answer.args == (7,)
 
 
+@given(ops=st.lists(st.sampled_from(["read", "write", "failing write"]), min_size=1, max_size=30))
+async def test_a_read_sees_every_write_answered_before_it_was_asked(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[str]
+) -> None:
+    """Reads and writes queue apart, each group on its own trips: a read asked after a write was
+    answered sees it, whatever else is in flight, and no read sees a write that failed."""
+    database = SqliteDatabase(tmp_path_factory.mktemp("mixed") / "m.db")
+    await database.open()
+    await database.write(_create)
+    answered: set[int] = set()
+    failing = {key for key, op in enumerate(ops) if op == "failing write"}
+
+    async def put(key: int) -> None:
+        try:
+            await database.write(_put, key, key in failing)
+        except Refused:
+            assert key in failing
+        else:
+            answered.add(key)
+
+    async def read() -> None:
+        asked_after = set(answered)
+        seen = set(await database.read(_keys, 2))
+        assert asked_after <= seen, f"answered before the read, not seen: {asked_after - seen}"
+        assert not seen & failing
+
+    try:
+        calls = []
+        for key, op in enumerate(ops):  # one a turn: each arrives while those before are in flight
+            calls.append(asyncio.ensure_future(read() if op == "read" else put(key)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*calls)
+    finally:
+        await database.close()
+
+
 async def test_reads_that_arrive_while_the_thread_is_busy_take_one_trip(items: CountedTrips) -> None:
     """A reconnect storm's session and user reads: one thread switch for all that queued."""
     await items.write(_put, 1, False)
